@@ -1,0 +1,254 @@
+"""The Python API; the CLI is a thin layer over it.
+
+Configuration is read here, at the edge, and passed down as values.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+
+from . import config
+from . import gateway as gw
+from . import queue as q
+from .backends import Backend, get_backend, resolve_backend_name
+from .environment import exported_environment
+from .errors import BadInput, KbatchError
+from .options import SPEC_OPTION_NAMES
+from .records import JobRecord, JobState, now
+from .spec import JobSpec, build_spec
+
+
+def _config_layer() -> dict[str, Any]:
+    return {
+        "output": config.get("output"),
+        "dask_workers": str(config.get("dask.workers", "0")),
+        "backend": config.get("backend"),
+    }
+
+
+def _raw_options(options: dict[str, Any]) -> dict[str, Any]:
+    """API keyword arguments as raw option values (``dask_workers=4`` → ``"4"``)."""
+    unknown = sorted(set(options) - set(SPEC_OPTION_NAMES))
+    if unknown:
+        raise BadInput(f"unknown option {unknown[0]!r}; allowed: {', '.join(SPEC_OPTION_NAMES)}")
+    raw: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in ("env", "dask_option") and isinstance(value, dict):
+            raw[key] = tuple(f"{k}={v}" for k, v in value.items())
+        elif key in ("env", "dask_option"):
+            raw[key] = tuple(str(v) for v in value)
+        elif key == "dask_workers" and isinstance(value, (tuple, list)):
+            raw[key] = ":".join(str(v) for v in value)
+        else:
+            raw[key] = str(value)
+    return raw
+
+
+def make_spec(script: str, args: Sequence[str] = (), **options: Any) -> JobSpec:
+    """Validate a submission without submitting it (what ``--dry-run`` shows)."""
+    return build_spec(script, tuple(args), _raw_options(options), config=_config_layer())
+
+
+def submit_spec(spec: JobSpec) -> Job:
+    """Submit a validated spec to its backend."""
+    backend = get_backend(spec.backend)
+    environment = exported_environment(spec.export, spec.env, os.environ)
+    record = backend.submit(spec, environment)
+    return Job(record, backend)
+
+
+def submit(script: str, *args: str, **options: Any) -> Job:
+    """Submit ``script`` as a batch job and return at once.
+
+    Options are the submit options of the CLI, by their long names with ``_``
+    (``dask_workers="2:10"`` or ``(2, 10)``, ``time="1:00:00"``, ``env={"A": "1"}``).
+
+    >>> job = submit("train.py", "--epochs", "3", dask_workers=4)  # doctest: +SKIP
+    >>> job.wait()  # doctest: +SKIP
+    <JobState.SUCCEEDED: 'SUCCEEDED'>
+    """
+    return submit_spec(make_spec(script, args, **options))
+
+
+def _backend(name: str | None) -> Backend:
+    return get_backend(name or str(config.get("backend") or "auto"))
+
+
+def get_job(job_id: str, backend: str | None = None) -> Job:
+    """The job with this id.
+
+    >>> get_job("k3x9q").state  # doctest: +SKIP
+    <JobState.RUNNING: 'RUNNING'>
+    """
+    b = _backend(backend)
+    return Job(b.get(job_id), b)
+
+
+def list_records(
+    *,
+    all: bool = False,
+    states: Sequence[JobState] = (),
+    user: str | None = None,
+    backend: str | None = None,
+    live: bool = True,
+) -> list[JobRecord]:
+    """Job records for the queue, joined with their clusters' live state.
+
+    Without ``all``: active jobs and those that ended in the last
+    ``kbatch.queue.recent-hours``.
+    """
+    b = _backend(backend)
+    since = None if all else now() - timedelta(hours=float(config.get("queue.recent-hours", 24)))
+    records = b.list(ended_since=since)
+    if states:
+        records = [r for r in records if r.state in states]
+    if user:
+        records = [r for r in records if r.user == user]
+    if not live:
+        return records
+    settings = _gateway_settings(b, records)
+    return q.collect(records, settings, float(config.get("queue.live-timeout", 1.0)))
+
+
+def _gateway_settings(backend: Backend, records: list[JobRecord]) -> gw.GatewaySettings | None:
+    if not any(r.dask and r.dask.cluster for r in records):
+        return None
+    home = getattr(backend, "home", None)
+    user = records[0].user
+    try:
+        return gw.resolve(home or "", user, start=False)
+    except KbatchError:
+        return None
+
+
+def jobs(**filters: Any) -> list[Job]:
+    """This user's jobs (``all=True`` includes ended ones older than a day).
+
+    >>> [j.id for j in jobs(states=[JobState.RUNNING])]  # doctest: +SKIP
+    ['k3x9q']
+    """
+    b = _backend(filters.get("backend"))
+    return [Job(r, b) for r in list_records(**filters)]
+
+
+class Job:
+    """A handle on a submitted job."""
+
+    def __init__(self, record: JobRecord, backend: Backend) -> None:
+        self._record = record
+        self._backend = backend
+
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def record(self) -> JobRecord:
+        """The job's record as last fetched (see :meth:`refresh`)."""
+        return self._record
+
+    def refresh(self) -> JobRecord:
+        self._record = self._backend.get(self.id)
+        return self._record
+
+    @property
+    def state(self) -> JobState:
+        """The job's current state (fetched fresh unless it has ended)."""
+        if not self._record.state.is_terminal():
+            self.refresh()
+        return self._record.state
+
+    @property
+    def cluster_name(self) -> str | None:
+        d = self.refresh().dask
+        return d.cluster if d else None
+
+    @property
+    def dashboard_link(self) -> str | None:
+        d = self.refresh().dask
+        return d.dashboard if d else None
+
+    def wait(self, timeout: float | None = None, poll: float = 0.25) -> JobState:
+        """Block until the job ends; raise TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.refresh().state.is_terminal():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} still {self._record.state.value} after {timeout} s")
+            time.sleep(poll)
+        return self._record.state
+
+    def logs(self, follow: bool = False) -> Iterator[str] | str:
+        """The job's output: a string, or with ``follow`` an iterator of chunks until the job ends."""
+        chunks = self._backend.logs(self.id, follow=follow)
+        return chunks if follow else "".join(chunks)
+
+    def cancel(self) -> JobState:
+        self._record = self._backend.cancel(self.id)
+        return self._record.state
+
+    def __repr__(self) -> str:
+        r = self._record
+        return f"<Job {r.id} {r.name!r} {r.state.value}>"
+
+    def _repr_html_(self) -> str:
+        r = self._record
+        dash = r.dask.dashboard if r.dask else None
+        link = f' — <a href="{html.escape(dash)}" target="_blank">dashboard</a>' if dash else ""
+        return f"<b>Job {html.escape(r.id)}</b> {html.escape(r.name)}: <code>{r.state.value}</code>{link}"
+
+
+def show_record(job_id: str, backend: str | None = None) -> JobRecord:
+    """One job's record, joined with its cluster's live state."""
+    b = _backend(backend)
+    record = b.get(job_id)
+    return q.collect([record], _gateway_settings(b, [record]), float(config.get("queue.live-timeout", 1.0)))[0]
+
+
+def _local_home() -> str:
+    from .backends.local import LocalBackend
+
+    return LocalBackend().home
+
+
+def gateway_start() -> str:
+    """Start the embedded gateway if it is not running; say where it listens."""
+    from .spec import current_user
+
+    if config.gateway_address():
+        return f"A gateway is configured (gateway.address = {config.gateway_address()}); nothing to start."
+    settings = gw.resolve(_local_home(), current_user(), start=True)
+    assert settings is not None
+    return f"Embedded Dask-Gateway running at {settings.address}"
+
+
+def gateway_stop() -> str:
+    """Stop the embedded gateway (and its clusters)."""
+    from . import embedded
+
+    stopped = embedded.stop(_local_home())
+    return "Embedded Dask-Gateway stopped" if stopped else "Embedded Dask-Gateway was not running"
+
+
+def gateway_status() -> tuple[bool, str]:
+    """Whether the embedded gateway runs, and a line saying so."""
+    from . import embedded
+    from .spec import current_user
+
+    if config.gateway_address():
+        return True, f"Using the configured gateway at {config.gateway_address()} (gateway.address)"
+    home = _local_home()
+    server = embedded.status(home, current_user())
+    if server is None:
+        return False, "Embedded Dask-Gateway not running (jobs start it when they need it)"
+    return True, f"Embedded Dask-Gateway running at {server.address} (pid {server.pid}, log {server.log})"
+
+
+def backend_name(name: str | None = None) -> str:
+    return resolve_backend_name(name or str(config.get("backend") or "auto"))

@@ -1,0 +1,55 @@
+"""Where jobs run. Every backend speaks the small :class:`Backend` protocol and
+turns its native objects into :class:`~kbatch_dask.records.JobRecord` at its
+boundary; nothing above a backend sees a backend's own types."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Protocol
+
+from ..errors import BadInput
+from ..records import JobRecord
+from ..spec import JobSpec
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+class Backend(Protocol):
+    name: str
+
+    def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
+        """Create the job and return at once with its first record."""
+
+    def list(self, *, ended_since: datetime | None = None) -> list[JobRecord]:
+        """This user's jobs: all active ones, and ended ones since ``ended_since`` (all if None)."""
+
+    def get(self, job_id: str) -> JobRecord:
+        """One job; :class:`~kbatch_dask.errors.JobNotFound` if unknown."""
+
+    def logs(self, job_id: str, follow: bool = False) -> Iterator[str]:
+        """The job's output, in chunks; with ``follow``, until the job ends."""
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Stop the job (and its cluster); returns the job's final record."""
+
+
+def resolve_backend_name(name: str) -> str:
+    """``auto`` means kubernetes inside a pod with a service account, else local."""
+    if name != "auto":
+        return name
+    in_pod = os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(SERVICE_ACCOUNT_DIR)
+    return "kubernetes" if in_pod else "local"
+
+
+def get_backend(name: str = "auto") -> Backend:
+    """The backend called ``name`` (``auto``, ``local`` or ``kubernetes``)."""
+    name = resolve_backend_name(name)
+    if name == "local":
+        from .local import LocalBackend
+
+        return LocalBackend()
+    if name == "kubernetes":
+        raise BadInput("--backend kubernetes: not available in this version; use --backend local")
+    raise BadInput(f"--backend {name!r}: expected auto, local or kubernetes")

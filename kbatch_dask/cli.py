@@ -1,0 +1,344 @@
+"""The ``kbatch`` and ``kqueue`` commands: parse, call the API, render, map errors
+to exit codes. Nothing else in the package prints or exits."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, NoReturn
+
+import click
+
+from .errors import KbatchError
+from .options import SPEC_OPTIONS
+
+OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
+SUBMIT_FLAGS = ("--wait", "-W", "--parsable", "--dry-run")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kbatch-dask")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _value_options() -> set[str]:
+    return {flag for o in SPEC_OPTIONS for flag in o.opts}
+
+
+def _long_options() -> set[str]:
+    return {flag for o in SPEC_OPTIONS for flag in o.opts if flag.startswith("--")}
+
+
+def split_submit_args(args: list[str]) -> list[str]:
+    """Reorder ``kbatch [OPTS] SCRIPT [ARGS]`` so that click sees kbatch's options first.
+
+    Before the script, every option is kbatch's. After it, kbatch's *long*
+    options (``--dask-workers 2``, ``--wait``) are still kbatch's; anything
+    else, and everything after ``--``, belongs to the script.
+
+    >>> split_submit_args(["train.py", "--dask-workers", "2", "--epochs", "3", "-o", "x"])
+    ['--dask-workers', '2', 'train.py', '--epochs', '3', '-o', 'x']
+    """
+    takes_value = _value_options()
+    longs = _long_options()
+    head: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--" or not token.startswith("-") or token == "-":
+            break
+        head.append(token)
+        if token in takes_value:
+            if i + 1 < len(args):
+                head.append(args[i + 1])
+            i += 1
+        i += 1
+    if i >= len(args):
+        return head
+    if args[i] == "--":
+        i += 1
+        if i >= len(args):
+            return head
+    script, rest = args[i], args[i + 1 :]
+    moved: list[str] = []
+    script_args: list[str] = []
+    j = 0
+    while j < len(rest):
+        token = rest[j]
+        if token == "--":
+            script_args += rest[j + 1 :]
+            break
+        name = token.split("=", 1)[0]
+        if name in longs or (token in SUBMIT_FLAGS and token.startswith("--")):
+            moved.append(token)
+            if "=" not in token and token in longs and token in takes_value and j + 1 < len(rest):
+                moved.append(rest[j + 1])
+                j += 1
+        else:
+            script_args.append(token)
+        j += 1
+    return head + moved + [script] + script_args
+
+
+class KbatchGroup(click.Group):
+    """A group whose default command is ``submit``: ``kbatch train.py`` submits."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        group_flags = {"--help", "-h", "--version", "--debug"}
+        first = next((a for a in args if a not in group_flags), None)
+        if first is not None and first not in self.commands:
+            index = args.index(first)
+            args = [*args[:index], "submit", *args[index:]]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=KbatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version=_version(), prog_name="kbatch")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Run scripts as batch jobs with their own Dask cluster.
+
+    \b
+      kbatch train.py --dask-workers 20     submit; prints the job id
+      kbatch queue                          jobs, states, workers, dashboards
+      kbatch logs JOB -f                    follow a job's output
+    """
+    ctx.obj = {"debug": debug}
+
+
+@cli.command(
+    "submit",
+    context_settings={"allow_interspersed_args": False},
+    epilog="After SCRIPT, kbatch's long options still apply; other arguments, and "
+    "everything after --, go to the script. #KBATCH lines at the top of the script "
+    "take the same options.",
+)
+@click.option("-W", "--wait", is_flag=True, help="Wait for the job to end; exit with its exit code.")
+@click.option("--parsable", is_flag=True, help="Print only the job id.")
+@click.option("--dry-run", is_flag=True, help="Validate and print what would be submitted; create nothing.")
+@click.argument("script")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def submit_cmd(wait: bool, parsable: bool, dry_run: bool, script: str, args: tuple[str, ...], **options: Any) -> None:
+    """Submit SCRIPT as a batch job (the default command)."""
+    from . import api, render
+
+    spec = api.make_spec(script, args, **options)
+    if dry_run:
+        click.echo(render.to_yaml({"backend": api.backend_name(spec.backend), "spec": spec.to_dict()}))
+        return
+    job = api.submit_spec(spec)
+    if parsable:
+        click.echo(job.id)
+    else:
+        click.echo(f"Submitted job {job.id} ({job.record.name}); output: {job.record.output}")
+    if wait:
+        _exit_with_job(job)
+
+
+for _option in reversed(SPEC_OPTIONS):
+    submit_cmd.params.insert(0, _option)
+
+
+def _exit_with_job(job: Any, timeout: float | None = None) -> NoReturn:
+    state = job.wait(timeout=timeout)
+    record = job.record
+    code = record.exit_code if record.exit_code is not None else 1
+    if state.value != "SUCCEEDED":
+        click.echo(f"Job {job.id} {state.value}: {record.reason or f'exit code {code}'}", err=True)
+    sys.exit(code if state.value == "SUCCEEDED" else (code or 1))
+
+
+def _render_records(records: list[Any], output: str) -> str:
+    from . import render
+
+    if output == "json":
+        return render.to_json([r.to_dict() for r in records])
+    if output == "yaml":
+        return render.to_yaml([r.to_dict() for r in records])
+    return render.table(records, wide=output == "wide")
+
+
+@cli.command("queue")
+@click.option("--all", "show_all", is_flag=True, help="Include jobs that ended more than a day ago.")
+@click.option("--state", "states", metavar="STATE[,STATE]", help="Only jobs in these states.")
+@click.option("-u", "--user", help="Only jobs of this user.")
+@click.option("--me", is_flag=True, help="Only your own jobs.")
+@click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True)
+@click.option("--watch", is_flag=True, help="Redraw every 2 seconds until interrupted.")
+@click.option("--backend", metavar="local|kubernetes", help="Which backend's jobs to list.")
+def queue_cmd(
+    show_all: bool, states: str | None, user: str | None, me: bool, output: str, watch: bool, backend: str | None
+) -> None:
+    """List jobs with their state, live Dask workers and dashboard."""
+    from . import api
+    from .records import JobState
+    from .spec import current_user
+
+    wanted = JobState.parse_list(states) if states else ()
+    who = current_user() if me else user
+    while True:
+        records = api.list_records(all=show_all, states=wanted, user=who, backend=backend)
+        text = _render_records(records, output)
+        if not watch:
+            click.echo(text)
+            return
+        click.clear()
+        click.echo(f"{time.strftime('%H:%M:%S')}  (Ctrl-C to stop)\n{text}")
+        try:
+            time.sleep(2)
+        except KeyboardInterrupt:
+            return
+
+
+@cli.command("show")
+@click.argument("job_id", metavar="JOB")
+@click.option("-o", "--output", type=click.Choice(("table", "json", "yaml")), default="table", show_default=True)
+@click.option("--backend", metavar="local|kubernetes")
+def show_cmd(job_id: str, output: str, backend: str | None) -> None:
+    """Show everything known about one job."""
+    from . import api, render
+
+    record = api.show_record(job_id, backend)
+    if output == "json":
+        click.echo(render.to_json(record.to_dict()))
+    elif output == "yaml":
+        click.echo(render.to_yaml(record.to_dict()))
+    else:
+        click.echo(render.show(record))
+
+
+@cli.command("logs")
+@click.argument("job_id", metavar="JOB")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing output until the job ends.")
+@click.option("--backend", metavar="local|kubernetes")
+def logs_cmd(job_id: str, follow: bool, backend: str | None) -> None:
+    """Print a job's output."""
+    from . import api
+
+    job = api.get_job(job_id, backend)
+    try:
+        for chunk in job._backend.logs(job.id, follow=follow):
+            click.echo(chunk, nl=False)
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command("cancel")
+@click.argument("job_ids", metavar="JOB...", nargs=-1, required=True)
+@click.option("--backend", metavar="local|kubernetes")
+def cancel_cmd(job_ids: tuple[str, ...], backend: str | None) -> None:
+    """Cancel jobs; their Dask clusters are stopped."""
+    from . import api
+
+    failed = False
+    for job_id in job_ids:
+        try:
+            job = api.get_job(job_id, backend)
+            was = job.record.state
+            state = job.cancel()
+        except KbatchError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            failed = True
+            continue
+        if was.is_terminal():
+            click.echo(f"Job {job_id} had already ended ({state.value})")
+        else:
+            click.echo(f"Job {job_id} {state.value}")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command("wait")
+@click.argument("job_id", metavar="JOB")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="Give up after this long (exit 1).")
+@click.option("--backend", metavar="local|kubernetes")
+def wait_cmd(job_id: str, timeout: float | None, backend: str | None) -> None:
+    """Wait for a job to end; exit with its exit code."""
+    from . import api
+
+    job = api.get_job(job_id, backend)
+    try:
+        _exit_with_job(job, timeout)
+    except TimeoutError as exc:
+        raise KbatchError(str(exc)) from None
+
+
+@cli.group("gateway")
+def gateway_group() -> None:
+    """The embedded local Dask-Gateway (used when no gateway.address is configured)."""
+
+
+@gateway_group.command("start")
+def gateway_start() -> None:
+    """Start the embedded gateway (jobs start it on first need anyway)."""
+    from . import api
+
+    click.echo(api.gateway_start())
+
+
+@gateway_group.command("stop")
+def gateway_stop() -> None:
+    """Stop the embedded gateway and the clusters it runs."""
+    from . import api
+
+    click.echo(api.gateway_stop())
+
+
+@gateway_group.command("status")
+def gateway_status() -> None:
+    """Say whether the embedded gateway runs, and where; exit 1 if not."""
+    from . import api
+
+    running, text = api.gateway_status()
+    click.echo(text)
+    if not running:
+        sys.exit(1)
+
+
+def _run(command: click.Command, args: list[str] | None, prog: str) -> NoReturn:
+    args = list(sys.argv[1:] if args is None else args)
+    debug = "--debug" in args
+    try:
+        code = command.main(args=args, prog_name=prog, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.UsageError as exc:
+        if debug:
+            raise
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        code = 2
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        code = 1
+    except KbatchError as exc:
+        if debug:
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def main(args: list[str] | None = None) -> NoReturn:
+    """Entry point of ``kbatch``."""
+    args = list(sys.argv[1:] if args is None else args)
+    lead = []
+    while args and args[0] == "--debug":
+        lead.append(args.pop(0))
+    if args and args[0] == "submit":
+        args = ["submit", *split_submit_args(args[1:])]
+    elif args and args[0] not in cli.commands and args[0] not in ("--help", "-h", "--version"):
+        args = ["submit", *split_submit_args(args)]
+    _run(cli, lead + args, "kbatch")
+
+
+def kqueue_main(args: list[str] | None = None) -> NoReturn:
+    """Entry point of ``kqueue`` (``kbatch queue``)."""
+    _run(queue_cmd, args, "kqueue")

@@ -1,0 +1,69 @@
+"""The driver of a local job: reads its job directory, reports into its record."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+
+from .. import config, gateway
+from ..backends.local_store import JobDir
+from ..records import DaskInfo, JobState, now
+from .supervisor import Supervisor
+
+log = logging.getLogger("kbatch_dask.driver")
+
+
+class LocalReporter:
+    """Records progress in the job's ``record.json``."""
+
+    def __init__(self, jobdir: JobDir) -> None:
+        self.jobdir = jobdir
+
+    def started(self) -> None:
+        self.jobdir.update_record(state=JobState.RUNNING, started=now(), pid=os.getpid(), host=socket.gethostname())
+
+    def cluster(self, name: str, dashboard: str | None) -> None:
+        record = self.jobdir.read_record()
+        workers = record.dask.workers if record.dask else "?"
+        self.jobdir.update_record(dask=DaskInfo(workers=workers, cluster=name, dashboard=dashboard))
+
+    def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None:
+        self.jobdir.update_record(state=state, exit_code=exit_code, reason=reason, finished=now())
+
+    def cancel_requested(self) -> bool:
+        return self.jobdir.cancel_requested
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    jobdir = JobDir(os.path.abspath(argv[0]))
+    spec = jobdir.load_spec()
+    record = jobdir.read_record()
+    home = os.environ.get("KBATCH_DASK_HOME") or os.path.dirname(os.path.dirname(jobdir.path))
+    supervisor = Supervisor(
+        spec=spec,
+        job_id=jobdir.id,
+        script=jobdir.script_path,
+        environment=jobdir.load_environment(),
+        reporter=LocalReporter(jobdir),
+        gateway_settings=lambda: _require(gateway.resolve(home, spec.user, start=True)),
+        output=record.output or os.path.join(spec.workdir, f"kbatch-{jobdir.id}.out"),
+        error=_expand_error(spec, jobdir.id),
+        kill_grace=float(config.get("driver.kill-grace", 10)),
+        gateway_retry=float(config.get("driver.gateway-retry", 60)),
+        log=log.info,
+    )
+    return supervisor.run()
+
+
+def _require(settings: gateway.GatewaySettings | None) -> gateway.GatewaySettings:
+    assert settings is not None  # resolve(start=True) always returns settings
+    return settings
+
+
+def _expand_error(spec, job_id: str) -> str | None:  # type: ignore[no-untyped-def]
+    from ..spec import expand_pattern
+
+    return expand_pattern(spec.error, job_id, spec.name, spec.user, spec.workdir) if spec.error else None

@@ -1,0 +1,257 @@
+"""The supervisor: creates the job's cluster, runs the runner, always cleans up.
+
+It is the driver's first process (PID 1 of a pod, the detached local process).
+User code runs in a separate runner process, so that a segfault, an OOM kill
+or ``os._exit`` there cannot take the cluster's cleanup with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import IO, Protocol, TypeVar
+
+from .. import gateway as gw
+from ..errors import GatewayError, GatewayUnreachable
+from ..gateway import GatewaySettings
+from ..records import JobState
+from ..spec import JobSpec
+
+RUNNER_MODULE = "kbatch_dask.runner"
+T = TypeVar("T")
+
+
+class Reporter(Protocol):
+    """Where the supervisor records the job's progress (state file, Job annotations)."""
+
+    def started(self) -> None: ...
+
+    def cluster(self, name: str, dashboard: str | None) -> None: ...
+
+    def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None: ...
+
+    def cancel_requested(self) -> bool: ...
+
+
+@dataclass
+class Outcome:
+    state: JobState
+    exit_code: int | None
+    reason: str | None
+
+
+class Cancelled(Exception):
+    """SIGTERM/SIGINT arrived before the runner was started."""
+
+
+class Supervisor:
+    def __init__(
+        self,
+        spec: JobSpec,
+        job_id: str,
+        script: str,
+        environment: Mapping[str, str],
+        reporter: Reporter,
+        gateway_settings: Callable[[], GatewaySettings],
+        output: str,
+        error: str | None,
+        kill_grace: float = 10.0,
+        gateway_retry: float = 60.0,
+        start_timeout: float = 120.0,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.spec = spec
+        self.job_id = job_id
+        self.script = script
+        self.environment = dict(environment)
+        self.reporter = reporter
+        self.gateway_settings = gateway_settings
+        self.output = output
+        self.error = error
+        self.kill_grace = kill_grace
+        self.gateway_retry = gateway_retry
+        self.start_timeout = start_timeout
+        self.log = log
+        self.runner: subprocess.Popen[bytes] | None = None
+        self.signalled: int | None = None
+        self.timed_out = False
+        self.settings: GatewaySettings | None = None
+        self.cluster_name: str | None = None
+
+    # -- entry ------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run the job to its end; returns the driver's exit code."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        self.reporter.started()
+        out, err = self._open_outputs()
+        outcome = Outcome(JobState.FAILED, None, "driver error")
+        try:
+            if self.spec.workers:
+                self._start_cluster()
+            outcome = self._run_runner(out, err)
+        except Cancelled:
+            outcome = self._signal_outcome(None)
+        except GatewayError as exc:
+            outcome = Outcome(JobState.FAILED, None, str(exc))
+        except Exception as exc:  # the driver's own failure must still clean up
+            outcome = Outcome(JobState.FAILED, None, f"driver error: {exc!r}")
+            self.log(f"driver error: {exc!r}")
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self._stop_cluster()
+            if outcome.state is not JobState.SUCCEEDED and outcome.reason:
+                _note(err or out, f"kbatch: job {self.job_id} {outcome.state.value}: {outcome.reason}")
+            for f in {out, err} - {None}:
+                assert f is not None
+                f.close()
+            self.reporter.finished(outcome.state, outcome.exit_code, outcome.reason)
+        code = outcome.exit_code
+        return code if code is not None else 1
+
+    # -- signals ----------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: types.FrameType | None) -> None:
+        if self.signalled is None:
+            self.signalled = signum
+        if self.runner is None:
+            raise Cancelled()
+        with contextlib.suppress(ProcessLookupError):
+            self.runner.send_signal(signal.SIGTERM)
+
+    def _signal_outcome(self, exit_code: int | None) -> Outcome:
+        if self.timed_out:
+            return Outcome(JobState.TIMEOUT, exit_code, f"time limit of {self.spec.time_limit} s reached")
+        if self.reporter.cancel_requested():
+            return Outcome(JobState.CANCELLED, exit_code, "cancelled by user")
+        name = signal.Signals(self.signalled or signal.SIGTERM).name
+        return Outcome(JobState.FAILED, exit_code, f"driver received {name}")
+
+    # -- cluster ----------------------------------------------------------------
+
+    def _start_cluster(self) -> None:
+        workers = self.spec.workers
+        assert workers is not None
+        deadline = time.monotonic() + self.gateway_retry
+        settings = _retrying(self.gateway_settings, deadline, self.log)
+        self.settings = settings
+        name = _retrying(lambda: gw.create_cluster(settings, self.spec.cluster_options()), deadline, self.log)
+        self.cluster_name = name
+        info = _retrying(lambda: gw.wait_running(settings, name, self.start_timeout), deadline, self.log)
+        if workers.adaptive:
+            gw.adapt(settings, name, workers.minimum, workers.maximum)
+        else:
+            gw.scale(settings, name, workers.maximum)
+        self.log(f"cluster {name} running: {info.dashboard}")
+        self.reporter.cluster(name, info.dashboard)
+
+    def _stop_cluster(self) -> None:
+        if not self.cluster_name or not self.settings:
+            return
+        for attempt in range(5):
+            try:
+                gw.stop_cluster(self.settings, self.cluster_name)
+                self.log(f"cluster {self.cluster_name} stopped")
+                return
+            except GatewayError as exc:
+                self.log(f"stopping cluster {self.cluster_name} failed ({exc}); retrying")
+                time.sleep(min(2**attempt, 10))
+        self.log(f"could not stop cluster {self.cluster_name}")
+
+    # -- runner -----------------------------------------------------------------
+
+    def _open_outputs(self) -> tuple[IO[bytes] | None, IO[bytes] | None]:
+        out = _open_append(self.output, self.log)
+        err = _open_append(self.error, self.log) if self.error and self.error != self.output else None
+        return out, err
+
+    def _runner_env(self) -> dict[str, str]:
+        env = dict(self.environment)
+        env["KBATCH_DASK_JOB_ID"] = self.job_id
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.settings:
+            env.update(self.settings.env)
+        if self.cluster_name:
+            env["KBATCH_DASK_CLUSTER"] = self.cluster_name
+        return env
+
+    def _run_runner(self, out: IO[bytes] | None, err: IO[bytes] | None) -> Outcome:
+        if self.signalled is not None:
+            raise Cancelled()
+        cmd = [sys.executable, "-m", RUNNER_MODULE, self.script, *self.spec.args]
+        self.runner = subprocess.Popen(
+            cmd,
+            cwd=self.spec.workdir,
+            env=self._runner_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out or subprocess.DEVNULL,
+            stderr=err or out or subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self.spec.time_limit if self.spec.time_limit else None
+        killed_at: float | None = None
+        while True:
+            try:
+                code = self.runner.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            current = time.monotonic()
+            if deadline and current >= deadline and not self.timed_out:
+                self.timed_out = True
+                self.runner.send_signal(signal.SIGTERM)
+            if (self.timed_out or self.signalled) and killed_at is None:
+                killed_at = current + self.kill_grace
+            if killed_at is not None and current >= killed_at:
+                self.runner.kill()
+                killed_at = float("inf")
+        exit_code = 128 - code if code < 0 else code
+        if self.timed_out or self.signalled is not None:
+            return self._signal_outcome(exit_code)
+        if code == 0:
+            return Outcome(JobState.SUCCEEDED, 0, None)
+        if code < 0:
+            name = signal.Signals(-code).name
+            return Outcome(JobState.FAILED, exit_code, f"killed by signal {-code} ({name})")
+        return Outcome(JobState.FAILED, code, f"exit code {code}")
+
+
+def _retrying(call: Callable[[], T], deadline: float, log: Callable[[str], None]) -> T:
+    """Retry ``call`` while the gateway is unreachable, with backoff, until ``deadline``."""
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except GatewayUnreachable as exc:
+            if time.monotonic() + delay > deadline:
+                raise GatewayError(f"{exc} (gave up retrying)") from None
+            log(f"{exc}; retrying in {delay:.1f} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _open_append(path: str | None, log: Callable[[str], None]) -> IO[bytes] | None:
+    if not path:
+        return None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, "ab", buffering=0)
+    except OSError as exc:
+        log(f"cannot open output file {path}: {exc}")
+        return None
+
+
+def _note(f: IO[bytes] | None, line: str) -> None:
+    """A line from kbatch itself in the job's output, like slurmstepd's."""
+    if f is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        f.write(f"{line}\n".encode())

@@ -1,0 +1,45 @@
+"""The errors kbatch-dask raises, one tree users can catch.
+
+::
+
+    KbatchError                  base class; the CLI prints "Error: <message>", exit 1
+    ├── BadInput                 bad option, size, time, directive or script; exit 2
+    ├── JobNotFound              no job with that id
+    ├── GatewayError             the Dask-Gateway refused a request
+    │   └── GatewayUnreachable   ... or could not be reached (worth retrying)
+    └── BackendError             the backend (local state, Kubernetes API) failed
+"""
+
+from __future__ import annotations
+
+
+class KbatchError(Exception):
+    """Base class of every error kbatch-dask raises on purpose."""
+
+    exit_code = 1
+
+
+class BadInput(KbatchError, ValueError):
+    """User input that cannot be accepted; the message says what is allowed."""
+
+    exit_code = 2
+
+
+class JobNotFound(KbatchError, LookupError):
+    """No job with the given id is known to the backend."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id!r} (see `kbatch queue --all` for known jobs)")
+        self.job_id = job_id
+
+
+class GatewayError(KbatchError):
+    """The Dask-Gateway could not be reached or refused a request."""
+
+
+class GatewayUnreachable(GatewayError):
+    """The Dask-Gateway did not answer (connection refused, timeout, 5xx)."""
+
+
+class BackendError(KbatchError):
+    """The backend could not carry out a request."""

@@ -1,0 +1,263 @@
+"""The one place that knows how to reach the Dask-Gateway.
+
+:func:`resolve` decides which gateway a job uses: the configured one
+(``gateway.address`` in dask config, as in daskhub images) or the embedded one.
+:func:`connect` builds a ``dask_gateway.Gateway`` (imported only then: it is
+slow to import); the queue uses the plain-HTTP :func:`list_clusters` and
+:func:`live_workers`, which answer the same questions much faster.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import config, embedded
+from .errors import GatewayError, GatewayUnreachable
+
+if TYPE_CHECKING:
+    from dask_gateway import Gateway
+
+ALL_STATUSES = "PENDING,RUNNING,STOPPING,STOPPED,FAILED"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """How to reach one gateway; ``env`` points dask-gateway clients at it."""
+
+    address: str
+    proxy_address: str | None
+    public_address: str
+    auth_type: str | None
+    auth_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    embedded: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What the gateway reports about one cluster."""
+
+    name: str
+    status: str
+    dashboard: str | None
+
+
+def resolve(home: str, username: str, *, start: bool) -> GatewaySettings | None:
+    """The gateway jobs use. With ``start``, an embedded gateway is started if
+    needed; without, None is returned when no gateway is running."""
+    address = config.gateway_address()
+    if address:
+        import dask.config
+
+        public = dask.config.get("gateway.public-address", default=None) or address
+        return GatewaySettings(
+            address=address,
+            proxy_address=dask.config.get("gateway.proxy-address", default=None),
+            public_address=str(public),
+            auth_type=dask.config.get("gateway.auth.type", default=None),
+            auth_kwargs=dask.config.get("gateway.auth.kwargs", default=None) or {},
+        )
+    server = (
+        embedded.ensure_running(home, username, config.get("embedded-gateway", {}) or {})
+        if start
+        else embedded.status(home, username)
+    )
+    if server is None:
+        return None
+    return GatewaySettings(
+        address=server.address,
+        proxy_address=server.proxy_address,
+        public_address=server.address,
+        auth_type="basic",
+        auth_kwargs={"username": server.username, "password": server.password},
+        env=server.dask_config_env(),
+        embedded=True,
+    )
+
+
+def get_auth(auth_type: str, **kwargs: Any) -> Any:
+    from dask_gateway.auth import BasicAuth, JupyterHubAuth, get_auth
+
+    if auth_type == "basic":
+        return BasicAuth(**kwargs)
+    if auth_type == "jupyterhub":
+        return JupyterHubAuth(**kwargs)
+    return get_auth(auth_type)
+
+
+def connect(settings: GatewaySettings) -> Gateway:
+    """A ``dask_gateway.Gateway`` client for ``settings``."""
+    from dask_gateway import Gateway
+
+    auth = get_auth(settings.auth_type, **dict(settings.auth_kwargs)) if settings.auth_type else None
+    return Gateway(
+        address=settings.address,
+        proxy_address=settings.proxy_address,
+        public_address=settings.public_address,
+        auth=auth,
+    )
+
+
+def _auth_header(settings: GatewaySettings) -> dict[str, str] | None:
+    """Headers for plain HTTP requests, or None for auth types only dask-gateway speaks."""
+    if settings.auth_type in (None, "basic"):
+        kw = settings.auth_kwargs
+        user = kw.get("username") or os.environ.get("USER", "user")
+        basic = base64.b64encode(f"{user}:{kw.get('password') or ''}".encode()).decode()
+        return {"Authorization": f"Basic {basic}"}
+    if settings.auth_type == "jupyterhub":
+        token = settings.auth_kwargs.get("api_token") or os.environ.get("JUPYTERHUB_API_TOKEN")
+        return {"Authorization": f"token {token}"} if token else None
+    return None
+
+
+def _absolute(public_address: str, route: str | None) -> str | None:
+    if not route:
+        return None
+    return f"{public_address.rstrip('/')}{route}"
+
+
+def request(settings: GatewaySettings, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+    """One call to the gateway's HTTP API; the JSON answer (None if empty).
+
+    Connection trouble raises :class:`GatewayUnreachable` (worth retrying); a
+    refusal raises :class:`GatewayError` with the gateway's reason.
+    """
+    headers = _auth_header(settings)
+    if headers is None:
+        raise GatewayError(f"auth type {settings.auth_type!r} is only supported through dask-gateway")
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers = {**headers, "Content-Type": "application/json"}
+    url = f"{settings.address.rstrip('/')}{path}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:
+        reason = exc.reason
+        with contextlib.suppress(Exception):
+            reason = json.loads(exc.read()).get("error") or reason
+        if exc.code >= 500 or exc.code in (502, 503, 504):
+            raise GatewayUnreachable(
+                f"the Dask-Gateway at {settings.address} failed: HTTP {exc.code} {reason}"
+            ) from None
+        error = GatewayError(f"the Dask-Gateway refused {method} {path}: HTTP {exc.code} {reason}")
+        error.status = exc.code  # type: ignore[attr-defined]
+        raise error from None
+    except (OSError, ValueError) as exc:
+        raise GatewayUnreachable(f"the Dask-Gateway at {settings.address} is unreachable: {exc}") from None
+    return json.loads(raw) if raw.strip() else None
+
+
+def _fallback(settings: GatewaySettings) -> bool:
+    return _auth_header(settings) is None
+
+
+def list_clusters(settings: GatewaySettings, timeout: float = 10.0) -> dict[str, ClusterInfo]:
+    """All of this user's clusters the gateway still knows, by name (one request)."""
+    if _fallback(settings):
+        gateway = connect(settings)
+        try:
+            reports = gateway.list_clusters(status=ALL_STATUSES.split(","))
+        finally:
+            gateway.close()
+        return {r.name: ClusterInfo(r.name, r.status.name, r.dashboard_link) for r in reports}
+    data = request(settings, "GET", f"/api/v1/clusters/?status={ALL_STATUSES}", timeout=timeout) or {}
+    return {
+        name: ClusterInfo(name, c["status"], _absolute(settings.public_address, c.get("dashboard_route")))
+        for name, c in data.items()
+    }
+
+
+def create_cluster(settings: GatewaySettings, options: Mapping[str, Any]) -> str:
+    """Ask for a new cluster; returns its name at once (it starts in the background)."""
+    if _fallback(settings):
+        gateway = connect(settings)
+        try:
+            return str(gateway.submit(**options))
+        except ValueError as exc:
+            raise GatewayError(str(exc)) from None
+        finally:
+            gateway.close()
+    try:
+        answer = request(settings, "POST", "/api/v1/clusters/", {"cluster_options": dict(options)})
+    except GatewayUnreachable:
+        raise
+    except GatewayError as exc:
+        raise GatewayError(f"the Dask-Gateway refused to create a cluster: {exc}") from None
+    return str(answer["name"])
+
+
+def wait_running(settings: GatewaySettings, name: str, timeout: float) -> ClusterInfo:
+    """Wait until the cluster runs; GatewayError if it failed or did not start in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = request(settings, "GET", f"/api/v1/clusters/{name}?wait", timeout=30)
+        status = data["status"]
+        if status == "RUNNING":
+            return ClusterInfo(name, status, _absolute(settings.public_address, data.get("dashboard_route")))
+        if status in ("STOPPING", "STOPPED", "FAILED"):
+            raise GatewayError(f"the Dask cluster {name} {status.lower()} while starting")
+        if time.monotonic() > deadline:
+            raise GatewayError(f"the Dask cluster {name} did not start within {timeout:.0f} s")
+
+
+def scale(settings: GatewaySettings, name: str, workers: int) -> None:
+    request(settings, "POST", f"/api/v1/clusters/{name}/scale", {"count": workers})
+
+
+def adapt(settings: GatewaySettings, name: str, minimum: int, maximum: int) -> None:
+    request(
+        settings, "POST", f"/api/v1/clusters/{name}/adapt", {"minimum": minimum, "maximum": maximum, "active": True}
+    )
+
+
+def stop_cluster(settings: GatewaySettings, name: str, timeout: float = 10.0) -> None:
+    """Stop a cluster; a cluster that is already gone counts as stopped."""
+    if _fallback(settings):
+        gateway = connect(settings)
+        try:
+            gateway.stop_cluster(name)
+        finally:
+            gateway.close()
+        return
+    try:
+        request(settings, "DELETE", f"/api/v1/clusters/{name}", timeout=timeout)
+    except GatewayError as exc:
+        if getattr(exc, "status", None) != 404:
+            raise
+
+
+def _counts_url(dashboard: str) -> str:
+    base = dashboard[: -len("/status")] if dashboard.endswith("/status") else dashboard.rstrip("/")
+    return f"{base}/json/counts.json"
+
+
+def live_workers(dashboards: Iterable[str], timeout: float = 1.0) -> dict[str, int | None]:
+    """Live worker counts from each dashboard's ``json/counts.json``, read
+    concurrently; None where the count could not be read in time."""
+    links = list(dict.fromkeys(dashboards))
+    if not links:
+        return {}
+
+    def fetch(link: str) -> int | None:
+        try:
+            with urllib.request.urlopen(_counts_url(link), timeout=timeout) as resp:
+                return int(json.load(resp)["workers"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(16, len(links))) as pool:
+        return dict(zip(links, pool.map(fetch, links), strict=False))

@@ -1,0 +1,117 @@
+"""Turning job records into text: tables (slurm-style), JSON and YAML. Pure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from .records import JobRecord
+from .units import format_duration
+
+TABLE_COLUMNS = ("JOBID", "NAME", "STATE", "TIME", "WORKERS", "DASHBOARD")
+WIDE_COLUMNS = (
+    "JOBID", "NAME", "USER", "STATE", "SUBMITTED", "TIME", "WORKERS",
+    "REASON/EXIT", "CLUSTER", "DASHBOARD", "OUTPUT",
+)  # fmt: skip
+MAX_NAME = 24
+
+
+def workers_cell(record: JobRecord) -> str:
+    """``live/requested``: ``2/2``, ``3/2-20``; ``?`` when the live count is unknown.
+
+    >>> from kbatch_dask.records import DaskInfo, JobState, now
+    >>> r = JobRecord("a", "n", "u", "local", JobState.RUNNING, now(), "s", dask=DaskInfo("2:20", live_workers=3))
+    >>> workers_cell(r)
+    '3/2-20'
+    """
+    d = record.dask
+    if d is None:
+        return "-"
+    requested = d.workers.replace(":", "-")
+    if record.state.is_terminal() or d.cluster_status not in (None, "RUNNING", "PENDING"):
+        live = "0" if d.cluster_status else "-"
+    elif d.live_workers is None:
+        live = "?"
+    else:
+        live = str(d.live_workers)
+    return f"{live}/{requested}"
+
+
+def _reason(record: JobRecord) -> str:
+    if record.reason:
+        return record.reason
+    if record.exit_code is not None:
+        return f"exit code {record.exit_code}"
+    return ""
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _row(record: JobRecord, wide: bool, at: datetime | None) -> list[str]:
+    d = record.dask
+    dashboard = (d.dashboard or "") if d and record.state.value in ("RUNNING", "PENDING") else ""
+    if wide:
+        return [
+            record.id,
+            record.name,
+            record.user,
+            record.state.value,
+            record.submitted.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            format_duration(record.elapsed(at)),
+            workers_cell(record),
+            _reason(record),
+            (d.cluster or "") if d else "",
+            (d.dashboard or "") if d else "",
+            record.output or "",
+        ]
+    return [
+        record.id,
+        _short(record.name, MAX_NAME),
+        record.state.value,
+        format_duration(record.elapsed(at)),
+        workers_cell(record),
+        dashboard,
+    ]
+
+
+def table(records: Sequence[JobRecord], wide: bool = False, at: datetime | None = None) -> str:
+    """Aligned columns, header first; the last column is not padded."""
+    header = list(WIDE_COLUMNS if wide else TABLE_COLUMNS)
+    rows = [header] + [_row(r, wide, at) for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False)] + [row[-1]]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def show(record: JobRecord) -> str:
+    """One job, one field per line."""
+    data = record.to_dict()
+    dask = data.pop("dask") or {}
+    lines = [(k, v) for k, v in data.items()]
+    lines += [(f"dask.{k}", v) for k, v in dask.items()]
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {_plain(v)}" for k, v in lines)
+
+
+def _plain(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def to_json(data: object) -> str:
+    return json.dumps(data, indent=2)
+
+
+def to_yaml(data: object) -> str:
+    import yaml
+
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False)).rstrip("\n")
