@@ -29,22 +29,18 @@ def _value_options() -> set[str]:
     return {flag for o in SPEC_OPTIONS for flag in o.opts}
 
 
-def _long_options() -> set[str]:
-    return {flag for o in SPEC_OPTIONS for flag in o.opts if flag.startswith("--")}
-
-
 def split_submit_args(args: list[str]) -> list[str]:
     """Reorder ``kbatch [OPTS] SCRIPT [ARGS]`` so that click sees kbatch's options first.
 
-    Before the script, every option is kbatch's. After it, kbatch's *long*
-    options (``--dask-workers 2``, ``--wait``) are still kbatch's; anything
-    else, and everything after ``--``, belongs to the script.
+    Before the script, every option is kbatch's. After it, kbatch's submit
+    options (``--dask-workers 2``, ``-o out``, ``--wait``) are still kbatch's;
+    anything else, and everything after ``--``, belongs to the script.
 
-    >>> split_submit_args(["train.py", "--dask-workers", "2", "--epochs", "3", "-o", "x"])
+    >>> split_submit_args(["train.py", "--dask-workers", "2", "--epochs", "3", "--", "-o", "x"])
     ['--dask-workers', '2', 'train.py', '--epochs', '3', '-o', 'x']
     """
     takes_value = _value_options()
-    longs = _long_options()
+    known = takes_value | set(SUBMIT_FLAGS)
     head: list[str] = []
     i = 0
     while i < len(args):
@@ -57,12 +53,10 @@ def split_submit_args(args: list[str]) -> list[str]:
                 head.append(args[i + 1])
             i += 1
         i += 1
+    if i < len(args) and args[i] == "--":
+        i += 1
     if i >= len(args):
         return head
-    if args[i] == "--":
-        i += 1
-        if i >= len(args):
-            return head
     script, rest = args[i], args[i + 1 :]
     moved: list[str] = []
     script_args: list[str] = []
@@ -72,10 +66,10 @@ def split_submit_args(args: list[str]) -> list[str]:
         if token == "--":
             script_args += rest[j + 1 :]
             break
-        name = token.split("=", 1)[0]
-        if name in longs or (token in SUBMIT_FLAGS and token.startswith("--")):
+        name = token.split("=", 1)[0] if token.startswith("--") else token
+        if name in known:
             moved.append(token)
-            if "=" not in token and token in longs and token in takes_value and j + 1 < len(rest):
+            if name == token and token in takes_value and j + 1 < len(rest):
                 moved.append(rest[j + 1])
                 j += 1
         else:
@@ -114,7 +108,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command(
     "submit",
     context_settings={"allow_interspersed_args": False},
-    epilog="After SCRIPT, kbatch's long options still apply; other arguments, and "
+    epilog="After SCRIPT, kbatch's own options still apply; other arguments, and "
     "everything after --, go to the script. #KBATCH lines at the top of the script "
     "take the same options.",
 )

@@ -1,0 +1,100 @@
+"""Shared fixtures: an isolated state directory per test, sharing one real
+embedded Dask-Gateway (a real ``dask-gateway-server`` on 127.0.0.1) per run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kbatch_dask import embedded, gateway
+from kbatch_dask.spec import current_user
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def gateway_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A state directory whose embedded gateway is shared by the whole run."""
+    home = tmp_path_factory.mktemp("gateway-home")
+    yield home
+    if embedded.status(str(home), current_user()):
+        settings = gateway.resolve(str(home), current_user(), start=False)
+        assert settings is not None
+        running = [c for c in gateway.list_clusters(settings).values() if c.status in ("PENDING", "RUNNING")]
+        embedded.stop(str(home))
+        # Every job must have stopped its cluster: none may be left running.
+        assert running == [], f"clusters left running after the test run: {running}"
+
+
+@pytest.fixture
+def home(tmp_path: Path, gateway_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's KBATCH_DASK_HOME; its gateway/ is the shared one."""
+    path = tmp_path / "kbatch-home"
+    path.mkdir()
+    (path / "gateway").symlink_to(gateway_home / "gateway", target_is_directory=True)
+    (gateway_home / "gateway").mkdir(exist_ok=True)
+    monkeypatch.setenv("KBATCH_DASK_HOME", str(path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("DASK_GATEWAY__ADDRESS", raising=False)
+    for key in list(os.environ):
+        if key.startswith("KBATCH_") and key != "KBATCH_DASK_HOME":
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    return path
+
+
+def kbatch(*args: str, check: bool = False, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real `kbatch` console script."""
+    proc = subprocess.run([str(BIN / "kbatch"), *args], capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kbatch {args} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def kqueue_json(*args: str) -> list[dict[str, Any]]:
+    proc = subprocess.run([str(BIN / "kqueue"), "-o", "json", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return list(json.loads(proc.stdout))
+
+
+def show_json(job_id: str) -> dict[str, Any]:
+    proc = kbatch("show", job_id, "-o", "json", check=True)
+    return dict(json.loads(proc.stdout))
+
+
+def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.2, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def cluster_status(home: Path, name: str) -> str | None:
+    """What the real gateway says about a cluster right now."""
+    settings = gateway.resolve(str(home), current_user(), start=False)
+    assert settings is not None
+    info = gateway.list_clusters(settings).get(name)
+    return info.status if info else None
+
+
+def job_dirs(home: Path) -> list[str]:
+    jobs = home / "jobs"
+    return sorted(os.listdir(jobs)) if jobs.exists() else []
+
+
+def write_script(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
