@@ -305,7 +305,7 @@ def _run(command: click.Command, args: list[str] | None, prog: str) -> NoReturn:
         if debug:
             raise
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        click.echo(f"Error: {exc.format_message().rstrip('.')}{hint}", err=True)
         code = 2
     except click.Abort:
         click.echo("Aborted.", err=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from .errors import BadInput
@@ -16,11 +17,15 @@ from .options import MULTIPLE_OPTIONS, parse_option_args
 _DIRECTIVE = re.compile(r"^#\s*KBATCH\b(.*)$")
 
 
-def parse_directives(text: str, source: str = "script") -> dict[str, Any]:
+def parse_directives(
+    text: str, source: str = "script", check: Callable[[str, Any], object] | None = None
+) -> dict[str, Any]:
     """Options given in ``#KBATCH`` lines of ``text``.
 
     A later line overrides an earlier one; repeatable options accumulate. An
-    unknown or malformed directive is a :class:`BadInput` naming its line.
+    unknown or malformed directive is a :class:`BadInput` naming its line;
+    ``check(option, value)`` validates each value so a bad one is reported with
+    its line too.
 
     >>> text = "#!/usr/bin/env python\\n#KBATCH --dask-workers 4\\n# KBATCH -J=x\\nimport os\\n#KBATCH -J late"
     >>> parse_directives(text)
@@ -39,6 +44,9 @@ def parse_directives(text: str, source: str = "script") -> dict[str, Any]:
             tokens = shlex.split(body, comments=False)
             tokens = _split_short_equals(tokens)
             values = parse_option_args(tokens)
+            for name, value in values.items():
+                if check is not None:
+                    check(name, value)
         except (ValueError, BadInput) as exc:
             raise BadInput(f"{source}, line {lineno}: bad #KBATCH directive {stripped!r}: {exc}") from None
         if not values:

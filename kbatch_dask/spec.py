@@ -177,10 +177,16 @@ def build_spec(
     cwd = cwd or os.getcwd()
     path = os.path.abspath(os.path.join(cwd, os.path.expanduser(script)))
     text = read_script(path)
+    from_env = env_values(environ)
+    for key, value in from_env.items():
+        try:
+            check_option(key, value)
+        except BadInput as exc:
+            raise BadInput(f"KBATCH_{key.upper()}: {exc}") from None
     layers = [
         dict(config or {}),
-        parse_directives(text, source=script),
-        env_values(environ),
+        parse_directives(text, source=script, check=check_option),
+        from_env,
         explicit_values(options or {}),
     ]
     merged: dict[str, Any] = {}
@@ -193,21 +199,56 @@ def build_spec(
     return _validate(path, tuple(str(a) for a in args), merged, environ, cwd)
 
 
+_CHECKS: dict[str, Any] = {
+    "name": lambda v: _name(v),
+    "output": lambda v: _pattern("--output", v),
+    "error": lambda v: _pattern("--error", v),
+    "cpus": lambda v: _positive_number("--cpus", v),
+    "memory": lambda v: parse_size(v, "--memory"),
+    "gpus": lambda v: _count("--gpus", v, 0),
+    "time": lambda v: parse_time(v),
+    "dask_workers": lambda v: Workers.parse(v),
+    "worker_cores": lambda v: _positive_number("--worker-cores", v),
+    "worker_memory": lambda v: parse_size(v, "--worker-memory"),
+    "dask_option": lambda v: _pairs("--dask-option", v, _OPTION_KEY),
+    "env": lambda v: _pairs("--env", v, _ENV_KEY),
+    "retries": lambda v: _count("--retries", v, 0),
+    "backend": lambda v: _backend(v),
+    "export": lambda v: _export(v),
+}
+
+
+def check_option(name: str, value: Any) -> None:
+    """Validate one raw option value on its own (BadInput if it is bad)."""
+    check = _CHECKS.get(name)
+    if check is not None:
+        check(value)
+
+
+def _backend(text: str) -> str:
+    backend = str(text or "auto").lower()
+    if backend not in BACKENDS:
+        raise BadInput(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def _export(text: str) -> str:
+    export = str(text or "ALL")
+    if export.upper() in ("ALL", "NONE"):
+        return export.upper()
+    for var in export.split(","):
+        if not _ENV_KEY.match(var):
+            raise BadInput(f"--export {export!r}: expected ALL, NONE or a comma-separated list of variable names")
+    return export
+
+
 def _validate(path: str, args: tuple[str, ...], v: Mapping[str, Any], environ: Mapping[str, str], cwd: str) -> JobSpec:
     name = _name(v.get("name") or os.path.splitext(os.path.basename(path))[0])
     workdir = os.path.abspath(os.path.join(cwd, os.path.expanduser(v.get("chdir") or cwd)))
     if not os.path.isdir(workdir):
         raise BadInput(f"--chdir {v.get('chdir')!r}: no such directory")
-    backend = str(v.get("backend") or "auto").lower()
-    if backend not in BACKENDS:
-        raise BadInput(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    export = str(v.get("export") or "ALL")
-    if export.upper() in ("ALL", "NONE"):
-        export = export.upper()
-    else:
-        for var in export.split(","):
-            if not _ENV_KEY.match(var):
-                raise BadInput(f"--export {export!r}: expected ALL, NONE or a comma-separated list of variable names")
+    backend = _backend(v.get("backend"))
+    export = _export(v.get("export"))
     return JobSpec(
         script=path,
         args=args,

@@ -1,0 +1,109 @@
+"""Bad input: exit 2, one line naming the problem, no traceback, nothing created."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import job_dirs, kbatch
+
+from kbatch_dask.cli import main
+
+GOOD = "print('hi')\n"
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+CASES = [
+    # (id, script body or None for "no script file", args, expected words in the error)
+    ("missing-script", None, ["missing.py"], "no such file"),
+    ("unknown-option", GOOD, ["--frobnicate", "job.py"], "No such option '--frobnicate' (see 'kbatch submit --help')"),
+    ("bad-size", GOOD, ["--memory", "4GG", "job.py"], "--memory '4GG': expected a size like 512M, 4G or 4Gi"),
+    ("zero-size", GOOD, ["--memory", "0", "job.py"], "--memory '0'"),
+    ("bad-time", GOOD, ["--time", "1:61:00", "job.py"], "--time '1:61:00': minutes must be below 60"),
+    ("zero-time", GOOD, ["--time", "0", "job.py"], "--time '0': a time limit must be more than 0"),
+    ("time-letters", GOOD, ["-t", "soon", "job.py"], "--time 'soon'"),
+    ("workers-reversed", GOOD, ["--dask-workers", "5:2", "job.py"], "--dask-workers '5:2'"),
+    ("workers-negative", GOOD, ["--dask-workers", "-1", "job.py"], "--dask-workers '-1'"),
+    ("workers-word", GOOD, ["--dask-workers", "abc", "job.py"], "--dask-workers 'abc'"),
+    ("workers-zero-range", GOOD, ["--dask-workers", "0:0", "job.py"], "--dask-workers '0:0'"),
+    ("env-no-equals", GOOD, ["--env", "NOEQUALS", "job.py"], "--env 'NOEQUALS': expected KEY=VALUE"),
+    ("dask-option-no-equals", GOOD, ["--dask-option", "x", "job.py"], "--dask-option 'x'"),
+    ("bad-directive", "#KBATCH --dask-wrokers 2\nprint(1)\n", ["job.py"], "line 1"),
+    ("directive-bad-value", "#!/usr/bin/env python\n#KBATCH --time 99:99\n", ["job.py"], "line 2"),
+    ("empty-script", "", ["job.py"], "is empty"),
+    ("directory-script", "DIR", ["job.py"], "is a directory"),
+    ("binary-script", b"\x7fELF\x00\x00\x01", ["job.py"], "binary file"),
+    ("bad-pattern", GOOD, ["-o", "out-%q.txt", "job.py"], "unknown pattern %q"),
+    ("bad-backend", GOOD, ["--backend", "slurm", "job.py"], "--backend 'slurm'"),
+    ("bad-export", GOOD, ["--export", "A B", "job.py"], "--export 'A B'"),
+    ("name-with-slash", GOOD, ["-J", "a/b", "job.py"], "must not contain '/'"),
+    ("name-too-long", GOOD, ["-J", "x" * 200, "job.py"], "at most 128 characters"),
+    ("bad-cpus", GOOD, ["--cpus", "many", "job.py"], "--cpus 'many': expected a positive number"),
+    ("bad-retries", GOOD, ["--retries", "-2", "job.py"], "--retries '-2'"),
+    ("missing-chdir", GOOD, ["-D", "/nonexistent/dir", "job.py"], "--chdir '/nonexistent/dir': no such directory"),
+    ("bad-state-filter", None, ["queue", "--state", "DONE"], "--state 'DONE'"),
+    ("queue-bad-format", None, ["queue", "-o", "csv"], "'csv' is not one of"),
+    ("no-script", None, ["--dask-workers", "2"], "Missing argument 'SCRIPT'"),
+]
+
+
+@pytest.mark.parametrize(("body", "args", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_with_one_line_and_creates_nothing(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], body: object, args: list[str], expected: str
+) -> None:
+    script = tmp_path / "job.py"
+    if body == "DIR":
+        script.mkdir()
+    elif isinstance(body, bytes):
+        script.write_bytes(body)
+    elif isinstance(body, str):
+        script.write_text(body)
+    code, out, err = run_main(args, capsys)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("Error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in err
+    assert job_dirs(home) == []
+
+
+def test_unreadable_script(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root can read any file")
+    script = tmp_path / "job.py"
+    script.write_text(GOOD)
+    script.chmod(stat.S_IWUSR)
+    code, _, err = run_main(["job.py"], capsys)
+    assert code == 2 and "cannot be read" in err
+
+
+@pytest.mark.parametrize("command", ["show", "logs", "cancel", "wait"])
+def test_unknown_job_id_is_one_line_exit_1(home: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, _, err = run_main([command, "nosuch"], capsys)
+    assert code == 1
+    assert err.strip() == "Error: no job 'nosuch' (see `kbatch queue --all` for known jobs)"
+
+
+def test_console_script_reports_bad_input_the_same_way(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "job.py").write_text(GOOD)
+    proc = kbatch("job.py", "--memory", "4GG", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "Error: --memory '4GG': expected a size like 512M, 4G or 4Gi"
+    assert job_dirs(home) == []
+
+
+def test_dry_run_validates_and_creates_nothing(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "job.py").write_text("#KBATCH --dask-workers 1:4\nprint(1)\n")
+    code, out, err = run_main(["--dry-run", "job.py", "--memory", "4Gi"], capsys)
+    assert code == 0, err
+    assert "workers: '1:4'" in out and "memory: 4294967296" in out
+    assert job_dirs(home) == []
