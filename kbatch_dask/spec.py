@@ -225,14 +225,14 @@ def check_option(name: str, value: Any) -> None:
         check(value)
 
 
-def _backend(text: str) -> str:
+def _backend(text: Any) -> str:
     backend = str(text or "auto").lower()
     if backend not in BACKENDS:
         raise BadInput(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     return backend
 
 
-def _export(text: str) -> str:
+def _export(text: Any) -> str:
     export = str(text or "ALL")
     if export.upper() in ("ALL", "NONE"):
         return export.upper()
