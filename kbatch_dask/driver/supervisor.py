@@ -23,6 +23,7 @@ from ..errors import GatewayError, GatewayUnreachable
 from ..gateway import GatewaySettings
 from ..records import JobState
 from ..spec import JobSpec
+from .tee import Tee
 
 RUNNER_MODULE = "kbatch_dask.runner"
 T = TypeVar("T")
@@ -60,12 +61,13 @@ class Supervisor:
         environment: Mapping[str, str],
         reporter: Reporter,
         gateway_settings: Callable[[], GatewaySettings],
-        output: str,
+        output: str | None,
         error: str | None,
         kill_grace: float = 10.0,
         gateway_retry: float = 60.0,
         start_timeout: float = 120.0,
         log: Callable[[str], None] = print,
+        echo: IO[bytes] | None = None,
     ) -> None:
         self.spec = spec
         self.job_id = job_id
@@ -79,6 +81,7 @@ class Supervisor:
         self.gateway_retry = gateway_retry
         self.start_timeout = start_timeout
         self.log = log
+        self.echo = echo  # also copy the job's output here (a pod's log)
         self.runner: subprocess.Popen[bytes] | None = None
         self.signalled: int | None = None
         self.timed_out = False
@@ -172,6 +175,8 @@ class Supervisor:
     def _open_outputs(self) -> tuple[IO[bytes] | None, IO[bytes] | None]:
         out = _open_append(self.output, self.log)
         err = _open_append(self.error, self.log) if self.error and self.error != self.output else None
+        if self.echo is not None:
+            out, err = Tee(out, self.echo), Tee(err, self.echo) if err else None
         return out, err
 
     def _runner_env(self) -> dict[str, str]:

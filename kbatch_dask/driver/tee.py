@@ -1,0 +1,56 @@
+"""A file that copies what is written to it to two places, like ``tee``.
+
+In a pod, a job's output goes to the pod's log (what ``kubectl logs`` and
+``kbatch logs`` read) and, when its output file lies on a volume, also to that
+file. The runner process gets the :class:`Tee` as its stdout; a thread copies
+the pipe behind it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+from typing import IO
+
+JOIN_TIMEOUT = 5.0  # a process the script left behind may hold the pipe open
+
+
+class Tee(io.FileIO):
+    """The writing end of a pipe; everything written to it, by this process
+    or by a child that has it as stdout, is copied to ``file`` (if any) and
+    ``echo``. Closing it waits for the copy and closes ``file``.
+
+    >>> import io as _io
+    >>> echo = _io.BytesIO()
+    >>> with Tee(None, echo) as tee:
+    ...     _ = tee.write(b"hello\\n")
+    >>> echo.getvalue()
+    b'hello\\n'
+    """
+
+    def __init__(self, file: IO[bytes] | None, echo: IO[bytes]) -> None:
+        read_fd, write_fd = os.pipe()
+        super().__init__(write_fd, "wb", closefd=True)
+        self._file = file
+        self._targets = [t for t in (file, echo) if t is not None]
+        self._thread = threading.Thread(target=self._copy, args=(read_fd,), name="kbatch-tee", daemon=True)
+        self._thread.start()
+
+    def _copy(self, read_fd: int) -> None:
+        with open(read_fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                for target in self._targets:
+                    with contextlib.suppress(OSError, ValueError):
+                        target.write(chunk)
+                        target.flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        self._thread.join(JOIN_TIMEOUT)
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
