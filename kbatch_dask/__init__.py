@@ -9,17 +9,34 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import Job, get_job, jobs, submit
+    from .api import Job, get_job, jobs, submit, submit_with_cluster
     from .errors import BadInput, JobNotFound, KbatchError
     from .records import JobRecord, JobState
+    from .session import get_client, get_cluster
 
-__all__ = ["BadInput", "Job", "JobNotFound", "JobRecord", "JobState", "KbatchError", "get_job", "jobs", "submit"]
+__all__ = [
+    "BadInput",
+    "Job",
+    "JobNotFound",
+    "JobRecord",
+    "JobState",
+    "KbatchError",
+    "get_client",
+    "get_cluster",
+    "get_job",
+    "jobs",
+    "submit",
+    "submit_with_cluster",
+]
 
 _LAZY = {
     "Job": "api",
     "get_job": "api",
     "jobs": "api",
     "submit": "api",
+    "submit_with_cluster": "api",
+    "get_client": "session",
+    "get_cluster": "session",
     "BadInput": "errors",
     "JobNotFound": "errors",
     "KbatchError": "errors",

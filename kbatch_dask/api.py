@@ -6,9 +6,11 @@ Configuration is read here, at the edge, and passed down as values.
 from __future__ import annotations
 
 import html
+import importlib.util
 import os
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +30,7 @@ def _config_layer() -> dict[str, Any]:
         "output": config.get("output"),
         "dask_workers": str(config.get("dask.workers", "0")),
         "backend": config.get("backend"),
+        "notebook_output": config.get("notebook-output"),
     }
 
 
@@ -44,6 +47,9 @@ def _raw_options(options: dict[str, Any]) -> dict[str, Any]:
             raw[key] = tuple(f"{k}={v}" for k, v in value.items())
         elif key in ("env", "dask_option"):
             raw[key] = tuple(str(v) for v in value)
+        elif key == "parameter":
+            pairs = value.items() if isinstance(value, dict) else value
+            raw[key] = tuple((str(k), str(v)) for k, v in pairs)
         elif key == "dask_workers" and isinstance(value, (tuple, list)):
             raw[key] = ":".join(str(v) for v in value)
         else:
@@ -59,6 +65,8 @@ def make_spec(script: str, args: Sequence[str] = (), **options: Any) -> JobSpec:
 def submit_spec(spec: JobSpec) -> Job:
     """Submit a validated spec to its backend."""
     backend = get_backend(spec.backend)
+    if spec.kind == "notebook" and backend.name == "local" and importlib.util.find_spec("papermill") is None:
+        raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
     environment = exported_environment(spec.export, spec.env, os.environ)
     record = backend.submit(spec, environment)
     return Job(record, backend)
@@ -75,6 +83,66 @@ def submit(script: str, *args: str, **options: Any) -> Job:
     <JobState.SUCCEEDED: 'SUCCEEDED'>
     """
     return submit_spec(make_spec(script, args, **options))
+
+
+# Keyword arguments of submit_with_cluster that configure the job; everything
+# the function itself takes goes in ``kwargs=``, so the two never mix.
+FUNCTION_JOB_OPTIONS = (
+    "n_workers", "worker_cores", "worker_memory", "dask_options", "name", "comment", "time", "cpus",
+    "memory", "gpus", "env", "export", "image", "output", "error", "chdir", "retries", "backend",
+)  # fmt: skip
+
+
+def submit_with_cluster(
+    fn: Callable[..., Any],
+    *args: Any,
+    kwargs: Mapping[str, Any] | None = None,
+    n_workers: int | tuple[int, int] | str | None = None,
+    **options: Any,
+) -> Job:
+    """Run ``fn(*args, **kwargs)`` as a batch job with its own Dask cluster.
+
+    The function is shipped with cloudpickle (by value when it is defined in
+    ``__main__``, a notebook, or a module next to your code), called inside the
+    job with the cluster's client as the default Dask client, and its return
+    value (or exception) stored for :meth:`Job.result`.
+
+    Keyword arguments configure the *job* — ``n_workers`` (``20`` or
+    ``(2, 20)`` for adaptive), ``worker_cores``, ``worker_memory``,
+    ``dask_options`` (a dict of other gateway options), ``name``, ``time``,
+    ``cpus``, ``memory``, ``gpus``, ``env``, ``backend``, …; the function's own
+    keyword arguments go in ``kwargs={...}``. An unknown keyword is an error,
+    so the two can never be confused.
+
+    >>> def train(path, epochs=1):
+    ...     import dask.bag as db
+    ...     return db.range(100, npartitions=4).sum().compute()
+    >>> job = submit_with_cluster(train, "data/", kwargs={"epochs": 3}, n_workers=2)  # doctest: +SKIP
+    >>> job.result()  # doctest: +SKIP
+    4950
+    """
+    from .payload import PAYLOAD_SUFFIX, pack_function
+
+    unknown = sorted(set(options) - set(FUNCTION_JOB_OPTIONS))
+    if unknown:
+        raise BadInput(
+            f"submit_with_cluster: unknown job option {unknown[0]!r}; job options are n_workers, "
+            f"{', '.join(FUNCTION_JOB_OPTIONS[1:])}; pass the function's keyword arguments as kwargs={{...}}"
+        )
+    data = pack_function(fn, args, kwargs or {})
+    raw = dict(options)
+    if n_workers is not None:
+        raw["dask_workers"] = n_workers
+    raw["dask_option"] = raw.pop("dask_options", None)
+    raw.setdefault("name", getattr(fn, "__name__", "function").strip("<>") or "function")
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(raw["name"]))[:64] or "function"
+    with tempfile.TemporaryDirectory(prefix="kbatch-payload-") as tmp:
+        path = os.path.join(tmp, stem + PAYLOAD_SUFFIX)
+        with open(path, "wb") as f:
+            f.write(data)
+        spec = build_spec(path, (), _raw_options(raw), config=_config_layer(), payload=True)
+        # The payload's temporary path means nothing later: record the function instead.
+        return submit_spec(spec)
 
 
 def _backend(name: str | None) -> Backend:
@@ -188,6 +256,24 @@ class Job:
         """The job's output: a string, or with ``follow`` an iterator of chunks until the job ends."""
         chunks = self._backend.logs(self.id, follow=follow)
         return chunks if follow else "".join(chunks)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for a function job and return what the function returned.
+
+        If the function raised, the same exception type is raised here, with
+        the traceback from inside the job attached as its cause. If the job
+        ended without a result (cancelled, killed, lost), a
+        :class:`~kbatch_dask.errors.KbatchError` says how it ended.
+        """
+        from .payload import unpack_result
+
+        self.wait(timeout=timeout)
+        data = self._backend.result(self.id)
+        if data is None:
+            r = self._record
+            how = f"{r.state.value} ({r.reason})" if r.reason else r.state.value
+            raise KbatchError(f"job {self.id} ended {how} without a result; see `kbatch logs {self.id}`")
+        return unpack_result(data)
 
     def cancel(self) -> JobState:
         self._record = self._backend.cancel(self.id)

@@ -25,8 +25,9 @@ def _version() -> str:
         return "unknown"
 
 
-def _value_options() -> set[str]:
-    return {flag for o in SPEC_OPTIONS for flag in o.opts}
+def _value_options() -> dict[str, int]:
+    """Each submit option flag, with the number of values it takes."""
+    return {flag: o.nargs for o in SPEC_OPTIONS for flag in o.opts}
 
 
 def split_submit_args(args: list[str]) -> list[str]:
@@ -40,19 +41,16 @@ def split_submit_args(args: list[str]) -> list[str]:
     ['--dask-workers', '2', 'train.py', '--epochs', '3', '-o', 'x']
     """
     takes_value = _value_options()
-    known = takes_value | set(SUBMIT_FLAGS)
+    known = set(takes_value) | set(SUBMIT_FLAGS)
     head: list[str] = []
     i = 0
     while i < len(args):
         token = args[i]
         if token == "--" or not token.startswith("-") or token == "-":
             break
-        head.append(token)
-        if token in takes_value:
-            if i + 1 < len(args):
-                head.append(args[i + 1])
-            i += 1
-        i += 1
+        n = takes_value.get(token, 0)
+        head += args[i : i + 1 + n]
+        i += 1 + n
     if i < len(args) and args[i] == "--":
         i += 1
     if i >= len(args):
@@ -68,10 +66,9 @@ def split_submit_args(args: list[str]) -> list[str]:
             break
         name = token.split("=", 1)[0] if token.startswith("--") else token
         if name in known:
-            moved.append(token)
-            if name == token and token in takes_value and j + 1 < len(rest):
-                moved.append(rest[j + 1])
-                j += 1
+            n = takes_value.get(token, 0) if name == token else 0
+            moved += rest[j : j + 1 + n]
+            j += n
         else:
             script_args.append(token)
         j += 1
@@ -317,6 +314,11 @@ def _run(command: click.Command, args: list[str] | None, prog: str) -> NoReturn:
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if debug:
+            raise
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        code = 1
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -60,6 +60,13 @@ SPEC_OPTIONS: list[click.Option] = [
     ),
     click.Option(["--retries"], metavar="N", help="Re-run a failed job up to N times [default: 0]."),
     click.Option(
+        ["-p", "--parameter"],
+        nargs=2,
+        metavar="KEY VALUE",
+        multiple=True,
+        help="Notebook parameter, injected by papermill (repeatable).",
+    ),
+    click.Option(
         ["--backend"],
         metavar="local|kubernetes",
         help="Where to run [default: config kbatch.backend; auto = kubernetes inside a pod, else local].",
@@ -68,6 +75,7 @@ SPEC_OPTIONS: list[click.Option] = [
 
 SPEC_OPTION_NAMES: tuple[str, ...] = tuple(str(o.name) for o in SPEC_OPTIONS)
 MULTIPLE_OPTIONS = frozenset(str(o.name) for o in SPEC_OPTIONS if o.multiple)
+PAIR_OPTIONS = frozenset(str(o.name) for o in SPEC_OPTIONS if o.nargs == 2)
 
 _directive_command = click.Command("#KBATCH", params=list[click.Parameter](SPEC_OPTIONS), add_help_option=False)
 
@@ -111,9 +119,15 @@ def env_values(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             continue
         if name in MULTIPLE_OPTIONS:
             try:
-                values[name] = tuple(shlex.split(raw))
+                words = shlex.split(raw)
             except ValueError as exc:
                 raise BadInput(f"KBATCH_{name.upper()}={raw!r}: {exc}") from None
+            if name in PAIR_OPTIONS:
+                if len(words) % 2:
+                    raise BadInput(f"KBATCH_{name.upper()}={raw!r}: expected KEY VALUE pairs")
+                values[name] = tuple(zip(words[::2], words[1::2], strict=True))
+            else:
+                values[name] = tuple(words)
         else:
             values[name] = raw
     return values

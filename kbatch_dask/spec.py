@@ -84,6 +84,23 @@ class JobSpec:
     export: str = "ALL"
     retries: int = 0
     backend: str = "auto"
+    parameters: tuple[tuple[str, str], ...] = ()
+    notebook_output: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``function`` (a pickled call), ``notebook``, ``python`` or ``executable``."""
+        from .payload import PAYLOAD_SUFFIX
+
+        if self.script.endswith(PAYLOAD_SUFFIX):
+            return "function"
+        if self.script.endswith(".ipynb"):
+            return "notebook"
+        return "python" if self.script.endswith(".py") else "executable"
+
+    def notebook_parameters(self) -> dict[str, Any]:
+        """``-p`` values typed as papermill's CLI types them (numbers, booleans)."""
+        return {k: _option_value(v) for k, v in self.parameters}
 
     def cluster_options(self) -> dict[str, Any]:
         """The gateway cluster options this job asks for.
@@ -110,6 +127,7 @@ class JobSpec:
         values["args"] = tuple(values.get("args") or ())
         values["dask_options"] = tuple(tuple(kv) for kv in values.get("dask_options") or ())
         values["env"] = tuple(tuple(kv) for kv in values.get("env") or ())
+        values["parameters"] = tuple(tuple(kv) for kv in values.get("parameters") or ())
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -162,12 +180,15 @@ def build_spec(
     environ: Mapping[str, str] | None = None,
     config: Mapping[str, Any] | None = None,
     cwd: str | None = None,
+    payload: bool = False,
 ) -> JobSpec:
     """Merge option layers and validate them into a :class:`JobSpec`.
 
     ``options`` are the command line's (or the API's) raw values by option
     name; ``config`` holds defaults read from the ``kbatch`` config namespace
-    (keys ``output``, ``dask_workers``, ``backend``).
+    (keys ``output``, ``dask_workers``, ``backend``, ``notebook_output``).
+    With ``payload``, ``script`` is a pickled function call: it has no
+    ``#KBATCH`` lines to read.
 
     >>> spec = build_spec("examples/hello_dask.py", options={"dask_workers": "1:4"})
     >>> spec.name, str(spec.workers)
@@ -176,7 +197,7 @@ def build_spec(
     environ = os.environ if environ is None else environ
     cwd = cwd or os.getcwd()
     path = os.path.abspath(os.path.join(cwd, os.path.expanduser(script)))
-    text = read_script(path)
+    text = "" if payload else read_script(path)
     from_env = env_values(environ)
     for key, value in from_env.items():
         try:
@@ -271,6 +292,8 @@ def _validate(path: str, args: tuple[str, ...], v: Mapping[str, Any], environ: M
         export=export,
         retries=_count("--retries", v.get("retries"), 0),
         backend=backend,
+        parameters=tuple((str(k), str(v)) for k, v in v.get("parameter", ())),
+        notebook_output=_pattern("notebook output", v["notebook_output"]) if v.get("notebook_output") else None,
     )
 
 

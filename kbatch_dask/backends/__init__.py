@@ -34,6 +34,9 @@ class Backend(Protocol):
     def cancel(self, job_id: str) -> JobRecord:
         """Stop the job (and its cluster); returns the job's final record."""
 
+    def result(self, job_id: str) -> bytes | None:
+        """A function job's pickled result (see :mod:`kbatch_dask.payload`), None if there is none."""
+
 
 def resolve_backend_name(name: str) -> str:
     """``auto`` means kubernetes inside a pod with a service account, else local."""
@@ -51,5 +54,7 @@ def get_backend(name: str = "auto") -> Backend:
 
         return LocalBackend()
     if name == "kubernetes":
-        raise BadInput("--backend kubernetes: not available in this version; use --backend local")
+        from .kubernetes import KubernetesBackend
+
+        return KubernetesBackend()
     raise BadInput(f"--backend {name!r}: expected auto, local or kubernetes")

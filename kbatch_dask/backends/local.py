@@ -133,6 +133,14 @@ class LocalBackend:
             time.sleep(0.25)
             record = self._checked(jobdir)
 
+    def result(self, job_id: str) -> bytes | None:
+        jobdir = self.store.job(job_id)
+        try:
+            with open(jobdir.file("result.pkl"), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
     # -- cancel ---------------------------------------------------------------
 
     def cancel(self, job_id: str) -> JobRecord:

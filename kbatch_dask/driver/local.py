@@ -10,6 +10,7 @@ import sys
 from .. import config, gateway
 from ..backends.local_store import JobDir
 from ..records import DaskInfo, JobState, now
+from ..spec import JobSpec, expand_pattern
 from .supervisor import Supervisor
 
 log = logging.getLogger("kbatch_dask.driver")
@@ -42,6 +43,13 @@ def main(argv: list[str]) -> int:
     spec = jobdir.load_spec()
     record = jobdir.read_record()
     home = os.environ.get("KBATCH_DASK_HOME") or os.path.dirname(os.path.dirname(jobdir.path))
+    output = record.output or os.path.join(spec.workdir, f"kbatch-{jobdir.id}.out")
+    runner_env = {"KBATCH_DASK_RESULT_FILE": jobdir.file("result.pkl")}
+    if spec.kind == "notebook":
+        pattern = spec.notebook_output or "%x-%j.ipynb"
+        runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = expand_pattern(
+            pattern, jobdir.id, spec.name, spec.user, os.path.dirname(output)
+        )
     supervisor = Supervisor(
         spec=spec,
         job_id=jobdir.id,
@@ -49,10 +57,11 @@ def main(argv: list[str]) -> int:
         environment=jobdir.load_environment(),
         reporter=LocalReporter(jobdir),
         gateway_settings=lambda: _require(gateway.resolve(home, spec.user, start=True)),
-        output=record.output or os.path.join(spec.workdir, f"kbatch-{jobdir.id}.out"),
+        output=output,
         error=_expand_error(spec, jobdir.id),
         kill_grace=float(config.get("driver.kill-grace", 10)),
         gateway_retry=float(config.get("driver.gateway-retry", 60)),
+        runner_env=runner_env,
         log=log.info,
     )
     return supervisor.run()
@@ -63,7 +72,5 @@ def _require(settings: gateway.GatewaySettings | None) -> gateway.GatewaySetting
     return settings
 
 
-def _expand_error(spec, job_id: str) -> str | None:  # type: ignore[no-untyped-def]
-    from ..spec import expand_pattern
-
+def _expand_error(spec: JobSpec, job_id: str) -> str | None:
     return expand_pattern(spec.error, job_id, spec.name, spec.user, spec.workdir) if spec.error else None

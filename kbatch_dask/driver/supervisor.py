@@ -8,6 +8,7 @@ or ``os._exit`` there cannot take the cluster's cleanup with it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -66,6 +67,7 @@ class Supervisor:
         kill_grace: float = 10.0,
         gateway_retry: float = 60.0,
         start_timeout: float = 120.0,
+        runner_env: Mapping[str, str] | None = None,
         log: Callable[[str], None] = print,
         echo: IO[bytes] | None = None,
     ) -> None:
@@ -80,6 +82,7 @@ class Supervisor:
         self.kill_grace = kill_grace
         self.gateway_retry = gateway_retry
         self.start_timeout = start_timeout
+        self.extra_runner_env = dict(runner_env or {})
         self.log = log
         self.echo = echo  # also copy the job's output here (a pod's log)
         self.runner: subprocess.Popen[bytes] | None = None
@@ -183,6 +186,10 @@ class Supervisor:
         env = dict(self.environment)
         env["KBATCH_DASK_JOB_ID"] = self.job_id
         env["PYTHONUNBUFFERED"] = "1"
+        env["KBATCH_DASK_SCRIPT_DIR"] = os.path.dirname(self.spec.script)
+        if self.spec.parameters:
+            env["KBATCH_DASK_PARAMETERS"] = json.dumps(self.spec.notebook_parameters())
+        env.update(self.extra_runner_env)
         if self.settings:
             env.update(self.settings.env)
         if self.cluster_name:
