@@ -234,6 +234,11 @@ class KubernetesBackend:
                 return
             time.sleep(0.5)
 
+    def result(self, job_id: str) -> bytes | None:
+        """Function jobs do not run on Kubernetes yet: there is never a result."""
+        self._job(job_id)
+        return None
+
     # -- cancel ---------------------------------------------------------------
 
     def cancel(self, job_id: str) -> JobRecord:

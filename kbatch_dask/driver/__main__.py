@@ -1,5 +1,10 @@
 import sys
 
-from .local import main
+# A Kubernetes job's pod runs `python -m kbatch_dask.driver --kubernetes JOBDIR ...`;
+# a local job's detached process `python -m kbatch_dask.driver JOBDIR`.
+if "--kubernetes" in sys.argv[1:]:
+    from .kubernetes import main
+else:
+    from .local import main
 
 sys.exit(main(sys.argv[1:]))

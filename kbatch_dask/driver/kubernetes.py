@@ -1,0 +1,133 @@
+"""The driver of a Kubernetes job, PID 1 of the job's pod.
+
+``python -m kbatch_dask.driver --kubernetes JOBDIR [--output PATH] [--error PATH]``
+
+``JOBDIR`` is the job's ConfigMap, mounted (``spec.json``, ``job.json`` and the
+script). The job's output goes to the pod's log and, when ``--output`` is
+given (the submitter passes it only when the path lies on a volume the
+notebook sees too), also to that file. Progress is recorded as annotations on
+the job's own Job (:class:`KubeReporter`); without permission to patch it the
+driver says so once in its log and carries on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+
+from .. import config, gateway
+from .. import manifests as m
+from ..backends.kube_api import KubeAPI, KubeError
+from ..errors import GatewayError
+from ..kube_session import detect_namespace
+from ..records import JobState, now
+from ..spec import JobSpec
+from .supervisor import Supervisor
+
+log = logging.getLogger("kbatch_dask.driver")
+
+
+class KubeReporter:
+    """Records the job's progress as annotations on its own Job."""
+
+    def __init__(self, api: KubeAPI | None, namespace: str, job_name: str, say: Callable[[str], None]) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.job_name = job_name
+        self.say = say
+        self.warned = api is None
+
+    def _annotate(self, values: Mapping[str, str | None]) -> None:
+        if self.api is None:
+            return
+        try:
+            self.api.patch_job(self.namespace, self.job_name, {"metadata": {"annotations": dict(values)}})
+        except KubeError as exc:
+            if not self.warned:
+                self.warned = True
+                self.say(f"cannot record progress on Job {self.job_name} ({exc}); the job runs on regardless")
+
+    def started(self) -> None:
+        self._annotate({m.ANN_STARTED: now().isoformat(timespec="seconds")})
+
+    def cluster(self, name: str, dashboard: str | None) -> None:
+        self._annotate({m.ANN_CLUSTER: name, m.ANN_DASHBOARD: dashboard})
+
+    def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None:
+        self._annotate(
+            {
+                m.ANN_STATE: state.value,
+                m.ANN_EXIT_CODE: None if exit_code is None else str(exit_code),
+                m.ANN_REASON: reason,
+                m.ANN_FINISHED: now().isoformat(timespec="seconds"),
+            }
+        )
+
+    def cancel_requested(self) -> bool:
+        """True once the Job is deleted or being deleted (``kbatch cancel``)."""
+        if self.api is None:
+            return False
+        try:
+            job = self.api.get_job(self.namespace, self.job_name)
+        except KubeError as exc:
+            return exc.status == 404
+        return bool((job.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m kbatch_dask.driver")
+    parser.add_argument("--kubernetes", dest="job_dir", required=True, help="the job's mounted ConfigMap")
+    parser.add_argument("--output", help="also write the job's output to this file")
+    parser.add_argument("--error", help="write the job's stderr to this file")
+    return parser.parse_args(argv)
+
+
+def _connect(say: Callable[[str], None]) -> KubeAPI | None:
+    try:
+        return KubeAPI(config.get("kubernetes.context") or None)
+    except KubeError as exc:
+        say(f"cannot reach the Kubernetes API ({exc}); the job runs on without recording its progress")
+        return None
+
+
+def _gateway_settings(user: str) -> Callable[[], gateway.GatewaySettings]:
+    def settings() -> gateway.GatewaySettings:
+        found = gateway.resolve("", user, start=False) if config.gateway_address() else None
+        if found is None:
+            raise GatewayError("no Dask-Gateway configured for this job (gateway.address, DASK_GATEWAY__ADDRESS)")
+        return found
+
+    return settings
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s kbatch: %(message)s", stream=sys.stdout)
+    args = parse_args(argv)
+    with open(os.path.join(args.job_dir, m.SPEC_KEY)) as f:
+        spec = JobSpec.from_dict(json.load(f))
+    with open(os.path.join(args.job_dir, m.JOB_KEY)) as f:
+        job = json.load(f)
+    # The pod starts in the submit directory when that is on a volume, else
+    # in the image's working directory: the script runs where the pod starts.
+    spec = dataclasses.replace(spec, workdir=os.getcwd())
+    namespace = os.environ.get("KBATCH_DASK_NAMESPACE") or detect_namespace(None, None)
+    supervisor = Supervisor(
+        spec=spec,
+        job_id=job["id"],
+        script=os.path.join(args.job_dir, job["script"]),
+        environment=os.environ,
+        reporter=KubeReporter(_connect(log.info), namespace, job["job_name"], log.info),
+        gateway_settings=_gateway_settings(spec.user),
+        output=args.output,
+        error=args.error,
+        kill_grace=float(config.get("driver.kill-grace", 10)),
+        gateway_retry=float(config.get("driver.gateway-retry", 60)),
+        log=log.info,
+        echo=sys.stdout.buffer,
+    )
+    return supervisor.run()
