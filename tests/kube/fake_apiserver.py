@@ -228,7 +228,7 @@ class FakeApiServer:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.SockSite(self._runner, sock, shutdown_timeout=1.0).start())
+        self._loop.run_until_complete(web.SockSite(self._runner, sock, shutdown_timeout=0.5).start())
         started.set()
         try:
             self._loop.run_forever()

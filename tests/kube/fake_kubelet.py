@@ -264,19 +264,22 @@ class FakeKubelet:
 
     def pod_root(self, pod_name: str, namespace: str | None = None) -> Path:
         """The directory the pod's mountPaths are materialised under."""
-        run = self._find_pod(pod_name, namespace)
+        with self._lock:
+            run = self._find_pod(pod_name, namespace)
         if run is None:
             raise KeyError(pod_name)
         return run.directory / "root"
 
     def launch_of(self, pod_name: str, namespace: str | None = None) -> Launch | None:
         """How the pod's process was started (argv, env, cwd), once it has been."""
-        run = self._find_pod(pod_name, namespace)
-        return run.launch if run else None
+        with self._lock:
+            run = self._find_pod(pod_name, namespace)
+            return run.launch if run else None
 
     def process(self, pod_name: str, namespace: str | None = None) -> subprocess.Popen[bytes] | None:
-        run = self._find_pod(pod_name, namespace)
-        return run.process if run else None
+        with self._lock:
+            run = self._find_pod(pod_name, namespace)
+            return run.process if run else None
 
     def wait_for_job(self, name: str, namespace: str = "default", timeout: float = 30.0) -> JsonObj:
         """Wait until the Job has a Complete or Failed condition; returns it."""

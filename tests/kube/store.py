@@ -370,8 +370,8 @@ class Store:
         if dry_run:
             return new
         meta = _meta(new)
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            self._remove(rtype, new, "Background")
+        if meta.get("deletionTimestamp") and _meta(old).get("finalizers") and not meta.get("finalizers"):
+            self._remove(rtype, new, "Background")  # the last finalizer went: deletion completes
         else:
             self._save(rtype, new, "MODIFIED")
         return copy.deepcopy(new)
