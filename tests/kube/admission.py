@@ -349,7 +349,7 @@ def validate_pod_spec(spec: JsonObj, path: str, restart_policies: list[str]) -> 
     if policy not in restart_policies:
         errors.append(not_supported(f"{path}.restartPolicy", policy, restart_policies))
     volumes = spec.get("volumes") or []
-    volume_names = {v.get("name") for v in volumes if isinstance(v, dict)}
+    volume_names = {str(v.get("name")) for v in volumes if isinstance(v, dict)}
     errors += _volume_errors(volumes, f"{path}.volumes")
     containers = spec.get("containers")
     if not containers:
@@ -412,7 +412,7 @@ def _resource_errors(resources: JsonObj, path: str) -> list[FieldError]:
     for section in ("limits", "requests"):
         for key, value in (resources.get(section) or {}).items():
             try:
-                parsed.setdefault(section, {})[key] = parse_quantity(value)
+                parsed.setdefault(section, {})[key] = parse_quantity(value)  # type: ignore[no-untyped-call]
             except (ValueError, TypeError):
                 errors.append(
                     invalid(

@@ -573,7 +573,7 @@ class FakeApiServer:
             limit = int(query.get("limit") or 0)
         except ValueError:
             raise bad_request(f"invalid limit {query.get('limit')!r}") from None
-        items, meta = self.store.list(
+        items, meta = self.store.page(
             target.rtype,
             target.namespace,
             label_selector=query.get("labelSelector", ""),
@@ -792,7 +792,7 @@ def _delete_query(query: Any) -> dict[str, Any]:
 
 
 def _log_container(pod: JsonObj, requested: str | None) -> str:
-    names = [c.get("name", "") for c in pod.get("spec", {}).get("containers", [])]
+    names = [str(c.get("name", "")) for c in pod.get("spec", {}).get("containers", [])]
     name = pod["metadata"]["name"]
     if requested is None:
         if len(names) != 1:

@@ -267,7 +267,7 @@ def _volume_dir(ctx: PodContext, volume: JsonObj) -> Path:
         return ctx.volume_dir("pvc", volume["persistentVolumeClaim"]["claimName"])
     if "hostPath" in volume:
         return ctx.volume_dir("hostPath", volume["hostPath"]["path"])
-    directory = ctx.pod_dir / "volumes" / name
+    directory: Path = ctx.pod_dir / "volumes" / str(name)
     if directory.exists():
         return directory
     files: dict[str, tuple[bytes, int]] = {}

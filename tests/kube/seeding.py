@@ -122,6 +122,7 @@ def seeded_pod(job: JsonObj, outcome: str) -> JsonObj:
     name = f"{meta['name']}-{''.join(random.choices(_SUFFIX_ALPHABET, k=5))}"
     now = now_iso()
     container = job["spec"]["template"]["spec"]["containers"][0]
+    state: JsonObj
     if outcome == "Running":
         phase, state = "Running", {"running": {"startedAt": now}}
     else:

@@ -190,7 +190,7 @@ class Store:
                 if labels_match(labels, _meta(objects[k]).get("labels")) and fields_match(fields, objects[k])
             ]
 
-    def list(
+    def page(
         self,
         rtype: ResourceType,
         namespace: str | None,

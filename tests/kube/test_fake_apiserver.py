@@ -514,3 +514,72 @@ def test_pod_reaches_the_api_with_its_own_kubeconfig(
     assert Path((home / "out.txt").read_text()).resolve() == (home / "work").resolve()
     (from_pod,) = fake_apiserver.requests("GET", f"/pods/{pod_name}", from_pods=True)
     assert (from_pod.user, from_pod.pod, from_pod.status) == ("system:serviceaccount:ns:default", f"ns/{pod_name}", 200)
+
+
+def test_sigkill_after_the_grace_period(fake_kubelet: FakeKubelet, fake_apiserver: FakeApiServer) -> None:
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    )
+    manifest = job_manifest("stubborn", ["python", "-c", stubborn], pod={"terminationGracePeriodSeconds": 1})
+    client.BatchV1Api(fake_apiserver.client()).create_namespaced_job(NS, manifest)
+    fake_apiserver.wait_for("jobs", NS, "stubborn", lambda j: bool(j and j["status"].get("ready")))
+    (pod_name,) = fake_kubelet.pods_of("stubborn", NS)
+    process = fake_kubelet.process(pod_name, NS)
+    assert process is not None
+    core = client.CoreV1Api(fake_apiserver.client())
+    fake_apiserver.wait_for("pods", NS, pod_name, lambda p: core.read_namespaced_pod_log(pod_name, NS) == "up\n")
+    started = time.monotonic()
+    terminating = core.delete_namespaced_pod(pod_name, NS)
+    assert terminating.metadata.deletion_timestamp is not None  # graceful: the pod stays while it terminates
+    fake_apiserver.wait_for("pods", NS, pod_name, lambda p: p is None, timeout=10)
+    assert process.wait(timeout=5) == -9 and 0.9 < time.monotonic() - started < 5
+    job = fake_kubelet.wait_for_job("stubborn", NS)  # a deleted pod counts as a failure (backoffLimit 0)
+    assert job["status"]["conditions"][-1]["reason"] == "BackoffLimitExceeded"
+
+
+def test_volumes_and_environment(fake_kubelet: FakeKubelet, fake_apiserver: FakeApiServer) -> None:
+    core, batch = client.CoreV1Api(fake_apiserver.client()), client.BatchV1Api(fake_apiserver.client())
+    core.create_namespaced_secret(NS, {"metadata": {"name": "creds"}, "stringData": {"key": "k1", "other": "o"}})
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "settings"}, "data": {"A": "1", "B": "2"}})
+    script = (
+        "import os, stat, sys\n"
+        "secret, scratch = sys.argv[1:]\n"
+        "print(sorted(os.listdir(secret)), oct(stat.S_IMODE(os.stat(os.path.join(secret, 'k')).st_mode)))\n"
+        "print(os.path.isdir(scratch), os.environ['CFG_A'], os.environ['CFG_B'], os.environ['JOB'], os.environ['NS'])\n"
+        "same = os.path.realpath(os.environ['HOME_DIR']) == os.getcwd()\n"
+        "print(same, 'KUBERNETES_SERVICE_HOST' in os.environ, os.environ['EXTRA'])\n"
+    )
+    container = {
+        "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
+        "env": [
+            {"name": "JOB", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
+            {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "HOME_DIR", "value": "/scratch"},
+            {"name": "KUBERNETES_SERVICE_HOST", "value": "10.0.0.1"},
+        ],
+        "workingDir": "/scratch",
+        "volumeMounts": [{"name": "secret", "mountPath": "/secret"}, {"name": "scratch", "mountPath": "/scratch"}],
+    }
+    volumes = [
+        {"name": "secret", "secret": {"secretName": "creds", "items": [{"key": "key", "path": "k", "mode": 0o600}]}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
+    fake_kubelet.extra_env["EXTRA"] = "from-the-test"
+    manifest = job_manifest(
+        "env", ["python", "-c", script, "/secret", "/scratch"], pod={"volumes": volumes}, container=container
+    )
+    batch.create_namespaced_job(NS, manifest)
+    job = fake_kubelet.wait_for_job("env", NS)
+    (pod_name,) = fake_kubelet.pods_of("env", NS)
+    log = core.read_namespaced_pod_log(pod_name, NS)
+    assert job["status"].get("succeeded") == 1, log
+    assert log == "['k'] 0o600\nTrue 1 2 env ns\nTrue False from-the-test\n"
+
+
+def test_version_and_discovery(fake_apiserver: FakeApiServer) -> None:
+    api = fake_apiserver.client()
+    assert client.VersionApi(api).get_code().minor == "33"  # the client asks for /version/
+    groups = client.ApisApi(api).get_api_versions()
+    assert [g.name for g in groups.groups] == ["authorization.k8s.io", "batch"]
+    resources = client.BatchV1Api(api).get_api_resources()
+    assert {r.name for r in resources.resources} == {"jobs", "jobs/status"}
