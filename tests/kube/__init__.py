@@ -1,9 +1,22 @@
 """Test doubles for the Kubernetes backend: a fake API server and a fake kubelet.
 
-See ``fake_apiserver.py`` and ``fake_kubelet.py`` for what they simulate and
-where they differ from Kubernetes; ``fixtures.py`` has the pytest fixtures.
+No real API server can run on the test machines, so the backend is tested
+against :class:`FakeApiServer` (real HTTP on 127.0.0.1, the real ``kubernetes``
+client and kubectl work against it) and :class:`FakeKubelet` (runs each Job's
+pod as a local process). ``fake_apiserver.py`` and ``fake_kubelet.py`` say what
+they simulate and where they differ from Kubernetes; ``fixtures.py`` has the
+pytest fixtures. Typical use::
+
+    with FakeApiServer() as server, FakeKubelet(server, volumes={"claim-alice": home}) as kubelet:
+        server.kubeconfig(tmp_path / "kubeconfig", namespace="ns")   # for the code under test
+        server.deny("patch", "batch", "jobs", caller="pod")          # RBAC: the driver may not patch
+        kubelet.hold("job-b", "ImagePullBackOff")                    # job-b's pod stays Pending
+        ...                                                          # the code under test creates Jobs
+        job = kubelet.wait_for_job("job-a", "ns")                    # Complete or Failed
+        assert len(server.requests("GET", "/jobs")) <= 1             # API traffic, from the request log
 """
 
 from .fake_apiserver import FakeApiServer, RecordedRequest
+from .fake_kubelet import FakeKubelet, job_outcome
 
-__all__ = ["FakeApiServer", "RecordedRequest"]
+__all__ = ["FakeApiServer", "FakeKubelet", "RecordedRequest", "job_outcome"]

@@ -284,7 +284,7 @@ def test_seeded_jobs_list_fast(fake_apiserver: FakeApiServer, batch: client.Batc
     assert time.monotonic() - started < 5
 
 
-def test_watch_pods(fake_apiserver: FakeApiServer, core: client.CoreV1Api) -> None:
+def test_watch(fake_apiserver: FakeApiServer, core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map(NS, {"metadata": {"name": "before"}})
     events: list[tuple[str, str]] = []
 
@@ -294,7 +294,8 @@ def test_watch_pods(fake_apiserver: FakeApiServer, core: client.CoreV1Api) -> No
 
     reader = threading.Thread(target=consume)
     reader.start()
-    time.sleep(0.3)
+    fake_apiserver.wait_for("configmaps", NS, "before", lambda _: bool(fake_apiserver.requests("GET", "/configmaps")))
+    time.sleep(0.1)  # the watch is subscribed right after its request is recorded
     core.create_namespaced_config_map(NS, {"metadata": {"name": "after"}})
     core.delete_namespaced_config_map("after", NS)
     reader.join(timeout=5)
@@ -393,8 +394,9 @@ def test_kubelet_deadline_exceeded(
     assert fake_apiserver.get("pods", NS, pod_name) is None  # the Job controller deleted it
 
 
+@pytest.mark.parametrize("propagation", ["Background", "Foreground"])
 def test_deleting_a_job_terminates_its_process_gracefully(
-    fake_kubelet: FakeKubelet, batch: client.BatchV1Api, fake_apiserver: FakeApiServer, tmp_path: Path
+    fake_kubelet: FakeKubelet, batch: client.BatchV1Api, fake_apiserver: FakeApiServer, tmp_path: Path, propagation: str
 ) -> None:
     marker = tmp_path / "terminated"
     script = (
@@ -408,9 +410,11 @@ def test_deleting_a_job_terminates_its_process_gracefully(
     (pod_name,) = fake_kubelet.pods_of("victim", NS)
     core = client.CoreV1Api(fake_apiserver.client())
     fake_apiserver.wait_for("pods", NS, pod_name, lambda p: core.read_namespaced_pod_log(pod_name, NS) == "ready\n")
-    batch.delete_namespaced_job("victim", NS, propagation_policy="Background")
-    assert fake_apiserver.get("jobs", NS, "victim") is None
+    batch.delete_namespaced_job("victim", NS, propagation_policy=propagation)
+    if propagation == "Background":
+        assert fake_apiserver.get("jobs", NS, "victim") is None  # the Job goes first, its pods after
     fake_apiserver.wait_for("pods", NS, pod_name, lambda p: p is None, timeout=10)
+    assert fake_apiserver.get("jobs", NS, "victim") is None
     process = fake_kubelet.process(pod_name, NS)
     assert process is None or process.poll() is not None
     assert marker.read_text() == "bye"
