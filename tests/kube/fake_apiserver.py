@@ -32,7 +32,9 @@ Served:
   :meth:`FakeApiServer.deny`; denied calls get Kubernetes' 403 message.
 * A request log (:meth:`FakeApiServer.requests`) for asserting on API traffic.
 
-Not served: server-side apply (415), ``fieldValidation=Strict`` (unknown fields
+Not served: protobuf bodies (415; ``kubectl get/logs/describe/delete`` work,
+``kubectl auth can-i`` does not), Table output (``kubectl get`` shows only
+NAME and AGE columns), server-side apply (415), ``fieldValidation=Strict`` (unknown fields
 are kept, not refused), resourceVersion semantics for list/watch (lists are
 always current), list-merge semantics of strategic merge patch (lists are
 replaced), admission beyond ``admission.py``. Garbage collection runs
@@ -774,6 +776,10 @@ async def _body(request: web.Request, *, optional: bool = False) -> Any:
         if optional:
             return None
         raise bad_request("the request body is empty")
+    content_type = request.headers.get("Content-Type", "")
+    if "protobuf" in content_type or "cbor" in content_type:
+        # kubectl sends protobuf for some typed calls (e.g. `kubectl auth can-i`).
+        raise ApiError(415, "UnsupportedMediaType", f"the fake API server reads JSON bodies only, not {content_type}")
     try:
         return json.loads(raw)
     except ValueError as exc:
