@@ -10,16 +10,18 @@ import importlib.util
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from . import config
+from . import config, hub
 from . import gateway as gw
 from . import queue as q
 from .backends import Backend, get_backend, resolve_backend_name
 from .environment import exported_environment
-from .errors import BadInput, KbatchError
+from .errors import BadInput, KbatchError, KbatchWarning
 from .options import SPEC_OPTION_NAMES
 from .records import JobRecord, JobState, now
 from .spec import JobSpec, build_spec
@@ -67,9 +69,44 @@ def submit_spec(spec: JobSpec) -> Job:
     backend = get_backend(spec.backend)
     if spec.kind == "notebook" and backend.name == "local" and importlib.util.find_spec("papermill") is None:
         raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
+    _check_cluster_options(spec, backend)
     environment = exported_environment(spec.export, spec.env, os.environ)
-    record = backend.submit(spec, environment)
-    return Job(record, backend)
+    # Under JupyterHub the job gets a hub token of its own (see hub.py).
+    with hub.job_token(
+        name=spec.name,
+        time_limit=spec.time_limit,
+        needs_gateway=bool(spec.workers),
+        environ=os.environ,
+        policy=hub.TokenPolicy.from_config(),
+    ) as credentials:
+        environment.update(credentials.env)
+        record = backend.submit(spec, environment)
+    job = Job(record, backend)
+    job.warnings = (credentials.warning,) if credentials.warning else ()
+    return job
+
+
+def _warned(job: Job) -> Job:
+    """Issue the submission's warnings the Python way (the CLI prints them itself)."""
+    for warning in job.warnings:
+        warnings.warn(warning, stacklevel=3)
+    return job
+
+
+def _check_cluster_options(spec: JobSpec, backend: Backend) -> None:
+    """Catch a typo in --dask-option now rather than after the job starts, when
+    the gateway can be asked without starting anything."""
+    options = spec.cluster_options()
+    if not spec.workers or not options:
+        return
+    try:
+        settings = gw.resolve(getattr(backend, "home", "") or "", spec.user, start=False)
+        if settings is None:
+            return
+        declared = gw.cluster_options(settings)
+    except KbatchError:
+        return  # unreachable now: the driver will retry, and report a refusal itself
+    gw.check_cluster_options(options, declared)
 
 
 def submit(script: str, *args: str, **options: Any) -> Job:
@@ -82,7 +119,7 @@ def submit(script: str, *args: str, **options: Any) -> Job:
     >>> job.wait()  # doctest: +SKIP
     <JobState.SUCCEEDED: 'SUCCEEDED'>
     """
-    return submit_spec(make_spec(script, args, **options))
+    return _warned(submit_spec(make_spec(script, args, **options)))
 
 
 # Keyword arguments of submit_with_cluster that configure the job; everything
@@ -142,7 +179,7 @@ def submit_with_cluster(
             f.write(data)
         spec = build_spec(path, (), _raw_options(raw), config=_config_layer(), payload=True)
         # The payload's temporary path means nothing later: record the function instead.
-        return submit_spec(spec)
+        return _warned(submit_spec(spec))
 
 
 def _backend(name: str | None) -> Backend:
@@ -212,6 +249,7 @@ class Job:
     def __init__(self, record: JobRecord, backend: Backend) -> None:
         self._record = record
         self._backend = backend
+        self.warnings: tuple[KbatchWarning, ...] = ()  # what submitting it warned about
 
     @property
     def id(self) -> str:
@@ -297,6 +335,49 @@ def show_record(job_id: str, backend: str | None = None) -> JobRecord:
     return q.collect([record], _gateway_settings(b, [record]), float(config.get("queue.live-timeout", 1.0)))[0]
 
 
+@dataclass(frozen=True)
+class GcAction:
+    """A cluster ``gc`` stopped (or, with ``dry_run``, would stop), and why."""
+
+    cluster: str
+    job_id: str | None
+    why: str
+    stopped: bool
+
+
+def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None = None) -> list[GcAction]:
+    """Stop this user's clusters whose kbatch job has ended or vanished; with
+    ``all_clusters``, also running clusters that belong to no kbatch job.
+    Idempotent: a second run finds nothing.
+
+    >>> [a.why for a in gc(dry_run=True)]  # doctest: +SKIP
+    ['job k3x9q LOST']
+    """
+    b = _backend(backend)
+    records = b.list(ended_since=None)
+    from .spec import current_user
+
+    settings = gw.resolve(getattr(b, "home", "") or "", current_user(), start=False)
+    if settings is None:
+        return []
+    owners = {r.dask.cluster: r for r in records if r.dask and r.dask.cluster}
+    actions = []
+    for name, info in sorted(gw.list_clusters(settings).items()):
+        if info.status not in ("PENDING", "RUNNING"):
+            continue
+        owner = owners.get(name)
+        if owner is not None and owner.state.is_terminal():
+            why = f"job {owner.id} {owner.state.value}"
+        elif owner is None and all_clusters:
+            why = "no kbatch job"
+        else:
+            continue
+        if not dry_run:
+            gw.stop_cluster(settings, name)
+        actions.append(GcAction(name, owner.id if owner else None, why, stopped=not dry_run))
+    return actions
+
+
 def _local_home() -> str:
     from .backends.local import LocalBackend
 
@@ -338,3 +419,10 @@ def gateway_status() -> tuple[bool, str]:
 
 def backend_name(name: str | None = None) -> str:
     return resolve_backend_name(name or str(config.get("backend") or "auto"))
+
+
+def dry_run_kubernetes(spec: JobSpec) -> str:
+    """The Kubernetes objects submitting ``spec`` would create, as YAML (``--dry-run``); creates nothing."""
+    from .backends.kubernetes import KubernetesBackend
+
+    return KubernetesBackend().dry_run(spec, exported_environment(spec.export, spec.env, os.environ))

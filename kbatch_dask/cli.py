@@ -120,6 +120,9 @@ def submit_cmd(wait: bool, parsable: bool, dry_run: bool, script: str, args: tup
 
     spec = api.make_spec(script, args, **options)
     if dry_run:
+        if api.backend_name(spec.backend) == "kubernetes":
+            click.echo(api.dry_run_kubernetes(spec))
+            return
         click.echo(render.to_yaml({"backend": api.backend_name(spec.backend), "spec": spec.to_dict()}))
         return
     job = api.submit_spec(spec)
@@ -127,6 +130,8 @@ def submit_cmd(wait: bool, parsable: bool, dry_run: bool, script: str, args: tup
         click.echo(job.id)
     else:
         click.echo(f"Submitted job {job.id} ({job.record.name}); output: {job.record.output}")
+    for warning in job.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     if wait:
         _exit_with_job(job)
 
@@ -257,6 +262,30 @@ def wait_cmd(job_id: str, timeout: float | None, backend: str | None) -> None:
         _exit_with_job(job, timeout)
     except TimeoutError as exc:
         raise KbatchError(str(exc)) from None
+
+
+@cli.command("gc")
+@click.option("--dry-run", is_flag=True, help="List what would be stopped; stop nothing.")
+@click.option("--all", "all_clusters", is_flag=True, help="Also stop running clusters that belong to no kbatch job.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before stopping clusters without a job (--all).")
+@click.option("--backend", metavar="local|kubernetes")
+def gc_cmd(dry_run: bool, all_clusters: bool, yes: bool, backend: str | None) -> None:
+    """Stop Dask clusters whose job has ended or vanished."""
+    from . import api
+
+    if all_clusters and not dry_run and not yes:
+        orphans = [a for a in api.gc(dry_run=True, all_clusters=True, backend=backend) if a.job_id is None]
+        if orphans:
+            click.echo("Running clusters that belong to no kbatch job:")
+            for action in orphans:
+                click.echo(f"  {action.cluster}")
+            click.confirm("Stop them too?", abort=True)
+    actions = api.gc(dry_run=dry_run, all_clusters=all_clusters, backend=backend)
+    for action in actions:
+        verb = "stopped" if action.stopped else "would stop"
+        click.echo(f"{verb} cluster {action.cluster} ({action.why})")
+    if not actions:
+        click.echo("Nothing to stop: every running cluster belongs to a running job.")
 
 
 @cli.group("gateway")

@@ -159,13 +159,24 @@ def stop(home: str, timeout: float = 20.0) -> bool:
         return True
 
 
-def _start(home: str, username: str, settings: dict[str, Any]) -> EmbeddedGateway:
+def start(home: str, username: str, settings: dict[str, Any], ports: tuple[int, int] | None = None) -> EmbeddedGateway:
+    """Start the embedded gateway of ``home`` (which must not be running).
+
+    It listens on ``ports`` (HTTP, scheduler TCP) if given, else on the ports
+    it had last time when they are free — so that clients of a restarted
+    gateway find it again — else on free ports.
+    """
+    with _locked(home):
+        return _start(home, username, settings, ports)
+
+
+def _start(home: str, username: str, settings: dict[str, Any], ports: tuple[int, int] | None = None) -> EmbeddedGateway:
     gwdir = gateway_dir(home)
     os.makedirs(os.path.join(gwdir, "clusters"), mode=0o700, exist_ok=True)
     os.chmod(gwdir, 0o700)
     password = _secret_file(os.path.join(gwdir, "secret"), lambda: secrets.token_urlsafe(32))
     _secret_file(os.path.join(gwdir, "encrypt-key"), _fernet_key)
-    http_port, tcp_port = _free_ports(2)
+    http_port, tcp_port = ports or _last_ports(gwdir) or _free_ports(2)
     config_path = os.path.join(gwdir, "dask_gateway_config.py")
     config = _CONFIG_TEMPLATE.format(
         gwdir=gwdir,
@@ -207,7 +218,23 @@ def _start(home: str, username: str, settings: dict[str, Any]) -> EmbeddedGatewa
         time.sleep(0.1)
     state = {k: v for k, v in asdict(gateway).items() if k in ("address", "proxy_address", "pid")}
     _write_private(os.path.join(gwdir, STATE_FILE), json.dumps(state))
+    _write_private(os.path.join(gwdir, "last-ports"), f"{http_port} {tcp_port}")
     return gateway
+
+
+def _last_ports(gwdir: str) -> tuple[int, int] | None:
+    try:
+        with open(os.path.join(gwdir, "last-ports")) as f:
+            http_port, tcp_port = (int(p) for p in f.read().split())
+    except (OSError, ValueError):
+        return None
+    for port in (http_port, tcp_port):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return None
+    return http_port, tcp_port
 
 
 @contextlib.contextmanager

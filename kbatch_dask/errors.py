@@ -7,7 +7,11 @@
     ├── JobNotFound              no job with that id
     ├── GatewayError             the Dask-Gateway refused a request
     │   └── GatewayUnreachable   ... or could not be reached (worth retrying)
+    ├── HubError                 JupyterHub refused a request or could not be reached
     └── BackendError             the backend (local state, Kubernetes API) failed
+
+    KbatchWarning                a submission worked, with a risk the user should know
+                                 about (e.g. the job uses the session's hub token)
 """
 
 from __future__ import annotations
@@ -43,3 +47,17 @@ class GatewayUnreachable(GatewayError):
 
 class BackendError(KbatchError):
     """The backend could not carry out a request."""
+
+
+class HubError(KbatchError):
+    """JupyterHub refused a request (``status`` is its HTTP status) or could not
+    be reached (``status`` 0)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KbatchWarning(UserWarning):
+    """Something worked, with a risk worth one line: the CLI prints it as
+    ``Warning: <message>``; the Python API issues it with :func:`warnings.warn`."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import getpass
 import json
 import os
 import time
@@ -22,12 +23,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import config, embedded
-from .errors import GatewayError, GatewayUnreachable
+from .errors import BadInput, GatewayError, GatewayUnreachable
 
 if TYPE_CHECKING:
     from dask_gateway import Gateway
 
 ALL_STATUSES = "PENDING,RUNNING,STOPPING,STOPPED,FAILED"
+JUPYTERHUB_TOKEN_REFUSED = (
+    "the JupyterHub token is no longer valid or lacks access to the gateway "
+    "(a notebook server's token is deleted when the server stops)"
+)
 
 
 @dataclass(frozen=True)
@@ -60,10 +65,12 @@ def resolve(home: str, username: str, *, start: bool) -> GatewaySettings | None:
         import dask.config
 
         public = dask.config.get("gateway.public-address", default=None) or address
+        # daskhub's public address is a path on the hub: links must be absolute for a person.
+        hub_url = hub_public_url(config.get("hub.public-url"), os.environ)
         return GatewaySettings(
             address=address,
             proxy_address=dask.config.get("gateway.proxy-address", default=None),
-            public_address=str(public),
+            public_address=absolute_address(str(public), hub_url),
             auth_type=dask.config.get("gateway.auth.type", default=None),
             auth_kwargs=dask.config.get("gateway.auth.kwargs", default=None) or {},
         )
@@ -83,6 +90,46 @@ def resolve(home: str, username: str, *, start: bool) -> GatewaySettings | None:
         env=server.dask_config_env(),
         embedded=True,
     )
+
+
+def hub_public_url(configured: str | None, environ: Mapping[str, str]) -> str | None:
+    """The hub's public URL: ``kbatch.hub.public-url``, else ``$JUPYTERHUB_PUBLIC_URL``,
+    else ``$JUPYTERHUB_PUBLIC_HUB_URL`` without its ``hub/``; None if unknown.
+
+    >>> hub_public_url(None, {"JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.org/jh/hub/"})
+    'https://hub.example.org/jh/'
+    """
+    if configured:
+        return configured
+    if environ.get("JUPYTERHUB_PUBLIC_URL"):
+        return environ["JUPYTERHUB_PUBLIC_URL"]
+    hub_url = environ.get("JUPYTERHUB_PUBLIC_HUB_URL")
+    if hub_url:
+        base = hub_url.rstrip("/")
+        return (base[: -len("hub")] if base.endswith("/hub") else base + "/") or None
+    return None
+
+
+def absolute_address(address: str, base: str | None) -> str:
+    """``address`` made absolute against the hub's public URL ``base``: a path
+    (``/services/dask-gateway``) is on the hub's host, a relative path below
+    ``base``; a full URL, or an address with no ``base`` to go by, is unchanged.
+
+    >>> absolute_address("/services/dask-gateway", "https://hub.example.org/jh/")
+    'https://hub.example.org/services/dask-gateway'
+    >>> absolute_address("services/dask-gateway/", "https://hub.example.org/jh")
+    'https://hub.example.org/jh/services/dask-gateway/'
+    >>> absolute_address("http://10.0.0.5:8000", "https://hub.example.org/")
+    'http://10.0.0.5:8000'
+    """
+    from urllib.parse import urlsplit
+
+    if not base or urlsplit(address).scheme:
+        return address
+    parts = urlsplit(base)
+    if address.startswith("/"):
+        return f"{parts.scheme}://{parts.netloc}{address}"
+    return f"{base.rstrip('/')}/{address}"
 
 
 def get_auth(auth_type: str, **kwargs: Any) -> Any:
@@ -112,12 +159,13 @@ def _auth_header(settings: GatewaySettings) -> dict[str, str] | None:
     """Headers for plain HTTP requests, or None for auth types only dask-gateway speaks."""
     if settings.auth_type in (None, "basic"):
         kw = settings.auth_kwargs
-        user = kw.get("username") or os.environ.get("USER", "user")
+        user = kw.get("username") or getpass.getuser()  # as dask-gateway's BasicAuth
         basic = base64.b64encode(f"{user}:{kw.get('password') or ''}".encode()).decode()
         return {"Authorization": f"Basic {basic}"}
     if settings.auth_type == "jupyterhub":
         token = settings.auth_kwargs.get("api_token") or os.environ.get("JUPYTERHUB_API_TOKEN")
-        return {"Authorization": f"token {token}"} if token else None
+        # dask-gateway-server's JupyterHubAuthenticator reads "jupyterhub <token>".
+        return {"Authorization": f"jupyterhub {token}"} if token else None
     return None
 
 
@@ -147,9 +195,14 @@ def request(settings: GatewaySettings, method: str, path: str, body: Any = None,
             raw = resp.read()
     except urllib.error.HTTPError as exc:
         reason = exc.reason
+        answered = False  # the gateway itself answered (JSON), not its proxy
         with contextlib.suppress(Exception):
             reason = json.loads(exc.read()).get("error") or reason
-        if exc.code >= 500 or exc.code in (502, 503, 504):
+            answered = True
+        if _hub_token_refused(settings, exc.code, str(reason)):
+            reason = f"{reason}: {JUPYTERHUB_TOKEN_REFUSED}"
+        # While the gateway starts, its proxy answers 404 for routes not yet set up.
+        elif exc.code >= 500 or (exc.code == 404 and not answered):
             raise GatewayUnreachable(
                 f"the Dask-Gateway at {settings.address} failed: HTTP {exc.code} {reason}"
             ) from None
@@ -159,6 +212,19 @@ def request(settings: GatewaySettings, method: str, path: str, body: Any = None,
     except (OSError, ValueError) as exc:
         raise GatewayUnreachable(f"the Dask-Gateway at {settings.address} is unreachable: {exc}") from None
     return json.loads(raw) if raw.strip() else None
+
+
+def _hub_token_refused(settings: GatewaySettings, status: int, reason: str) -> bool:
+    """True when the gateway refused our JupyterHub token (no use retrying). JupyterHub
+    >= 5 answers 403 for a deleted token, which dask-gateway-server turns into a 500.
+
+    >>> s = GatewaySettings("http://gw", None, "http://gw", "jupyterhub")
+    >>> _hub_token_refused(s, 500, "Permission failure verifying user's JupyterHub API token")
+    True
+    """
+    if settings.auth_type != "jupyterhub":
+        return False
+    return status == 401 or (status == 500 and "Permission failure verifying" in reason)
 
 
 def _fallback(settings: GatewaySettings) -> bool:
@@ -212,6 +278,66 @@ def wait_running(settings: GatewaySettings, name: str, timeout: float) -> Cluste
             raise GatewayError(f"the Dask cluster {name} {status.lower()} while starting")
         if time.monotonic() > deadline:
             raise GatewayError(f"the Dask cluster {name} did not start within {timeout:.0f} s")
+
+
+def cluster_info(settings: GatewaySettings, name: str) -> ClusterInfo | None:
+    """What the gateway says about one cluster now; None if it does not know it."""
+    if _fallback(settings):
+        return list_clusters(settings).get(name)
+    try:
+        data = request(settings, "GET", f"/api/v1/clusters/{name}")
+    except GatewayError as exc:
+        if getattr(exc, "status", None) == 404:
+            return None
+        raise
+    return ClusterInfo(name, data["status"], _absolute(settings.public_address, data.get("dashboard_route")))
+
+
+def cluster_options(settings: GatewaySettings) -> dict[str, dict[str, Any]]:
+    """The cluster options the gateway declares, by field name (their specs)."""
+    if _fallback(settings):
+        gateway = connect(settings)
+        try:
+            options = gateway.cluster_options()
+            return {field: {"type": type(options[field]).__name__} for field in options}
+        finally:
+            gateway.close()
+    data = request(settings, "GET", "/api/v1/options") or {}
+    return {o["field"]: o.get("spec", {}) for o in data.get("cluster_options", [])}
+
+
+def check_cluster_options(requested: Mapping[str, Any], declared: Mapping[str, Mapping[str, Any]]) -> None:
+    """Check requested options against the gateway's declared ones (BadInput if wrong).
+
+    >>> check_cluster_options({"worker_cores": 9}, {"worker_cores": {"type": "int", "min": 1, "max": 4}})
+    Traceback (most recent call last):
+    ...
+    kbatch_dask.errors.BadInput: cluster option worker_cores=9: at most 4 (the gateway's limit)
+    """
+    for key, value in requested.items():
+        if key not in declared:
+            allowed = ", ".join(sorted(declared)) or "none"
+            raise BadInput(f"cluster option {key!r}: the gateway has no such option; it offers: {allowed}")
+        spec = declared[key]
+        kind = spec.get("type")
+        if kind in ("int", "float"):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (kind == "int" and value != int(value))
+            ):
+                raise BadInput(
+                    f"cluster option {key}={value!r}: expected {'a whole number' if kind == 'int' else 'a number'}"
+                )
+            if spec.get("min") is not None and value < spec["min"]:
+                raise BadInput(f"cluster option {key}={value}: at least {spec['min']} (the gateway's limit)")
+            if spec.get("max") is not None and value > spec["max"]:
+                raise BadInput(f"cluster option {key}={value}: at most {spec['max']} (the gateway's limit)")
+        elif kind == "bool" and not isinstance(value, bool):
+            raise BadInput(f"cluster option {key}={value!r}: expected true or false")
+        elif kind == "select" and spec.get("options") and value not in spec["options"]:
+            choices = ", ".join(map(str, spec["options"]))
+            raise BadInput(f"cluster option {key}={value!r}: expected one of {choices}")
 
 
 def scale(settings: GatewaySettings, name: str, workers: int) -> None:

@@ -132,7 +132,23 @@ def run_notebook(path: str) -> int:
     return 0
 
 
+def die_with_supervisor() -> None:
+    """Ask Linux to kill this process if the supervisor dies: a job whose driver
+    is gone is lost, and its code must not run on unsupervised."""
+    supervisor = os.environ.get("KBATCH_DASK_SUPERVISOR_PID")
+    if not supervisor or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != int(supervisor):  # it died before prctl took effect
+        os._exit(137)
+
+
 def main() -> None:
+    die_with_supervisor()
     if len(sys.argv) < 2:
         sys.exit("usage: python -m kbatch_dask.runner PATH [ARGS...]")
     path, args = sys.argv[1], sys.argv[2:]

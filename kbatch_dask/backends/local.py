@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 
 from .. import config, gateway
 from ..errors import BackendError, GatewayError
@@ -89,13 +89,32 @@ class LocalBackend:
             jobdir = JobDir(os.path.join(self.store.jobs_dir, job_id))
             try:
                 record = self._checked(jobdir)
-            except (OSError, ValueError, KeyError, TypeError):
+            except FileNotFoundError:
                 continue  # a job directory being created or removed right now
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                record = self._unreadable(jobdir, exc)
             if ended_since and record.state.is_terminal() and (record.finished or record.submitted) < ended_since:
                 continue
             records.append(record)
         records.sort(key=lambda r: r.submitted)
         return records
+
+    def _unreadable(self, jobdir: JobDir, exc: Exception) -> JobRecord:
+        """An error row for a record that cannot be read: shown, never a crash."""
+        try:
+            submitted = datetime.fromtimestamp(os.stat(jobdir.path).st_mtime, timezone.utc)
+        except OSError:
+            submitted = now()
+        return JobRecord(
+            id=jobdir.id,
+            name="?",
+            user="?",
+            backend=self.name,
+            state=JobState.LOST,
+            submitted=submitted,
+            script="?",
+            reason=f"job record unreadable ({type(exc).__name__}: {exc}); see {jobdir.file('record.json')}",
+        )
 
     def _checked(self, jobdir: JobDir) -> JobRecord:
         """The record, with a vanished driver turned into LOST."""

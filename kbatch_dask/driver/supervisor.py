@@ -17,9 +17,10 @@ import time
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO, Protocol, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 from .. import gateway as gw
+from .. import hub
 from ..errors import GatewayError, GatewayUnreachable
 from ..gateway import GatewaySettings
 from ..records import JobState
@@ -28,6 +29,7 @@ from .tee import Tee
 
 RUNNER_MODULE = "kbatch_dask.runner"
 T = TypeVar("T")
+CLUSTER_CHECK_PERIOD = 5.0  # seconds between checks that the job's cluster still runs
 
 
 class Reporter(Protocol):
@@ -68,6 +70,7 @@ class Supervisor:
         gateway_retry: float = 60.0,
         start_timeout: float = 120.0,
         runner_env: Mapping[str, str] | None = None,
+        switch_grace: float = 5.0,
         log: Callable[[str], None] = print,
         echo: IO[bytes] | None = None,
     ) -> None:
@@ -83,6 +86,8 @@ class Supervisor:
         self.gateway_retry = gateway_retry
         self.start_timeout = start_timeout
         self.extra_runner_env = dict(runner_env or {})
+        self.switch_grace = switch_grace
+        self._watch: tuple[Any, ...] = ()
         self.log = log
         self.echo = echo  # also copy the job's output here (a pod's log)
         self.runner: subprocess.Popen[bytes] | None = None
@@ -90,6 +95,7 @@ class Supervisor:
         self.timed_out = False
         self.settings: GatewaySettings | None = None
         self.cluster_name: str | None = None
+        self.cluster_lost: str | None = None
 
     # -- entry ------------------------------------------------------------------
 
@@ -115,6 +121,9 @@ class Supervisor:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             self._stop_cluster()
+            self._disarm()
+            if not hub.keep_token(outcome.state, self.spec.retries):
+                hub.revoke_at_end(self.environment, self.log)  # the job's own JupyterHub token
             if outcome.state is not JobState.SUCCEEDED and outcome.reason:
                 _note(err or out, f"kbatch: job {self.job_id} {outcome.state.value}: {outcome.reason}")
             for f in {out, err} - {None}:
@@ -159,6 +168,44 @@ class Supervisor:
             gw.scale(settings, name, workers.maximum)
         self.log(f"cluster {name} running: {info.dashboard}")
         self.reporter.cluster(name, info.dashboard)
+        if self.switch_grace > 0:
+            self._arm_dead_mans_switch(settings, name)
+
+    def _arm_dead_mans_switch(self, settings: GatewaySettings, name: str) -> None:
+        """Stay connected to the cluster so its scheduler can tell we are alive (see deadman.py)."""
+        try:
+            from .. import deadman
+
+            gateway = gw.connect(settings)
+            cluster = gateway.connect(name)
+            client = cluster.get_client(set_as_default=False)
+            deadman.arm(client, self.switch_grace)
+            self._watch = (gateway, cluster, client)
+            self.log(f"dead-man's switch armed: the cluster stops {self.switch_grace:g} s after this driver dies")
+        except Exception as exc:  # the job can run without it; gc is the backstop
+            self.log(f"could not arm the dead-man's switch ({type(exc).__name__}: {exc}); continuing without it")
+
+    def _disarm(self) -> None:
+        for part in reversed(self._watch):
+            with contextlib.suppress(Exception):
+                part.close()
+        self._watch = ()
+
+    def _cluster_gone(self) -> str | None:
+        """Why the job's cluster is no longer usable, or None if it runs (or the gateway is
+        unreachable right now: a gateway restart is not a reason to stop the job)."""
+        if not self.cluster_name or not self.settings:
+            return None
+        try:
+            info = gw.cluster_info(self.settings, self.cluster_name)
+        except GatewayUnreachable:
+            return None
+        except GatewayError as exc:
+            return f"the Dask cluster {self.cluster_name} is gone ({exc})"
+        if info is None or info.status in ("STOPPING", "STOPPED", "FAILED"):
+            status = info.status.lower() if info else "unknown to the gateway"
+            return f"the Dask cluster {self.cluster_name} stopped while the job ran ({status})"
+        return None
 
     def _stop_cluster(self) -> None:
         if not self.cluster_name or not self.settings:
@@ -186,6 +233,7 @@ class Supervisor:
         env = dict(self.environment)
         env["KBATCH_DASK_JOB_ID"] = self.job_id
         env["PYTHONUNBUFFERED"] = "1"
+        env["KBATCH_DASK_SUPERVISOR_PID"] = str(os.getpid())
         env["KBATCH_DASK_SCRIPT_DIR"] = os.path.dirname(self.spec.script)
         if self.spec.parameters:
             env["KBATCH_DASK_PARAMETERS"] = json.dumps(self.spec.notebook_parameters())
@@ -210,6 +258,7 @@ class Supervisor:
         )
         deadline = time.monotonic() + self.spec.time_limit if self.spec.time_limit else None
         killed_at: float | None = None
+        next_check = time.monotonic() + CLUSTER_CHECK_PERIOD
         while True:
             try:
                 code = self.runner.wait(timeout=0.2)
@@ -220,7 +269,13 @@ class Supervisor:
             if deadline and current >= deadline and not self.timed_out:
                 self.timed_out = True
                 self.runner.send_signal(signal.SIGTERM)
-            if (self.timed_out or self.signalled) and killed_at is None:
+            if current >= next_check and not self.cluster_lost:
+                next_check = current + CLUSTER_CHECK_PERIOD
+                self.cluster_lost = self._cluster_gone()
+                if self.cluster_lost:
+                    self.log(f"{self.cluster_lost}; stopping the job")
+                    self.runner.send_signal(signal.SIGTERM)
+            if (self.timed_out or self.signalled or self.cluster_lost) and killed_at is None:
                 killed_at = current + self.kill_grace
             if killed_at is not None and current >= killed_at:
                 self.runner.kill()
@@ -228,6 +283,8 @@ class Supervisor:
         exit_code = 128 - code if code < 0 else code
         if self.timed_out or self.signalled is not None:
             return self._signal_outcome(exit_code)
+        if self.cluster_lost:
+            return Outcome(JobState.FAILED, exit_code, self.cluster_lost)
         if code == 0:
             return Outcome(JobState.SUCCEEDED, 0, None)
         if code < 0:
