@@ -107,3 +107,81 @@ def test_dry_run_validates_and_creates_nothing(home: Path, tmp_path: Path, capsy
     assert code == 0, err
     assert "workers: '1:4'" in out and "memory: 4294967296" in out
     assert job_dirs(home) == []
+
+
+ENV_CASES = [
+    ("KBATCH_TIME", "1:61:00", "KBATCH_TIME: --time '1:61:00': minutes must be below 60"),
+    ("KBATCH_DASK_WORKERS", "5:2", "KBATCH_DASK_WORKERS: --dask-workers '5:2'"),
+    ("KBATCH_MEMORY", "4GG", "KBATCH_MEMORY: --memory '4GG'"),
+    ("KBATCH_ENV", "NOEQUALS", "KBATCH_ENV: --env 'NOEQUALS'"),
+    ("KBATCH_PARAMETER", "alpha", "KBATCH_PARAMETER='alpha': expected KEY VALUE pairs"),
+]
+
+
+@pytest.mark.parametrize(("var", "value", "expected"), ENV_CASES, ids=[c[0] for c in ENV_CASES])
+def test_bad_environment_variables_name_the_variable(
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    var: str,
+    value: str,
+    expected: str,
+) -> None:
+    (tmp_path / "job.py").write_text(GOOD)
+    monkeypatch.setenv(var, value)
+    code, _, err = run_main(["job.py"], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [f"Error: {expected}" + err.strip().split(expected, 1)[1]]
+    assert job_dirs(home) == []
+
+
+API_CASES = [
+    ("dask-workers", {"dask_workers": -1}, "--dask-workers '-1'"),
+    ("memory", {"memory": "4GG"}, "--memory '4GG'"),
+    ("unknown-option", {"walltime": "1:00"}, "unknown option 'walltime'"),
+    ("workers-tuple", {"dask_workers": (5, 2)}, "--dask-workers '5:2'"),
+    ("env-dict-bad-key", {"env": {"1BAD": "x"}}, "--env '1BAD=x'"),
+]
+
+
+@pytest.mark.parametrize(("options", "expected"), [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES])
+def test_python_api_raises_bad_input_and_creates_nothing(
+    home: Path, tmp_path: Path, options: dict[str, object], expected: str
+) -> None:
+    from kbatch_dask import BadInput, submit
+
+    (tmp_path / "job.py").write_text(GOOD)
+    with pytest.raises(BadInput) as info:
+        submit(str(tmp_path / "job.py"), **options)
+    assert expected in str(info.value)
+    assert job_dirs(home) == []
+
+
+def test_function_job_bad_workers(home: Path) -> None:
+    from kbatch_dask import BadInput, submit_with_cluster
+
+    with pytest.raises(BadInput, match="--dask-workers 'abc'"):
+        submit_with_cluster(print, n_workers="abc")
+    assert job_dirs(home) == []
+
+
+@pytest.mark.parametrize("name", ["my nightly run", "análisis-día-🌊", "x" * 100])
+def test_names_with_spaces_unicode_and_100_characters_are_kept(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    (tmp_path / "job.py").write_text(GOOD)
+    code, out, err = run_main(["--dry-run", "-J", name, "job.py"], capsys)
+    assert code == 0, err
+    import yaml
+
+    assert yaml.safe_load(out)["spec"]["name"] == name
+
+
+@pytest.mark.gateway
+def test_syntax_error_is_a_runtime_failure_not_a_submit_error(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("print('unclosed'\n")
+    proc = kbatch("broken.py", "--dask-workers", "0", "-o", "b.out", "--wait", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Job " in proc.stderr and "FAILED" in proc.stderr
+    assert "SyntaxError" in (tmp_path / "b.out").read_text()

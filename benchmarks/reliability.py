@@ -1,0 +1,128 @@
+"""Measure how fast a job's cluster stops after each kind of ending.
+
+    python benchmarks/reliability.py [--repeat 3]
+
+Runs real jobs on a private embedded gateway and prints, per fault, the median
+seconds from the fault to the cluster's ``stop_time`` as the gateway records
+it. The fault's moment: the script's last line (it prints a timestamp just
+before it ends), the `kbatch cancel` call, the supervisor's SIGKILL, or the
+time limit's expiry. Figures go into docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+CONNECT = (
+    "from dask.distributed import get_client\n"
+    "get_client().wait_for_workers(1, timeout=60)\n"
+    "print('started', flush=True)\n"
+)
+
+
+def kbatch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "kbatch"), *args], capture_output=True, text=True, check=False)
+
+
+def show(job_id: str) -> dict:
+    return dict(json.loads(kbatch("show", job_id, "-o", "json").stdout))
+
+
+def wait(predicate: Callable[[], object], timeout: float = 120) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+def stop_time(home: str, name: str) -> float | None:
+    """The cluster's stop time (epoch seconds) once the gateway has stopped it."""
+    from kbatch_dask import gateway
+    from kbatch_dask.spec import current_user
+
+    settings = gateway.resolve(home, current_user(), start=False)
+    assert settings is not None
+    data = gateway.request(settings, "GET", f"/api/v1/clusters/{name}")
+    if data["status"] not in ("STOPPED", "FAILED") or not data.get("stop_time"):
+        return None
+    return float(data["stop_time"]) / 1000
+
+
+def run_case(home: str, tmp: Path, name: str, body: str, args: list[str], fault: str) -> float:
+    """Seconds from the fault to the cluster stopped."""
+    out = tmp / f"{name}.out"
+    script = tmp / f"{name}.py"
+    script.write_text(CONNECT + body)
+    job_id = kbatch(str(script), "--dask-workers", "1", "-o", str(out), "--parsable", *args).stdout.strip()
+    wait(lambda: out.exists() and "started" in out.read_text())
+    record = show(job_id)
+    cluster = record["dask"]["cluster"]
+    if fault == "cancel":
+        fault_at = time.time()
+        kbatch("cancel", job_id)
+    elif fault == "kill-supervisor":
+        fault_at = time.time()
+        os.kill(record["pid"], signal.SIGKILL)
+    elif fault.startswith("limit"):
+        from datetime import datetime
+
+        fault_at = datetime.fromisoformat(record["started"]).timestamp() + float(fault.split(":")[1])
+    else:  # the script's last line printed when it ended
+        wait(lambda: "ending at" in out.read_text())
+        fault_at = float(out.read_text().split("ending at")[1].split()[0])
+    stopped = wait(lambda: stop_time(home, cluster))
+    assert isinstance(stopped, float)
+    return stopped - fault_at
+
+
+END = "import time; print('ending at', time.time(), flush=True)\n"
+CASES = [
+    ("success", END, [], "end"),
+    ("raise", END + "raise ValueError('boom')\n", [], "end"),
+    ("exit-3", END + "import sys; sys.exit(3)\n", [], "end"),
+    ("os-exit-4", END + "import os; os._exit(4)\n", [], "end"),
+    ("segfault", END + "import ctypes; ctypes.string_at(0)\n", [], "end"),
+    ("sigkill-runner", END + "import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n", [], "end"),
+    ("cancel", "import time; time.sleep(300)\n", [], "cancel"),
+    ("kill-supervisor", "import time; time.sleep(300)\n", [], "kill-supervisor"),
+    ("time-limit-0:05", "import time; time.sleep(60)\n", ["--time", "0:05"], "limit:5"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    repeat = parser.parse_args().repeat
+    with tempfile.TemporaryDirectory(prefix="kbatch-reliability-") as tmpdir:
+        tmp = Path(tmpdir)
+        home = str(tmp / "home")
+        os.environ["KBATCH_DASK_HOME"] = home
+        try:
+            times: dict[str, list[float]] = {name: [] for name, *_ in CASES}
+            for _ in range(repeat):  # interleaved, so machine noise spreads over all cases
+                for name, body, args, fault in CASES:
+                    print(f"running {name}", file=sys.stderr, flush=True)
+                    times[name].append(run_case(home, tmp, name, body, args, fault))
+            print(f"{'fault':<18} {'median s':>9} {'max s':>7}   (fault -> cluster stopped, n={repeat})")
+            for name, values in times.items():
+                print(f"{name:<18} {statistics.median(values):>9.2f} {max(values):>7.2f}")
+        finally:
+            kbatch("gateway", "stop")
+
+
+if __name__ == "__main__":
+    main()
