@@ -166,3 +166,16 @@ def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Pat
     assert "cluster=None" not in outputs
     assert "scaled sum = 249750.0" in outputs
     assert "workers = 2" in outputs
+
+
+def test_function_job_example_runs(home: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "function_job.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    months = [line for line in proc.stdout.splitlines() if line.startswith("month")]
+    assert len(months) == 12
