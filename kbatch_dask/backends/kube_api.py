@@ -81,7 +81,6 @@ class KubeAPI:
     def _raw(self, verb: str, resource: str, namespace: str, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """``call(*args, **kw)`` without preloading: the raw urllib3 response."""
         from kubernetes.client.exceptions import ApiException
-        from pydantic import ValidationError
         from urllib3.exceptions import HTTPError
 
         try:
@@ -100,7 +99,7 @@ class KubeAPI:
             raise KubeError(f"cannot {verb} {where}: {_reason(exc)} (HTTP {status})", status) from None
         except HTTPError as exc:
             raise KubeError(f"the Kubernetes API at {self.host} is unreachable: {exc}") from None
-        except ValidationError as exc:  # the client checks request bodies before sending them
+        except ValueError as exc:  # clients ≥ 37 check request bodies before sending them (pydantic)
             raise KubeError(f"cannot {verb} {resource}: the request is invalid: {exc}") from None
 
     def _call(self, verb: str, resource: str, namespace: str, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -129,8 +128,7 @@ class KubeAPI:
                 self.batch.patch_namespaced_job,
                 name,
                 namespace,
-                patch,
-                _content_type="application/merge-patch+json",
+                patch,  # a mapping: every client version sends it as a (strategic) merge patch
             )
         )
 
@@ -199,10 +197,7 @@ class KubeAPI:
             follow=follow,
         )
         try:
-            while True:
-                chunk = response.read1(65536) if follow else response.read(65536)
-                if not chunk:
-                    return
-                yield chunk
+            # A followed log comes chunked: stream() yields each chunk as it arrives.
+            yield from response.stream(65536)
         finally:
             response.release_conn()

@@ -98,6 +98,8 @@ class KubernetesBackend:
 
     def manifests(self, spec: JobSpec, environment: Mapping[str, str], job_id: str) -> m.Manifests:
         """The objects :meth:`submit` would create (the Job created suspended)."""
+        if spec.kind == "function":
+            raise BadInput("functions (submit_with_cluster) run on the local backend only for now: use backend='local'")
         if spec.workers and not config.gateway_address():
             raise BadInput(
                 "a Kubernetes job's Dask cluster needs a Dask-Gateway the cluster can reach: "
@@ -119,12 +121,22 @@ class KubernetesBackend:
             suspend=True,
         )
 
-    def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> Objects:
-        """What :meth:`submit` would create, Secret values redacted; creates nothing."""
+    def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
+        """What :meth:`submit` would create, as YAML documents; creates nothing.
+
+        Exactly the objects sent, except that Secret values are redacted, and
+        the ownerReferences (which need the created Job's uid) are not shown.
+        """
+        import yaml
+
         objects = self.manifests(spec, environment, new_job_id()).all()
         secret = objects[2]
         objects[2] = {**secret, "data": dict.fromkeys(secret["data"], REDACTED)}
-        return objects
+        header = (
+            "# kbatch --dry-run: the objects a submission creates. The Job is created suspended and resumed\n"
+            "# once the ConfigMap and Secret exist (owned by the Job); Secret values are redacted here.\n"
+        )
+        return header + str(yaml.dump_all(objects, Dumper=_manifest_dumper(), sort_keys=False)).rstrip("\n")
 
     def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
         # The Job is created suspended, so that its pod cannot start before the
@@ -133,9 +145,9 @@ class KubernetesBackend:
         # step fails, everything created so far is deleted again; if the
         # submitter itself dies half-way, what remains is a suspended Job that
         # `kbatch queue` shows (PENDING, Suspended) and `kbatch cancel` removes.
-        api, namespace = self.api, self.namespace
         for _ in range(ID_ATTEMPTS):
-            objects = self.manifests(spec, environment, new_job_id())
+            objects = self.manifests(spec, environment, new_job_id())  # BadInput before anything exists
+            api, namespace = self.api, self.namespace
             try:
                 job = api.create_job(namespace, objects.job)
                 break
@@ -261,6 +273,22 @@ class KubernetesBackend:
             except GatewayError as exc:
                 reason = f"cancelled by user; the cluster could not be stopped: {exc}"
         return record.replace(state=JobState.CANCELLED, reason=reason, finished=now())
+
+
+def _manifest_dumper() -> type:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        """Plain YAML as kubectl shows it: no anchors, multi-line strings as blocks."""
+
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return Dumper
 
 
 def _has_started(pod: Mapping[str, Any] | None) -> bool:

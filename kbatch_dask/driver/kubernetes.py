@@ -26,7 +26,7 @@ from ..backends.kube_api import KubeAPI, KubeError
 from ..errors import GatewayError
 from ..kube_session import detect_namespace
 from ..records import JobState, now
-from ..spec import JobSpec
+from ..spec import JobSpec, expand_pattern
 from .supervisor import Supervisor
 
 log = logging.getLogger("kbatch_dask.driver")
@@ -116,6 +116,11 @@ def main(argv: list[str]) -> int:
     # in the image's working directory: the script runs where the pod starts.
     spec = dataclasses.replace(spec, workdir=os.getcwd())
     namespace = os.environ.get("KBATCH_DASK_NAMESPACE") or detect_namespace(None, None)
+    runner_env = {}
+    if spec.kind == "notebook":
+        pattern = spec.notebook_output or "%x-%j.ipynb"
+        folder = os.path.dirname(args.output) if args.output else spec.workdir
+        runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = expand_pattern(pattern, job["id"], spec.name, spec.user, folder)
     supervisor = Supervisor(
         spec=spec,
         job_id=job["id"],
@@ -127,6 +132,7 @@ def main(argv: list[str]) -> int:
         error=args.error,
         kill_grace=float(config.get("driver.kill-grace", 10)),
         gateway_retry=float(config.get("driver.gateway-retry", 60)),
+        runner_env=runner_env,
         log=log.info,
         echo=sys.stdout.buffer,
     )
