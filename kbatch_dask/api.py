@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from . import config, hub
+from . import config
 from . import gateway as gw
 from . import queue as q
 from .backends import Backend, get_backend, resolve_backend_name
@@ -71,6 +71,8 @@ def submit_spec(spec: JobSpec) -> Job:
         raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
     _check_cluster_options(spec, backend)
     environment = exported_environment(spec.export, spec.env, os.environ)
+    from . import hub
+
     # Under JupyterHub the job gets a hub token of its own (see hub.py).
     with hub.job_token(
         name=spec.name,

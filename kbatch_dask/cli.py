@@ -87,8 +87,22 @@ class KbatchGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    # Looked up only when asked: importlib.metadata would slow every command down.
+    if value and not ctx.resilient_parsing:
+        click.echo(f"kbatch, version {_version()}")
+        ctx.exit()
+
+
 @click.group(cls=KbatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version=_version(), prog_name="kbatch")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:

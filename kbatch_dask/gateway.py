@@ -62,17 +62,15 @@ def resolve(home: str, username: str, *, start: bool) -> GatewaySettings | None:
     needed; without, None is returned when no gateway is running."""
     address = config.gateway_address()
     if address:
-        import dask.config
-
-        public = dask.config.get("gateway.public-address", default=None) or address
+        public = config.dask_get("gateway.public-address") or address
         # daskhub's public address is a path on the hub: links must be absolute for a person.
         hub_url = hub_public_url(config.get("hub.public-url"), os.environ)
         return GatewaySettings(
             address=address,
-            proxy_address=dask.config.get("gateway.proxy-address", default=None),
+            proxy_address=config.dask_get("gateway.proxy-address"),
             public_address=absolute_address(str(public), hub_url),
-            auth_type=dask.config.get("gateway.auth.type", default=None),
-            auth_kwargs=dask.config.get("gateway.auth.kwargs", default=None) or {},
+            auth_type=config.dask_get("gateway.auth.type"),
+            auth_kwargs=config.dask_get("gateway.auth.kwargs") or {},
         )
     server = (
         embedded.ensure_running(home, username, config.get("embedded-gateway", {}) or {})

@@ -94,12 +94,10 @@ class TokenPolicy:
 
     @classmethod
     def from_config(cls) -> TokenPolicy:
-        import dask.config
-
         from . import config
 
         hub = config.get("hub", {}) or {}
-        auth = dask.config.get("gateway.auth.type", default=None) if config.gateway_address() else "basic"
+        auth = config.dask_get("gateway.auth.type") if config.gateway_address() else "basic"
         return cls(
             enabled=bool(hub.get("job-tokens", True)),
             scopes=tuple(hub.get("token-scopes") or ()),

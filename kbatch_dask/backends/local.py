@@ -8,6 +8,7 @@ recording an end is reported ``LOST``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -84,11 +85,24 @@ class LocalBackend:
         return self._checked(self.store.job(job_id))
 
     def list(self, *, ended_since: datetime | None = None) -> list[JobRecord]:
-        records = []
-        for job_id in self.store.all_ids():
+        # Ended jobs come from the index (only the days asked for); records are
+        # read only for the other directories: active jobs, and any whose end the
+        # index missed, which are indexed now (see local_index.py).
+        job_ids = self.store.all_ids()
+        indexed = self.store.index.ended_ids()
+        ended = self.store.index.records(ended_since)
+        records = [ended[i] for i in job_ids if i in ended]  # a removed directory's job is gone
+        unindexed = []
+        for job_id in job_ids:
+            if job_id in indexed or job_id in ended:
+                continue
             jobdir = JobDir(os.path.join(self.store.jobs_dir, job_id))
             try:
-                record = self._checked(jobdir)
+                record = jobdir.read_record()
+                if record.state.is_terminal():
+                    unindexed.append(record)
+                else:
+                    record = self._checked(jobdir, record)
             except FileNotFoundError:
                 continue  # a job directory being created or removed right now
             except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -96,7 +110,9 @@ class LocalBackend:
             if ended_since and record.state.is_terminal() and (record.finished or record.submitted) < ended_since:
                 continue
             records.append(record)
-        records.sort(key=lambda r: r.submitted)
+        with contextlib.suppress(OSError):  # a read-only state directory: index another time
+            self.store.index.add(unindexed)
+        records.sort(key=lambda r: (r.submitted, r.id))
         return records
 
     def _unreadable(self, jobdir: JobDir, exc: Exception) -> JobRecord:
@@ -116,9 +132,9 @@ class LocalBackend:
             reason=f"job record unreadable ({type(exc).__name__}: {exc}); see {jobdir.file('record.json')}",
         )
 
-    def _checked(self, jobdir: JobDir) -> JobRecord:
-        """The record, with a vanished driver turned into LOST."""
-        record = jobdir.read_record()
+    def _checked(self, jobdir: JobDir, record: JobRecord | None = None) -> JobRecord:
+        """The record (read now unless given), with a vanished driver turned into LOST."""
+        record = record or jobdir.read_record()
         if record.state.is_terminal() or record.pid is None or pid_alive(record.pid):
             return record
         # Re-read under the lock: the driver may have finished just now.

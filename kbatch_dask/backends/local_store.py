@@ -9,9 +9,11 @@
         record.json    the JobRecord, rewritten atomically (temp file + rename)
         driver.log     the driver's own log
         cancel         present once a cancel was requested
+    <home>/index/      copies of ended jobs' final records (see local_index.py)
 
 Every write of ``record.json`` is a locked read-modify-write, so the submitter,
-the driver and ``kbatch cancel`` never lose each other's updates.
+the driver and ``kbatch cancel`` never lose each other's updates. Writing a
+job's final record also adds it to the index of ended jobs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from ..errors import BackendError, BadInput, JobNotFound
 from ..records import JobRecord
 from ..spec import JobSpec
+from .local_index import EndedIndex
 
 ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no l/1/o/0: easy to read and type
 ID_LENGTH = 5
@@ -65,11 +68,12 @@ def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
 
 
 class JobDir:
-    """One local job's directory."""
+    """One local job's directory, ``<home>/jobs/<id>``."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.id = os.path.basename(path.rstrip("/"))
+        self.path = path.rstrip("/")
+        self.id = os.path.basename(self.path)
+        self.home = os.path.dirname(os.path.dirname(self.path))
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -97,6 +101,8 @@ class JobDir:
 
     def write_record(self, record: JobRecord) -> None:
         write_json_atomic(self.file("record.json"), record.to_dict())
+        if record.state.is_terminal():
+            EndedIndex(self.home).add([record])
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -129,6 +135,7 @@ class JobStore:
     def __init__(self, home: str) -> None:
         self.home = home
         self.jobs_dir = os.path.join(home, "jobs")
+        self.index = EndedIndex(home)
 
     def job(self, job_id: str) -> JobDir:
         if not job_id or "/" in job_id or job_id.startswith("."):
@@ -152,8 +159,11 @@ class JobStore:
             os.makedirs(self.jobs_dir, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise BackendError(f"cannot create the state directory {self.jobs_dir}: {exc.strerror}") from None
+        indexed = self.index.ended_ids()  # ids of removed job directories must not come back
         for _ in range(100):
             job_id = new_job_id()
+            if job_id in indexed:
+                continue
             path = os.path.join(self.jobs_dir, job_id)
             try:
                 os.mkdir(path, 0o700)
