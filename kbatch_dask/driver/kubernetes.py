@@ -133,6 +133,7 @@ def main(argv: list[str]) -> int:
         kill_grace=float(config.get("driver.kill-grace", 10)),
         gateway_retry=float(config.get("driver.gateway-retry", 60)),
         runner_env=runner_env,
+        switch_grace=float(config.get("driver.dead-mans-switch-grace", 5)),
         log=log.info,
         echo=sys.stdout.buffer,
     )
