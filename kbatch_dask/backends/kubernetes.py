@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +55,7 @@ class KubernetesBackend:
 
     def __init__(self, api: KubeAPI | None = None, user: str | None = None) -> None:
         self._api = api
+        self._api_error: KubeError | None = None
         self.user = user or current_user()
         self.context = config.get("kubernetes.context") or None
         self.page_size = int(config.get("kubernetes.page-size", 500))
@@ -62,8 +63,15 @@ class KubernetesBackend:
 
     @property
     def api(self) -> KubeAPI:
+        """The client, made on first use (importing ``kubernetes`` then)."""
         if self._api is None:
-            self._api = KubeAPI(self.context)
+            if self._api_error is not None:
+                raise self._api_error
+            try:
+                self._api = KubeAPI(self.context)
+            except KubeError as exc:
+                self._api_error = exc  # no credentials now means none for this backend's life
+                raise
         return self._api
 
     @property
@@ -157,27 +165,21 @@ class KubernetesBackend:
         else:
             raise KubeError(f"could not find a free job name in namespace {namespace!r}")
         name = job["metadata"]["name"]
-        created: list[str] = []
+        # Owned objects are deleted explicitly too: nothing is left even where
+        # garbage collection is slow or off.
+        undo: list[Callable[[], None]] = [lambda: api.delete_job(namespace, name)]
         try:
             api.create_config_map(namespace, m.owned_by(objects.config_map, job))
-            created.append("configmap")
+            undo.append(lambda: api.delete_config_map(namespace, name))
             api.create_secret(namespace, m.owned_by(objects.secret, job))
-            created.append("secret")
+            undo.append(lambda: api.delete_secret(namespace, name))
             job = api.patch_job(namespace, name, {"spec": {"suspend": False}})
         except BaseException:
-            self._remove(name, created)
+            for step in reversed(undo):
+                with contextlib.suppress(KubeError):
+                    step()
             raise
         return job_record(job, [])
-
-    def _remove(self, name: str, created: list[str]) -> None:
-        """Delete a half-submitted job; owned objects are deleted explicitly too,
-        so that nothing is left even where garbage collection is slow."""
-        steps = [("job", self.api.delete_job), ("configmap", self.api.delete_config_map)]
-        steps.append(("secret", self.api.delete_secret))
-        for kind, delete in steps:
-            if kind == "job" or kind in created:
-                with contextlib.suppress(KubeError):
-                    delete(self.namespace, name)
 
     # -- read -----------------------------------------------------------------
 
