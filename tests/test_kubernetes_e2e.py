@@ -18,7 +18,7 @@ from typing import Any
 import dask.config
 import kubernetes_scenarios as scenarios
 import pytest
-from conftest import cluster_status, wait_for
+from conftest import ROOT, cluster_status, wait_for
 from kube.fake_apiserver import FakeApiServer
 from kube.fake_kubelet import FakeKubelet
 from kube.fixtures import fake_apiserver, fake_kubelet, kube_env  # noqa: F401
@@ -223,3 +223,19 @@ def test_logs_follow_the_pod_and_fall_back_to_the_output_file(session: FakeSessi
     client.CoreV1Api(session.server.client()).delete_namespaced_pod(pod, NAMESPACE)
     wait_for(lambda: not session.objects("pods"), timeout=30, what="the pod to go")
     assert session.logs(job_id).count("tick ") == 4  # from the output file on the home volume
+
+
+def test_a_notebook_runs_in_a_pod_and_wait_returns_its_exit_code(session: FakeSession) -> None:
+    pytest.importorskip("papermill")
+    import nbformat
+
+    proc = session.run(
+        "--backend", "kubernetes", str(ROOT / "examples" / "analysis.ipynb"), "--dask-workers", "2",
+        "-p", "alpha", "0.5", "-p", "label", "nightly", "--wait", timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.split()[2]
+    executed = nbformat.read(session.home / f"analysis-{job_id}.ipynb", as_version=4)
+    outputs = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "label=nightly alpha=0.5 cluster=" in outputs
+    assert "workers = 2" in outputs
