@@ -42,6 +42,7 @@ ANN_SUBMITTED = PREFIX + "submitted"
 ANN_WORKERS = PREFIX + "workers"
 ANN_OUTPUT = PREFIX + "output"
 ANN_TIME_LIMIT = PREFIX + "time-limit"
+ANN_RESULT = PREFIX + "result"  # where a function job's pickled result goes
 # Set by the driver while the job runs.
 ANN_CLUSTER = PREFIX + "cluster"
 ANN_DASHBOARD = PREFIX + "dashboard"
@@ -178,30 +179,34 @@ def _describe(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
-def build_config_map(spec: JobSpec, job_id: str, namespace: str, script_text: str) -> dict[str, Any]:
-    """The job's spec and a snapshot of its script; BadInput above 1 MiB."""
+def build_config_map(spec: JobSpec, job_id: str, namespace: str, script: str | bytes) -> dict[str, Any]:
+    """The job's spec and a snapshot of its script (text, or a function job's
+    pickle as ``binaryData``); BadInput above 1 MiB."""
     job_spec = spec.to_dict()
     job_spec["env"] = []  # values live in the Secret only
+    key = script_key(spec.script)
     data = {
         SPEC_KEY: json.dumps(job_spec, indent=1, sort_keys=True),
-        JOB_KEY: json.dumps(
-            {"id": job_id, "job_name": job_name(spec.user, job_id), "script": script_key(spec.script)}, sort_keys=True
-        ),
-        script_key(spec.script): script_text,
+        JOB_KEY: json.dumps({"id": job_id, "job_name": job_name(spec.user, job_id), "script": key}, sort_keys=True),
     }
-    size = _data_size(data)
+    size = _data_size(data) + len(key) + len(script.encode() if isinstance(script, str) else script)
     if size > MAX_OBJECT_DATA:
+        what = "the function and its arguments pickle to" if isinstance(script, bytes) else f"script {spec.script!r}:"
         raise BadInput(
-            f"script {spec.script!r}: {_describe(size)} is more than a Kubernetes job can carry "
-            f"({_describe(MAX_OBJECT_DATA)}); keep data out of the script: put it on your home volume "
-            "and read it from there when the job runs"
+            f"{what} {_describe(size)}, more than a Kubernetes job can carry ({_describe(MAX_OBJECT_DATA)}); "
+            "keep data out of it: put the data on your home volume and read it from there when the job runs"
         )
-    return {
+    config_map: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(spec.user, job_id, namespace),
         "data": data,
     }
+    if isinstance(script, bytes):
+        config_map["binaryData"] = {key: base64.b64encode(script).decode()}
+    else:
+        data[key] = script
+    return config_map
 
 
 def build_secret(spec: JobSpec, job_id: str, namespace: str, env: Mapping[str, str]) -> dict[str, Any]:
@@ -236,7 +241,7 @@ def _resources(spec: JobSpec, options: JobOptions) -> dict[str, Any]:
     return xdict(requests=requests, limits=limits)
 
 
-def _annotations(spec: JobSpec, submitted: str, output: str | None) -> dict[str, str]:
+def _annotations(spec: JobSpec, submitted: str, output: str | None, result: str | None) -> dict[str, str]:
     return xdict(
         **{
             ANN_NAME: spec.name,
@@ -248,17 +253,17 @@ def _annotations(spec: JobSpec, submitted: str, output: str | None) -> dict[str,
             ANN_WORKERS: str(spec.workers) if spec.workers else None,
             ANN_OUTPUT: output,
             ANN_TIME_LIMIT: str(spec.time_limit) if spec.time_limit else None,
+            ANN_RESULT: result,
         }
     )
 
 
-def _driver_args(output: str | None, error: str | None) -> list[str]:
+def _driver_args(output: str | None, error: str | None, result: str | None) -> list[str]:
     # Paths are arguments of their own, so that a path on a volume stays one token.
     args = ["--kubernetes", JOB_DIR]
-    if output:
-        args += ["--output", output]
-    if error:
-        args += ["--error", error]
+    for flag, path in (("--output", output), ("--error", error), ("--result", result)):
+        if path:
+            args += [flag, path]
     return args
 
 
@@ -271,16 +276,20 @@ def build_job(
     submitted: str,
     output: str | None = None,
     error: str | None = None,
+    result: str | None = None,
     suspend: bool = False,
 ) -> dict[str, Any]:
-    """The Job: one driver pod, never restarted in place, retried ``spec.retries`` times."""
+    """The Job: one driver pod, never restarted in place, retried ``spec.retries`` times.
+
+    ``output``, ``error`` and ``result`` are paths the pod writes on a volume
+    the submitting session sees too (None: not written to a file)."""
     name = job_name(spec.user, job_id)
     labels = job_labels(spec.user, job_id)
     container = xdict(
         name=CONTAINER,
         image=pod.image,
         command=list(DRIVER_COMMAND),
-        args=_driver_args(output, error),
+        args=_driver_args(output, error, result),
         workingDir=pod.working_dir,
         envFrom=[{"secretRef": {"name": name}}],
         env=[
@@ -312,7 +321,7 @@ def build_job(
             "name": name,
             "namespace": pod.namespace,
             "labels": labels,
-            "annotations": _annotations(spec, submitted, output),
+            "annotations": _annotations(spec, submitted, output, result),
         },
         "spec": xdict(
             suspend=True if suspend else None,
@@ -382,16 +391,19 @@ def build_manifests(
     options: JobOptions,
     *,
     env: Mapping[str, str],
-    script_text: str,
+    script: str | bytes,
     submitted: str,
     output: str | None = None,
     error: str | None = None,
+    result: str | None = None,
     suspend: bool = False,
 ) -> Manifests:
     """All three objects of a job; BadInput (before anything exists) if the
     script or the environment is too large for the API server."""
     return Manifests(
-        job=build_job(spec, job_id, pod, options, submitted=submitted, output=output, error=error, suspend=suspend),
-        config_map=build_config_map(spec, job_id, pod.namespace, script_text),
+        job=build_job(
+            spec, job_id, pod, options, submitted=submitted, output=output, error=error, result=result, suspend=suspend
+        ),
+        config_map=build_config_map(spec, job_id, pod.namespace, script),
         secret=build_secret(spec, job_id, pod.namespace, env),
     )

@@ -11,6 +11,8 @@ where the test (the "notebook") reads it.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,3 +241,36 @@ def test_a_notebook_runs_in_a_pod_and_wait_returns_its_exit_code(session: FakeSe
     outputs = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "label=nightly alpha=0.5 cluster=" in outputs
     assert "workers = 2" in outputs
+
+
+FUNCTION_JOB = """
+from kbatch_dask import submit_with_cluster
+
+
+def total(n, scale=1):
+    import dask.bag as db
+
+    return db.range(n, npartitions=4).map(lambda x: x * scale).sum().compute()
+
+
+def boom():
+    raise ValueError("boom inside the pod")
+
+
+job = submit_with_cluster(total, 100, kwargs={"scale": 2}, n_workers=1, backend="kubernetes")
+print("result", job.result(timeout=120))
+job = submit_with_cluster(boom, n_workers=0, backend="kubernetes")
+try:
+    job.result(timeout=120)
+except ValueError as exc:
+    print("raised", exc)
+"""
+
+
+def test_a_function_runs_in_a_pod_and_returns_its_result(session: FakeSession) -> None:
+    script = session.write("function_job.py", FUNCTION_JOB)
+    proc = subprocess.run([sys.executable, script], env=session.env, cwd=session.home, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "result 9900" in proc.stdout
+    assert "raised boom inside the pod" in proc.stdout

@@ -53,7 +53,7 @@ OPTIONS = m.JobOptions(ttl_seconds=7 * 86400, termination_grace=90, cpus=1, memo
 def build(spec: JobSpec | None = None, pod: m.PodSettings = POD, **kw: Any) -> m.Manifests:
     spec = spec or make_spec()
     kw.setdefault("env", {"PATH": "/usr/bin", "SECRET_TOKEN": "s3cr3t"})
-    kw.setdefault("script_text", "print('hi')\n")
+    kw.setdefault("script", "print('hi')\n")
     kw.setdefault("output", "/home/jovyan/kbatch-k3x9q.out")
     return m.build_manifests(spec, "k3x9q", pod, OPTIONS, submitted=SUBMITTED, **kw)
 
@@ -241,9 +241,24 @@ def test_owned_by_points_at_the_created_job() -> None:
     ]
 
 
+def test_a_function_job_ships_its_pickle_as_binary_data_and_says_where_its_result_goes() -> None:
+    spec = make_spec(script="/tmp/kbatch-payload-x/train.kbatch-function.pkl", args=())
+    manifests = build(spec, script=b"\x80\x05pickle\x00", result="/home/jovyan/.kbatch-k3x9q.result")
+    cm = manifests.config_map
+    assert cm["binaryData"] == {"train.kbatch-function.pkl": base64.b64encode(b"\x80\x05pickle\x00").decode()}
+    assert "train.kbatch-function.pkl" not in cm["data"]
+    container = manifests.job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-2:] == ["--result", "/home/jovyan/.kbatch-k3x9q.result"]
+    assert manifests.job["metadata"]["annotations"]["kbatch-dask.io/result"] == "/home/jovyan/.kbatch-k3x9q.result"
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(cm, version, strict=True)
+    with pytest.raises(BadInput, match=r"function and its arguments pickle to 2\.0 MiB"):
+        build(spec, script=b"x" * (2 * 2**20))
+
+
 def test_a_script_over_one_mib_is_refused_with_what_to_do() -> None:
     with pytest.raises(BadInput, match=r"2\.0 MiB.*home volume"):
-        build(script_text="x" * (2 * 2**20))
+        build(script="x" * (2 * 2**20))
 
 
 def test_an_environment_over_one_mib_is_refused() -> None:

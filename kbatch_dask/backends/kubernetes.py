@@ -106,8 +106,6 @@ class KubernetesBackend:
 
     def manifests(self, spec: JobSpec, environment: Mapping[str, str], job_id: str) -> m.Manifests:
         """The objects :meth:`submit` would create (the Job created suspended)."""
-        if spec.kind == "function":
-            raise BadInput("functions (submit_with_cluster) run on the local backend only for now: use backend='local'")
         if spec.workers and not config.gateway_address():
             raise BadInput(
                 "a Kubernetes job's Dask cluster needs a Dask-Gateway the cluster can reach: "
@@ -116,16 +114,31 @@ class KubernetesBackend:
         pod = self._pod_settings(spec)
         output = expand_pattern(spec.output, job_id, spec.name, spec.user, spec.workdir)
         error = expand_pattern(spec.error, job_id, spec.name, spec.user, spec.workdir) if spec.error else None
+        script: str | bytes
+        result = None
+        if spec.kind == "function":
+            with open(spec.script, "rb") as f:
+                script = f.read()
+            # The pod writes the result where this session can read it: next to the output file.
+            result = session.output_on_volume(os.path.join(os.path.dirname(output), f".kbatch-{job_id}.result"), pod)
+            if result is None:
+                raise BadInput(
+                    f"a function job's result must be written where you can read it: {output} is not on a volume "
+                    "the job's pod shares with this session; pass output= a path on your home volume"
+                )
+        else:
+            script = read_script(spec.script)
         return m.build_manifests(
             spec,
             job_id,
             pod,
             job_options(),
             env=session.job_environment(environment, os.environ),
-            script_text=read_script(spec.script),
+            script=script,
             submitted=now().isoformat(timespec="seconds"),
             output=session.output_on_volume(output, pod),
             error=session.output_on_volume(error, pod),
+            result=result,
             suspend=True,
         )
 
@@ -249,9 +262,15 @@ class KubernetesBackend:
             time.sleep(0.5)
 
     def result(self, job_id: str) -> bytes | None:
-        """Function jobs do not run on Kubernetes yet: there is never a result."""
-        self._job(job_id)
-        return None
+        """A function job's pickled result, from the file its pod wrote on a shared volume."""
+        path = (self._job(job_id)["metadata"].get("annotations") or {}).get(m.ANN_RESULT)
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
 
     # -- cancel ---------------------------------------------------------------
 

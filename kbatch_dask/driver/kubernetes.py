@@ -84,6 +84,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--kubernetes", dest="job_dir", required=True, help="the job's mounted ConfigMap")
     parser.add_argument("--output", help="also write the job's output to this file")
     parser.add_argument("--error", help="write the job's stderr to this file")
+    parser.add_argument("--result", help="write a function job's pickled result to this file")
     return parser.parse_args(argv)
 
 
@@ -116,7 +117,7 @@ def main(argv: list[str]) -> int:
     # in the image's working directory: the script runs where the pod starts.
     spec = dataclasses.replace(spec, workdir=os.getcwd())
     namespace = os.environ.get("KBATCH_DASK_NAMESPACE") or detect_namespace(None, None)
-    runner_env = {}
+    runner_env = {"KBATCH_DASK_RESULT_FILE": args.result} if args.result else {}
     if spec.kind == "notebook":
         pattern = spec.notebook_output or "%x-%j.ipynb"
         folder = os.path.dirname(args.output) if args.output else spec.workdir
