@@ -22,6 +22,7 @@ from .. import manifests as m
 from ..errors import BackendError, BadInput, GatewayError, JobNotFound
 from ..kube_status import job_record, latest_pod, pods_by_job
 from ..records import JobRecord, JobState, now
+from ..slugs import is_dns_label
 from ..spec import JobSpec, current_user, expand_pattern, read_script
 from .kube_api import KubeAPI, KubeError
 from .local_store import new_job_id
@@ -104,14 +105,17 @@ class KubernetesBackend:
             read_pod=self._read_pod,
         )
 
-    def manifests(self, spec: JobSpec, environment: Mapping[str, str], job_id: str) -> m.Manifests:
-        """The objects :meth:`submit` would create (the Job created suspended)."""
+    def manifests(
+        self, spec: JobSpec, environment: Mapping[str, str], job_id: str, pod: m.PodSettings | None = None
+    ) -> m.Manifests:
+        """The objects :meth:`submit` would create (the Job created suspended);
+        ``pod``: the session's settings, detected unless given."""
         if spec.workers and not config.gateway_address():
             raise BadInput(
                 "a Kubernetes job's Dask cluster needs a Dask-Gateway the cluster can reach: "
                 "set gateway.address (e.g. DASK_GATEWAY__ADDRESS), or use --dask-workers 0"
             )
-        pod = self._pod_settings(spec)
+        pod = pod or self._pod_settings(spec)
         output = expand_pattern(spec.output, job_id, spec.name, spec.user, spec.workdir)
         error = expand_pattern(spec.error, job_id, spec.name, spec.user, spec.workdir) if spec.error else None
         script: str | bytes
@@ -166,8 +170,9 @@ class KubernetesBackend:
         # step fails, everything created so far is deleted again; if the
         # submitter itself dies half-way, what remains is a suspended Job that
         # `kbatch queue` shows (PENDING, Suspended) and `kbatch cancel` removes.
+        pod = self._pod_settings(spec)
         for _ in range(ID_ATTEMPTS):
-            objects = self.manifests(spec, environment, new_job_id())  # BadInput before anything exists
+            objects = self.manifests(spec, environment, new_job_id(), pod)  # BadInput before anything exists
             api, namespace = self.api, self.namespace
             try:
                 job = api.create_job(namespace, objects.job)
@@ -211,6 +216,8 @@ class KubernetesBackend:
         return records
 
     def _job(self, job_id: str) -> dict[str, Any]:
+        if not is_dns_label(job_id):
+            raise JobNotFound(job_id)  # not an id this backend makes
         try:
             return self.api.get_job(self.namespace, m.job_name(self.user, job_id))
         except KubeError as exc:
