@@ -302,6 +302,29 @@ def gc_cmd(dry_run: bool, all_clusters: bool, yes: bool, backend: str | None) ->
         click.echo("Nothing to stop: every running cluster belongs to a running job.")
 
 
+@cli.command("doctor")
+@click.option("-o", "--output", type=click.Choice(("table", "json")), default="table", show_default=True)
+@click.option("--backend", metavar="local|kubernetes", help="Check this backend instead of the configured one.")
+def doctor_cmd(output: str, backend: str | None) -> None:
+    """Check that jobs can run from here; say how to fix what cannot. Exits 1 if something needed fails."""
+    from . import doctor
+    from .checkup import diagnose
+
+    checks = diagnose(backend)
+    if output == "json":
+        click.echo(doctor.to_json(checks))
+    else:
+        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+        try:
+            "✓✗".encode(encoding)
+            unicode = True
+        except (UnicodeEncodeError, LookupError):
+            unicode = False
+        click.echo(doctor.render(checks, unicode=unicode))
+    if not doctor.passed(checks):
+        sys.exit(1)
+
+
 @cli.group("gateway")
 def gateway_group() -> None:
     """The embedded local Dask-Gateway (used when no gateway.address is configured)."""

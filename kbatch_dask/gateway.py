@@ -91,20 +91,26 @@ def resolve(home: str, username: str, *, start: bool) -> GatewaySettings | None:
 
 
 def hub_public_url(configured: str | None, environ: Mapping[str, str]) -> str | None:
-    """The hub's public URL: ``kbatch.hub.public-url``, else ``$JUPYTERHUB_PUBLIC_URL``,
-    else ``$JUPYTERHUB_PUBLIC_HUB_URL`` without its ``hub/``; None if unknown.
+    """The hub's public URL: ``kbatch.hub.public-url``, else ``$JUPYTERHUB_PUBLIC_HUB_URL``
+    without its ``hub/``, else the host of ``$JUPYTERHUB_PUBLIC_URL`` (this notebook
+    server's URL); None if unknown. JupyterHub sets both variables when its
+    ``public_url`` is configured.
 
     >>> hub_public_url(None, {"JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.org/jh/hub/"})
     'https://hub.example.org/jh/'
+    >>> hub_public_url(None, {"JUPYTERHUB_PUBLIC_URL": "https://hub.example.org/user/alice/"})
+    'https://hub.example.org/'
     """
+    from urllib.parse import urlsplit
+
     if configured:
         return configured
-    if environ.get("JUPYTERHUB_PUBLIC_URL"):
-        return environ["JUPYTERHUB_PUBLIC_URL"]
-    hub_url = environ.get("JUPYTERHUB_PUBLIC_HUB_URL")
+    hub_url = environ.get("JUPYTERHUB_PUBLIC_HUB_URL", "").rstrip("/")
     if hub_url:
-        base = hub_url.rstrip("/")
-        return (base[: -len("hub")] if base.endswith("/hub") else base + "/") or None
+        return hub_url[: -len("hub")] if hub_url.endswith("/hub") else hub_url + "/"
+    server = urlsplit(environ.get("JUPYTERHUB_PUBLIC_URL", ""))
+    if server.scheme and server.netloc:
+        return f"{server.scheme}://{server.netloc}/"
     return None
 
 

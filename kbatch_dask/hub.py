@@ -151,6 +151,25 @@ def token_note(name: str, submitted: datetime, host: str) -> str:
     return f"{NOTE_PREFIX} {name!r} submitted {submitted.isoformat(timespec='seconds')} from {host}"
 
 
+def refusal_fix(error: HubError, scopes: Sequence[str]) -> str:
+    """What removes a hub's refusal to make job tokens.
+
+    >>> refusal_fix(HubError("HTTP 403: no permissions to generate tokens", 403), [])[:40]
+    'an admin can allow it with c.Spawner.ser'
+    """
+    if error.status == 400 and "not held" in str(error):
+        return (
+            f"an admin can grant users these scopes ({', '.join(scopes)}) with a JupyterHub role, "
+            "or set kbatch.hub.token-scopes to what the gateway needs"
+        )
+    if error.status in (401, 403):
+        return (
+            "an admin can allow it with c.Spawner.server_token_scopes including "
+            "'tokens!user' and 'access:services!service=dask-gateway'"
+        )
+    return "check that the hub is up (JUPYTERHUB_API_URL)"
+
+
 def refusal_warning(error: HubError, scopes: Sequence[str]) -> KbatchWarning:
     """The one-line warning for a hub that would not make a job token: the
     risk, and the setting that removes it."""
@@ -158,18 +177,7 @@ def refusal_warning(error: HubError, scopes: Sequence[str]) -> KbatchWarning:
         "the job uses this session's token instead, and loses access to the Dask-Gateway "
         "(its cluster can no longer be scaled or stopped) when your notebook server stops"
     )
-    if error.status == 400 and "not held" in str(error):
-        fix = (
-            f"an admin can grant users these scopes ({', '.join(scopes)}) with a JupyterHub role, "
-            "or set kbatch.hub.token-scopes to what the gateway needs"
-        )
-    elif error.status in (401, 403):
-        fix = (
-            "an admin can allow it with c.Spawner.server_token_scopes including "
-            "'tokens!user' and 'access:services!service=dask-gateway'"
-        )
-    else:
-        fix = "check that the hub is up (JUPYTERHUB_API_URL)"
+    fix = refusal_fix(error, scopes)
     return KbatchWarning(f"JupyterHub did not create a token for this job ({error}); {risk}; {fix} (see {ADMIN_DOCS})")
 
 

@@ -127,9 +127,15 @@ def test_a_failed_attempt_with_retries_left_keeps_its_token() -> None:
     ("configured", "environ", "expected"),
     [
         ("https://conf.example.org/", {"JUPYTERHUB_PUBLIC_URL": "https://env/"}, "https://conf.example.org/"),
-        (None, {"JUPYTERHUB_PUBLIC_URL": "https://env.example.org/"}, "https://env.example.org/"),
+        (None, {"JUPYTERHUB_PUBLIC_URL": "https://env.example.org/user/alice/"}, "https://env.example.org/"),
         (None, {"JUPYTERHUB_PUBLIC_HUB_URL": "https://h.example.org/hub/"}, "https://h.example.org/"),
         (None, {"JUPYTERHUB_PUBLIC_HUB_URL": "https://h.example.org/jh/hub"}, "https://h.example.org/jh/"),
+        (
+            None,
+            {"JUPYTERHUB_PUBLIC_HUB_URL": "https://h.example.org/jh/hub/", "JUPYTERHUB_PUBLIC_URL": "https://x/"},
+            "https://h.example.org/jh/",
+        ),
+        (None, {"JUPYTERHUB_PUBLIC_URL": "", "JUPYTERHUB_PUBLIC_HUB_URL": ""}, None),
         (None, {}, None),
     ],
 )

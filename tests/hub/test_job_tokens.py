@@ -13,6 +13,7 @@ import os
 import stat
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,19 @@ def test_without_job_tokens_the_job_fails_as_warned(hub_session: Session, tmp_pa
     assert session.gateway.clusters(observer) == {}
 
 
-def test_python_api_issues_the_warning(hub_session: Session, tmp_path: Path) -> None:
+@pytest.fixture
+def config_from_session(hub_session: Session, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process API calls see the session's environment (dask reads it once), and
+    later tests see theirs again."""
+    import dask.config
+
+    dask.config.refresh()
+    yield
+    monkeypatch.undo()
+    dask.config.refresh()
+
+
+def test_python_api_issues_the_warning(hub_session: Session, config_from_session: None, tmp_path: Path) -> None:
     import kbatch_dask
 
     session = hub_session
