@@ -125,12 +125,15 @@ def test_job_token_outlives_the_session(hub_session: Session, home: Path, tmp_pa
     assert not [text for text in seen if job_token in text or session_token in text]
 
 
-def test_dashboard_link_works_for_a_person(hub_session: Session, tmp_path: Path) -> None:
+def test_dashboard_link_works_for_a_person_and_cancel_deletes_the_token(
+    hub_session: Session, home: Path, tmp_path: Path
+) -> None:
     session = hub_session
     session.login(SESSION_SCOPES)
     script = write_script(tmp_path / "sleeper.py", "import time\ntime.sleep(60)\n")
     proc = kbatch(str(script), "--dask-workers", "1", "--parsable")
     job_id = proc.stdout.strip()
+    job_token = json.loads((home / "jobs" / job_id / "env.json").read_text())["JUPYTERHUB_API_TOKEN"]
     try:
         job = wait_for(lambda: (r := show_json(job_id))["dask"]["dashboard"] and r, timeout=60, what="a dashboard")
         link = job["dask"]["dashboard"]
@@ -138,7 +141,8 @@ def test_dashboard_link_works_for_a_person(hub_session: Session, tmp_path: Path)
         with urllib.request.urlopen(link, timeout=10) as resp:
             assert resp.status == 200
     finally:
-        kbatch("cancel", job_id, check=True)
+        assert "CANCELLED" in kbatch("cancel", job_id, check=True).stdout
+    assert not session.hub.token_works(job_token)
 
 
 def test_without_job_tokens_the_job_fails_as_warned(hub_session: Session, tmp_path: Path) -> None:
