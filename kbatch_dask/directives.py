@@ -41,7 +41,7 @@ def parse_directives(
             continue
         body = match.group(1)
         try:
-            tokens = shlex.split(body, comments=False)
+            tokens = shlex.split(body, comments=True)  # a trailing "# note" is a comment
             tokens = _split_short_equals(tokens)
             values = parse_option_args(tokens)
             for name, value in values.items():

@@ -132,3 +132,9 @@ def test_spec_round_trips_through_json(tmp_path: Path) -> None:
 def test_script_snapshot_is_taken_at_submit_and_patterns_expand(tmp_path: Path) -> None:
     assert expand_pattern("~/%u/%x-%j.%%", "k3x9q", "t", "al", "/w").endswith("/al/t-k3x9q.%")
     assert expand_pattern("rel/%j.out", "ab", "t", "al", "/w") == "/w/rel/ab.out"
+
+
+def test_directives_allow_trailing_comments(tmp_path: Path) -> None:
+    path = script(tmp_path, "# KBATCH --dask-workers 2:20   # adaptive\n#KBATCH --comment 'a # kept'\n")
+    spec = build_spec(path, environ={}, cwd=str(tmp_path))
+    assert (str(spec.workers), spec.comment) == ("2:20", "a # kept")
