@@ -102,7 +102,7 @@ def _check_cluster_options(spec: JobSpec, backend: Backend) -> None:
     if not spec.workers or not options:
         return
     try:
-        settings = gw.resolve(getattr(backend, "home", "") or "", spec.user, start=False)
+        settings = _known_gateway(backend, spec.user)
         if settings is None:
             return
         declared = gw.cluster_options(settings)
@@ -224,13 +224,23 @@ def list_records(
     return q.collect(records, settings, float(config.get("queue.live-timeout", 1.0)))
 
 
+def _known_gateway(backend: Backend, user: str) -> gw.GatewaySettings | None:
+    """The gateway this backend's jobs use, if one is configured or already running.
+
+    Only the local backend has an embedded gateway (in its state directory);
+    other backends use ``gateway.address`` or none.
+    """
+    home = getattr(backend, "home", None)
+    if home is None and not config.gateway_address():
+        return None
+    return gw.resolve(home or "", user, start=False)
+
+
 def _gateway_settings(backend: Backend, records: list[JobRecord]) -> gw.GatewaySettings | None:
     if not any(r.dask and r.dask.cluster for r in records):
         return None
-    home = getattr(backend, "home", None)
-    user = records[0].user
     try:
-        return gw.resolve(home or "", user, start=False)
+        return _known_gateway(backend, records[0].user)
     except KbatchError:
         return None
 
@@ -359,7 +369,7 @@ def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None
     records = b.list(ended_since=None)
     from .spec import current_user
 
-    settings = gw.resolve(getattr(b, "home", "") or "", current_user(), start=False)
+    settings = _known_gateway(b, current_user())
     if settings is None:
         return []
     owners = {r.dask.cluster: r for r in records if r.dask and r.dask.cluster}
