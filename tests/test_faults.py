@@ -77,6 +77,8 @@ def test_supervisor_killed_cluster_stopped_by_dead_mans_switch(home: Path, tmp_p
     script = write_script(tmp_path / "victim.py", CONNECT + "import time\ntime.sleep(300)\n")
     job_id = submit(str(script), "--dask-workers", "1", "-o", str(out))
     wait_for(lambda: started(out), what="the script to start")
+    driver_log = home / "jobs" / job_id / "driver.log"  # the switch is armed while the script starts
+    wait_for(lambda: "dead-man's switch armed" in driver_log.read_text(), what="the dead-man's switch")
     record = show_json(job_id)
     cluster = record["dask"]["cluster"]
     os.kill(record["pid"], signal.SIGKILL)  # the supervisor only: no cleanup code runs

@@ -1,22 +1,24 @@
 """The few Kubernetes API calls kbatch-dask makes, over the official client.
 
-Every call goes through the generated client with ``_preload_content=False``
-and returns the raw JSON as dicts: listing a thousand Jobs must not build a
-thousand client models (DESIGN.md §5). Errors are mapped to
+Every call goes through the client's ``ApiClient`` without preloading (see
+:mod:`kube_rest`) and returns the raw JSON as dicts: listing a thousand Jobs
+must not build a thousand client models (DESIGN.md §5). Errors are mapped to
 :class:`KubeError` in one place (:meth:`KubeAPI._call`); a 403 names the verb
 and resource that was refused and points to the RBAC docs.
 
-This is the only module that imports ``kubernetes`` (the local backend and
-``kbatch --help`` never load it).
+Only this module and :mod:`kube_rest` import ``kubernetes`` (the local backend
+and ``kbatch --help`` never load it).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..errors import BackendError
+from .kube_rest import BatchV1, CoreV1
 
 RBAC_DOCS = "docs/kubernetes.md"
 
@@ -39,11 +41,25 @@ def _reason(exc: Any) -> str:
     return str(message or getattr(exc, "reason", None) or "no reason given")
 
 
+def import_kubernetes() -> None:
+    """Import the ``kubernetes`` package without its dynamic client's optional
+    validation: where kubernetes-validate is installed, ``import kubernetes``
+    imports it and jsonschema with it (~2 s here). We never use the dynamic client."""
+    if "kubernetes" in sys.modules or "kubernetes_validate" in sys.modules:
+        return
+    sys.modules["kubernetes_validate"] = None  # type: ignore[assignment]  # makes its import fail at once
+    try:
+        import kubernetes  # noqa: F401
+    finally:
+        del sys.modules["kubernetes_validate"]
+
+
 class KubeAPI:
     """A client for one cluster: in-cluster credentials when inside a pod,
     else the kubeconfig (``$KUBECONFIG``, ``context`` or its current one)."""
 
     def __init__(self, context: str | None = None) -> None:
+        import_kubernetes()
         from kubernetes import client
         from kubernetes import config as kube_config
         from kubernetes.config.config_exception import ConfigException
@@ -70,8 +86,9 @@ class KubeAPI:
                 ) from None
         self.host = configuration.host
         self.client = client.ApiClient(configuration)
-        self.core = client.CoreV1Api(self.client)
-        self.batch = client.BatchV1Api(self.client)
+        # Not CoreV1Api/BatchV1Api: they import every client model (see kube_rest.py).
+        self.core = CoreV1(self.client)
+        self.batch = BatchV1(self.client)
 
     def close(self) -> None:
         self.client.close()  # type: ignore[no-untyped-call]

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable, Mapping
@@ -88,6 +89,7 @@ class Supervisor:
         self.extra_runner_env = dict(runner_env or {})
         self.switch_grace = switch_grace
         self._watch: tuple[Any, ...] = ()
+        self._arming: threading.Thread | None = None
         self.log = log
         self.echo = echo  # also copy the job's output here (a pod's log)
         self.runner: subprocess.Popen[bytes] | None = None
@@ -120,6 +122,7 @@ class Supervisor:
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self._finish_arming()
             self._stop_cluster()
             self._disarm()
             if not hub.keep_token(outcome.state, self.spec.retries):
@@ -168,8 +171,23 @@ class Supervisor:
             gw.scale(settings, name, workers.maximum)
         self.log(f"cluster {name} running: {info.dashboard}")
         self.reporter.cluster(name, info.dashboard)
-        if self.switch_grace > 0:
-            self._arm_dead_mans_switch(settings, name)
+
+    def _arm_in_background(self) -> None:
+        """Arm the dead-man's switch while the runner starts: importing dask-gateway and
+        distributed and connecting takes a second the user's script need not wait for."""
+        if self.switch_grace > 0 and self.settings and self.cluster_name:
+            self._arming = threading.Thread(
+                target=self._arm_dead_mans_switch,
+                args=(self.settings, self.cluster_name),
+                name="dead-mans-switch",
+                daemon=True,
+            )
+            self._arming.start()
+
+    def _finish_arming(self, timeout: float = 60.0) -> None:
+        """Let the switch finish arming before the cluster is stopped (and it is disarmed)."""
+        if self._arming is not None:
+            self._arming.join(timeout)
 
     def _arm_dead_mans_switch(self, settings: GatewaySettings, name: str) -> None:
         """Stay connected to the cluster so its scheduler can tell we are alive (see deadman.py)."""
@@ -256,6 +274,7 @@ class Supervisor:
             stdout=out or subprocess.DEVNULL,
             stderr=err or out or subprocess.DEVNULL,
         )
+        self._arm_in_background()
         deadline = time.monotonic() + self.spec.time_limit if self.spec.time_limit else None
         killed_at: float | None = None
         next_check = time.monotonic() + CLUSTER_CHECK_PERIOD

@@ -1,0 +1,79 @@
+"""What every benchmark group shares: sizes, scratch space, the embedded gateway
+and the fake Kubernetes API server."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kbatch_dask import embedded
+from kbatch_dask import gateway as gw
+from kbatch_dask.spec import current_user
+
+BIN = Path(sys.executable).parent
+KBATCH = str(BIN / "kbatch")
+KQUEUE = str(BIN / "kqueue")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big and how often: the issue's sizes, or tiny ones for the smoke test."""
+
+    local_small: int = 100
+    local_large: int = 10_000
+    local_running: int = 10
+    local_recent: int = 90  # ended in the last day: shown by kqueue next to the running ones
+    kube_small: int = 1_000
+    kube_large: int = 10_000
+    repeat_fast: int = 15  # commands well under a second
+    repeat_slow: int = 5  # Kubernetes queues over 10,000 jobs, driver runs with a cluster
+
+    @classmethod
+    def smoke(cls) -> Sizes:
+        return cls(20, 200, 2, 8, 20, 60, 1, 1)
+
+
+@dataclass
+class Context:
+    sizes: Sizes
+    scratch: Path
+    gateway_home: Path  # its gateway/ runs the embedded gateway every group uses
+    own_gateway: bool
+    _server: Any = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> gw.GatewaySettings:
+        settings = gw.resolve(str(self.gateway_home), current_user(), start=True)
+        assert settings is not None
+        return settings
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """This process's environment without KBATCH_*/DASK_* settings, plus ``extra``."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KBATCH_", "DASK_"))}
+        env.update(extra)
+        return env
+
+    def home(self, name: str) -> Path:
+        """A fresh local state directory sharing the benchmark's gateway."""
+        home = self.scratch / name
+        home.mkdir(parents=True)
+        (home / "gateway").symlink_to(self.gateway_home / "gateway", target_is_directory=True)
+        return home
+
+    @property
+    def apiserver(self) -> Any:
+        """The fake Kubernetes API server (started on first use)."""
+        if self._server is None:
+            from tests.kube.fake_apiserver import FakeApiServer
+
+            self._server = FakeApiServer().start()
+        return self._server
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        if self.own_gateway:
+            embedded.stop(str(self.gateway_home))

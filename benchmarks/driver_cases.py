@@ -1,0 +1,177 @@
+"""Driver overhead and memory, next to a bare dask-gateway script on the same gateway.
+
+A kbatch job and a bare script do the same work: the first line of the user's
+code prints the time, one task runs on the cluster, the last line prints the
+time. The benchmark samples each process's peak memory (VmHWM) while it runs
+and, from the last line on, asks the gateway until the cluster is STOPPED.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kbatch_dask import gateway as gw
+
+from .context import KBATCH, Context
+from .measure import Row, Target, interleaved, peak_rss_mib, process_start, timed
+
+JOB_SCRIPT = """\
+import os, time
+print("first", time.time(), os.environ["KBATCH_DASK_CLUSTER"], flush=True)
+from dask.distributed import get_client
+assert get_client().submit(sum, [1, 2]).result() == 3
+print("last", time.time(), flush=True)
+"""
+
+BARE_SCRIPT = """\
+import time
+from dask_gateway import Gateway
+gateway = Gateway()
+before = time.time()
+cluster = gateway.new_cluster(shutdown_on_close=True)
+running = time.time()
+cluster.scale(1)
+client = cluster.get_client()
+print("first", time.time(), cluster.name, before, running, flush=True)
+assert client.submit(sum, [1, 2]).result() == 3
+print("last", time.time(), flush=True)
+cluster.shutdown()
+"""
+
+RUNNER_IMPORTS = "import kbatch_dask.runner, kbatch_dask.session, distributed, dask_gateway"
+
+Measured = dict[str, float]
+
+
+@dataclass(frozen=True)
+class Seen:
+    first: list[str]  # the first line's fields: "first", time, cluster name, ...
+    last: float
+    stopped: float
+    rss: float
+
+
+def _follow(pid: int, output: Path, settings: gw.GatewaySettings, alive: Callable[[], bool]) -> Seen:
+    """Watch one run: its first and last lines, its peak memory, and when its cluster stopped."""
+    deadline = time.monotonic() + 300
+    first: list[str] = []
+    last: float | None = None
+    rss = 0.0
+    while time.monotonic() < deadline:
+        rss = max(rss, peak_rss_mib(pid) or 0.0)
+        lines = output.read_text().split("\n")[:-1] if output.exists() else []  # whole lines only
+        first = first or next((line.split() for line in lines if line.startswith("first ")), [])
+        last = last or next((float(line.split()[1]) for line in lines if line.startswith("last ")), None)
+        if first and last is not None:
+            info = gw.cluster_info(settings, first[2])
+            if info is None or info.status == "STOPPED":
+                stopped = time.time()
+                while alive():  # the rest of its peak memory, until it exits
+                    rss = max(rss, peak_rss_mib(pid) or 0.0)
+                    time.sleep(0.02)
+                return Seen(first, last, stopped, rss)
+        elif not alive():
+            raise RuntimeError(f"process {pid} ended early; output:\n{output.read_text() if output.exists() else ''}")
+        time.sleep(0.02)
+    raise RuntimeError(f"process {pid}: no cluster stop within 300 s")
+
+
+def _kbatch_run(ctx: Context, home: Path, script: Path, n: int) -> Measured:
+    output = ctx.scratch / f"driver-{n}.out"
+    env = ctx.env(KBATCH_DASK_HOME=str(home))
+    proc = subprocess.run(
+        [KBATCH, str(script), "--dask-workers", "1", "-o", str(output), "--parsable"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    job_dir = home / "jobs" / proc.stdout.strip()
+    pid = int(json.loads((job_dir / "record.json").read_text())["pid"])
+    started = process_start(pid)
+
+    def alive() -> bool:
+        return Path(f"/proc/{pid}").exists() and json.loads((job_dir / "record.json").read_text())["state"] in (
+            "PENDING",
+            "RUNNING",
+        )
+
+    seen = _follow(pid, output, ctx.settings, alive)
+    state = json.loads((job_dir / "record.json").read_text())["state"]
+    if state != "SUCCEEDED":
+        raise RuntimeError(f"benchmark job ended {state}; see {job_dir}")
+    return {"start": float(seen.first[1]) - started, "end": seen.stopped - seen.last, "rss": seen.rss}
+
+
+def _bare_run(ctx: Context, script: Path, n: int) -> Measured:
+    output = ctx.scratch / f"bare-{n}.out"
+    env = ctx.env(**ctx.settings.env)
+    with output.open("w") as out:
+        proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    started = process_start(proc.pid)
+    seen = _follow(proc.pid, output, ctx.settings, lambda: proc.poll() is None)
+    if proc.wait() != 0:
+        raise RuntimeError(f"the bare dask-gateway script failed:\n{output.read_text()}")
+    before, running = float(seen.first[3]), float(seen.first[4])
+    return {
+        "start": float(seen.first[1]) - started,
+        "cluster": running - before,
+        "end": seen.stopped - seen.last,
+        "rss": seen.rss,
+    }
+
+
+def driver(ctx: Context) -> list[Row]:
+    home = ctx.home("driver")
+    job_script, bare_script = ctx.scratch / "job.py", ctx.scratch / "bare.py"
+    job_script.write_text(JOB_SCRIPT)
+    bare_script.write_text(BARE_SCRIPT)
+    results: dict[str, list[Measured]] = {"kbatch": [], "bare": []}
+    counter = iter(range(10**6))
+
+    def kbatch_run() -> float:
+        results["kbatch"].append(_kbatch_run(ctx, home, job_script, next(counter)))
+        return 0.0
+
+    def bare_run() -> float:
+        results["bare"].append(_bare_run(ctx, bare_script, next(counter)))
+        return 0.0
+
+    def runner_imports() -> float:
+        return timed([sys.executable, "-c", RUNNER_IMPORTS], ctx.env())
+
+    imports = interleaved({"kbatch": kbatch_run, "bare": bare_run, "imports": runner_imports}, ctx.sizes.repeat_slow)
+    job, bare = results["kbatch"], results["bare"]
+    cluster_start = "gateway cluster start (bare new_cluster())"
+    return [
+        Row(cluster_start, [r["cluster"] for r in bare]),
+        Row("the runner's imports (python -c: kbatch_dask.session, distributed, dask_gateway)", imports["imports"]),
+        Row("bare dask-gateway script: process start → first line", [r["start"] for r in bare]),
+        Row(
+            "kbatch job: driver start → script's first line",
+            [r["start"] for r in job],
+            baseline=cluster_start,
+            target=Target(1.5, "plus"),
+        ),
+        Row("bare dask-gateway script: last line → cluster STOPPED", [r["end"] for r in bare]),
+        Row(
+            "kbatch job: script's last line → cluster STOPPED",
+            [r["end"] for r in job],
+            baseline="bare dask-gateway script: last line → cluster STOPPED",
+            target=Target(2.0),
+        ),
+        Row("bare dask-gateway script peak RSS", [r["rss"] for r in bare], unit="MiB"),
+        Row(
+            "supervisor peak RSS",
+            [r["rss"] for r in job],
+            unit="MiB",
+            baseline="bare dask-gateway script peak RSS",
+            target=Target(150),
+        ),
+    ]

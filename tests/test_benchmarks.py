@@ -1,0 +1,43 @@
+"""The benchmark runs (tiny sizes, one repetition), so it never rots.
+Its figures are not checked here: timings are for docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.gateway
+
+
+def test_benchmark_smoke_run_prints_every_row(gateway_home: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KBATCH_", "DASK_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--gateway-home", str(gateway_home)],
+        cwd=ROOT,
+        env={**env, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
+    expected = [
+        "kbatch --help",
+        "kqueue, local, 0 jobs",
+        "kqueue, local, 20 jobs (2 running, 10 shown)",
+        "kqueue, local, 200 jobs (2 running, 10 shown)",
+        "kqueue --all, local, 200 jobs (all shown)",
+        "submit, local (returns the job id)",
+        "kqueue, kubernetes, 20 jobs (2 API requests)",  # one page of Jobs, one list of pods
+        "kqueue, kubernetes, 60 jobs (2 API requests)",
+        "kbatch job: driver start → script's first line",
+        "kbatch job: script's last line → cluster STOPPED",
+        "supervisor peak RSS",
+    ]
+    missing = [name for name in expected if name not in rows]
+    assert missing == [], proc.stdout
