@@ -177,7 +177,7 @@ class Supervisor:
         distributed and connecting takes a second the user's script need not wait for."""
         if self.switch_grace > 0 and self.settings and self.cluster_name:
             self._arming = threading.Thread(
-                target=self._arm_dead_mans_switch,
+                target=_yielding(self._arm_dead_mans_switch),
                 args=(self.settings, self.cluster_name),
                 name="dead-mans-switch",
                 daemon=True,
@@ -310,6 +310,18 @@ class Supervisor:
             name = signal.Signals(-code).name
             return Outcome(JobState.FAILED, exit_code, f"killed by signal {-code} ({name})")
         return Outcome(JobState.FAILED, code, f"exit code {code}")
+
+
+def _yielding(work: Callable[..., None]) -> Callable[..., None]:
+    """``work``, run at the lowest CPU priority: the runner and the cluster's new
+    workers are starting at the same time, and the user's script waits for them."""
+
+    def run(*args: Any) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: the priority of this thread only
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        work(*args)
+
+    return run
 
 
 def _retrying(call: Callable[[], T], deadline: float, log: Callable[[str], None]) -> T:
