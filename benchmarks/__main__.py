@@ -1,6 +1,6 @@
 """Run the benchmarks and print one table: ``python -m benchmarks`` from the repository.
 
-python -m benchmarks                 the issue's sizes (about 10 minutes on 2 cores)
+python -m benchmarks                 the issue's sizes (about 2 minutes on 2 cores)
 python -m benchmarks --smoke         tiny sizes, one repetition (the test suite runs this)
 python -m benchmarks --only startup,local-queue
 """
