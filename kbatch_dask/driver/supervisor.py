@@ -164,6 +164,7 @@ class Supervisor:
         self.settings = settings
         name = _retrying(lambda: gw.create_cluster(settings, self.spec.cluster_options()), deadline, self.log)
         self.cluster_name = name
+        self._arm_in_background()
         info = _retrying(lambda: gw.wait_running(settings, name, self.start_timeout), deadline, self.log)
         if workers.adaptive:
             gw.adapt(settings, name, workers.minimum, workers.maximum)
@@ -173,11 +174,13 @@ class Supervisor:
         self.reporter.cluster(name, info.dashboard)
 
     def _arm_in_background(self) -> None:
-        """Arm the dead-man's switch while the runner starts: importing dask-gateway and
-        distributed and connecting takes a second the user's script need not wait for."""
+        """Arm the dead-man's switch while the cluster starts: importing dask-gateway and
+        distributed takes about as long as a cluster's start, so the two overlap. The
+        runner starts only once the switch is armed (see :meth:`_finish_arming`), so no
+        user code runs on a cluster that would outlive a killed driver."""
         if self.switch_grace > 0 and self.settings and self.cluster_name:
             self._arming = threading.Thread(
-                target=_yielding(self._arm_dead_mans_switch),
+                target=self._arm_dead_mans_switch,
                 args=(self.settings, self.cluster_name),
                 name="dead-mans-switch",
                 daemon=True,
@@ -185,9 +188,11 @@ class Supervisor:
             self._arming.start()
 
     def _finish_arming(self, timeout: float = 60.0) -> None:
-        """Let the switch finish arming before the cluster is stopped (and it is disarmed)."""
+        """Wait for the switch to be armed (before the runner starts, and before the
+        cluster is stopped and the switch disarmed)."""
         if self._arming is not None:
             self._arming.join(timeout)
+            self._arming = None
 
     def _arm_dead_mans_switch(self, settings: GatewaySettings, name: str) -> None:
         """Stay connected to the cluster so its scheduler can tell we are alive (see deadman.py)."""
@@ -266,6 +271,7 @@ class Supervisor:
         if self.signalled is not None:
             raise Cancelled()
         cmd = [sys.executable, "-m", RUNNER_MODULE, self.script, *self.spec.args]
+        self._finish_arming()
         self.runner = subprocess.Popen(
             cmd,
             cwd=self.spec.workdir,
@@ -274,7 +280,6 @@ class Supervisor:
             stdout=out or subprocess.DEVNULL,
             stderr=err or out or subprocess.DEVNULL,
         )
-        self._arm_in_background()
         deadline = time.monotonic() + self.spec.time_limit if self.spec.time_limit else None
         killed_at: float | None = None
         next_check = time.monotonic() + CLUSTER_CHECK_PERIOD
@@ -310,18 +315,6 @@ class Supervisor:
             name = signal.Signals(-code).name
             return Outcome(JobState.FAILED, exit_code, f"killed by signal {-code} ({name})")
         return Outcome(JobState.FAILED, code, f"exit code {code}")
-
-
-def _yielding(work: Callable[..., None]) -> Callable[..., None]:
-    """``work``, run at the lowest CPU priority: the runner and the cluster's new
-    workers are starting at the same time, and the user's script waits for them."""
-
-    def run(*args: Any) -> None:
-        with contextlib.suppress(OSError, AttributeError):  # Linux: the priority of this thread only
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        work(*args)
-
-    return run
 
 
 def _retrying(call: Callable[[], T], deadline: float, log: Callable[[str], None]) -> T:
