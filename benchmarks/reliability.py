@@ -64,7 +64,7 @@ def stop_time(home: str, name: str) -> float | None:
 
 def run_case(home: str, tmp: Path, name: str, body: str, args: list[str], fault: str) -> float:
     """Seconds from the fault to the cluster stopped."""
-    out = tmp / f"{name}.out"
+    out = tmp / f"{name}-{time.monotonic_ns()}.out"  # a fresh file per run
     script = tmp / f"{name}.py"
     script.write_text(CONNECT + body)
     job_id = kbatch(str(script), "--dask-workers", "1", "-o", str(out), "--parsable", *args).stdout.strip()
@@ -84,7 +84,11 @@ def run_case(home: str, tmp: Path, name: str, body: str, args: list[str], fault:
     else:  # the script's last line printed when it ended
         wait(lambda: "ending at" in out.read_text())
         fault_at = float(out.read_text().split("ending at")[1].split()[0])
-    stopped = wait(lambda: stop_time(home, cluster))
+    try:
+        stopped = wait(lambda: stop_time(home, cluster))
+    except TimeoutError:
+        log = Path(home) / "jobs" / job_id / "driver.log"
+        raise SystemExit(f"{name}: cluster {cluster} not stopped; driver log:\n{log.read_text()}") from None
     assert isinstance(stopped, float)
     return stopped - fault_at
 
@@ -106,15 +110,18 @@ CASES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    repeat = parser.parse_args().repeat
+    parser.add_argument("--only", help="run only the cases whose name contains this")
+    parsed = parser.parse_args()
+    repeat = parsed.repeat
+    cases = [c for c in CASES if not parsed.only or parsed.only in c[0]]
     with tempfile.TemporaryDirectory(prefix="kbatch-reliability-") as tmpdir:
         tmp = Path(tmpdir)
         home = str(tmp / "home")
         os.environ["KBATCH_DASK_HOME"] = home
         try:
-            times: dict[str, list[float]] = {name: [] for name, *_ in CASES}
+            times: dict[str, list[float]] = {name: [] for name, *_ in cases}
             for _ in range(repeat):  # interleaved, so machine noise spreads over all cases
-                for name, body, args, fault in CASES:
+                for name, body, args, fault in cases:
                     print(f"running {name}", file=sys.stderr, flush=True)
                     times[name].append(run_case(home, tmp, name, body, args, fault))
             print(f"{'fault':<18} {'median s':>9} {'max s':>7}   (fault -> cluster stopped, n={repeat})")

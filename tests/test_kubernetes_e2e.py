@@ -274,3 +274,44 @@ def test_a_function_runs_in_a_pod_and_returns_its_result(session: FakeSession) -
     assert proc.returncode == 0, proc.stderr
     assert "result 9900" in proc.stdout
     assert "raised boom inside the pod" in proc.stdout
+
+
+CONNECT = (
+    "from dask.distributed import get_client\n"
+    "get_client().wait_for_workers(1, timeout=60)\n"
+    "print('started', flush=True)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "exit_code", "reason"),
+    [
+        ("raise ValueError('boom')", 1, "exit code 1"),
+        ("import os; os._exit(4)", 4, "exit code 4"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 137, "killed by signal 9 (SIGKILL)"),
+    ],
+    ids=["raise", "os._exit", "sigkill"],
+)
+def test_faults_in_the_pod_fail_the_job_and_stop_its_cluster(
+    session: FakeSession, body: str, exit_code: int, reason: str
+) -> None:
+    script = session.write("fault.py", CONNECT + body + "\n")
+    job_id = session.submit(script, "--dask-workers", "1")
+    session.wait_done(job_id, timeout=90)
+    record = session.show(job_id)
+    assert (record["state"], record["exit_code"], record["reason"]) == ("FAILED", exit_code, reason), record
+    wait_for(lambda: session.cluster_stopped(record["dask"]["cluster"]), timeout=5, what="the cluster to stop")
+
+
+def test_driver_killed_in_the_pod_cluster_stopped_by_the_dead_mans_switch(session: FakeSession) -> None:
+    script = session.write("victim.py", CONNECT + "import time\ntime.sleep(300)\n")
+    job_id = session.submit(script, "--dask-workers", "1")
+    wait_for(lambda: "started" in session.logs(job_id), timeout=60, what="the script to start")
+    cluster = session.show(job_id)["dask"]["cluster"]
+    (pod,) = session.kubelet.pods_of(session.job_name(job_id))
+    driver = session.kubelet.process(pod)
+    assert driver is not None
+    driver.kill()  # SIGKILL to the pod's PID 1: no cleanup code runs in the pod
+    wait_for(lambda: session.cluster_stopped(cluster), timeout=15, what="the dead-man's switch to stop the cluster")
+    session.wait_done(job_id, timeout=30)
+    assert session.show(job_id)["state"] == "FAILED"

@@ -98,6 +98,7 @@ class Supervisor:
         self.settings: GatewaySettings | None = None
         self.cluster_name: str | None = None
         self.cluster_lost: str | None = None
+        self.started_at = time.monotonic()
 
     # -- entry ------------------------------------------------------------------
 
@@ -106,6 +107,9 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.reporter.started()
+        # The time limit covers the whole job, cluster start included (as slurm's
+        # and Kubernetes' activeDeadlineSeconds do).
+        self.started_at = time.monotonic()
         out, err = self._open_outputs()
         outcome = Outcome(JobState.FAILED, None, "driver error")
         try:
@@ -280,7 +284,7 @@ class Supervisor:
             stdout=out or subprocess.DEVNULL,
             stderr=err or out or subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + self.spec.time_limit if self.spec.time_limit else None
+        deadline = self.started_at + self.spec.time_limit if self.spec.time_limit else None
         killed_at: float | None = None
         next_check = time.monotonic() + CLUSTER_CHECK_PERIOD
         while True:
