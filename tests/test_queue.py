@@ -122,3 +122,29 @@ def test_json_shape_matches_the_cli_contract() -> None:
         "dashboard": "http://gw/clusters/c1/status",
     }
     assert JobRecord.from_dict(first).to_dict() == first
+
+
+def test_collect_asks_the_gateway_once_and_counts_only_running_clusters(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """However many jobs: one cluster listing, one live-count read per running cluster."""
+    from kbatch_dask import gateway, queue
+
+    calls: dict[str, list[object]] = {"list": [], "live": []}
+    records = [record(f"j{i}", JobState.SUCCEEDED, DaskInfo("2", cluster=f"c{i}")) for i in range(1000)]
+    records += [record(f"r{i}", JobState.RUNNING, DaskInfo("2", cluster=f"live{i}")) for i in range(5)]
+    clusters = {f"c{i}": ClusterInfo(f"c{i}", "STOPPED", None) for i in range(1000)}
+    clusters |= {f"live{i}": ClusterInfo(f"live{i}", "RUNNING", f"http://gw/clusters/live{i}/status") for i in range(5)}
+
+    def list_clusters(settings: object) -> dict[str, ClusterInfo]:
+        calls["list"].append(settings)
+        return clusters
+
+    def live_workers(links: list[str], timeout: float) -> dict[str, int]:
+        calls["live"].append(list(links))
+        return dict.fromkeys(links, 2)
+
+    monkeypatch.setattr(gateway, "list_clusters", list_clusters)
+    monkeypatch.setattr(gateway, "live_workers", live_workers)
+    joined = queue.collect(records, settings=object(), live_timeout=0.5)  # type: ignore[arg-type]
+    assert len(calls["list"]) == 1
+    assert calls["live"] == [[f"http://gw/clusters/live{i}/status" for i in range(5)]]
+    assert [r.dask.live_workers for r in joined[-5:]] == [2] * 5  # type: ignore[union-attr]
