@@ -176,7 +176,7 @@ def _start(home: str, username: str, settings: dict[str, Any], ports: tuple[int,
     os.chmod(gwdir, 0o700)
     password = _secret_file(os.path.join(gwdir, "secret"), lambda: secrets.token_urlsafe(32))
     _secret_file(os.path.join(gwdir, "encrypt-key"), _fernet_key)
-    http_port, tcp_port = ports or _last_ports(gwdir) or _free_ports(2)
+    http_port, tcp_port = ports or _last_ports(gwdir) or free_ports(2)
     config_path = os.path.join(gwdir, "dask_gateway_config.py")
     config = _CONFIG_TEMPLATE.format(
         gwdir=gwdir,
@@ -276,7 +276,8 @@ def _write_private(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free on 127.0.0.1 right now."""
     socks = []
     try:
         for _ in range(n):

@@ -186,7 +186,7 @@ class _Gateway:
 
     def __init__(self, home: Path) -> None:
         self.home = str(home)
-        self.ports = tuple(embedded._free_ports(2))
+        self.ports = tuple(embedded.free_ports(2))
         self.password = "test-secret"
         (home / "gateway").mkdir(parents=True, exist_ok=True)
         (home / "gateway" / "secret").write_text(self.password)

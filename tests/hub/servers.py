@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kbatch_dask.embedded import free_ports
+
 GATEWAY_SERVICE = "dask-gateway"
 ADMIN_SERVICE = "kbatch-test-admin"
 START_TIMEOUT = 60.0
@@ -104,19 +106,6 @@ c.Backend.cluster_options = Options(
     handler=_options_handler,
 )
 """
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def http(method: str, url: str, token: str | None = None, body: Any = None, scheme: str = "token") -> tuple[int, Any]:
