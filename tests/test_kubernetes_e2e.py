@@ -287,10 +287,12 @@ CONNECT = (
     ("body", "exit_code", "reason"),
     [
         ("raise ValueError('boom')", 1, "exit code 1"),
+        ("import sys; sys.exit(3)", 3, "exit code 3"),
         ("import os; os._exit(4)", 4, "exit code 4"),
+        ("import ctypes; ctypes.string_at(0)", 139, "killed by signal 11 (SIGSEGV)"),
         ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 137, "killed by signal 9 (SIGKILL)"),
     ],
-    ids=["raise", "os._exit", "sigkill"],
+    ids=["raise", "sys.exit", "os._exit", "segfault", "sigkill"],
 )
 def test_faults_in_the_pod_fail_the_job_and_stop_its_cluster(
     session: FakeSession, body: str, exit_code: int, reason: str
