@@ -293,13 +293,19 @@ class Job:
         d = self.refresh().dask
         return d.dashboard if d else None
 
-    def wait(self, timeout: float | None = None, poll: float = 0.25) -> JobState:
-        """Block until the job ends; raise TimeoutError after ``timeout`` seconds."""
+    def wait(self, timeout: float | None = None, poll: float = 0.25, max_poll: float = 2.0) -> JobState:
+        """Block until the job ends; raise TimeoutError after ``timeout`` seconds.
+
+        Polls quickly at first, then less often (up to every ``max_poll``
+        seconds), so that many waiting sessions do not load the backend's API.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.refresh().state.is_terminal():
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {self.id} still {self._record.state.value} after {timeout} s")
-            time.sleep(poll)
+            pause = poll if deadline is None else min(poll, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            poll = min(poll * 1.5, max_poll)
         return self._record.state
 
     def logs(self, follow: bool = False) -> Iterator[str] | str:
