@@ -10,7 +10,6 @@ restarted when dead. Its state lives in ``<home>/gateway/``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -21,11 +20,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import GatewayError
+from .files import locked, write_atomic
 from .procs import pid_alive
 
 STATE_FILE = "gateway.json"
@@ -237,16 +236,10 @@ def _last_ports(gwdir: str) -> tuple[int, int] | None:
     return http_port, tcp_port
 
 
-@contextlib.contextmanager
-def _locked(home: str) -> Iterator[None]:
+def _locked(home: str) -> contextlib.AbstractContextManager[None]:
     gwdir = gateway_dir(home)
     os.makedirs(gwdir, mode=0o700, exist_ok=True)
-    with open(os.path.join(gwdir, "lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return locked(os.path.join(gwdir, "lock"))
 
 
 def _secret_file(path: str, make: Any) -> str:
@@ -269,11 +262,7 @@ def _fernet_key() -> str:
 
 
 def _write_private(path: str, text: str) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode(), 0o600)
 
 
 def free_ports(n: int) -> list[int]:

@@ -23,6 +23,7 @@ import tempfile
 import traceback
 from typing import Any
 
+from .files import write_atomic
 from .payload import PAYLOAD_SUFFIX
 
 
@@ -71,14 +72,6 @@ def _close(client: Any) -> None:
         client.close()
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".result-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def run_function(payload_path: str) -> int:
     from .payload import pack_error, pack_result, unpack_function
 
@@ -88,7 +81,7 @@ def run_function(payload_path: str) -> int:
             fn, args, kwargs = unpack_function(f.read())
     except Exception as exc:
         print(f"kbatch: cannot load the function: {exc}", file=sys.stderr)
-        _write_atomic(result_path, pack_error(exc))
+        write_atomic(result_path, pack_error(exc), 0o600)
         return 1
     client = connect_default_client()
     try:
@@ -96,11 +89,11 @@ def run_function(payload_path: str) -> int:
     except BaseException as exc:
         text = traceback.format_exc()
         print(text, file=sys.stderr, end="")
-        _write_atomic(result_path, pack_error(exc, text))
+        write_atomic(result_path, pack_error(exc, text), 0o600)
         return _exit_code(exc) if isinstance(exc, SystemExit) and exc.code else 1
     finally:
         _close(client)
-    _write_atomic(result_path, pack_result(value))
+    write_atomic(result_path, pack_result(value), 0o600)
     return 0
 
 

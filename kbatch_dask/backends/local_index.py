@@ -24,12 +24,12 @@ last copy of a job that was indexed twice.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
+from ..files import locked
 from ..records import JobRecord
 
 DAY_SUFFIX = ".jsonl"
@@ -72,14 +72,8 @@ class EndedIndex:
             ids = "".join(r.id + "\n" for ended in by_day.values() for r in ended)
             _append(self.ids_file, ids, sync=False)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(os.path.join(self.dir, "lock"), "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(os.path.join(self.dir, "lock"))
 
     # -- read -------------------------------------------------------------------
 

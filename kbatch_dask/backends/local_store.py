@@ -19,15 +19,14 @@ job's final record also adds it to the index of ended jobs.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
 from typing import Any
 
 from ..errors import BackendError, BadInput, JobNotFound
+from ..files import locked, write_atomic
 from ..records import JobRecord
 from ..spec import JobSpec
 from .local_index import EndedIndex
@@ -53,18 +52,7 @@ def new_job_id() -> str:
 
 def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
     """Write JSON so readers see either the old or the new file, never half of one."""
-    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(3)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(data, indent=1).encode(), mode)
 
 
 class JobDir:
@@ -104,14 +92,9 @@ class JobDir:
         if record.state.is_terminal():
             EndedIndex(self.home).add([record])
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        with open(self.file("lock"), "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """The job's lock: held for every read-modify-write of its record."""
+        return locked(self.file("lock"))
 
     def update_record(self, **changes: Any) -> JobRecord:
         """Apply ``changes`` to the record under the job's lock."""
