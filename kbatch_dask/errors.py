@@ -38,7 +38,12 @@ class JobNotFound(KbatchError, LookupError):
 
 
 class GatewayError(KbatchError):
-    """The Dask-Gateway could not be reached or refused a request."""
+    """The Dask-Gateway could not be reached or refused a request (``status``:
+    the HTTP status of a refusal, when there was one)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class GatewayUnreachable(GatewayError):

@@ -17,7 +17,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -173,10 +173,21 @@ def _auth_header(settings: GatewaySettings) -> dict[str, str] | None:
     return None
 
 
-def _absolute(public_address: str, route: str | None) -> str | None:
-    if not route:
-        return None
-    return f"{public_address.rstrip('/')}{route}"
+def _cluster_info(settings: GatewaySettings, name: str, report: Mapping[str, Any]) -> ClusterInfo:
+    """A cluster report of the gateway's API, its dashboard route made a link."""
+    route = report.get("dashboard_route")
+    dashboard = f"{settings.public_address.rstrip('/')}{route}" if route else None
+    return ClusterInfo(name, report["status"], dashboard)
+
+
+@contextlib.contextmanager
+def _dask_gateway(settings: GatewaySettings) -> Iterator[Gateway]:
+    """A dask-gateway client, for auth types plain HTTP cannot speak; closed after use."""
+    gateway = connect(settings)
+    try:
+        yield gateway
+    finally:
+        gateway.close()
 
 
 def request(settings: GatewaySettings, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
@@ -210,9 +221,7 @@ def request(settings: GatewaySettings, method: str, path: str, body: Any = None,
             raise GatewayUnreachable(
                 f"the Dask-Gateway at {settings.address} failed: HTTP {exc.code} {reason}"
             ) from None
-        error = GatewayError(f"the Dask-Gateway refused {method} {path}: HTTP {exc.code} {reason}")
-        error.status = exc.code  # type: ignore[attr-defined]
-        raise error from None
+        raise GatewayError(f"the Dask-Gateway refused {method} {path}: HTTP {exc.code} {reason}", exc.code) from None
     except (OSError, ValueError) as exc:
         raise GatewayUnreachable(f"the Dask-Gateway at {settings.address} is unreachable: {exc}") from None
     return json.loads(raw) if raw.strip() else None
@@ -238,29 +247,21 @@ def _fallback(settings: GatewaySettings) -> bool:
 def list_clusters(settings: GatewaySettings, timeout: float = 10.0) -> dict[str, ClusterInfo]:
     """All of this user's clusters the gateway still knows, by name (one request)."""
     if _fallback(settings):
-        gateway = connect(settings)
-        try:
+        with _dask_gateway(settings) as gateway:
             reports = gateway.list_clusters(status=ALL_STATUSES.split(","))
-        finally:
-            gateway.close()
         return {r.name: ClusterInfo(r.name, r.status.name, r.dashboard_link) for r in reports}
     data = request(settings, "GET", f"/api/v1/clusters/?status={ALL_STATUSES}", timeout=timeout) or {}
-    return {
-        name: ClusterInfo(name, c["status"], _absolute(settings.public_address, c.get("dashboard_route")))
-        for name, c in data.items()
-    }
+    return {name: _cluster_info(settings, name, report) for name, report in data.items()}
 
 
 def create_cluster(settings: GatewaySettings, options: Mapping[str, Any]) -> str:
     """Ask for a new cluster; returns its name at once (it starts in the background)."""
     if _fallback(settings):
-        gateway = connect(settings)
-        try:
-            return str(gateway.submit(**options))
-        except ValueError as exc:
-            raise GatewayError(str(exc)) from None
-        finally:
-            gateway.close()
+        with _dask_gateway(settings) as gateway:
+            try:
+                return str(gateway.submit(**options))
+            except ValueError as exc:
+                raise GatewayError(str(exc)) from None
     try:
         answer = request(settings, "POST", "/api/v1/clusters/", {"cluster_options": dict(options)})
     except GatewayUnreachable:
@@ -277,7 +278,7 @@ def wait_running(settings: GatewaySettings, name: str, timeout: float) -> Cluste
         data = request(settings, "GET", f"/api/v1/clusters/{name}?wait", timeout=30)
         status = data["status"]
         if status == "RUNNING":
-            return ClusterInfo(name, status, _absolute(settings.public_address, data.get("dashboard_route")))
+            return _cluster_info(settings, name, data)
         if status in ("STOPPING", "STOPPED", "FAILED"):
             raise GatewayError(f"the Dask cluster {name} {status.lower()} while starting")
         if time.monotonic() > deadline:
@@ -291,21 +292,18 @@ def cluster_info(settings: GatewaySettings, name: str) -> ClusterInfo | None:
     try:
         data = request(settings, "GET", f"/api/v1/clusters/{name}")
     except GatewayError as exc:
-        if getattr(exc, "status", None) == 404:
+        if exc.status == 404:
             return None
         raise
-    return ClusterInfo(name, data["status"], _absolute(settings.public_address, data.get("dashboard_route")))
+    return _cluster_info(settings, name, data)
 
 
 def cluster_options(settings: GatewaySettings) -> dict[str, dict[str, Any]]:
     """The cluster options the gateway declares, by field name (their specs)."""
     if _fallback(settings):
-        gateway = connect(settings)
-        try:
+        with _dask_gateway(settings) as gateway:
             options = gateway.cluster_options()
-            return {field: {"type": type(options[field]).__name__} for field in options}
-        finally:
-            gateway.close()
+        return {field: {"type": type(options[field]).__name__} for field in options}
     data = request(settings, "GET", "/api/v1/options") or {}
     return {o["field"]: o.get("spec", {}) for o in data.get("cluster_options", [])}
 
@@ -357,16 +355,13 @@ def adapt(settings: GatewaySettings, name: str, minimum: int, maximum: int) -> N
 def stop_cluster(settings: GatewaySettings, name: str, timeout: float = 10.0) -> None:
     """Stop a cluster; a cluster that is already gone counts as stopped."""
     if _fallback(settings):
-        gateway = connect(settings)
-        try:
+        with _dask_gateway(settings) as gateway:
             gateway.stop_cluster(name)
-        finally:
-            gateway.close()
         return
     try:
         request(settings, "DELETE", f"/api/v1/clusters/{name}", timeout=timeout)
     except GatewayError as exc:
-        if getattr(exc, "status", None) != 404:
+        if exc.status != 404:
             raise
 
 

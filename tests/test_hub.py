@@ -170,8 +170,8 @@ def test_resolved_dashboard_links_are_absolute(monkeypatch: pytest.MonkeyPatch) 
         settings = gateway.resolve("", "alice", start=False)
         assert settings is not None
         assert settings.public_address == "https://hub.example.org/services/dask-gateway/"
-        route = "/clusters/abc/status"
-        assert gateway._absolute(settings.public_address, route) == (
+        report = {"status": "RUNNING", "dashboard_route": "/clusters/abc/status"}
+        assert gateway._cluster_info(settings, "abc", report).dashboard == (
             "https://hub.example.org/services/dask-gateway/clusters/abc/status"
         )
     finally:
