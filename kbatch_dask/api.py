@@ -180,12 +180,12 @@ def submit_with_cluster(
         with open(path, "wb") as f:
             f.write(data)
         spec = build_spec(path, (), _raw_options(raw), config=_config_layer(), payload=True)
-        # The payload's temporary path means nothing later: record the function instead.
+        # The backend snapshots the payload before this temporary directory goes.
         return _warned(submit_spec(spec))
 
 
 def _backend(name: str | None) -> Backend:
-    return get_backend(name or str(config.get("backend") or "auto"))
+    return get_backend(backend_name(name))
 
 
 def get_job(job_id: str, backend: str | None = None) -> Job:
@@ -218,10 +218,12 @@ def list_records(
         records = [r for r in records if r.state in states]
     if user:
         records = [r for r in records if r.user == user]
-    if not live:
-        return records
-    settings = _gateway_settings(b, records)
-    return q.collect(records, settings, float(config.get("queue.live-timeout", 1.0)))
+    return _with_clusters(b, records) if live else records
+
+
+def _with_clusters(backend: Backend, records: list[JobRecord]) -> list[JobRecord]:
+    """``records`` joined with what the gateway says of their clusters now."""
+    return q.collect(records, _gateway_settings(backend, records), float(config.get("queue.live-timeout", 1.0)))
 
 
 def _known_gateway(backend: Backend, user: str) -> gw.GatewaySettings | None:
@@ -349,8 +351,7 @@ class Job:
 def show_record(job_id: str, backend: str | None = None) -> JobRecord:
     """One job's record, joined with its cluster's live state."""
     b = _backend(backend)
-    record = b.get(job_id)
-    return q.collect([record], _gateway_settings(b, [record]), float(config.get("queue.live-timeout", 1.0)))[0]
+    return _with_clusters(b, [b.get(job_id)])[0]
 
 
 @dataclass(frozen=True)
@@ -436,6 +437,7 @@ def gateway_status() -> tuple[bool, str]:
 
 
 def backend_name(name: str | None = None) -> str:
+    """The backend ``name`` stands for (``auto`` resolved); config ``kbatch.backend`` if None."""
     return resolve_backend_name(name or str(config.get("backend") or "auto"))
 
 

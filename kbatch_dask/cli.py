@@ -75,18 +75,6 @@ def split_submit_args(args: list[str]) -> list[str]:
     return head + moved + [script] + script_args
 
 
-class KbatchGroup(click.Group):
-    """A group whose default command is ``submit``: ``kbatch train.py`` submits."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        group_flags = {"--help", "-h", "--version", "--debug"}
-        first = next((a for a in args if a not in group_flags), None)
-        if first is not None and first not in self.commands:
-            index = args.index(first)
-            args = [*args[:index], "submit", *args[index:]]
-        return super().parse_args(ctx, args)
-
-
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     # Looked up only when asked: importlib.metadata would slow every command down.
     if value and not ctx.resilient_parsing:
@@ -94,7 +82,7 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
         ctx.exit()
 
 
-@click.group(cls=KbatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--version",
     is_flag=True,
@@ -232,7 +220,7 @@ def logs_cmd(job_id: str, follow: bool, backend: str | None) -> None:
 
     job = api.get_job(job_id, backend)
     try:
-        for chunk in job._backend.logs(job.id, follow=follow):
+        for chunk in job.logs(follow=True) if follow else [job.logs()]:
             click.echo(chunk, nl=False)
     except KeyboardInterrupt:
         pass
@@ -357,9 +345,7 @@ def gateway_status() -> None:
         sys.exit(1)
 
 
-def _run(command: click.Command, args: list[str] | None, prog: str) -> NoReturn:
-    args = list(sys.argv[1:] if args is None else args)
-    debug = "--debug" in args
+def _run(command: click.Command, args: list[str], prog: str, debug: bool = False) -> NoReturn:
     try:
         code = command.main(args=args, prog_name=prog, standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -389,7 +375,8 @@ def _run(command: click.Command, args: list[str] | None, prog: str) -> NoReturn:
 
 
 def main(args: list[str] | None = None) -> NoReturn:
-    """Entry point of ``kbatch``."""
+    """Entry point of ``kbatch``. ``submit`` is the default command: a first
+    argument that is not a command name (``kbatch train.py``) is the script."""
     args = list(sys.argv[1:] if args is None else args)
     lead = []
     while args and args[0] == "--debug":
@@ -398,9 +385,9 @@ def main(args: list[str] | None = None) -> NoReturn:
         args = ["submit", *split_submit_args(args[1:])]
     elif args and args[0] not in cli.commands and args[0] not in ("--help", "-h", "--version"):
         args = ["submit", *split_submit_args(args)]
-    _run(cli, lead + args, "kbatch")
+    _run(cli, lead + args, "kbatch", debug=bool(lead))
 
 
 def kqueue_main(args: list[str] | None = None) -> NoReturn:
     """Entry point of ``kqueue`` (``kbatch queue``)."""
-    _run(queue_cmd, args, "kqueue")
+    _run(queue_cmd, list(sys.argv[1:] if args is None else args), "kqueue")
