@@ -24,7 +24,7 @@ from conftest import ROOT, cluster_status, wait_for
 from kube.fake_apiserver import FakeApiServer
 from kube.fake_kubelet import FakeKubelet
 from kube.fixtures import fake_apiserver, fake_kubelet, kube_env  # noqa: F401
-from kube.resources import POD
+from kube.notebook import NAMESPACE, notebook_session
 from kubernetes_scenarios import MANAGED, Session
 
 from kbatch_dask import gateway
@@ -32,9 +32,6 @@ from kbatch_dask.slugs import safe_slug
 from kbatch_dask.spec import current_user
 
 pytestmark = pytest.mark.gateway
-
-NAMESPACE = "default"
-IMAGE = "kbatch-dask:test"
 
 
 class FakeSession(Session):
@@ -57,32 +54,6 @@ class FakeSession(Session):
         return cluster_status(self.gateway_home, name) in (None, "STOPPED")
 
 
-def notebook_pod(name: str, home: Path) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"component": "singleuser-server"}},
-        "spec": {
-            "containers": [
-                {
-                    "name": "notebook",
-                    "image": IMAGE,
-                    "volumeMounts": [
-                        {"name": "home", "mountPath": str(home)},
-                        {"name": "kube-api-access-abcde", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
-                    ],
-                    "securityContext": {"runAsUser": os.getuid()},
-                }
-            ],
-            "volumes": [
-                {"name": "home", "persistentVolumeClaim": {"claimName": "claim-user"}},
-                {"name": "kube-api-access-abcde", "projected": {"sources": []}},
-            ],
-            "nodeSelector": {"hub.jupyter.org/node-purpose": "user"},
-            "securityContext": {"fsGroup": 100},
-        },
-        "status": {"phase": "Running"},
-    }
-
-
 @pytest.fixture
 def session(
     home: Path,
@@ -94,16 +65,7 @@ def session(
     with dask.config.set({"gateway.address": None}):  # the embedded gateway, whatever other tests configured
         settings = gateway.resolve(str(home), current_user(), start=True)
     assert settings is not None
-    fake_apiserver.store.insert(POD, notebook_pod("jupyter-notebook", user_home))
-    fake_kubelet.map_volume("claim-user", user_home)
-    env = {
-        **os.environ,
-        **settings.env,
-        "HOSTNAME": "jupyter-notebook",
-        "JUPYTER_IMAGE_SPEC": IMAGE,
-        "DASK_KBATCH__KUBERNETES__TERMINATION_GRACE": "20",
-        "DASK_KBATCH__DRIVER__KILL_GRACE": "2",
-    }
+    env = {**notebook_session(fake_apiserver, fake_kubelet, user_home), **settings.env}
     secrets = (settings.env["DASK_GATEWAY__AUTH__KWARGS__PASSWORD"],)
     yield FakeSession(fake_apiserver, fake_kubelet, user_home, env, secrets, Path(os.environ["KBATCH_DASK_HOME"]))
 

@@ -10,14 +10,13 @@ import base64
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import kbatch, wait_for, write_script
 from kube.fake_apiserver import FakeApiServer
 from kube.fake_kubelet import FakeKubelet
 from kube.fixtures import fake_apiserver, fake_kubelet, kube_env  # noqa: F401
-from kube.resources import POD
+from kube.notebook import NAMESPACE, notebook_session
 
 from kbatch_dask.manifests import job_name
 
@@ -25,8 +24,6 @@ from .conftest import SESSION_SCOPES, Session
 
 pytestmark = pytest.mark.gateway
 
-NAMESPACE = "default"
-IMAGE = "kbatch-dask:test"
 MANAGED = "app.kubernetes.io/managed-by=kbatch-dask"
 SCRIPT = """\
 import dask.bag as db
@@ -35,19 +32,6 @@ from dask.distributed import get_client
 get_client().wait_for_workers(1, timeout=60)
 print("total", db.range(100, npartitions=4).sum().compute(), flush=True)
 """
-
-
-def notebook_pod(name: str, home: Path) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "containers": [
-                {"name": "notebook", "image": IMAGE, "volumeMounts": [{"name": "home", "mountPath": str(home)}]}
-            ],
-            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-user"}}],
-        },
-        "status": {"phase": "Running"},
-    }
 
 
 def test_kubernetes_job_token_lives_in_its_secret(
@@ -61,15 +45,7 @@ def test_kubernetes_job_token_lives_in_its_secret(
     session_token = session.login(SESSION_SCOPES)["token"]
     observer = session.admin_token()
     home = Path(os.environ["HOME"])
-    fake_apiserver.store.insert(POD, notebook_pod("jupyter-notebook", home))
-    fake_kubelet.map_volume("claim-user", home)
-    env = {
-        **os.environ,
-        "HOSTNAME": "jupyter-notebook",
-        "JUPYTER_IMAGE_SPEC": IMAGE,
-        "DASK_KBATCH__KUBERNETES__TERMINATION_GRACE": "20",
-        "DASK_KBATCH__DRIVER__KILL_GRACE": "2",
-    }
+    env = notebook_session(fake_apiserver, fake_kubelet, home)
     script = write_script(home / "train.py", SCRIPT)
 
     session.gate.close()
