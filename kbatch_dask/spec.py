@@ -220,7 +220,8 @@ def build_spec(
     return _validate(path, tuple(str(a) for a in args), merged, environ, cwd)
 
 
-_CHECKS: dict[str, Any] = {
+# Each option's converter: validates a raw value and returns it typed.
+_CONVERTERS: dict[str, Any] = {
     "name": lambda v: _name(v),
     "output": lambda v: _pattern("--output", v),
     "error": lambda v: _pattern("--error", v),
@@ -241,9 +242,15 @@ _CHECKS: dict[str, Any] = {
 
 def check_option(name: str, value: Any) -> None:
     """Validate one raw option value on its own (BadInput if it is bad)."""
-    check = _CHECKS.get(name)
-    if check is not None:
-        check(value)
+    convert = _CONVERTERS.get(name)
+    if convert is not None:
+        convert(value)
+
+
+def _converted(values: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    """Option ``name`` converted by its converter, or ``default`` when it was not given."""
+    raw = values.get(name)
+    return default if raw is None or raw == "" or raw == () else _CONVERTERS[name](raw)
 
 
 def _backend(text: Any) -> str:
@@ -276,21 +283,21 @@ def _validate(path: str, args: tuple[str, ...], v: Mapping[str, Any], environ: M
         name=name,
         user=current_user(environ),
         workdir=workdir,
-        output=_pattern("--output", v.get("output") or "~/kbatch-%j.out"),
-        error=_pattern("--error", v["error"]) if v.get("error") else None,
+        output=_converted(v, "output", "~/kbatch-%j.out"),
+        error=_converted(v, "error"),
         comment=v.get("comment") or None,
-        cpus=_positive_number("--cpus", v.get("cpus")),
-        memory=parse_size(v["memory"], "--memory") if v.get("memory") else None,
-        gpus=_count("--gpus", v.get("gpus"), 0),
-        time_limit=parse_time(v["time"]) if v.get("time") else None,
-        workers=Workers.parse(str(v.get("dask_workers") or "0")),
-        worker_cores=_positive_number("--worker-cores", v.get("worker_cores")),
-        worker_memory=parse_size(v["worker_memory"], "--worker-memory") if v.get("worker_memory") else None,
-        dask_options=_pairs("--dask-option", v.get("dask_option", ()), _OPTION_KEY),
+        cpus=_converted(v, "cpus"),
+        memory=_converted(v, "memory"),
+        gpus=_converted(v, "gpus", 0),
+        time_limit=_converted(v, "time"),
+        workers=_converted(v, "dask_workers"),
+        worker_cores=_converted(v, "worker_cores"),
+        worker_memory=_converted(v, "worker_memory"),
+        dask_options=_converted(v, "dask_option", ()),
         image=v.get("image") or None,
-        env=_pairs("--env", v.get("env", ()), _ENV_KEY),
+        env=_converted(v, "env", ()),
         export=export,
-        retries=_count("--retries", v.get("retries"), 0),
+        retries=_converted(v, "retries", 0),
         backend=backend,
         parameters=tuple((str(k), str(v)) for k, v in v.get("parameter", ())),
         notebook_output=_pattern("notebook output", v["notebook_output"]) if v.get("notebook_output") else None,
