@@ -27,6 +27,7 @@ from ..errors import GatewayError
 from ..kube_session import detect_namespace
 from ..records import JobState, now
 from ..spec import JobSpec, expand_pattern
+from . import timing_from_config
 from .supervisor import Supervisor
 
 log = logging.getLogger("kbatch_dask.driver")
@@ -131,10 +132,8 @@ def main(argv: list[str]) -> int:
         gateway_settings=_gateway_settings(spec.user),
         output=args.output,
         error=args.error,
-        kill_grace=float(config.get("driver.kill-grace", 10)),
-        gateway_retry=float(config.get("driver.gateway-retry", 60)),
         runner_env=runner_env,
-        switch_grace=float(config.get("driver.dead-mans-switch-grace", 5)),
+        **timing_from_config(),
         log=log.info,
         echo=sys.stdout.buffer,
     )

@@ -7,10 +7,11 @@ import os
 import socket
 import sys
 
-from .. import config, gateway
+from .. import gateway
 from ..backends.local_store import JobDir
 from ..records import DaskInfo, JobState, now
 from ..spec import JobSpec, expand_pattern
+from . import timing_from_config
 from .supervisor import Supervisor
 
 log = logging.getLogger("kbatch_dask.driver")
@@ -59,10 +60,8 @@ def main(argv: list[str]) -> int:
         gateway_settings=lambda: _require(gateway.resolve(home, spec.user, start=True)),
         output=output,
         error=_expand_error(spec, jobdir.id),
-        kill_grace=float(config.get("driver.kill-grace", 10)),
-        gateway_retry=float(config.get("driver.gateway-retry", 60)),
         runner_env=runner_env,
-        switch_grace=float(config.get("driver.dead-mans-switch-grace", 5)),
+        **timing_from_config(),
         log=log.info,
     )
     return supervisor.run()
