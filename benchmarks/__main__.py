@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the fake API server lives in tests/kube
+if str(ROOT) not in sys.path:  # the fake API server lives in tests/fakes/kube
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import cli_cases, driver_cases, kube_cases  # noqa: E402

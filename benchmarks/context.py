@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kbatch_dask import embedded
 from kbatch_dask import gateway as gw
+from kbatch_dask.backends.local import embedded_gateway as embedded
 from kbatch_dask.spec import current_user
 
 BIN = Path(sys.executable).parent
@@ -67,7 +67,7 @@ class Context:
     def apiserver(self) -> Any:
         """The fake Kubernetes API server (started on first use)."""
         if self._server is None:
-            from tests.kube.fake_apiserver import FakeApiServer
+            from tests.fakes.kube.fake_apiserver import FakeApiServer
 
             self._server = FakeApiServer().start()
         return self._server

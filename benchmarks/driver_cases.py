@@ -44,7 +44,7 @@ print("last", time.time(), flush=True)
 cluster.shutdown()
 """
 
-RUNNER_IMPORTS = "import kbatch_dask.runner, kbatch_dask.session, distributed, dask_gateway"
+RUNNER_IMPORTS = "import kbatch_dask.driver.runner, kbatch_dask.driver.session, distributed, dask_gateway"
 
 Measured = dict[str, float]
 
@@ -151,7 +151,10 @@ def driver(ctx: Context) -> list[Row]:
     cluster_start = "gateway cluster start (bare new_cluster())"
     return [
         Row(cluster_start, [r["cluster"] for r in bare]),
-        Row("the runner's imports (python -c: kbatch_dask.session, distributed, dask_gateway)", imports["imports"]),
+        Row(
+            "the runner's imports (python -c: kbatch_dask.driver.session, distributed, dask_gateway)",
+            imports["imports"],
+        ),
         Row("bare dask-gateway script: process start → first line", [r["start"] for r in bare]),
         Row(
             "kbatch job: driver start → script's first line",

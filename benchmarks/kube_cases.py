@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Callable
 from functools import partial
 
-from kbatch_dask import manifests
+from kbatch_dask.backends.kubernetes import manifests
 from kbatch_dask.spec import current_user
 
 from . import synthetic

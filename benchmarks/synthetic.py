@@ -14,8 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from kbatch_dask import manifests
-from kbatch_dask.backends.local_index import EndedIndex
+from kbatch_dask.backends.kubernetes import manifests
+from kbatch_dask.backends.local.index import EndedIndex
 from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
 
 STATES = (JobState.SUCCEEDED, JobState.SUCCEEDED, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
@@ -72,8 +72,8 @@ def local_history(home: Path, *, running: int, recent: int, old: int, gateway_di
 
 def kube_job(server: Any, namespace: str, user: str, i: int, outcome: str) -> None:
     """One kbatch-dask Job (and its pod) as the backend creates them, straight into the store."""
-    from tests.kube.resources import JOB, POD
-    from tests.kube.seeding import seeded_job, seeded_pod
+    from tests.fakes.kube.resources import JOB, POD
+    from tests.fakes.kube.seeding import seeded_job, seeded_pod
 
     job_id = f"b{i:06d}"
     annotations = {

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import Job, get_job, jobs, submit, submit_with_cluster
-    from .errors import BadInput, JobNotFound, KbatchError
-    from .records import JobRecord, JobState
-    from .session import get_client, get_cluster
+    from kbatch_dask.api import get_job, jobs, submit, submit_with_cluster
+    from kbatch_dask.driver.session import get_client, get_cluster
+    from kbatch_dask.errors import BadInput, JobNotFound, KbatchError
+    from kbatch_dask.job import Job
+    from kbatch_dask.records import JobRecord, JobState
 
 __all__ = [
     "BadInput",
@@ -30,13 +31,13 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Job": "api",
+    "Job": "job",
     "get_job": "api",
     "jobs": "api",
     "submit": "api",
     "submit_with_cluster": "api",
-    "get_client": "session",
-    "get_cluster": "session",
+    "get_client": "driver.session",
+    "get_cluster": "driver.session",
     "BadInput": "errors",
     "JobNotFound": "errors",
     "KbatchError": "errors",

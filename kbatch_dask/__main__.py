@@ -1,3 +1,3 @@
-from .cli import main
+from kbatch_dask.cli import main
 
 main()

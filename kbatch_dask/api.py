@@ -5,26 +5,25 @@ Configuration is read here, at the edge, and passed down as values.
 
 from __future__ import annotations
 
-import html
 import importlib.util
 import os
 import tempfile
-import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from . import config
-from . import gateway as gw
-from . import queue as q
-from .backends import Backend, get_backend, resolve_backend_name
-from .environment import exported_environment
-from .errors import BadInput, KbatchError, KbatchWarning
-from .options import SPEC_OPTION_NAMES
-from .records import JobRecord, JobState, now
-from .spec import JobSpec, build_spec
+from kbatch_dask import config
+from kbatch_dask import gateway as gw
+from kbatch_dask import queue as q
+from kbatch_dask.backends import Backend, get_backend, resolve_backend_name
+from kbatch_dask.errors import BadInput, KbatchError
+from kbatch_dask.job import Job
+from kbatch_dask.records import JobRecord, JobState, now
+from kbatch_dask.spec import JobSpec, build_spec
+from kbatch_dask.spec.environment import exported_environment
+from kbatch_dask.spec.options import SPEC_OPTION_NAMES
 
 
 def _config_layer() -> dict[str, Any]:
@@ -71,7 +70,7 @@ def submit_spec(spec: JobSpec) -> Job:
         raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
     _check_cluster_options(spec, backend)
     environment = exported_environment(spec.export, spec.env, os.environ)
-    from . import hub
+    from kbatch_dask import hub
 
     # Under JupyterHub the job gets a hub token of its own (see hub.py).
     with hub.job_token(
@@ -160,7 +159,7 @@ def submit_with_cluster(
     >>> job.result()  # doctest: +SKIP
     4950
     """
-    from .payload import PAYLOAD_SUFFIX, pack_function
+    from kbatch_dask.driver.payload import PAYLOAD_SUFFIX, pack_function
 
     unknown = sorted(set(options) - set(FUNCTION_JOB_OPTIONS))
     if unknown:
@@ -257,97 +256,6 @@ def jobs(**filters: Any) -> list[Job]:
     return [Job(r, b) for r in list_records(**filters)]
 
 
-class Job:
-    """A handle on a submitted job."""
-
-    def __init__(self, record: JobRecord, backend: Backend) -> None:
-        self._record = record
-        self._backend = backend
-        self.warnings: tuple[KbatchWarning, ...] = ()  # what submitting it warned about
-
-    @property
-    def id(self) -> str:
-        return self._record.id
-
-    @property
-    def record(self) -> JobRecord:
-        """The job's record as last fetched (see :meth:`refresh`)."""
-        return self._record
-
-    def refresh(self) -> JobRecord:
-        self._record = self._backend.get(self.id)
-        return self._record
-
-    @property
-    def state(self) -> JobState:
-        """The job's current state (fetched fresh unless it has ended)."""
-        if not self._record.state.is_terminal():
-            self.refresh()
-        return self._record.state
-
-    @property
-    def cluster_name(self) -> str | None:
-        d = self.refresh().dask
-        return d.cluster if d else None
-
-    @property
-    def dashboard_link(self) -> str | None:
-        d = self.refresh().dask
-        return d.dashboard if d else None
-
-    def wait(self, timeout: float | None = None, poll: float = 0.25, max_poll: float = 2.0) -> JobState:
-        """Block until the job ends; raise TimeoutError after ``timeout`` seconds.
-
-        Polls quickly at first, then less often (up to every ``max_poll``
-        seconds), so that many waiting sessions do not load the backend's API.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.refresh().state.is_terminal():
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {self.id} still {self._record.state.value} after {timeout} s")
-            pause = poll if deadline is None else min(poll, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
-            poll = min(poll * 1.5, max_poll)
-        return self._record.state
-
-    def logs(self, follow: bool = False) -> Iterator[str] | str:
-        """The job's output: a string, or with ``follow`` an iterator of chunks until the job ends."""
-        chunks = self._backend.logs(self.id, follow=follow)
-        return chunks if follow else "".join(chunks)
-
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait for a function job and return what the function returned.
-
-        If the function raised, the same exception type is raised here, with
-        the traceback from inside the job attached as its cause. If the job
-        ended without a result (cancelled, killed, lost), a
-        :class:`~kbatch_dask.errors.KbatchError` says how it ended.
-        """
-        from .payload import unpack_result
-
-        self.wait(timeout=timeout)
-        data = self._backend.result(self.id)
-        if data is None:
-            r = self._record
-            how = f"{r.state.value} ({r.reason})" if r.reason else r.state.value
-            raise KbatchError(f"job {self.id} ended {how} without a result; see `kbatch logs {self.id}`")
-        return unpack_result(data)
-
-    def cancel(self) -> JobState:
-        self._record = self._backend.cancel(self.id)
-        return self._record.state
-
-    def __repr__(self) -> str:
-        r = self._record
-        return f"<Job {r.id} {r.name!r} {r.state.value}>"
-
-    def _repr_html_(self) -> str:
-        r = self._record
-        dash = r.dask.dashboard if r.dask else None
-        link = f' — <a href="{html.escape(dash)}" target="_blank">dashboard</a>' if dash else ""
-        return f"<b>Job {html.escape(r.id)}</b> {html.escape(r.name)}: <code>{r.state.value}</code>{link}"
-
-
 def show_record(job_id: str, backend: str | None = None) -> JobRecord:
     """One job's record, joined with its cluster's live state."""
     b = _backend(backend)
@@ -374,7 +282,7 @@ def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None
     """
     b = _backend(backend)
     records = b.list(ended_since=None)
-    from .spec import current_user
+    from kbatch_dask.spec import current_user
 
     settings = _known_gateway(b, current_user())
     if settings is None:
@@ -398,14 +306,14 @@ def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None
 
 
 def _local_home() -> str:
-    from .backends.local import LocalBackend
+    from kbatch_dask.backends.local.backend import LocalBackend
 
     return LocalBackend().home
 
 
 def gateway_start() -> str:
     """Start the embedded gateway if it is not running; say where it listens."""
-    from .spec import current_user
+    from kbatch_dask.spec import current_user
 
     if config.gateway_address():
         return f"A gateway is configured (gateway.address = {config.gateway_address()}); nothing to start."
@@ -416,7 +324,7 @@ def gateway_start() -> str:
 
 def gateway_stop() -> str:
     """Stop the embedded gateway (and its clusters)."""
-    from . import embedded
+    from kbatch_dask.backends.local import embedded_gateway as embedded
 
     stopped = embedded.stop(_local_home())
     return "Embedded Dask-Gateway stopped" if stopped else "Embedded Dask-Gateway was not running"
@@ -424,8 +332,8 @@ def gateway_stop() -> str:
 
 def gateway_status() -> tuple[bool, str]:
     """Whether the embedded gateway runs, and a line saying so."""
-    from . import embedded
-    from .spec import current_user
+    from kbatch_dask.backends.local import embedded_gateway as embedded
+    from kbatch_dask.spec import current_user
 
     if config.gateway_address():
         return True, f"Using the configured gateway at {config.gateway_address()} (gateway.address)"
@@ -443,6 +351,6 @@ def backend_name(name: str | None = None) -> str:
 
 def dry_run_kubernetes(spec: JobSpec) -> str:
     """The Kubernetes objects submitting ``spec`` would create, as YAML (``--dry-run``); creates nothing."""
-    from .backends.kubernetes import KubernetesBackend
+    from kbatch_dask.backends.kubernetes.backend import KubernetesBackend
 
     return KubernetesBackend().dry_run(spec, exported_environment(spec.export, spec.env, os.environ))

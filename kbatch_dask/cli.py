@@ -9,8 +9,8 @@ from typing import Any, NoReturn
 
 import click
 
-from .errors import KbatchError
-from .options import SPEC_OPTIONS
+from kbatch_dask.errors import KbatchError
+from kbatch_dask.spec.options import SPEC_OPTIONS
 
 OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
 SUBMIT_FLAGS = ("--wait", "-W", "--parsable", "--dry-run")
@@ -118,7 +118,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def submit_cmd(wait: bool, parsable: bool, dry_run: bool, script: str, args: tuple[str, ...], **options: Any) -> None:
     """Submit SCRIPT as a batch job (the default command)."""
-    from . import api, render
+    from kbatch_dask import api, render
 
     spec = api.make_spec(script, args, **options)
     if dry_run:
@@ -152,7 +152,7 @@ def _exit_with_job(job: Any, timeout: float | None = None) -> NoReturn:
 
 
 def _render_records(records: list[Any], output: str) -> str:
-    from . import render
+    from kbatch_dask import render
 
     if output == "json":
         return render.to_json([r.to_dict() for r in records])
@@ -173,9 +173,9 @@ def queue_cmd(
     show_all: bool, states: str | None, user: str | None, me: bool, output: str, watch: bool, backend: str | None
 ) -> None:
     """List jobs with their state, live Dask workers and dashboard."""
-    from . import api
-    from .records import JobState
-    from .spec import current_user
+    from kbatch_dask import api
+    from kbatch_dask.records import JobState
+    from kbatch_dask.spec import current_user
 
     wanted = JobState.parse_list(states) if states else ()
     who = current_user() if me else user
@@ -199,7 +199,7 @@ def queue_cmd(
 @click.option("--backend", metavar="local|kubernetes")
 def show_cmd(job_id: str, output: str, backend: str | None) -> None:
     """Show everything known about one job."""
-    from . import api, render
+    from kbatch_dask import api, render
 
     record = api.show_record(job_id, backend)
     if output == "json":
@@ -216,7 +216,7 @@ def show_cmd(job_id: str, output: str, backend: str | None) -> None:
 @click.option("--backend", metavar="local|kubernetes")
 def logs_cmd(job_id: str, follow: bool, backend: str | None) -> None:
     """Print a job's output."""
-    from . import api
+    from kbatch_dask import api
 
     job = api.get_job(job_id, backend)
     try:
@@ -231,7 +231,7 @@ def logs_cmd(job_id: str, follow: bool, backend: str | None) -> None:
 @click.option("--backend", metavar="local|kubernetes")
 def cancel_cmd(job_ids: tuple[str, ...], backend: str | None) -> None:
     """Cancel jobs; their Dask clusters are stopped."""
-    from . import api
+    from kbatch_dask import api
 
     failed = False
     for job_id in job_ids:
@@ -257,7 +257,7 @@ def cancel_cmd(job_ids: tuple[str, ...], backend: str | None) -> None:
 @click.option("--backend", metavar="local|kubernetes")
 def wait_cmd(job_id: str, timeout: float | None, backend: str | None) -> None:
     """Wait for a job to end; exit with its exit code."""
-    from . import api
+    from kbatch_dask import api
 
     job = api.get_job(job_id, backend)
     try:
@@ -273,7 +273,7 @@ def wait_cmd(job_id: str, timeout: float | None, backend: str | None) -> None:
 @click.option("--backend", metavar="local|kubernetes")
 def gc_cmd(dry_run: bool, all_clusters: bool, yes: bool, backend: str | None) -> None:
     """Stop Dask clusters whose job has ended or vanished."""
-    from . import api
+    from kbatch_dask import api
 
     if all_clusters and not dry_run and not yes:
         orphans = [a for a in api.gc(dry_run=True, all_clusters=True, backend=backend) if a.job_id is None]
@@ -295,8 +295,8 @@ def gc_cmd(dry_run: bool, all_clusters: bool, yes: bool, backend: str | None) ->
 @click.option("--backend", metavar="local|kubernetes", help="Check this backend instead of the configured one.")
 def doctor_cmd(output: str, backend: str | None) -> None:
     """Check that jobs can run from here; say how to fix what cannot. Exits 1 if something needed fails."""
-    from . import doctor
-    from .checkup import diagnose
+    from kbatch_dask.doctor import checks as doctor
+    from kbatch_dask.doctor.probes import diagnose
 
     checks = diagnose(backend)
     if output == "json":
@@ -321,7 +321,7 @@ def gateway_group() -> None:
 @gateway_group.command("start")
 def gateway_start() -> None:
     """Start the embedded gateway (jobs start it on first need anyway)."""
-    from . import api
+    from kbatch_dask import api
 
     click.echo(api.gateway_start())
 
@@ -329,7 +329,7 @@ def gateway_start() -> None:
 @gateway_group.command("stop")
 def gateway_stop() -> None:
     """Stop the embedded gateway and the clusters it runs."""
-    from . import api
+    from kbatch_dask import api
 
     click.echo(api.gateway_stop())
 
@@ -337,7 +337,7 @@ def gateway_stop() -> None:
 @gateway_group.command("status")
 def gateway_status() -> None:
     """Say whether the embedded gateway runs, and where; exit 1 if not."""
-    from . import api
+    from kbatch_dask import api
 
     running, text = api.gateway_status()
     click.echo(text)

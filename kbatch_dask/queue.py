@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import gateway as gw
-from .errors import GatewayError
-from .records import JobRecord
+from kbatch_dask import gateway as gw
+from kbatch_dask.errors import GatewayError
+from kbatch_dask.records import JobRecord
 
 
 def join(

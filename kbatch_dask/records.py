@@ -36,7 +36,7 @@ class JobState(str, enum.Enum):
         >>> JobState.parse_list("running,Failed")
         (<JobState.RUNNING: 'RUNNING'>, <JobState.FAILED: 'FAILED'>)
         """
-        from .errors import BadInput
+        from kbatch_dask.errors import BadInput
 
         states = []
         for word in filter(None, (w.strip().upper() for w in text.split(","))):

@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from .records import JobRecord
-from .units import format_duration
+from kbatch_dask.records import JobRecord
+from kbatch_dask.spec.units import format_duration
 
 TABLE_COLUMNS = ("JOBID", "NAME", "STATE", "TIME", "WORKERS", "DASHBOARD")
 WIDE_COLUMNS = (

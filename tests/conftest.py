@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from kbatch_dask import embedded, gateway
+from kbatch_dask import gateway
+from kbatch_dask.backends.local import embedded_gateway as embedded
 from kbatch_dask.spec import current_user
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from conftest import kbatch, show_json, wait_for, write_script
-from kube.fake_apiserver import FakeApiServer
-from kube.fixtures import fake_apiserver, kube_env  # noqa: F401
+from fakes.kube.fake_apiserver import FakeApiServer
+from fakes.kube.fixtures import fake_apiserver, kube_env  # noqa: F401
 
 from kbatch_dask import gateway as gw
-from kbatch_dask import manifests
+from kbatch_dask.backends.kubernetes import manifests
 from kbatch_dask.spec import current_user
 
 HEAVY = {"dask", "distributed", "dask_gateway", "dask_gateway_server", "kubernetes"}

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Protocol
 
-from ..errors import BadInput
-from ..records import JobRecord
-from ..spec import JobSpec
+from kbatch_dask.errors import BadInput
+from kbatch_dask.records import JobRecord
+from kbatch_dask.spec import JobSpec
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -35,7 +35,7 @@ class Backend(Protocol):
         """Stop the job (and its cluster); returns the job's final record."""
 
     def result(self, job_id: str) -> bytes | None:
-        """A function job's pickled result (see :mod:`kbatch_dask.payload`), None if there is none."""
+        """A function job's pickled result (see :mod:`kbatch_dask.driver.payload`), None if there is none."""
 
 
 def resolve_backend_name(name: str) -> str:
@@ -50,11 +50,11 @@ def get_backend(name: str = "auto") -> Backend:
     """The backend called ``name`` (``auto``, ``local`` or ``kubernetes``)."""
     name = resolve_backend_name(name)
     if name == "local":
-        from .local import LocalBackend
+        from kbatch_dask.backends.local.backend import LocalBackend
 
         return LocalBackend()
     if name == "kubernetes":
-        from .kubernetes import KubernetesBackend
+        from kbatch_dask.backends.kubernetes.backend import KubernetesBackend
 
         return KubernetesBackend()
     raise BadInput(f"--backend {name!r}: expected auto, local or kubernetes")

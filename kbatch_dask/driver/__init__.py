@@ -2,7 +2,7 @@
 
 Two processes, like slurmstepd and the batch script: the
 :mod:`~kbatch_dask.driver.supervisor` creates and always removes the Dask
-cluster; the :mod:`kbatch_dask.runner` runs the user's code against it.
+cluster; the :mod:`kbatch_dask.driver.runner` runs the user's code against it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class Timing(TypedDict):
 def timing_from_config() -> Timing:
     """The supervisor's grace periods and retry window from the ``kbatch.driver``
     config, as keyword arguments of :class:`~kbatch_dask.driver.supervisor.Supervisor`."""
-    from .. import config
+    from kbatch_dask import config
 
     return {
         "kill_grace": float(config.get("driver.kill-grace", 10)),

@@ -20,15 +20,15 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
-from .. import config, gateway
-from .. import manifests as m
-from ..backends.kube_api import KubeAPI, KubeError
-from ..errors import GatewayError
-from ..kube_session import detect_namespace
-from ..records import JobState, now
-from ..spec import JobSpec, expand_pattern
-from . import timing_from_config
-from .supervisor import Supervisor
+from kbatch_dask import config, gateway
+from kbatch_dask.backends.kubernetes import manifests as m
+from kbatch_dask.backends.kubernetes.client import KubeAPI, KubeError
+from kbatch_dask.backends.kubernetes.pod_settings import detect_namespace
+from kbatch_dask.driver import timing_from_config
+from kbatch_dask.driver.supervisor import Supervisor
+from kbatch_dask.errors import GatewayError
+from kbatch_dask.records import JobState, now
+from kbatch_dask.spec import JobSpec, expand_pattern
 
 log = logging.getLogger("kbatch_dask.driver")
 

@@ -7,12 +7,12 @@ import os
 import socket
 import sys
 
-from .. import gateway
-from ..backends.local_store import JobDir
-from ..records import DaskInfo, JobState, now
-from ..spec import JobSpec, expand_pattern
-from . import timing_from_config
-from .supervisor import Supervisor
+from kbatch_dask import gateway
+from kbatch_dask.backends.local.store import JobDir
+from kbatch_dask.driver import timing_from_config
+from kbatch_dask.driver.supervisor import Supervisor
+from kbatch_dask.records import DaskInfo, JobState, now
+from kbatch_dask.spec import JobSpec, expand_pattern
 
 log = logging.getLogger("kbatch_dask.driver")
 

@@ -20,15 +20,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Protocol, TypeVar
 
-from .. import gateway as gw
-from .. import hub
-from ..errors import GatewayError, GatewayUnreachable
-from ..gateway import GatewaySettings
-from ..records import JobState
-from ..spec import JobSpec
-from .tee import Tee
+from kbatch_dask import gateway as gw
+from kbatch_dask import hub
+from kbatch_dask.driver.tee import Tee
+from kbatch_dask.errors import GatewayError, GatewayUnreachable
+from kbatch_dask.gateway import GatewaySettings
+from kbatch_dask.records import JobState
+from kbatch_dask.spec import JobSpec
 
-RUNNER_MODULE = "kbatch_dask.runner"
+RUNNER_MODULE = "kbatch_dask.driver.runner"
 T = TypeVar("T")
 CLUSTER_CHECK_PERIOD = 5.0  # seconds between checks that the job's cluster still runs
 
@@ -201,7 +201,7 @@ class Supervisor:
     def _arm_dead_mans_switch(self, settings: GatewaySettings, name: str) -> None:
         """Stay connected to the cluster so its scheduler can tell we are alive (see deadman.py)."""
         try:
-            from .. import deadman
+            from kbatch_dask.driver import deadman
 
             gateway = gw.connect(settings)
             cluster = gateway.connect(name)

@@ -1,0 +1,334 @@
+"""The Kubernetes backend: each job is a ``batch/v1`` Job whose pod runs the driver.
+
+Submitting creates three objects (:mod:`kbatch_dask.backends.kubernetes.manifests`): the Job, and
+a ConfigMap (spec + script) and a Secret (environment) owned by it. Reading
+jobs lists Jobs by label selector (paginated) and their pods once, as raw JSON
+(:mod:`kbatch_dask.backends.kubernetes.status` turns them into records). ``kubernetes`` is
+imported only when a client is first needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from kbatch_dask import config, gateway
+from kbatch_dask.backends.kubernetes import manifests as m
+from kbatch_dask.backends.kubernetes import pod_settings as session
+from kbatch_dask.backends.kubernetes.client import KubeAPI, KubeError
+from kbatch_dask.backends.kubernetes.slugs import is_dns_label
+from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_by_job
+from kbatch_dask.backends.local.store import new_job_id
+from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound
+from kbatch_dask.records import JobRecord, JobState, now
+from kbatch_dask.spec import JobSpec, current_user, expand_pattern, read_script
+
+NAME = "kubernetes"
+ID_ATTEMPTS = 5
+REDACTED = "<redacted>"
+Objects = list[dict[str, Any]]  # raw API objects (`list` is a method name below)
+
+
+def job_options() -> m.JobOptions:
+    """Site settings for every job, from the ``kbatch.kubernetes`` config."""
+    from kbatch_dask.spec.units import parse_size
+
+    memory = config.get("kubernetes.memory")
+    cpus = config.get("kubernetes.cpus")
+    kill_grace = float(config.get("driver.kill-grace", 10))
+    return m.JobOptions(
+        ttl_seconds=round(float(config.get("kubernetes.ttl-days", 7)) * 86400),
+        # The driver must get SIGTERM → grace → SIGKILL of the script done, and
+        # then stop the cluster, before the kubelet kills it.
+        termination_grace=max(int(config.get("kubernetes.termination-grace", 90)), int(kill_grace) + 30),
+        cpus=float(cpus) if cpus else None,
+        memory=parse_size(str(memory), "kubernetes.memory") if memory else None,
+        service_account=config.get("kubernetes.service-account") or None,
+    )
+
+
+class KubernetesBackend:
+    name = NAME
+
+    def __init__(self, api: KubeAPI | None = None, user: str | None = None) -> None:
+        self._api = api
+        self._api_error: KubeError | None = None
+        self.user = user or current_user()
+        self.context = config.get("kubernetes.context") or None
+        self.page_size = int(config.get("kubernetes.page-size", 500))
+        self._namespace: str | None = None
+
+    @property
+    def api(self) -> KubeAPI:
+        """The client, made on first use (importing ``kubernetes`` then)."""
+        if self._api is None:
+            if self._api_error is not None:
+                raise self._api_error
+            try:
+                self._api = KubeAPI(self.context)
+            except KubeError as exc:
+                self._api_error = exc  # no credentials now means none for this backend's life
+                raise
+        return self._api
+
+    @property
+    def namespace(self) -> str:
+        if self._namespace is None:
+            configured = config.get("kubernetes.namespace") or None
+            context_ns = None
+            if not configured:
+                with contextlib.suppress(KubeError):
+                    context_ns = self.api.context_namespace
+            self._namespace = session.detect_namespace(configured, context_ns)
+        return self._namespace
+
+    # -- submit ---------------------------------------------------------------
+
+    def _read_pod(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        try:
+            return self.api.read_pod(namespace, name)
+        except KubeError:
+            return None  # not in a pod, or not allowed to read it: the admin's template applies
+
+    def _pod_settings(self, spec: JobSpec) -> m.PodSettings:
+        return session.detect(
+            namespace=self.namespace,
+            image_option=spec.image,
+            configured_image=config.get("kubernetes.image") or None,
+            template=config.get("kubernetes.pod-template") or {},
+            workdir=spec.workdir,
+            environ=os.environ,
+            read_pod=self._read_pod,
+        )
+
+    def manifests(
+        self, spec: JobSpec, environment: Mapping[str, str], job_id: str, pod: m.PodSettings | None = None
+    ) -> m.Manifests:
+        """The objects :meth:`submit` would create (the Job created suspended);
+        ``pod``: the session's settings, detected unless given."""
+        if spec.workers and not config.gateway_address():
+            raise BadInput(
+                "a Kubernetes job's Dask cluster needs a Dask-Gateway the cluster can reach: "
+                "set gateway.address (e.g. DASK_GATEWAY__ADDRESS), or use --dask-workers 0"
+            )
+        pod = pod or self._pod_settings(spec)
+        output = expand_pattern(spec.output, job_id, spec.name, spec.user, spec.workdir)
+        error = expand_pattern(spec.error, job_id, spec.name, spec.user, spec.workdir) if spec.error else None
+        script: str | bytes
+        result = None
+        if spec.kind == "function":
+            with open(spec.script, "rb") as f:
+                script = f.read()
+            # The pod writes the result where this session can read it: next to the output file.
+            result = session.output_on_volume(os.path.join(os.path.dirname(output), f".kbatch-{job_id}.result"), pod)
+            if result is None:
+                raise BadInput(
+                    f"a function job's result must be written where you can read it: {output} is not on a volume "
+                    "the job's pod shares with this session; pass output= a path on your home volume"
+                )
+        else:
+            script = read_script(spec.script)
+        return m.build_manifests(
+            spec,
+            job_id,
+            pod,
+            job_options(),
+            env=session.job_environment(environment, os.environ),
+            script=script,
+            submitted=now().isoformat(timespec="seconds"),
+            output=session.output_on_volume(output, pod),
+            error=session.output_on_volume(error, pod),
+            result=result,
+            suspend=True,
+        )
+
+    def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
+        """What :meth:`submit` would create, as YAML documents; creates nothing.
+
+        Exactly the objects sent, except that Secret values are redacted, and
+        the ownerReferences (which need the created Job's uid) are not shown.
+        """
+        import yaml
+
+        objects = self.manifests(spec, environment, new_job_id()).all()
+        secret = objects[2]
+        objects[2] = {**secret, "data": dict.fromkeys(secret["data"], REDACTED)}
+        header = (
+            "# kbatch --dry-run: the objects a submission creates. The Job is created suspended and resumed\n"
+            "# once the ConfigMap and Secret exist (owned by the Job); Secret values are redacted here.\n"
+        )
+        return header + str(yaml.dump_all(objects, Dumper=_manifest_dumper(), sort_keys=False)).rstrip("\n")
+
+    def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
+        # The Job is created suspended, so that its pod cannot start before the
+        # ConfigMap and Secret it mounts exist; those are created next, owned by
+        # the Job (they need its uid), and only then is the Job resumed. If any
+        # step fails, everything created so far is deleted again; if the
+        # submitter itself dies half-way, what remains is a suspended Job that
+        # `kbatch queue` shows (PENDING, Suspended) and `kbatch cancel` removes.
+        pod = self._pod_settings(spec)
+        for _ in range(ID_ATTEMPTS):
+            objects = self.manifests(spec, environment, new_job_id(), pod)  # BadInput before anything exists
+            api, namespace = self.api, self.namespace
+            try:
+                job = api.create_job(namespace, objects.job)
+                break
+            except KubeError as exc:
+                if exc.status != 409:  # 409: that name is taken; draw another id
+                    raise
+        else:
+            raise KubeError(f"could not find a free job name in namespace {namespace!r}")
+        name = job["metadata"]["name"]
+        # Owned objects are deleted explicitly too: nothing is left even where
+        # garbage collection is slow or off.
+        undo: list[Callable[[], None]] = [lambda: api.delete_job(namespace, name)]
+        try:
+            api.create_config_map(namespace, m.owned_by(objects.config_map, job))
+            undo.append(lambda: api.delete_config_map(namespace, name))
+            api.create_secret(namespace, m.owned_by(objects.secret, job))
+            undo.append(lambda: api.delete_secret(namespace, name))
+            job = api.patch_job(namespace, name, {"spec": {"suspend": False}})
+        except BaseException:
+            for step in reversed(undo):
+                with contextlib.suppress(KubeError):
+                    step()
+            raise
+        return job_record(job, [])
+
+    # -- read -----------------------------------------------------------------
+
+    def list(self, *, ended_since: datetime | None = None) -> list[JobRecord]:
+        selector = m.user_selector(self.user)
+        jobs = self.api.list_jobs(self.namespace, selector, self.page_size)
+        pods = pods_by_job(self.api.list_pods(self.namespace, selector)) if jobs else {}
+        records = []
+        for job in jobs:
+            job_id = ((job.get("metadata") or {}).get("labels") or {}).get(m.LABEL_JOB_ID, "")
+            record = job_record(job, pods.get(job_id, []))
+            if ended_since and record.state.is_terminal() and (record.finished or record.submitted) < ended_since:
+                continue
+            records.append(record)
+        records.sort(key=lambda r: r.submitted)
+        return records
+
+    def _job(self, job_id: str) -> dict[str, Any]:
+        if not is_dns_label(job_id):
+            raise JobNotFound(job_id)  # not an id this backend makes
+        try:
+            return self.api.get_job(self.namespace, m.job_name(self.user, job_id))
+        except KubeError as exc:
+            if exc.status == 404:
+                raise JobNotFound(job_id) from None
+            raise
+
+    def _pods(self, job_id: str) -> Objects:
+        selector = f"{m.user_selector(self.user)},{m.LABEL_JOB_ID}={job_id}"
+        return self.api.list_pods(self.namespace, selector)
+
+    def get(self, job_id: str) -> JobRecord:
+        return job_record(self._job(job_id), self._pods(job_id))
+
+    # -- logs -----------------------------------------------------------------
+
+    def logs(self, job_id: str, follow: bool = False) -> Iterator[str]:
+        """The driver pod's log (each attempt's, with ``follow`` until the job
+        ends); the output file when the pod is gone and the file is readable."""
+        record = self.get(job_id)
+        streamed: set[str] = set()
+        while True:
+            pod = latest_pod(self._pods(job_id))
+            name = str((pod or {}).get("metadata", {}).get("name", ""))
+            if pod is not None and name not in streamed and _has_started(pod):
+                try:
+                    for chunk in self.api.pod_log(self.namespace, name, m.CONTAINER, follow):
+                        yield chunk.decode("utf-8", errors="replace")
+                    streamed.add(name)
+                except KubeError as exc:
+                    if exc.status not in (400, 404):  # the pod or its log is gone
+                        raise
+                    pod = None
+            if pod is None and not streamed and (record.state.is_terminal() or not follow):
+                text = _read_file(record.output)
+                if text is None:
+                    where = f"and its output file {record.output} cannot be read here" if record.output else ""
+                    raise BackendError(f"job {job_id} has no driver pod any more {where}".strip())
+                yield text
+                return
+            if not follow:
+                return
+            try:
+                record = self.get(job_id)
+            except JobNotFound:
+                return
+            if record.state.is_terminal() and (streamed or pod is None):
+                return
+            time.sleep(0.5)
+
+    def result(self, job_id: str) -> bytes | None:
+        """A function job's pickled result, from the file its pod wrote on a shared volume."""
+        path = (self._job(job_id)["metadata"].get("annotations") or {}).get(m.ANN_RESULT)
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    # -- cancel ---------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> JobRecord:
+        record = self.get(job_id)
+        if record.state.is_terminal():
+            return record
+        try:
+            self.api.delete_job(self.namespace, m.job_name(self.user, job_id))
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+        reason = "cancelled by user"
+        # The driver stops the cluster when its pod is terminated; stopping it
+        # here too covers a driver that cannot (killed, node gone).
+        if record.dask and record.dask.cluster and config.gateway_address():
+            try:
+                settings = gateway.resolve("", record.user, start=False)
+                if settings:
+                    gateway.stop_cluster(settings, record.dask.cluster)
+            except GatewayError as exc:
+                reason = f"cancelled by user; the cluster could not be stopped: {exc}"
+        return record.replace(state=JobState.CANCELLED, reason=reason, finished=now())
+
+
+def _manifest_dumper() -> type:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        """Plain YAML as kubectl shows it: no anchors, multi-line strings as blocks."""
+
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return Dumper
+
+
+def _has_started(pod: Mapping[str, Any] | None) -> bool:
+    """True once the driver container has run (a waiting container has no log)."""
+    return ((pod or {}).get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")
+
+
+def _read_file(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None

@@ -1,0 +1,220 @@
+"""The few Kubernetes API calls kbatch-dask makes, over the official client.
+
+Every call goes through the client's ``ApiClient`` without preloading (see
+:mod:`kube_rest`) and returns the raw JSON as dicts: listing a thousand Jobs
+must not build a thousand client models (DESIGN.md §5). Errors are mapped to
+:class:`KubeError` in one place (:meth:`KubeAPI._call`); a 403 names the verb
+and resource that was refused and points to the RBAC docs.
+
+Only this module and :mod:`kube_rest` import ``kubernetes`` (the local backend
+and ``kbatch --help`` never load it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from kbatch_dask.backends.kubernetes.rest import BatchV1, CoreV1
+from kbatch_dask.errors import BackendError
+
+RBAC_DOCS = "docs/kubernetes.md"
+
+
+class KubeError(BackendError):
+    """The Kubernetes API refused a request (``status`` is its HTTP status) or
+    could not be reached (``status`` 0)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _reason(exc: Any) -> str:
+    """The ``message`` of a Kubernetes ``Status`` body, else the HTTP reason."""
+    try:
+        message = json.loads(getattr(exc, "body", None) or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or getattr(exc, "reason", None) or "no reason given")
+
+
+def import_kubernetes() -> None:
+    """Import the ``kubernetes`` package without its dynamic client's optional
+    validation: where kubernetes-validate is installed, ``import kubernetes``
+    imports it and jsonschema with it (~2 s here). We never use the dynamic client."""
+    if "kubernetes" in sys.modules or "kubernetes_validate" in sys.modules:
+        return
+    sys.modules["kubernetes_validate"] = None  # type: ignore[assignment]  # makes its import fail at once
+    try:
+        import kubernetes  # noqa: F401
+    finally:
+        del sys.modules["kubernetes_validate"]
+
+
+class KubeAPI:
+    """A client for one cluster: in-cluster credentials when inside a pod,
+    else the kubeconfig (``$KUBECONFIG``, ``context`` or its current one)."""
+
+    def __init__(self, context: str | None = None) -> None:
+        import_kubernetes()
+        from kubernetes import client
+        from kubernetes import config as kube_config
+        from kubernetes.config.config_exception import ConfigException
+
+        configuration = client.Configuration()
+        self.context_namespace: str | None = None
+        try:
+            if context:
+                raise ConfigException("a kube context was chosen")
+            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            self.where = "in-cluster service account"
+        except ConfigException:
+            try:
+                kube_config.load_kube_config(context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
+                _, active = kube_config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+                if context:
+                    self.where = f"kube context {context!r}"
+                else:
+                    self.where = f"kube context {active.get('name')!r}"
+                    self.context_namespace = (active.get("context") or {}).get("namespace")
+            except (ConfigException, OSError, TypeError) as exc:
+                raise KubeError(
+                    f"no Kubernetes credentials: not inside a pod, and no usable kubeconfig ({exc})"
+                ) from None
+        self.host = configuration.host
+        self.client = client.ApiClient(configuration)
+        # Not CoreV1Api/BatchV1Api: they import every client model (see kube_rest.py).
+        self.core = CoreV1(self.client)
+        self.batch = BatchV1(self.client)
+
+    def close(self) -> None:
+        self.client.close()  # type: ignore[no-untyped-call]
+
+    # -- the one place where API errors become ours ----------------------------
+
+    def _raw(self, verb: str, resource: str, namespace: str, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """``call(*args, **kw)`` without preloading: the raw urllib3 response."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return call(*args, _preload_content=False, **kw)
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            where = f"{resource} in namespace {namespace!r}"
+            if status == 403:
+                raise KubeError(
+                    f"the Kubernetes API refused to {verb} {where} (403 Forbidden for {self.where}); "
+                    f"an admin must grant this: see {RBAC_DOCS}",
+                    status,
+                ) from None
+            if status == 401:
+                raise KubeError(f"the Kubernetes API rejected the credentials of {self.where} (401)", status) from None
+            raise KubeError(f"cannot {verb} {where}: {_reason(exc)} (HTTP {status})", status) from None
+        except HTTPError as exc:
+            raise KubeError(f"the Kubernetes API at {self.host} is unreachable: {exc}") from None
+        except ValueError as exc:  # clients ≥ 37 check request bodies before sending them (pydantic)
+            raise KubeError(f"cannot {verb} {resource}: the request is invalid: {exc}") from None
+
+    def _call(self, verb: str, resource: str, namespace: str, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """``call(*args, **kw)`` without client models: the answer's JSON."""
+        response = self._raw(verb, resource, namespace, call, *args, **kw)
+        try:
+            data = response.data
+        finally:
+            response.release_conn()
+        return json.loads(data) if data else None
+
+    # -- Jobs -------------------------------------------------------------------
+
+    def create_job(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(self._call("create", "jobs.batch", namespace, self.batch.create_namespaced_job, namespace, body))
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any]:
+        return dict(self._call("get", "jobs.batch", namespace, self.batch.read_namespaced_job, name, namespace))
+
+    def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "patch",
+                "jobs.batch",
+                namespace,
+                self.batch.patch_namespaced_job,
+                name,
+                namespace,
+                patch,  # a mapping: every client version sends it as a (strategic) merge patch
+            )
+        )
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        # Background: the Job goes at once; its pods, ConfigMap and Secret follow.
+        self._call(
+            "delete",
+            "jobs.batch",
+            namespace,
+            self.batch.delete_namespaced_job,
+            name,
+            namespace,
+            propagation_policy="Background",
+        )
+
+    def list_jobs(self, namespace: str, selector: str, page_size: int) -> list[dict[str, Any]]:
+        """All Jobs matching ``selector``, a page of ``page_size`` per request."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kw: dict[str, Any] = {"label_selector": selector, "limit": page_size}
+            if token:
+                kw["_continue"] = token
+            page = self._call("list", "jobs.batch", namespace, self.batch.list_namespaced_job, namespace, **kw)
+            items += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    # -- ConfigMaps and Secrets -------------------------------------------------
+
+    def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(
+            self._call("create", "configmaps", namespace, self.core.create_namespaced_config_map, namespace, body)
+        )
+
+    def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(self._call("create", "secrets", namespace, self.core.create_namespaced_secret, namespace, body))
+
+    def delete_config_map(self, namespace: str, name: str) -> None:
+        self._call("delete", "configmaps", namespace, self.core.delete_namespaced_config_map, name, namespace)
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        self._call("delete", "secrets", namespace, self.core.delete_namespaced_secret, name, namespace)
+
+    # -- Pods -------------------------------------------------------------------
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """All pods matching ``selector``, in one request."""
+        page = self._call("list", "pods", namespace, self.core.list_namespaced_pod, namespace, label_selector=selector)
+        return list(page.get("items") or [])
+
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return dict(self._call("get", "pods", namespace, self.core.read_namespaced_pod, name, namespace))
+
+    def pod_log(self, namespace: str, name: str, container: str, follow: bool) -> Iterator[bytes]:
+        """The pod's log in chunks as they come; with ``follow`` until the container ends."""
+        response = self._raw(
+            "get",
+            "pods/log",
+            namespace,
+            self.core.read_namespaced_pod_log,
+            name,
+            namespace,
+            container=container,
+            follow=follow,
+        )
+        try:
+            # A followed log comes chunked: stream() yields each chunk as it arrives.
+            yield from response.stream(65536)
+        finally:
+            response.release_conn()

@@ -1,0 +1,409 @@
+"""The Kubernetes objects of one job, as plain dicts: a Job, a ConfigMap and a Secret.
+
+Pure functions, no I/O and no config reads: everything they need comes in as
+values (:class:`PodSettings` from the session, :class:`JobOptions` from
+config). ``kbatch --dry-run`` prints exactly what :func:`build_manifests`
+returns.
+
+- The **ConfigMap** holds the job's spec (``spec.json``), what the driver needs
+  to find its own Job (``job.json``) and a snapshot of the script; it is mounted
+  read-only at :data:`JOB_DIR`.
+- The **Secret** holds every environment variable of the job (the Job pulls it
+  in with ``envFrom``), so no value appears in plain text in the Job.
+- Both are owned by the Job (:func:`owned_by`): deleting the Job removes them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kbatch_dask.backends.kubernetes.slugs import safe_slug
+from kbatch_dask.errors import BadInput
+from kbatch_dask.spec import JobSpec
+
+MANAGED_BY = "kbatch-dask"
+PREFIX = "kbatch-dask.io/"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_USER = PREFIX + "user"
+LABEL_JOB_ID = PREFIX + "job-id"
+
+# Set at submit time.
+ANN_NAME = PREFIX + "name"
+ANN_USER = PREFIX + "user"
+ANN_COMMENT = PREFIX + "comment"
+ANN_SCRIPT = PREFIX + "script"
+ANN_ARGS = PREFIX + "args"
+ANN_SUBMITTED = PREFIX + "submitted"
+ANN_WORKERS = PREFIX + "workers"
+ANN_OUTPUT = PREFIX + "output"
+ANN_TIME_LIMIT = PREFIX + "time-limit"
+ANN_RESULT = PREFIX + "result"  # where a function job's pickled result goes
+# Set by the driver while the job runs.
+ANN_CLUSTER = PREFIX + "cluster"
+ANN_DASHBOARD = PREFIX + "dashboard"
+ANN_STARTED = PREFIX + "started"
+ANN_FINISHED = PREFIX + "finished"
+ANN_STATE = PREFIX + "state"
+ANN_EXIT_CODE = PREFIX + "exit-code"
+ANN_REASON = PREFIX + "reason"
+
+NAME_PREFIX = "kbatch"
+CONTAINER = "driver"
+JOB_VOLUME = "kbatch-dask-job"
+JOB_DIR = "/etc/kbatch-dask/job"
+SPEC_KEY = "spec.json"
+JOB_KEY = "job.json"
+DRIVER_COMMAND = ("python", "-m", "kbatch_dask.driver")
+GPU_RESOURCE = "nvidia.com/gpu"
+# The API server refuses ConfigMaps and Secrets whose data exceed 1 MiB.
+MAX_OBJECT_DATA = 1024 * 1024
+_CONFIG_KEY_UNSAFE = re.compile(r"[^-._a-zA-Z0-9]")
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """What a job's pod takes from the session it was submitted from
+    (see :mod:`kbatch_dask.driver.session`); ``template`` is the admin's pod-spec
+    fragment (``kbatch.kubernetes.pod-template``), merged in last."""
+
+    namespace: str
+    image: str
+    volumes: tuple[Mapping[str, Any], ...] = ()
+    volume_mounts: tuple[Mapping[str, Any], ...] = ()
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] | None = None
+    security_context: Mapping[str, Any] | None = None
+    container_security_context: Mapping[str, Any] | None = None
+    image_pull_secrets: tuple[Mapping[str, Any], ...] = ()
+    working_dir: str | None = None
+    template: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Site settings for every job (from ``kbatch.kubernetes`` config)."""
+
+    ttl_seconds: int = 7 * 86400
+    termination_grace: int = 90
+    cpus: float | None = None
+    memory: int | None = None
+    service_account: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifests:
+    job: dict[str, Any]
+    config_map: dict[str, Any]
+    secret: dict[str, Any]
+
+    def all(self) -> list[dict[str, Any]]:
+        return [self.job, self.config_map, self.secret]
+
+
+def xdict(**items: Any) -> dict[str, Any]:
+    """The items whose value is not None (nor an empty collection).
+
+    >>> xdict(a=1, b=None, c=[], d={})
+    {'a': 1}
+    """
+    return {k: v for k, v in items.items() if v is not None and v != [] and v != {}}
+
+
+def job_name(user: str, job_id: str) -> str:
+    """The name of a job's Job, ConfigMap and Secret (a DNS label for any user name).
+
+    >>> job_name("alice", "k3x9q")
+    'kbatch-alice-k3x9q'
+    """
+    return f"{NAME_PREFIX}-{safe_slug(user)}-{job_id}"
+
+
+def user_selector(user: str) -> str:
+    """The label selector of one user's jobs and their pods."""
+    return f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_USER}={safe_slug(user)}"
+
+
+def job_labels(user: str, job_id: str) -> dict[str, str]:
+    return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_USER: safe_slug(user), LABEL_JOB_ID: job_id}
+
+
+def cpu_quantity(cpus: float) -> str:
+    """``2`` → ``"2"``, ``0.5`` → ``"500m"``.
+
+    >>> cpu_quantity(2), cpu_quantity(0.5), cpu_quantity(1.25)
+    ('2', '500m', '1250m')
+    """
+    if float(cpus).is_integer():
+        return str(int(cpus))
+    return f"{round(cpus * 1000)}m"
+
+
+def memory_quantity(n: int) -> str:
+    """The shortest exact Kubernetes spelling of a byte count.
+
+    >>> memory_quantity(4 * 2**30), memory_quantity(1_500_000_000), memory_quantity(1001)
+    ('4Gi', '1500M', '1001')
+    """
+    for suffixes, base in ((("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"), 1024), (("E", "P", "T", "G", "M", "k"), 1000)):
+        for power, suffix in zip(range(6, 0, -1), suffixes, strict=True):
+            if n % base**power == 0:
+                return f"{n // base**power}{suffix}"
+    return str(n)
+
+
+def script_key(path: str) -> str:
+    """The ConfigMap key (and file name under :data:`JOB_DIR`) of the script.
+
+    >>> script_key("/home/a/my train.py"), script_key("/x/spec.json")
+    ('my_train.py', 'script-spec.json')
+    """
+    name = _CONFIG_KEY_UNSAFE.sub("_", path.rsplit("/", 1)[-1]) or "script"
+    return f"script-{name}" if name in (SPEC_KEY, JOB_KEY, ".", "..") else name
+
+
+def _metadata(user: str, job_id: str, namespace: str) -> dict[str, Any]:
+    return {"name": job_name(user, job_id), "namespace": namespace, "labels": job_labels(user, job_id)}
+
+
+def _data_size(data: Mapping[str, str]) -> int:
+    return sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
+
+
+def _describe(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
+def build_config_map(spec: JobSpec, job_id: str, namespace: str, script: str | bytes) -> dict[str, Any]:
+    """The job's spec and a snapshot of its script (text, or a function job's
+    pickle as ``binaryData``); BadInput above 1 MiB."""
+    job_spec = spec.to_dict()
+    job_spec["env"] = []  # values live in the Secret only
+    key = script_key(spec.script)
+    data = {
+        SPEC_KEY: json.dumps(job_spec, indent=1, sort_keys=True),
+        JOB_KEY: json.dumps({"id": job_id, "job_name": job_name(spec.user, job_id), "script": key}, sort_keys=True),
+    }
+    size = _data_size(data) + len(key) + len(script.encode() if isinstance(script, str) else script)
+    if size > MAX_OBJECT_DATA:
+        what = "the function and its arguments pickle to" if isinstance(script, bytes) else f"script {spec.script!r}:"
+        raise BadInput(
+            f"{what} {_describe(size)}, more than a Kubernetes job can carry ({_describe(MAX_OBJECT_DATA)}); "
+            "keep data out of it: put the data on your home volume and read it from there when the job runs"
+        )
+    config_map: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(spec.user, job_id, namespace),
+        "data": data,
+    }
+    if isinstance(script, bytes):
+        config_map["binaryData"] = {key: base64.b64encode(script).decode()}
+    else:
+        data[key] = script
+    return config_map
+
+
+def build_secret(spec: JobSpec, job_id: str, namespace: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """Every environment variable of the job, base64-encoded; BadInput above 1 MiB."""
+    size = _data_size(env)
+    if size > MAX_OBJECT_DATA:
+        raise BadInput(
+            f"the job's environment is {_describe(size)}, more than a Kubernetes Secret holds "
+            f"({_describe(MAX_OBJECT_DATA)}); copy fewer variables with --export VAR[,VAR...]"
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(spec.user, job_id, namespace),
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(env.items())},
+    }
+
+
+def _resources(spec: JobSpec, options: JobOptions) -> dict[str, Any]:
+    cpus = spec.cpus if spec.cpus is not None else options.cpus
+    memory = spec.memory if spec.memory is not None else options.memory
+    requests = xdict(
+        cpu=cpu_quantity(cpus) if cpus else None,
+        memory=memory_quantity(memory) if memory else None,
+    )
+    # No CPU limit: a limit only throttles a driver that waits on the cluster.
+    limits = xdict(
+        memory=requests.get("memory"),
+        **{GPU_RESOURCE: str(spec.gpus) if spec.gpus else None},
+    )
+    return xdict(requests=requests, limits=limits)
+
+
+def _annotations(spec: JobSpec, submitted: str, output: str | None, result: str | None) -> dict[str, str]:
+    return xdict(
+        **{
+            ANN_NAME: spec.name,
+            ANN_USER: spec.user,
+            ANN_COMMENT: spec.comment,
+            ANN_SCRIPT: spec.script,
+            ANN_ARGS: json.dumps(list(spec.args)) if spec.args else None,
+            ANN_SUBMITTED: submitted,
+            ANN_WORKERS: str(spec.workers) if spec.workers else None,
+            ANN_OUTPUT: output,
+            ANN_TIME_LIMIT: str(spec.time_limit) if spec.time_limit else None,
+            ANN_RESULT: result,
+        }
+    )
+
+
+def _driver_args(output: str | None, error: str | None, result: str | None) -> list[str]:
+    # Paths are arguments of their own, so that a path on a volume stays one token.
+    args = ["--kubernetes", JOB_DIR]
+    for flag, path in (("--output", output), ("--error", error), ("--result", result)):
+        if path:
+            args += [flag, path]
+    return args
+
+
+def build_job(
+    spec: JobSpec,
+    job_id: str,
+    pod: PodSettings,
+    options: JobOptions,
+    *,
+    submitted: str,
+    output: str | None = None,
+    error: str | None = None,
+    result: str | None = None,
+    suspend: bool = False,
+) -> dict[str, Any]:
+    """The Job: one driver pod, never restarted in place, retried ``spec.retries`` times.
+
+    ``output``, ``error`` and ``result`` are paths the pod writes on a volume
+    the submitting session sees too (None: not written to a file)."""
+    name = job_name(spec.user, job_id)
+    labels = job_labels(spec.user, job_id)
+    container = xdict(
+        name=CONTAINER,
+        image=pod.image,
+        command=list(DRIVER_COMMAND),
+        args=_driver_args(output, error, result),
+        workingDir=pod.working_dir,
+        envFrom=[{"secretRef": {"name": name}}],
+        env=[
+            {"name": "KBATCH_DASK_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "KBATCH_DASK_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
+        resources=_resources(spec, options),
+        volumeMounts=[*map(dict, pod.volume_mounts), {"name": JOB_VOLUME, "mountPath": JOB_DIR, "readOnly": True}],
+        securityContext=dict(pod.container_security_context) if pod.container_security_context else None,
+    )
+    pod_spec = xdict(
+        restartPolicy="Never",
+        terminationGracePeriodSeconds=options.termination_grace,
+        serviceAccountName=options.service_account,
+        automountServiceAccountToken=True if options.service_account else None,
+        nodeSelector=dict(pod.node_selector),
+        tolerations=[dict(t) for t in pod.tolerations],
+        affinity=dict(pod.affinity) if pod.affinity else None,
+        securityContext=dict(pod.security_context) if pod.security_context else None,
+        imagePullSecrets=[dict(s) for s in pod.image_pull_secrets],
+        volumes=[*map(dict, pod.volumes), {"name": JOB_VOLUME, "configMap": {"name": name}}],
+        containers=[container],
+    )
+    pod_spec = merge_pod_template(pod_spec, pod.template)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": pod.namespace,
+            "labels": labels,
+            "annotations": _annotations(spec, submitted, output, result),
+        },
+        "spec": xdict(
+            suspend=True if suspend else None,
+            backoffLimit=spec.retries,
+            activeDeadlineSeconds=spec.time_limit,
+            ttlSecondsAfterFinished=options.ttl_seconds,
+            template={"metadata": {"labels": labels}, "spec": pod_spec},
+        ),
+    }
+
+
+def merge_pod_template(pod_spec: Mapping[str, Any], template: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge an admin's pod-spec fragment into ``pod_spec``.
+
+    Mappings merge key by key; lists of named items (volumes, containers,
+    volumeMounts, env) merge by ``name``; other values from the template
+    replace ours. The template's first container applies to the driver.
+
+    >>> merge_pod_template({"nodeSelector": {"a": "1"}, "volumes": [{"name": "v", "emptyDir": {}}]},
+    ...                    {"nodeSelector": {"b": "2"}, "volumes": [{"name": "w", "emptyDir": {}}]})
+    {'nodeSelector': {'a': '1', 'b': '2'}, 'volumes': [{'name': 'v', 'emptyDir': {}}, {'name': 'w', 'emptyDir': {}}]}
+    """
+    template = dict(template)
+    containers = template.pop("containers", None)
+    if containers:
+        template["containers"] = [{**containers[0], "name": CONTAINER}, *containers[1:]]
+    merged: dict[str, Any] = _merge(dict(pod_spec), template)
+    return merged
+
+
+def _merge(ours: Any, theirs: Any) -> Any:
+    if isinstance(ours, Mapping) and isinstance(theirs, Mapping):
+        merged = dict(ours)
+        for key, value in theirs.items():
+            merged[key] = _merge(ours[key], value) if key in ours else value
+        return merged
+    if isinstance(ours, list) and isinstance(theirs, list) and _named(ours) and _named(theirs):
+        by_name = {item["name"]: item for item in ours}
+        for item in theirs:
+            by_name[item["name"]] = _merge(by_name[item["name"]], item) if item["name"] in by_name else item
+        return list(by_name.values())
+    return theirs
+
+
+def _named(items: list[Any]) -> bool:
+    return all(isinstance(i, Mapping) and "name" in i for i in items)
+
+
+def owned_by(obj: Mapping[str, Any], job: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` with an ownerReference to the created ``job`` (which has a uid),
+    so that deleting the Job deletes it too."""
+    owner = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": job["metadata"]["name"],
+        "uid": job["metadata"]["uid"],
+        "controller": False,
+        "blockOwnerDeletion": False,
+    }
+    return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [owner]}}
+
+
+def build_manifests(
+    spec: JobSpec,
+    job_id: str,
+    pod: PodSettings,
+    options: JobOptions,
+    *,
+    env: Mapping[str, str],
+    script: str | bytes,
+    submitted: str,
+    output: str | None = None,
+    error: str | None = None,
+    result: str | None = None,
+    suspend: bool = False,
+) -> Manifests:
+    """All three objects of a job; BadInput (before anything exists) if the
+    script or the environment is too large for the API server."""
+    return Manifests(
+        job=build_job(
+            spec, job_id, pod, options, submitted=submitted, output=output, error=error, result=result, suspend=suspend
+        ),
+        config_map=build_config_map(spec, job_id, pod.namespace, script),
+        secret=build_secret(spec, job_id, pod.namespace, env),
+    )

@@ -1,0 +1,230 @@
+"""Kubernetes Jobs and their pods, as :class:`~kbatch_dask.records.JobRecord`.
+
+Pure functions over the raw JSON of the API (dicts), so that listing a
+thousand jobs never builds client models. The state mapping (DESIGN.md §4):
+
+=========================================================  ===========================
+what the API says                                          state (reason)
+=========================================================  ===========================
+Job condition ``Failed`` with reason ``DeadlineExceeded``  TIMEOUT
+Job ``Failed``, container terminated ``OOMKilled``         OOM
+Job ``Failed``, the driver recorded its end                the driver's state, reason
+Job ``Failed``, container exit code N                      FAILED (exit code N)
+Job ``Failed``, pod failed without a container exit        FAILED (pod reason: Evicted)
+Job ``Failed``, no pod left and nothing recorded           LOST (driver pod vanished)
+Job condition ``Complete``                                 SUCCEEDED
+Job being deleted                                          CANCELLED
+Job ``Suspended``                                          PENDING (Suspended)
+pod not scheduled / container waiting                      PENDING (Unschedulable, ImagePullBackOff, …)
+pod failed, retries left                                   PENDING (retrying after …)
+pod running                                                RUNNING
+=========================================================  ===========================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from kbatch_dask.backends.kubernetes import manifests as m
+from kbatch_dask.records import DaskInfo, JobRecord, JobState
+
+BACKEND = "kubernetes"
+OOM_REASON = "OOMKilled"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Status:
+    """A job's state as far as Kubernetes and its driver tell."""
+
+    state: JobState
+    reason: str | None = None
+    exit_code: int | None = None
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 time of the API (``2026-11-21T21:40:00Z``), timezone-aware.
+
+    >>> parse_time("2026-11-21T21:40:00Z").isoformat()
+    '2026-11-21T21:40:00+00:00'
+    """
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("annotations") or {}
+
+
+def _condition(job: Mapping[str, Any], *types: str) -> Mapping[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") in types and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def latest_pod(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The most recently created pod (the last attempt of a retried job)."""
+
+    def created(pod: Mapping[str, Any]) -> tuple[datetime, str]:
+        meta = pod.get("metadata") or {}
+        return parse_time(meta.get("creationTimestamp")) or _EPOCH, str(meta.get("name", ""))
+
+    return max(pods, key=created, default=None)
+
+
+def _driver_state(pod: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The driver container's ``state`` (``waiting``/``running``/``terminated``)."""
+    if not pod:
+        return {}
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    for status in statuses:
+        if status.get("name") == m.CONTAINER:
+            return dict(status.get("state") or {})
+    return dict(statuses[0].get("state") or {}) if statuses else {}
+
+
+def _int(text: Any) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _failure(job: Mapping[str, Any], pod: Mapping[str, Any] | None, condition_reason: str | None) -> Status:
+    """Why a job (or its last attempt) failed, from the most precise source."""
+    terminated = _driver_state(pod).get("terminated") or {}
+    exit_code = _int(terminated.get("exitCode"))
+    if terminated.get("reason") == OOM_REASON:
+        return Status(JobState.OOM, OOM_REASON, exit_code)
+    ann = _annotations(job)
+    recorded = str(ann.get(m.ANN_STATE, ""))
+    if recorded in JobState.__members__ and recorded not in ("PENDING", "RUNNING", "SUCCEEDED"):
+        code = _int(ann.get(m.ANN_EXIT_CODE))
+        return Status(JobState(recorded), ann.get(m.ANN_REASON) or None, code if code is not None else exit_code)
+    if exit_code is not None:
+        return Status(JobState.FAILED, f"exit code {exit_code}", exit_code)
+    pod_status = (pod or {}).get("status") or {}
+    if pod_status.get("reason"):
+        return Status(JobState.FAILED, f"pod {pod_status['reason']}: {pod_status.get('message', '')}".rstrip(": "))
+    if pod is None:
+        return Status(JobState.LOST, "driver pod vanished")
+    return Status(JobState.FAILED, condition_reason)
+
+
+def _pending_reason(pod: Mapping[str, Any]) -> str | None:
+    status = pod.get("status") or {}
+    waiting = _driver_state(pod).get("waiting") or {}
+    if waiting.get("reason"):
+        return str(waiting["reason"])
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return str(condition.get("reason") or "Unschedulable")
+    return None
+
+
+def job_status(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Status:
+    """The :class:`Status` of ``job`` given its pods (pure; see the module's table)."""
+    pod = latest_pod(pods)
+    failed = _condition(job, "Failed", "FailureTarget")
+    if failed:
+        if failed.get("reason") == "DeadlineExceeded":
+            limit = _annotations(job).get(m.ANN_TIME_LIMIT)
+            reason = f"time limit of {limit} s reached" if limit else "time limit reached"
+            return Status(JobState.TIMEOUT, reason, _int((_driver_state(pod).get("terminated") or {}).get("exitCode")))
+        return _failure(job, pod, failed.get("reason"))
+    if _condition(job, "Complete", "SuccessCriteriaMet"):
+        return Status(JobState.SUCCEEDED, None, 0)
+    if (job.get("metadata") or {}).get("deletionTimestamp"):
+        return Status(JobState.CANCELLED, "cancelled by user")
+    if _condition(job, "Suspended"):
+        return Status(JobState.PENDING, "Suspended")
+    if pod is None:
+        return Status(JobState.PENDING)
+    phase = (pod.get("status") or {}).get("phase")
+    if phase == "Running":
+        return Status(JobState.RUNNING)
+    if phase == "Succeeded":
+        return Status(JobState.SUCCEEDED, None, 0)
+    if phase == "Failed":
+        outcome = _failure(job, pod, None)
+        attempts = _int((job.get("status") or {}).get("failed")) or 1
+        if attempts <= (_int((job.get("spec") or {}).get("backoffLimit")) or 0):
+            return Status(JobState.PENDING, f"retrying after {outcome.reason or 'a failure'}")
+        return outcome
+    if phase == "Unknown":
+        return Status(JobState.RUNNING, "node not responding")
+    return Status(JobState.PENDING, _pending_reason(pod))
+
+
+def _started(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> datetime | None:
+    recorded = parse_time(_annotations(job).get(m.ANN_STARTED))
+    if recorded:
+        return recorded
+    state = _driver_state(pod)
+    return parse_time((state.get("running") or state.get("terminated") or {}).get("startedAt"))
+
+
+def _finished(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> datetime | None:
+    recorded = parse_time(_annotations(job).get(m.ANN_FINISHED))
+    if recorded:
+        return recorded
+    condition = _condition(job, "Failed", "FailureTarget", "Complete", "SuccessCriteriaMet")
+    candidates = (
+        (condition or {}).get("lastTransitionTime"),
+        (job.get("status") or {}).get("completionTime"),
+        (_driver_state(pod).get("terminated") or {}).get("finishedAt"),
+    )
+    return next(filter(None, map(parse_time, candidates)), None)
+
+
+def job_record(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobRecord:
+    """The :class:`JobRecord` of a Job (raw API JSON) and its pods."""
+    meta = job.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    ann = _annotations(job)
+    pod = latest_pod(pods)
+    status = job_status(job, pods)
+    try:
+        args = tuple(str(a) for a in json.loads(ann.get(m.ANN_ARGS) or "[]"))
+    except ValueError:
+        args = ()
+    workers = ann.get(m.ANN_WORKERS)
+    return JobRecord(
+        id=labels.get(m.LABEL_JOB_ID) or str(meta.get("name", "")),
+        name=ann.get(m.ANN_NAME) or str(meta.get("name", "")),
+        user=ann.get(m.ANN_USER) or labels.get(m.LABEL_USER, ""),
+        backend=BACKEND,
+        state=status.state,
+        reason=status.reason,
+        exit_code=status.exit_code,
+        submitted=parse_time(ann.get(m.ANN_SUBMITTED)) or parse_time(meta.get("creationTimestamp")) or _EPOCH,
+        started=_started(job, pod),
+        finished=_finished(job, pod) if status.state.is_terminal() else None,
+        script=ann.get(m.ANN_SCRIPT, ""),
+        args=args,
+        output=ann.get(m.ANN_OUTPUT) or None,
+        comment=ann.get(m.ANN_COMMENT) or None,
+        host=str((pod.get("metadata") or {}).get("name")) if pod else None,
+        dask=DaskInfo(workers, cluster=ann.get(m.ANN_CLUSTER), dashboard=ann.get(m.ANN_DASHBOARD)) if workers else None,
+        extra={"job_name": meta.get("name"), "namespace": meta.get("namespace")},
+    )
+
+
+def pods_by_job(pods: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Pods grouped by their job id label."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        job_id = ((pod.get("metadata") or {}).get("labels") or {}).get(m.LABEL_JOB_ID)
+        if job_id:
+            grouped.setdefault(job_id, []).append(pod)
+    return grouped

@@ -1,0 +1,207 @@
+"""The local backend: each job's driver is a detached process on this machine.
+
+The driver runs in its own session with stdin from /dev/null, so it survives
+the terminal or notebook that submitted it. ``cancel`` escalates SIGTERM →
+grace → SIGKILL to the job's process group. A driver that vanished without
+recording an end is reported ``LOST``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+from kbatch_dask import config, gateway
+from kbatch_dask.backends.local.store import JobDir, JobStore, default_home
+from kbatch_dask.errors import BackendError, GatewayError
+from kbatch_dask.procs import killpg, pid_alive
+from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
+from kbatch_dask.spec import JobSpec, expand_pattern
+
+DRIVER_MODULE = "kbatch_dask.driver"
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, home: str | None = None) -> None:
+        self.home = home or config.get("local.home") or default_home()
+        self.store = JobStore(self.home)
+
+    # -- submit ---------------------------------------------------------------
+
+    def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
+        def first_record(job_id: str) -> JobRecord:
+            return JobRecord(
+                id=job_id,
+                name=spec.name,
+                user=spec.user,
+                backend=self.name,
+                state=JobState.PENDING,
+                submitted=now(),
+                script=spec.script,
+                args=spec.args,
+                output=expand_pattern(spec.output, job_id, spec.name, spec.user, spec.workdir),
+                comment=spec.comment,
+                host=socket.gethostname(),
+                dask=DaskInfo(workers=str(spec.workers)) if spec.workers else None,
+            )
+
+        jobdir = self.store.create(spec, environment, first_record)
+        env = dict(environment)
+        env["KBATCH_DASK_HOME"] = self.home
+        try:
+            with open(jobdir.file("driver.log"), "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", DRIVER_MODULE, jobdir.path],
+                    cwd=spec.workdir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            self.store.remove(jobdir)
+            raise BackendError(f"could not start the job's driver: {exc}") from None
+        # The driver may already be updating the record: merge under the lock.
+        with jobdir.locked():
+            record = jobdir.read_record()
+            if record.pid is None:
+                record = record.replace(pid=proc.pid)
+                jobdir.write_record(record)
+        return record
+
+    # -- read -----------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord:
+        return self._checked(self.store.job(job_id))
+
+    def list(self, *, ended_since: datetime | None = None) -> list[JobRecord]:
+        # Ended jobs come from the index (only the days asked for); records are
+        # read only for the other directories: active jobs, and any whose end the
+        # index missed, which are indexed now (see local_index.py).
+        job_ids = self.store.all_ids()
+        indexed = self.store.index.ended_ids()
+        ended = self.store.index.records(ended_since)
+        records = [ended[i] for i in job_ids if i in ended]  # a removed directory's job is gone
+        unindexed = []
+        for job_id in job_ids:
+            if job_id in indexed or job_id in ended:
+                continue
+            jobdir = JobDir(os.path.join(self.store.jobs_dir, job_id))
+            try:
+                record = jobdir.read_record()
+                if record.state.is_terminal():
+                    unindexed.append(record)
+                else:
+                    record = self._checked(jobdir, record)
+            except FileNotFoundError:
+                continue  # a job directory being created or removed right now
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                record = self._unreadable(jobdir, exc)
+            if ended_since and record.state.is_terminal() and (record.finished or record.submitted) < ended_since:
+                continue
+            records.append(record)
+        with contextlib.suppress(OSError):  # a read-only state directory: index another time
+            self.store.index.add(unindexed)
+        records.sort(key=lambda r: (r.submitted, r.id))
+        return records
+
+    def _unreadable(self, jobdir: JobDir, exc: Exception) -> JobRecord:
+        """An error row for a record that cannot be read: shown, never a crash."""
+        try:
+            submitted = datetime.fromtimestamp(os.stat(jobdir.path).st_mtime, timezone.utc)
+        except OSError:
+            submitted = now()
+        return JobRecord(
+            id=jobdir.id,
+            name="?",
+            user="?",
+            backend=self.name,
+            state=JobState.LOST,
+            submitted=submitted,
+            script="?",
+            reason=f"job record unreadable ({type(exc).__name__}: {exc}); see {jobdir.file('record.json')}",
+        )
+
+    def _checked(self, jobdir: JobDir, record: JobRecord | None = None) -> JobRecord:
+        """The record (read now unless given), with a vanished driver turned into LOST."""
+        record = record or jobdir.read_record()
+        if record.state.is_terminal() or record.pid is None or pid_alive(record.pid):
+            return record
+        # Re-read under the lock: the driver may have finished just now.
+        with jobdir.locked():
+            record = jobdir.read_record()
+            if record.state.is_terminal() or record.pid is None or pid_alive(record.pid):
+                return record
+            record = record.replace(state=JobState.LOST, reason="driver process vanished", finished=now())
+            jobdir.write_record(record)
+            return record
+
+    def logs(self, job_id: str, follow: bool = False) -> Iterator[str]:
+        jobdir = self.store.job(job_id)
+        record = self._checked(jobdir)
+        path = record.output or ""
+        offset = 0
+        while True:
+            try:
+                with open(path, errors="replace") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                    offset = f.tell()
+            except FileNotFoundError:
+                chunk = ""
+            if chunk:
+                yield chunk
+            if not follow:
+                return
+            if record.state.is_terminal() and not chunk:
+                return
+            time.sleep(0.25)
+            record = self._checked(jobdir)
+
+    def result(self, job_id: str) -> bytes | None:
+        jobdir = self.store.job(job_id)
+        try:
+            with open(jobdir.file("result.pkl"), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    # -- cancel ---------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> JobRecord:
+        jobdir = self.store.job(job_id)
+        record = self._checked(jobdir)
+        if record.state.is_terminal():
+            return record
+        jobdir.request_cancel()
+        pid = record.pid
+        if pid is not None and pid_alive(pid):
+            killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + float(config.get("local.cancel-timeout", 30))
+            while time.monotonic() < deadline and pid_alive(pid):
+                time.sleep(0.1)
+            if pid_alive(pid):
+                killpg(pid, signal.SIGKILL)
+        record = jobdir.read_record()
+        if record.state.is_terminal():
+            return record
+        # The driver could not record its end: stop the cluster and record it here.
+        reason = "cancelled by user"
+        if record.dask and record.dask.cluster:
+            try:
+                settings = gateway.resolve(self.home, record.user, start=False)
+                if settings:
+                    gateway.stop_cluster(settings, record.dask.cluster)
+            except GatewayError as exc:
+                reason = f"cancelled by user; the cluster could not be stopped: {exc}"
+        return jobdir.update_record(state=JobState.CANCELLED, reason=reason, finished=now())

@@ -1,0 +1,295 @@
+"""The embedded Dask-Gateway: a real ``dask-gateway-server`` on 127.0.0.1.
+
+Used by the local backend when no ``gateway.address`` is configured, so that a
+fresh ``pip install`` runs jobs with real Dask clusters (local processes). It
+runs as a detached daemon with its own log, authenticates with a random secret
+kept in a 0600 file, is started on first need, reused while healthy and
+restarted when dead. Its state lives in ``<home>/gateway/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from kbatch_dask.errors import GatewayError
+from kbatch_dask.files import locked, write_atomic
+from kbatch_dask.procs import pid_alive
+
+STATE_FILE = "gateway.json"
+START_TIMEOUT = 30.0
+
+_CONFIG_TEMPLATE = """\
+# Written by kbatch-dask for its embedded gateway; regenerated on every start.
+from dask_gateway_server.options import Float, Integer, Options
+
+here = {gwdir!r}
+with open(here + "/secret") as f:
+    password = f.read().strip()
+with open(here + "/encrypt-key") as f:
+    encrypt_key = f.read().strip()
+
+c.DaskGateway.address = "127.0.0.1:0"
+c.Proxy.address = "127.0.0.1:{http_port}"
+c.Proxy.tcp_address = "127.0.0.1:{tcp_port}"
+c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
+c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
+c.SimpleAuthenticator.password = password
+c.DBBackendBase.db_url = "sqlite:///" + here + "/gateway.sqlite"
+c.DBBackendBase.db_encrypt_keys = [encrypt_key]
+c.DBBackendBase.cluster_start_timeout = {start_timeout}
+c.DBBackendBase.worker_start_timeout = {start_timeout}
+c.LocalBackend.clusters_directory = here + "/clusters"
+# distributed >= 2026.6 has no dask-scheduler/dask-worker commands.
+c.ClusterConfig.scheduler_cmd = [{python!r}, "-m", "dask", "scheduler"]
+c.ClusterConfig.worker_cmd = [{python!r}, "-m", "dask", "worker"]
+c.ClusterConfig.cluster_max_workers = {max_workers}
+c.ClusterConfig.idle_timeout = 0
+
+
+def _options_handler(options):
+    return {{
+        "worker_cores": options.worker_cores,
+        "worker_memory": int(options.worker_memory * 2**30),
+    }}
+
+
+c.Backend.cluster_options = Options(
+    Integer("worker_cores", default={worker_cores}, min=1, max={worker_cores_max}, label="Cores per worker"),
+    Float("worker_memory", default={worker_memory}, min=0.25, max={worker_memory_max}, label="Memory per worker (GiB)"),
+    handler=_options_handler,
+)
+"""
+
+
+@dataclass(frozen=True)
+class EmbeddedGateway:
+    """Where the embedded gateway listens and how to authenticate to it."""
+
+    address: str
+    proxy_address: str
+    pid: int
+    username: str
+    password: str
+    log: str
+
+    def dask_config_env(self) -> dict[str, str]:
+        """``DASK_GATEWAY__*`` variables that point dask-gateway clients here."""
+        return {
+            "DASK_GATEWAY__ADDRESS": self.address,
+            "DASK_GATEWAY__PROXY_ADDRESS": self.proxy_address,
+            "DASK_GATEWAY__PUBLIC_ADDRESS": self.address,
+            "DASK_GATEWAY__AUTH__TYPE": "basic",
+            "DASK_GATEWAY__AUTH__KWARGS__USERNAME": self.username,
+            "DASK_GATEWAY__AUTH__KWARGS__PASSWORD": self.password,
+        }
+
+
+def gateway_dir(home: str) -> str:
+    return os.path.join(home, "gateway")
+
+
+def status(home: str, username: str) -> EmbeddedGateway | None:
+    """The running, healthy embedded gateway of ``home``, or None."""
+    gwdir = gateway_dir(home)
+    try:
+        with open(os.path.join(gwdir, STATE_FILE)) as f:
+            state = json.load(f)
+        with open(os.path.join(gwdir, "secret")) as f:
+            password = f.read().strip()
+    except (OSError, ValueError):
+        return None
+    gateway = EmbeddedGateway(
+        address=state["address"],
+        proxy_address=state["proxy_address"],
+        pid=int(state["pid"]),
+        username=username,
+        password=password,
+        log=os.path.join(gwdir, "gateway.log"),
+    )
+    if not pid_alive(gateway.pid) or not _healthy(gateway.address):
+        return None
+    return gateway
+
+
+def ensure_running(home: str, username: str, settings: dict[str, Any]) -> EmbeddedGateway:
+    """Return the healthy embedded gateway, starting it if needed (one at a time)."""
+    gateway = status(home, username)
+    if gateway:
+        return gateway
+    with _locked(home):
+        gateway = status(home, username)  # another process may have started it
+        if gateway:
+            return gateway
+        return _start(home, username, settings)
+
+
+def stop(home: str, timeout: float = 20.0) -> bool:
+    """Stop the embedded gateway (it stops its clusters first). False if none ran."""
+    gwdir = gateway_dir(home)
+    with _locked(home):
+        try:
+            with open(os.path.join(gwdir, STATE_FILE)) as f:
+                pid = int(json.load(f)["pid"])
+        except (OSError, ValueError, KeyError):
+            return False
+        os.unlink(os.path.join(gwdir, STATE_FILE))
+        if not pid_alive(pid):
+            return False
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if not pid_alive(pid):
+                    return True
+                time.sleep(0.1)
+        return True
+
+
+def start(home: str, username: str, settings: dict[str, Any], ports: tuple[int, int] | None = None) -> EmbeddedGateway:
+    """Start the embedded gateway of ``home`` (which must not be running).
+
+    It listens on ``ports`` (HTTP, scheduler TCP) if given, else on the ports
+    it had last time when they are free — so that clients of a restarted
+    gateway find it again — else on free ports.
+    """
+    with _locked(home):
+        return _start(home, username, settings, ports)
+
+
+def _start(home: str, username: str, settings: dict[str, Any], ports: tuple[int, int] | None = None) -> EmbeddedGateway:
+    gwdir = gateway_dir(home)
+    os.makedirs(os.path.join(gwdir, "clusters"), mode=0o700, exist_ok=True)
+    os.chmod(gwdir, 0o700)
+    password = _secret_file(os.path.join(gwdir, "secret"), lambda: secrets.token_urlsafe(32))
+    _secret_file(os.path.join(gwdir, "encrypt-key"), _fernet_key)
+    http_port, tcp_port = ports or _last_ports(gwdir) or free_ports(2)
+    config_path = os.path.join(gwdir, "dask_gateway_config.py")
+    config = _CONFIG_TEMPLATE.format(
+        gwdir=gwdir,
+        http_port=http_port,
+        tcp_port=tcp_port,
+        python=sys.executable,
+        max_workers=int(settings.get("cluster-max-workers", 8)),
+        worker_cores=int(settings.get("worker-cores", 1)),
+        worker_cores_max=int(settings.get("worker-cores-max", 4)),
+        worker_memory=float(settings.get("worker-memory", 1.0)),
+        worker_memory_max=float(settings.get("worker-memory-max", 8.0)),
+        start_timeout=float(settings.get("start-timeout", 60)),
+    )
+    _write_private(config_path, config)
+    log_path = os.path.join(gwdir, "gateway.log")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dask_gateway_server", "-f", config_path],
+            cwd=gwdir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    gateway = EmbeddedGateway(
+        address=f"http://127.0.0.1:{http_port}",
+        proxy_address=f"gateway://127.0.0.1:{tcp_port}",
+        pid=proc.pid,
+        username=username,
+        password=password,
+        log=log_path,
+    )
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _healthy(gateway.address):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise GatewayError(f"the embedded Dask-Gateway did not start; last lines of {log_path}:\n{_tail(log_path)}")
+        time.sleep(0.1)
+    state = {k: v for k, v in asdict(gateway).items() if k in ("address", "proxy_address", "pid")}
+    _write_private(os.path.join(gwdir, STATE_FILE), json.dumps(state))
+    _write_private(os.path.join(gwdir, "last-ports"), f"{http_port} {tcp_port}")
+    return gateway
+
+
+def _last_ports(gwdir: str) -> tuple[int, int] | None:
+    try:
+        with open(os.path.join(gwdir, "last-ports")) as f:
+            http_port, tcp_port = (int(p) for p in f.read().split())
+    except (OSError, ValueError):
+        return None
+    for port in (http_port, tcp_port):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return None
+    return http_port, tcp_port
+
+
+def _locked(home: str) -> contextlib.AbstractContextManager[None]:
+    gwdir = gateway_dir(home)
+    os.makedirs(gwdir, mode=0o700, exist_ok=True)
+    return locked(os.path.join(gwdir, "lock"))
+
+
+def _secret_file(path: str, make: Any) -> str:
+    try:
+        with open(path) as f:
+            value = f.read().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    value = make()
+    _write_private(path, value)
+    return str(value)
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def _write_private(path: str, text: str) -> None:
+    write_atomic(path, text.encode(), 0o600)
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free on 127.0.0.1 right now."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _healthy(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{address}/api/health", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,174 @@
+"""On-disk state of local jobs: one directory per job under ``<home>/jobs/``.
+
+::
+
+    <home>/jobs/<id>/
+        spec.json      the JobSpec
+        env.json       the job's environment (0600: may hold credentials)
+        script/<name>  the script as it was at submit time
+        record.json    the JobRecord, rewritten atomically (temp file + rename)
+        driver.log     the driver's own log
+        cancel         present once a cancel was requested
+    <home>/index/      copies of ended jobs' final records (see local_index.py)
+
+Every write of ``record.json`` is a locked read-modify-write, so the submitter,
+the driver and ``kbatch cancel`` never lose each other's updates. Writing a
+job's final record also adds it to the index of ended jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from typing import Any
+
+from kbatch_dask.backends.local.index import EndedIndex
+from kbatch_dask.errors import BackendError, BadInput, JobNotFound
+from kbatch_dask.files import locked, write_atomic
+from kbatch_dask.records import JobRecord
+from kbatch_dask.spec import JobSpec
+
+ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no l/1/o/0: easy to read and type
+ID_LENGTH = 5
+
+
+def default_home(environ: dict[str, str] | None = None) -> str:
+    """``$KBATCH_DASK_HOME``, else ``$XDG_DATA_HOME/kbatch-dask``, else ``~/.local/share/kbatch-dask``."""
+    env = os.environ if environ is None else environ
+    if env.get("KBATCH_DASK_HOME"):
+        return os.path.abspath(os.path.expanduser(env["KBATCH_DASK_HOME"]))
+    data = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data, "kbatch-dask")
+
+
+def new_job_id() -> str:
+    """A short id a person can type: a letter, then digits and letters (``k3x9q``)."""
+    first = secrets.choice(ID_ALPHABET[:24])
+    return first + "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH - 1))
+
+
+def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
+    """Write JSON so readers see either the old or the new file, never half of one."""
+    write_atomic(path, json.dumps(data, indent=1).encode(), mode)
+
+
+class JobDir:
+    """One local job's directory, ``<home>/jobs/<id>``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path.rstrip("/")
+        self.id = os.path.basename(self.path)
+        self.home = os.path.dirname(os.path.dirname(self.path))
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def script_path(self) -> str:
+        folder = self.file("script")
+        names = os.listdir(folder)
+        return os.path.join(folder, names[0])
+
+    def exists(self) -> bool:
+        return os.path.isfile(self.file("record.json"))
+
+    def load_spec(self) -> JobSpec:
+        with open(self.file("spec.json")) as f:
+            return JobSpec.from_dict(json.load(f))
+
+    def load_environment(self) -> dict[str, str]:
+        with open(self.file("env.json")) as f:
+            return dict(json.load(f))
+
+    def read_record(self) -> JobRecord:
+        with open(self.file("record.json")) as f:
+            return JobRecord.from_dict(json.load(f))
+
+    def write_record(self, record: JobRecord) -> None:
+        write_json_atomic(self.file("record.json"), record.to_dict())
+        if record.state.is_terminal():
+            EndedIndex(self.home).add([record])
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """The job's lock: held for every read-modify-write of its record."""
+        return locked(self.file("lock"))
+
+    def update_record(self, **changes: Any) -> JobRecord:
+        """Apply ``changes`` to the record under the job's lock."""
+        with self.locked():
+            record = self.read_record().replace(**changes)
+            self.write_record(record)
+            return record
+
+    @property
+    def cancel_requested(self) -> bool:
+        return os.path.exists(self.file("cancel"))
+
+    def request_cancel(self) -> None:
+        with open(self.file("cancel"), "a"):
+            pass
+
+
+class JobStore:
+    """All local jobs under ``<home>/jobs``."""
+
+    def __init__(self, home: str) -> None:
+        self.home = home
+        self.jobs_dir = os.path.join(home, "jobs")
+        self.index = EndedIndex(home)
+
+    def job(self, job_id: str) -> JobDir:
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise JobNotFound(job_id)
+        jobdir = JobDir(os.path.join(self.jobs_dir, job_id))
+        if not jobdir.exists():
+            raise JobNotFound(job_id)
+        return jobdir
+
+    def all_ids(self) -> list[str]:
+        try:
+            return [n for n in os.listdir(self.jobs_dir) if not n.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    def create(self, spec: JobSpec, environment: dict[str, str], record_for: Any) -> JobDir:
+        """Create a job directory with a fresh id: spec, environment, script
+        snapshot and first record. ``record_for(job_id)`` builds that record.
+        Nothing is left behind if any step fails."""
+        try:
+            os.makedirs(self.jobs_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise BackendError(f"cannot create the state directory {self.jobs_dir}: {exc.strerror}") from None
+        indexed = self.index.ended_ids()  # ids of removed job directories must not come back
+        for _ in range(100):
+            job_id = new_job_id()
+            if job_id in indexed:
+                continue
+            path = os.path.join(self.jobs_dir, job_id)
+            try:
+                os.mkdir(path, 0o700)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise BackendError(f"could not find a free job id in {self.jobs_dir}")
+        jobdir = JobDir(path)
+        try:
+            os.mkdir(jobdir.file("script"))
+            try:
+                shutil.copy2(spec.script, os.path.join(jobdir.file("script"), os.path.basename(spec.script)))
+            except OSError as exc:
+                raise BadInput(f"script {spec.script!r}: cannot be copied ({exc.strerror})") from None
+            write_json_atomic(jobdir.file("spec.json"), spec.to_dict(), 0o600)
+            write_json_atomic(jobdir.file("env.json"), environment, 0o600)
+            jobdir.write_record(record_for(job_id))
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        return jobdir
+
+    def remove(self, jobdir: JobDir) -> None:
+        shutil.rmtree(jobdir.path, ignore_errors=True)

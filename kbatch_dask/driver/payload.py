@@ -1,0 +1,139 @@
+"""Function payloads and their results, shipped with cloudpickle.
+
+A payload is ``{"fn", "args", "kwargs", "python", "cloudpickle"}``; the
+versions it was pickled with are checked before unpickling, because a payload
+pickled by one Python or cloudpickle and loaded by another fails in ways that
+name neither. Results are ``{"ok": True, "value": ...}`` or ``{"ok": False,
+"error": exc, "traceback": text}``.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import platform
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from kbatch_dask.errors import BadInput, KbatchError
+
+PAYLOAD_SUFFIX = ".kbatch-function.pkl"
+HEADER_PROTOCOL = 4  # the header is plain pickle, readable by any Python >= 3.8
+
+
+class PayloadMismatch(KbatchError):
+    """The payload was pickled with another Python or cloudpickle than the job has."""
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised inside the job, as text.
+
+    Attached as the ``__cause__`` of the re-raised exception (as
+    ``concurrent.futures`` does for process pools), so it prints with it.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\nTraceback inside the job:\n{self.text}"
+
+
+def _versions() -> dict[str, str]:
+    import cloudpickle
+
+    return {"python": platform.python_version(), "cloudpickle": cloudpickle.__version__}
+
+
+def pack_function(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
+    """Pickle a call; functions from ``__main__`` (scripts, notebooks) go by value.
+
+    Raises :class:`BadInput` naming what could not be pickled.
+
+    >>> data = pack_function(max, (1, 2), {})
+    >>> unpack_function(data)[0](*unpack_function(data)[1])
+    2
+    """
+    import cloudpickle
+
+    if not callable(fn):
+        raise BadInput(f"submit_with_cluster: {fn!r} is not callable")
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    by_value = module is not None and module.__name__ not in ("__main__", "builtins") and _is_local(module)
+    if by_value:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        body = cloudpickle.dumps((fn, tuple(args), dict(kwargs)))
+    except Exception as exc:
+        raise BadInput(f"cannot ship {_describe_call(fn)} to the job: {type(exc).__name__}: {exc}") from None
+    finally:
+        if by_value:
+            cloudpickle.unregister_pickle_by_value(module)
+    buf = io.BytesIO()
+    pickle.dump(_versions(), buf, protocol=HEADER_PROTOCOL)
+    buf.write(body)
+    return buf.getvalue()
+
+
+def _is_local(module: Any) -> bool:
+    """A module next to the user's code rather than an installed package: ship it by value,
+    since the job's Python may not be able to import it."""
+    path = getattr(module, "__file__", None) or ""
+    return bool(path) and "site-packages" not in path and "dist-packages" not in path and "/lib/python" not in path
+
+
+def _describe_call(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}(...)"
+
+
+def unpack_function(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    """Unpickle a call, first checking the versions it was pickled with."""
+    import cloudpickle
+
+    buf = io.BytesIO(data)
+    header = pickle.load(buf)
+    here = _versions()
+    if header != here:
+        raise PayloadMismatch(
+            f"the function was pickled with Python {header.get('python')} and cloudpickle "
+            f"{header.get('cloudpickle')}, but the job has Python {here['python']} and cloudpickle "
+            f"{here['cloudpickle']}; use a job image with the same versions as your session"
+        )
+    fn, args, kwargs = cloudpickle.loads(buf.read())
+    return fn, args, kwargs
+
+
+def pack_result(value: Any) -> bytes:
+    import cloudpickle
+
+    try:
+        return bytes(cloudpickle.dumps({"ok": True, "value": value}))
+    except Exception as exc:
+        error = TypeError(f"the function's return value could not be pickled: {type(exc).__name__}: {exc}")
+        return pack_error(error, "")
+
+
+def pack_error(error: BaseException, tb_text: str | None = None) -> bytes:
+    import cloudpickle
+
+    text = tb_text if tb_text is not None else "".join(traceback.format_exception(error))
+    try:
+        return bytes(cloudpickle.dumps({"ok": False, "error": error, "traceback": text}))
+    except Exception:
+        # An exception type that cannot be pickled still reports its text.
+        fallback = RuntimeError(f"{type(error).__module__}.{type(error).__qualname__}: {error}")
+        return bytes(cloudpickle.dumps({"ok": False, "error": fallback, "traceback": text}))
+
+
+def unpack_result(data: bytes) -> Any:
+    """The value, or the remote exception re-raised with its traceback attached."""
+    import cloudpickle
+
+    result = cloudpickle.loads(data)
+    if result["ok"]:
+        return result["value"]
+    error = result["error"]
+    raise error from RemoteTraceback(result["traceback"])

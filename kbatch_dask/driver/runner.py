@@ -1,0 +1,158 @@
+"""The runner: runs the user's code with the job's cluster as default client.
+
+``python -m kbatch_dask.driver.runner PATH [ARGS...]``, started by the supervisor
+with ``KBATCH_DASK_CLUSTER`` (when the job has a cluster) and the gateway's
+``DASK_GATEWAY__*`` settings in its environment. By what PATH is:
+
+- a Python script runs as ``__main__`` with ``sys.argv`` set, so a script
+  written for local Dask runs on the cluster unchanged;
+- a function payload (see :mod:`kbatch_dask.driver.payload`) is called and its return
+  value or exception written to ``$KBATCH_DASK_RESULT_FILE``;
+- a notebook runs with papermill, its parameters from ``$KBATCH_DASK_PARAMETERS``
+  plus ``kbatch_cluster``, written to ``$KBATCH_DASK_NOTEBOOK_OUTPUT``;
+- anything else is executed directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import tempfile
+import traceback
+from typing import Any
+
+from kbatch_dask.driver.payload import PAYLOAD_SUFFIX
+from kbatch_dask.files import write_atomic
+
+
+def connect_default_client() -> Any:
+    """Connect to the job's cluster (if it has one) and make its client the default."""
+    if not os.environ.get("KBATCH_DASK_CLUSTER"):
+        return None
+    from kbatch_dask.driver.session import get_client
+
+    return get_client()
+
+
+def run_script(script: str, args: list[str]) -> int:
+    client = connect_default_client()
+    sys.argv = [script, *args]
+    sys.path.insert(0, os.environ.get("KBATCH_DASK_SCRIPT_DIR") or os.getcwd())
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        return _exit_code(exc)
+    except BaseException:
+        exc_type, exc_value, tb = sys.exc_info()
+        # Drop the runner's own frames: the user wants to see their script's.
+        while tb is not None and tb.tb_frame.f_code.co_filename != script:
+            tb = tb.tb_next
+        traceback.print_exception(exc_type, exc_value, tb)
+        return 1
+    finally:
+        _close(client)
+    return 0
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _close(client: Any) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if client is not None:
+        client.close()
+
+
+def run_function(payload_path: str) -> int:
+    from kbatch_dask.driver.payload import pack_error, pack_result, unpack_function
+
+    result_path = os.environ.get("KBATCH_DASK_RESULT_FILE") or os.path.join(os.getcwd(), "result.pkl")
+    try:
+        with open(payload_path, "rb") as f:
+            fn, args, kwargs = unpack_function(f.read())
+    except Exception as exc:
+        print(f"kbatch: cannot load the function: {exc}", file=sys.stderr)
+        write_atomic(result_path, pack_error(exc), 0o600)
+        return 1
+    client = connect_default_client()
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as exc:
+        text = traceback.format_exc()
+        print(text, file=sys.stderr, end="")
+        write_atomic(result_path, pack_error(exc, text), 0o600)
+        return _exit_code(exc) if isinstance(exc, SystemExit) and exc.code else 1
+    finally:
+        _close(client)
+    write_atomic(result_path, pack_result(value), 0o600)
+    return 0
+
+
+def run_notebook(path: str) -> int:
+    try:
+        import papermill
+    except ImportError:
+        print("kbatch: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'", file=sys.stderr)
+        return 1
+    parameters = json.loads(os.environ.get("KBATCH_DASK_PARAMETERS") or "{}")
+    parameters["kbatch_cluster"] = os.environ.get("KBATCH_DASK_CLUSTER")
+    output = os.environ.get("KBATCH_DASK_NOTEBOOK_OUTPUT") or os.path.splitext(path)[0] + ".out.ipynb"
+    with tempfile.TemporaryDirectory(prefix="kbatch-ipython-") as ipython_dir:
+        # An IPython startup file makes the cluster's client the default inside
+        # the kernel, without adding a cell to the user's notebook.
+        startup = os.path.join(ipython_dir, "profile_default", "startup")
+        os.makedirs(startup)
+        with open(os.path.join(startup, "00-kbatch-dask.py"), "w") as f:
+            f.write("import os\nif os.environ.get('KBATCH_DASK_CLUSTER'):\n")
+            f.write("    from kbatch_dask.driver.session import get_client as _g\n    _g()\n    del _g\n")
+        os.environ["IPYTHONDIR"] = ipython_dir
+        try:
+            papermill.execute_notebook(path, output, parameters=parameters, cwd=os.getcwd(), progress_bar=False)
+        except papermill.PapermillExecutionError as exc:
+            print(f"kbatch: the notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}", file=sys.stderr)
+            print(f"kbatch: the executed notebook is {output}", file=sys.stderr)
+            return 1
+    print(f"kbatch: executed notebook written to {output}")
+    return 0
+
+
+def die_with_supervisor() -> None:
+    """Ask Linux to kill this process if the supervisor dies: a job whose driver
+    is gone is lost, and its code must not run on unsupervised."""
+    supervisor = os.environ.get("KBATCH_DASK_SUPERVISOR_PID")
+    if not supervisor or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != int(supervisor):  # it died before prctl took effect
+        os._exit(137)
+
+
+def main() -> None:
+    die_with_supervisor()
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m kbatch_dask.driver.runner PATH [ARGS...]")
+    path, args = sys.argv[1], sys.argv[2:]
+    if path.endswith(PAYLOAD_SUFFIX):
+        sys.exit(run_function(path))
+    if path.endswith(".ipynb"):
+        sys.exit(run_notebook(path))
+    if not path.endswith(".py"):
+        os.execv(path, [path, *args]) if os.access(path, os.X_OK) else os.execv("/bin/sh", ["/bin/sh", path, *args])
+    sys.exit(run_script(path, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+"""The job spec: every user choice about a job, validated once.
+
+:func:`build_spec` merges the layers in CLI.md's precedence (command line >
+``KBATCH_*`` variables > ``#KBATCH`` lines > config > built-in defaults) and
+turns raw strings into a frozen :class:`JobSpec`. All validation of user input
+happens here, with messages that say what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kbatch_dask.errors import BadInput
+from kbatch_dask.spec.directives import parse_directives
+from kbatch_dask.spec.options import MULTIPLE_OPTIONS, env_values, explicit_values
+from kbatch_dask.spec.units import parse_size, parse_time
+
+MAX_NAME_LEN = 128
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_OPTION_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BACKENDS = ("auto", "local", "kubernetes")
+
+
+@dataclass(frozen=True)
+class Workers:
+    """The requested cluster size: fixed (``minimum == maximum``) or adaptive."""
+
+    minimum: int
+    maximum: int
+    adaptive: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.minimum}:{self.maximum}" if self.adaptive else str(self.maximum)
+
+    @classmethod
+    def parse(cls, text: str) -> Workers | None:
+        """``"4"`` → 4 workers, ``"2:20"`` → adaptive 2..20, ``"0"`` → no cluster (None).
+
+        >>> Workers.parse("2:20"), Workers.parse("0")
+        (Workers(minimum=2, maximum=20, adaptive=True), None)
+        """
+        hint = "expected N (0 for no cluster) or MIN:MAX with 0 <= MIN <= MAX and MAX >= 1"
+        raw = str(text).strip()
+        parts = raw.split(":")
+        if len(parts) > 2 or not all(p.isdigit() for p in parts):
+            raise BadInput(f"--dask-workers {text!r}: {hint}")
+        if len(parts) == 1:
+            n = int(parts[0])
+            return cls(n, n) if n else None
+        low, high = int(parts[0]), int(parts[1])
+        if high < 1 or low > high:
+            raise BadInput(f"--dask-workers {text!r}: {hint}")
+        return cls(low, high, adaptive=True)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to run and how; JSON-serialisable with :meth:`to_dict`."""
+
+    script: str
+    name: str
+    user: str
+    workdir: str
+    output: str
+    args: tuple[str, ...] = ()
+    error: str | None = None
+    comment: str | None = None
+    cpus: float | None = None
+    memory: int | None = None
+    gpus: int = 0
+    time_limit: int | None = None
+    workers: Workers | None = None
+    worker_cores: float | None = None
+    worker_memory: int | None = None
+    dask_options: tuple[tuple[str, str], ...] = ()
+    image: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    export: str = "ALL"
+    retries: int = 0
+    backend: str = "auto"
+    parameters: tuple[tuple[str, str], ...] = ()
+    notebook_output: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``function`` (a pickled call), ``notebook``, ``python`` or ``executable``."""
+        from kbatch_dask.driver.payload import PAYLOAD_SUFFIX
+
+        if self.script.endswith(PAYLOAD_SUFFIX):
+            return "function"
+        if self.script.endswith(".ipynb"):
+            return "notebook"
+        return "python" if self.script.endswith(".py") else "executable"
+
+    def notebook_parameters(self) -> dict[str, Any]:
+        """``-p`` values typed as papermill's CLI types them (numbers, booleans)."""
+        return {k: _option_value(v) for k, v in self.parameters}
+
+    def cluster_options(self) -> dict[str, Any]:
+        """The gateway cluster options this job asks for.
+
+        ``worker_memory`` is given to the gateway in GiB, as daskhub and the
+        embedded gateway declare it.
+        """
+        options: dict[str, Any] = {k: _option_value(v) for k, v in self.dask_options}
+        if self.worker_cores is not None:
+            options["worker_cores"] = self.worker_cores
+        if self.worker_memory is not None:
+            options["worker_memory"] = round(self.worker_memory / 2**30, 3)
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["workers"] = str(self.workers) if self.workers else "0"
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
+        values = dict(data)
+        values["workers"] = Workers.parse(values.get("workers") or "0")
+        values["args"] = tuple(values.get("args") or ())
+        values["dask_options"] = tuple(tuple(kv) for kv in values.get("dask_options") or ())
+        values["env"] = tuple(tuple(kv) for kv in values.get("env") or ())
+        values["parameters"] = tuple(tuple(kv) for kv in values.get("parameters") or ())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _option_value(text: str) -> Any:
+    """Gateway options are typed; pass numbers and booleans as such."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def current_user(environ: Mapping[str, str] | None = None) -> str:
+    """The user jobs belong to: the JupyterHub user when there is one."""
+    environ = os.environ if environ is None else environ
+    return environ.get("JUPYTERHUB_USER") or getpass.getuser()
+
+
+def read_script(path: str) -> str:
+    """The text of a script to submit, or a BadInput saying why it cannot be one."""
+    if not os.path.exists(path):
+        raise BadInput(f"script {path!r}: no such file")
+    if os.path.isdir(path):
+        raise BadInput(f"script {path!r}: is a directory, expected a script file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise BadInput(f"script {path!r}: cannot be read ({exc.strerror})") from None
+    if not data.strip():
+        raise BadInput(f"script {path!r}: is empty")
+    if b"\0" in data[:8192]:
+        raise BadInput(f"script {path!r}: is a binary file, expected a script")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"script {path!r}: is not UTF-8 text") from None
+
+
+def build_spec(
+    script: str,
+    args: tuple[str, ...] | list[str] = (),
+    options: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    cwd: str | None = None,
+    payload: bool = False,
+) -> JobSpec:
+    """Merge option layers and validate them into a :class:`JobSpec`.
+
+    ``options`` are the command line's (or the API's) raw values by option
+    name; ``config`` holds defaults read from the ``kbatch`` config namespace
+    (keys ``output``, ``dask_workers``, ``backend``, ``notebook_output``).
+    With ``payload``, ``script`` is a pickled function call: it has no
+    ``#KBATCH`` lines to read.
+
+    >>> spec = build_spec("examples/hello_dask.py", options={"dask_workers": "1:4"})
+    >>> spec.name, str(spec.workers)
+    ('hello_dask', '1:4')
+    """
+    environ = os.environ if environ is None else environ
+    cwd = cwd or os.getcwd()
+    path = os.path.abspath(os.path.join(cwd, os.path.expanduser(script)))
+    text = "" if payload else read_script(path)
+    from_env = env_values(environ)
+    for key, value in from_env.items():
+        try:
+            check_option(key, value)
+        except BadInput as exc:
+            raise BadInput(f"KBATCH_{key.upper()}: {exc}") from None
+    layers = [
+        dict(config or {}),
+        parse_directives(text, source=script, check=check_option),
+        from_env,
+        explicit_values(options or {}),
+    ]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key in MULTIPLE_OPTIONS:
+                merged[key] = tuple(merged.get(key, ())) + tuple(value)
+            else:
+                merged[key] = value
+    return _validate(path, tuple(str(a) for a in args), merged, environ, cwd)
+
+
+# Each option's converter: validates a raw value and returns it typed.
+_CONVERTERS: dict[str, Any] = {
+    "name": lambda v: _name(v),
+    "output": lambda v: _pattern("--output", v),
+    "error": lambda v: _pattern("--error", v),
+    "cpus": lambda v: _positive_number("--cpus", v),
+    "memory": lambda v: parse_size(v, "--memory"),
+    "gpus": lambda v: _count("--gpus", v, 0),
+    "time": lambda v: parse_time(v),
+    "dask_workers": lambda v: Workers.parse(v),
+    "worker_cores": lambda v: _positive_number("--worker-cores", v),
+    "worker_memory": lambda v: parse_size(v, "--worker-memory"),
+    "dask_option": lambda v: _pairs("--dask-option", v, _OPTION_KEY),
+    "env": lambda v: _pairs("--env", v, _ENV_KEY),
+    "retries": lambda v: _count("--retries", v, 0),
+    "backend": lambda v: _backend(v),
+    "export": lambda v: _export(v),
+}
+
+
+def check_option(name: str, value: Any) -> None:
+    """Validate one raw option value on its own (BadInput if it is bad)."""
+    convert = _CONVERTERS.get(name)
+    if convert is not None:
+        convert(value)
+
+
+def _converted(values: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    """Option ``name`` converted by its converter, or ``default`` when it was not given."""
+    raw = values.get(name)
+    return default if raw is None or raw == "" or raw == () else _CONVERTERS[name](raw)
+
+
+def _backend(text: Any) -> str:
+    backend = str(text or "auto").lower()
+    if backend not in BACKENDS:
+        raise BadInput(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def _export(text: Any) -> str:
+    export = str(text or "ALL")
+    if export.upper() in ("ALL", "NONE"):
+        return export.upper()
+    for var in export.split(","):
+        if not _ENV_KEY.match(var):
+            raise BadInput(f"--export {export!r}: expected ALL, NONE or a comma-separated list of variable names")
+    return export
+
+
+def _validate(path: str, args: tuple[str, ...], v: Mapping[str, Any], environ: Mapping[str, str], cwd: str) -> JobSpec:
+    name = _name(v.get("name") or os.path.splitext(os.path.basename(path))[0])
+    workdir = os.path.abspath(os.path.join(cwd, os.path.expanduser(v.get("chdir") or cwd)))
+    if not os.path.isdir(workdir):
+        raise BadInput(f"--chdir {v.get('chdir')!r}: no such directory")
+    backend = _backend(v.get("backend"))
+    export = _export(v.get("export"))
+    return JobSpec(
+        script=path,
+        args=args,
+        name=name,
+        user=current_user(environ),
+        workdir=workdir,
+        output=_converted(v, "output", "~/kbatch-%j.out"),
+        error=_converted(v, "error"),
+        comment=v.get("comment") or None,
+        cpus=_converted(v, "cpus"),
+        memory=_converted(v, "memory"),
+        gpus=_converted(v, "gpus", 0),
+        time_limit=_converted(v, "time"),
+        workers=_converted(v, "dask_workers"),
+        worker_cores=_converted(v, "worker_cores"),
+        worker_memory=_converted(v, "worker_memory"),
+        dask_options=_converted(v, "dask_option", ()),
+        image=v.get("image") or None,
+        env=_converted(v, "env", ()),
+        export=export,
+        retries=_converted(v, "retries", 0),
+        backend=backend,
+        parameters=tuple((str(k), str(v)) for k, v in v.get("parameter", ())),
+        notebook_output=_pattern("notebook output", v["notebook_output"]) if v.get("notebook_output") else None,
+    )
+
+
+def _name(text: str) -> str:
+    name = str(text).strip()
+    if not name:
+        raise BadInput("--name: must not be empty")
+    if len(name) > MAX_NAME_LEN:
+        raise BadInput(f"--name {name[:20]!r}...: at most {MAX_NAME_LEN} characters, got {len(name)}")
+    if "/" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise BadInput(f"--name {name!r}: must not contain '/' or control characters")
+    return name
+
+
+def _pattern(option: str, text: str) -> str:
+    pattern = str(text)
+    stripped = pattern.replace("%%", "")
+    for match in re.finditer(r"%(.?)", stripped):
+        if match.group(1) not in ("j", "x", "u"):
+            raise BadInput(f"{option} {pattern!r}: unknown pattern %{match.group(1)}; allowed: %j %x %u %%")
+    return pattern
+
+
+def _positive_number(option: str, text: Any) -> float | None:
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise BadInput(f"{option} {text!r}: expected a positive number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise BadInput(f"{option} {text!r}: expected a positive number")
+    return int(value) if value.is_integer() else value
+
+
+def _count(option: str, text: Any, default: int) -> int:
+    if text is None or text == "":
+        return default
+    raw = str(text).strip()
+    if not raw.isdigit():
+        raise BadInput(f"{option} {text!r}: expected a whole number >= 0")
+    return int(raw)
+
+
+def _pairs(option: str, items: Any, key_re: re.Pattern[str]) -> tuple[tuple[str, str], ...]:
+    found: dict[str, str] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key_re.match(key):
+            raise BadInput(f"{option} {item!r}: expected KEY=VALUE with KEY a name like MY_VAR")
+        found[key] = value
+    return tuple(found.items())
+
+
+def expand_pattern(pattern: str, job_id: str, name: str, user: str, workdir: str) -> str:
+    """Fill in ``%j %x %u %%`` and make the path absolute (relative to the workdir).
+
+    >>> expand_pattern("out/%x-%j.%%", "k3x9q", "train", "alice", "/home/alice")
+    '/home/alice/out/train-k3x9q.%'
+    """
+    table = {"j": job_id, "x": name, "u": user, "%": "%"}
+    expanded = re.sub(r"%([jxu%])", lambda m: table[m.group(1)], pattern)
+    return os.path.abspath(os.path.join(workdir, os.path.expanduser(expanded)))

@@ -1,0 +1,164 @@
+"""What a Kubernetes job takes from the notebook session it is submitted from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kbatch_dask.backends.kubernetes.manifests import PodSettings
+from kbatch_dask.backends.kubernetes.pod_settings import (
+    detect,
+    detect_image,
+    detect_namespace,
+    job_environment,
+    output_on_volume,
+    settings_from_pod,
+)
+from kbatch_dask.errors import BadInput
+
+# The shape of a zero-to-jupyterhub notebook pod.
+NOTEBOOK_POD: dict[str, Any] = {
+    "metadata": {"name": "jupyter-alice", "namespace": "hub"},
+    "spec": {
+        "containers": [
+            {"name": "sidecar", "image": "busybox", "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]},
+            {
+                "name": "notebook",
+                "image": "pangeo/ml-notebook:2026.1",
+                "volumeMounts": [
+                    {"name": "home", "mountPath": "/home/jovyan"},
+                    {"name": "dshm", "mountPath": "/dev/shm"},
+                    {"name": "gateway-creds", "mountPath": "/etc/creds"},
+                    {"name": "kube-api-access-x1y2z", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                ],
+                "securityContext": {"runAsUser": 1000, "allowPrivilegeEscalation": False},
+            },
+        ],
+        "volumes": [
+            {"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "gateway-creds", "secret": {"secretName": "creds"}},
+            {"name": "kube-api-access-x1y2z", "projected": {"sources": []}},
+        ],
+        "nodeSelector": {"hub.jupyter.org/node-purpose": "user"},
+        "tolerations": [{"key": "hub.jupyter.org/dedicated", "operator": "Equal", "value": "user"}],
+        "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+        "securityContext": {"fsGroup": 100},
+        "imagePullSecrets": [{"name": "registry"}],
+        "serviceAccountName": "notebook",
+    },
+}
+
+
+def test_settings_copied_from_the_notebook_pod() -> None:
+    assert settings_from_pod(NOTEBOOK_POD) == {
+        "volumes": (
+            {"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        ),
+        "volume_mounts": ({"name": "home", "mountPath": "/home/jovyan"}, {"name": "dshm", "mountPath": "/dev/shm"}),
+        "node_selector": {"hub.jupyter.org/node-purpose": "user"},
+        "tolerations": ({"key": "hub.jupyter.org/dedicated", "operator": "Equal", "value": "user"},),
+        "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+        "security_context": {"fsGroup": 100},
+        "container_security_context": {"runAsUser": 1000, "allowPrivilegeEscalation": False},
+        "image_pull_secrets": ({"name": "registry"},),
+    }
+
+
+def _detect(environ: dict[str, str], pod: dict[str, Any] | None, **kw: Any) -> PodSettings:
+    asked: list[tuple[str, str]] = []
+
+    def read_pod(namespace: str, name: str) -> dict[str, Any] | None:
+        asked.append((namespace, name))
+        return pod
+
+    values: dict[str, Any] = {
+        "namespace": "hub",
+        "image_option": None,
+        "configured_image": None,
+        "template": None,
+        "workdir": "/home/jovyan/project",
+        "environ": environ,
+        "read_pod": read_pod,
+    }
+    values.update(kw)
+    settings = detect(**values)
+    if environ.get("HOSTNAME"):
+        assert asked == [("hub", environ["HOSTNAME"])]
+    return settings
+
+
+def test_detect_in_a_notebook_pod() -> None:
+    env = {"HOSTNAME": "jupyter-alice", "JUPYTER_IMAGE_SPEC": "pangeo/ml-notebook:2026.1"}
+    settings = _detect(env, NOTEBOOK_POD)
+    assert settings.image == "pangeo/ml-notebook:2026.1"
+    assert settings.working_dir == "/home/jovyan/project"  # the submit dir is on the home volume
+    assert [v["name"] for v in settings.volumes] == ["home", "dshm"]
+    assert output_on_volume("/home/jovyan/kbatch-k3x9q.out", settings) == "/home/jovyan/kbatch-k3x9q.out"
+    assert output_on_volume("/tmp/out.txt", settings) is None
+
+
+def test_detect_without_a_readable_pod_uses_the_admin_template() -> None:
+    template = {
+        "volumes": [{"name": "home", "nfs": {"server": "nfs", "path": "/homes/alice"}}],
+        "containers": [{"volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}]}],
+    }
+    settings = _detect({"HOSTNAME": "jupyter-alice", "JUPYTER_IMAGE": "img:1"}, None, template=template)
+    assert settings.image == "img:1"
+    assert settings.volumes == () and settings.template == template
+    assert settings.working_dir == "/home/jovyan/project"  # on the template's volume
+    assert output_on_volume("/home/jovyan/x.out", settings) == "/home/jovyan/x.out"
+
+
+def test_detect_off_any_volume_has_no_working_dir() -> None:
+    settings = _detect({"HOSTNAME": "jupyter-alice"}, NOTEBOOK_POD, workdir="/tmp/elsewhere")
+    assert settings.working_dir is None
+    assert settings.image == "pangeo/ml-notebook:2026.1"  # the notebook container's, as a last resort
+
+
+@pytest.mark.parametrize(
+    ("option", "environ", "configured", "pod_image", "expected"),
+    [
+        ("cli:1", {"JUPYTER_IMAGE_SPEC": "spec:1", "JUPYTER_IMAGE": "img:1"}, "conf:1", "pod:1", "cli:1"),
+        (None, {"JUPYTER_IMAGE_SPEC": "spec:1", "JUPYTER_IMAGE": "img:1"}, "conf:1", "pod:1", "spec:1"),
+        (None, {"JUPYTER_IMAGE": "img:1"}, "conf:1", "pod:1", "img:1"),
+        (None, {}, "conf:1", "pod:1", "conf:1"),
+        (None, {}, None, "pod:1", "pod:1"),
+    ],
+)
+def test_image_precedence(
+    option: str | None, environ: dict[str, str], configured: str | None, pod_image: str | None, expected: str
+) -> None:
+    assert detect_image(option, environ, configured, pod_image) == expected
+
+
+def test_no_image_is_a_clear_error() -> None:
+    with pytest.raises(BadInput, match="--image"):
+        detect_image(None, {}, None, None)
+
+
+def test_namespace_precedence(tmp_path: Path) -> None:
+    sa = tmp_path / "namespace"
+    sa.write_text("from-sa\n")
+    assert detect_namespace("configured", "ctx", str(sa)) == "configured"
+    assert detect_namespace(None, "ctx", str(sa)) == "from-sa"
+    assert detect_namespace(None, "ctx", str(tmp_path / "missing")) == "ctx"
+    assert detect_namespace(None, None, str(tmp_path / "missing")) == "default"
+
+
+def test_job_environment_keeps_gateway_settings_whatever_export_said() -> None:
+    environ = {
+        "DASK_GATEWAY__ADDRESS": "http://traefik-dask-gateway",
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+        "OTHER": "x",
+    }
+    exported = {"PATH": "/bin", "weird-name": "y"}
+    assert job_environment(exported, environ) == {
+        "PATH": "/bin",
+        "DASK_GATEWAY__ADDRESS": "http://traefik-dask-gateway",
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+    }

@@ -1,0 +1,161 @@
+"""Kubernetes Jobs and pods → job states (DESIGN.md §4), as a table of cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kbatch_dask.backends.kubernetes.status import Status, job_record, job_status, latest_pod, parse_time, pods_by_job
+from kbatch_dask.records import JobState
+
+T0 = "2026-11-21T21:40:00Z"
+T1 = "2026-11-21T21:41:00Z"
+T2 = "2026-11-21T21:45:00Z"
+
+
+def job(*conditions: tuple[str, str], annotations: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "metadata": {
+            "name": "kbatch-alice-k3x9q",
+            "namespace": "hub",
+            "creationTimestamp": T0,
+            "labels": {"kbatch-dask.io/job-id": "k3x9q", "kbatch-dask.io/user": "alice"},
+            "annotations": {
+                "kbatch-dask.io/name": "train",
+                "kbatch-dask.io/user": "alice",
+                "kbatch-dask.io/script": "/home/alice/train.py",
+                "kbatch-dask.io/submitted": "2026-11-21T21:40:00+00:00",
+                "kbatch-dask.io/time-limit": "600",
+                **(annotations or {}),
+            },
+        },
+        "spec": {"backoffLimit": extra.pop("backoff", 0)},
+        "status": {
+            "conditions": [{"type": t, "status": "True", "reason": r, "lastTransitionTime": T2} for t, r in conditions],
+            **extra,
+        },
+    }
+    return obj
+
+
+def pod(phase: str, state: dict[str, Any] | None = None, created: str = T0, **status: Any) -> dict[str, Any]:
+    container = {"name": "driver", "state": state or {}}
+    return {
+        "metadata": {"name": f"kbatch-alice-k3x9q-{created[-3:-1]}", "creationTimestamp": created,
+                     "labels": {"kbatch-dask.io/job-id": "k3x9q"}},
+        "status": {"phase": phase, "containerStatuses": [container], **status},
+    }  # fmt: skip
+
+
+def terminated(code: int, reason: str = "Error") -> dict[str, Any]:
+    return {"terminated": {"exitCode": code, "reason": reason, "startedAt": T1, "finishedAt": T2}}
+
+
+def waiting(reason: str) -> dict[str, Any]:
+    return {"waiting": {"reason": reason}}
+
+
+DRIVER_CANCELLED = {
+    "kbatch-dask.io/state": "CANCELLED",
+    "kbatch-dask.io/reason": "cancelled by user",
+    "kbatch-dask.io/exit-code": "143",
+}
+UNSCHEDULABLE = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
+
+CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], Status]] = [
+    ("no pod yet", job(), [], Status(JobState.PENDING)),
+    ("suspended", job(("Suspended", "JobSuspended")), [], Status(JobState.PENDING, "Suspended")),
+    ("unschedulable", job(), [pod("Pending", **UNSCHEDULABLE)], Status(JobState.PENDING, "Unschedulable")),
+    ("image pull", job(), [pod("Pending", waiting("ImagePullBackOff"))], Status(JobState.PENDING, "ImagePullBackOff")),
+    ("creating", job(), [pod("Pending", waiting("ContainerCreating"))], Status(JobState.PENDING, "ContainerCreating")),
+    ("running", job(), [pod("Running", {"running": {"startedAt": T1}})], Status(JobState.RUNNING)),
+    ("node lost", job(), [pod("Unknown")], Status(JobState.RUNNING, "node not responding")),
+    ("complete", job(("Complete", "")), [pod("Succeeded", terminated(0, "Completed"))],
+     Status(JobState.SUCCEEDED, None, 0)),
+    ("complete, pod gone", job(("Complete", "")), [], Status(JobState.SUCCEEDED, None, 0)),
+    ("pod succeeded first", job(), [pod("Succeeded", terminated(0, "Completed"))], Status(JobState.SUCCEEDED, None, 0)),
+    ("exit code", job(("Failed", "BackoffLimitExceeded")), [pod("Failed", terminated(3))],
+     Status(JobState.FAILED, "exit code 3", 3)),
+    ("oom", job(("Failed", "BackoffLimitExceeded")), [pod("Failed", terminated(137, "OOMKilled"))],
+     Status(JobState.OOM, "OOMKilled", 137)),
+    ("oom before job condition", job(), [pod("Failed", terminated(137, "OOMKilled"))],
+     Status(JobState.OOM, "OOMKilled", 137)),
+    ("deadline", job(("Failed", "DeadlineExceeded")), [pod("Failed", terminated(143))],
+     Status(JobState.TIMEOUT, "time limit of 600 s reached", 143)),
+    ("deadline, pod gone", job(("Failed", "DeadlineExceeded")), [],
+     Status(JobState.TIMEOUT, "time limit of 600 s reached")),
+    ("failure target", job(("FailureTarget", "DeadlineExceeded")), [pod("Running")],
+     Status(JobState.TIMEOUT, "time limit of 600 s reached")),
+    ("driver recorded its end", job(("Failed", "BackoffLimitExceeded"), annotations=DRIVER_CANCELLED),
+     [pod("Failed", terminated(143))], Status(JobState.CANCELLED, "cancelled by user", 143)),
+    ("evicted", job(("Failed", "BackoffLimitExceeded")), [pod("Failed", reason="Evicted", message="low on memory")],
+     Status(JobState.FAILED, "pod Evicted: low on memory")),
+    ("vanished", job(("Failed", "BackoffLimitExceeded")), [], Status(JobState.LOST, "driver pod vanished")),
+    ("being deleted", {**job(), "metadata": {**job()["metadata"], "deletionTimestamp": T2}}, [pod("Running")],
+     Status(JobState.CANCELLED, "cancelled by user")),
+    ("retrying", job(backoff=2, failed=1), [pod("Failed", terminated(1))],
+     Status(JobState.PENDING, "retrying after exit code 1")),
+    ("retry running", job(backoff=2, failed=1),
+     [pod("Failed", terminated(1)), pod("Running", {"running": {}}, created=T1)], Status(JobState.RUNNING)),
+    ("retries used up", job(backoff=1, failed=2), [pod("Failed", terminated(1))],
+     Status(JobState.FAILED, "exit code 1", 1)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "job_obj", "pods", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_state_mapping(case: str, job_obj: dict[str, Any], pods: list[dict[str, Any]], expected: Status) -> None:
+    assert job_status(job_obj, pods) == expected
+
+
+def test_record_of_a_running_job_with_a_cluster() -> None:
+    obj = job(
+        annotations={
+            "kbatch-dask.io/workers": "2:10",
+            "kbatch-dask.io/args": '["--epochs", "3"]',
+            "kbatch-dask.io/cluster": "abc123",
+            "kbatch-dask.io/dashboard": "http://gw/clusters/abc123/status",
+            "kbatch-dask.io/started": "2026-11-21T21:40:30+00:00",
+            "kbatch-dask.io/output": "/home/alice/kbatch-k3x9q.out",
+        }
+    )
+    record = job_record(obj, [pod("Running", {"running": {"startedAt": T1}})])
+    assert record.to_dict() == {
+        "id": "k3x9q",
+        "name": "train",
+        "user": "alice",
+        "backend": "kubernetes",
+        "state": "RUNNING",
+        "reason": None,
+        "exit_code": None,
+        "submitted": "2026-11-21T21:40:00+00:00",
+        "started": "2026-11-21T21:40:30+00:00",
+        "finished": None,
+        "script": "/home/alice/train.py",
+        "args": ["--epochs", "3"],
+        "output": "/home/alice/kbatch-k3x9q.out",
+        "comment": None,
+        "host": "kbatch-alice-k3x9q-00",
+        "pid": None,
+        "dask": {
+            "workers": "2:10",
+            "cluster": "abc123",
+            "cluster_status": None,
+            "live_workers": None,
+            "dashboard": "http://gw/clusters/abc123/status",
+        },
+    }
+
+
+def test_record_times_come_from_the_api_when_the_driver_recorded_none() -> None:
+    record = job_record(job(("Failed", "BackoffLimitExceeded")), [pod("Failed", terminated(3))])
+    assert record.started == parse_time(T1)
+    assert record.finished == parse_time(T2)
+    assert record.dask is None
+
+
+def test_latest_pod_and_grouping() -> None:
+    old, new = pod("Failed", created=T0), pod("Running", created=T1)
+    assert latest_pod([new, old]) is new
+    assert latest_pod([]) is None
+    assert pods_by_job([old, new, {"metadata": {}}]) == {"k3x9q": [old, new]}

@@ -1,0 +1,197 @@
+"""Scenarios of the Kubernetes backend, shared by the fake-cluster tests
+(``test_kubernetes_e2e.py``) and the opt-in real-cluster tests
+(``test_kubernetes_cluster.py``). Each drives the real ``kbatch`` commands
+through a :class:`Session` and asserts what a user would notice."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from conftest import ROOT, kbatch, wait_for
+
+from kbatch_dask.backends.kubernetes.slugs import safe_slug
+from kbatch_dask.spec import current_user
+
+K8S_VERSIONS = ("1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33")
+MANAGED = "app.kubernetes.io/managed-by=kbatch-dask"
+
+
+class Session:
+    """A user's session on a cluster: runs the real CLI with ``env`` from ``home``."""
+
+    def __init__(self, home: Path, env: dict[str, str], secret_values: tuple[str, ...] = ()) -> None:
+        self.home = home
+        self.env = env
+        self.secret_values = secret_values
+
+    # -- what differs between the fake and a real cluster ----------------------
+
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        """This user's kbatch-dask objects of ``kind`` (jobs, configmaps, secrets, pods)."""
+        raise NotImplementedError
+
+    def wait_done(self, job_id: str, timeout: float) -> dict[str, Any]:
+        """The Job once it has a Complete or Failed condition."""
+        raise NotImplementedError
+
+    def cluster_stopped(self, name: str) -> bool:
+        raise NotImplementedError
+
+    # -- the CLI ----------------------------------------------------------------
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Any:
+        return kbatch(*args, env=env or self.env, cwd=self.home, timeout=timeout)
+
+    def submit(self, *args: str) -> str:
+        proc = self.run("--backend", "kubernetes", "--parsable", *args)
+        assert proc.returncode == 0, proc.stderr
+        return str(proc.stdout.strip().splitlines()[-1])
+
+    def queue(self, *args: str) -> list[dict[str, Any]]:
+        proc = self.run("queue", "--backend", "kubernetes", "-o", "json", *args)
+        assert proc.returncode == 0, proc.stderr
+        return list(json.loads(proc.stdout))
+
+    def show(self, job_id: str) -> dict[str, Any]:
+        proc = self.run("show", "--backend", "kubernetes", "-o", "json", job_id)
+        assert proc.returncode == 0, proc.stderr
+        return dict(json.loads(proc.stdout))
+
+    def logs(self, job_id: str, *args: str) -> str:
+        proc = self.run("logs", "--backend", "kubernetes", *args, job_id)
+        assert proc.returncode == 0, proc.stderr
+        return str(proc.stdout)
+
+    def job_name(self, job_id: str) -> str:
+        return f"kbatch-{safe_slug(current_user())}-{job_id}"
+
+    def write(self, name: str, text: str) -> str:
+        path = self.home / name
+        path.write_text(text)
+        return str(path)
+
+
+def poll_done(session: Session, job_id: str, timeout: float) -> dict[str, Any]:
+    """Wait for a terminal state through ``kbatch show`` (any cluster)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = session.show(job_id)
+        if record["state"] not in ("PENDING", "RUNNING"):
+            return record
+        assert time.monotonic() < deadline, f"job {job_id} still {record['state']} after {timeout} s"
+        time.sleep(1)
+
+
+# -- scenarios -------------------------------------------------------------------
+
+
+def hello_dask(session: Session, timeout: float = 120) -> dict[str, Any]:
+    """``kbatch examples/hello_dask.py --dask-workers 2``: one Job with its owned
+    ConfigMap and Secret, no env value in the Job, the cluster recorded on the
+    Job, SUCCEEDED in the queue, output in the log, the cluster stopped."""
+    job_id = session.submit(str(ROOT / "examples" / "hello_dask.py"), "--dask-workers", "2")
+    name = session.job_name(job_id)
+    (job,) = [j for j in session.objects("jobs") if j["metadata"]["name"] == name]
+    owned = [o for kind in ("configmaps", "secrets") for o in session.objects(kind) if o["metadata"]["name"] == name]
+    assert len(owned) == 2
+    for obj in owned:
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == ("Job", name, job["metadata"]["uid"])
+    text = json.dumps(job)
+    assert not any(value in text for value in session.secret_values), "an environment value is in the Job"
+
+    done = session.wait_done(job_id, timeout)
+    annotations = done["metadata"]["annotations"]
+    cluster = annotations["kbatch-dask.io/cluster"]
+    assert annotations["kbatch-dask.io/dashboard"].endswith(f"/clusters/{cluster}/status")
+    (record,) = [r for r in session.queue() if r["id"] == job_id]
+    assert (record["state"], record["exit_code"]) == ("SUCCEEDED", 0), record
+    assert record["dask"]["cluster"] == cluster
+    assert "sum of squares of 0..999 = 332833500" in session.logs(job_id)
+    wait_for(lambda: session.cluster_stopped(cluster), timeout=30, what="the cluster to stop")
+    return record
+
+
+def dashboard_then_cancel(session: Session, timeout: float = 120) -> None:
+    """A running job shows its dashboard; cancel removes its objects and stops its cluster."""
+    script = session.write(
+        "forever.py",
+        "import time\nfrom dask.distributed import get_client\n"
+        "get_client().wait_for_workers(1, timeout=120)\nprint('ready', flush=True)\ntime.sleep(600)\n",
+    )
+    job_id = session.submit(script, "--dask-workers", "1")
+
+    def running() -> dict[str, Any] | None:
+        mine = [r for r in session.queue() if r["id"] == job_id]
+        ok = mine and mine[0]["state"] == "RUNNING" and (mine[0]["dask"] or {}).get("dashboard")
+        return mine[0] if ok else None
+
+    record = wait_for(running, timeout=timeout, interval=0.5, what="a running job with a dashboard")
+    assert record["dask"]["cluster_status"] == "RUNNING"
+    assert record["host"].startswith(session.job_name(job_id))
+    proc = session.run("cancel", "--backend", "kubernetes", job_id)
+    assert proc.returncode == 0, proc.stderr
+    assert f"Job {job_id} CANCELLED" in proc.stdout
+    name = session.job_name(job_id)
+
+    def gone() -> bool:
+        return not any(
+            o["metadata"]["name"] == name for k in ("jobs", "configmaps", "secrets") for o in session.objects(k)
+        )
+
+    wait_for(gone, timeout=60, what="the Job, ConfigMap and Secret to go")
+    wait_for(lambda: session.cluster_stopped(record["dask"]["cluster"]), timeout=60, what="the cluster to stop")
+
+
+def time_limit(session: Session, timeout: float = 60) -> None:
+    script = session.write("slow.py", "import time\nprint('working', flush=True)\ntime.sleep(600)\n")
+    job_id = session.submit(script, "--dask-workers", "0", "--time", "0:03")
+    session.wait_done(job_id, timeout)
+    record = session.show(job_id)
+    assert (record["state"], record["reason"]) == ("TIMEOUT", "time limit of 3 s reached"), record
+
+
+def exit_code(session: Session, timeout: float = 60) -> None:
+    script = session.write("fail.py", "import sys\nprint('bad', flush=True)\nsys.exit(3)\n")
+    job_id = session.submit(script, "--dask-workers", "0")
+    session.wait_done(job_id, timeout)
+    record = session.show(job_id)
+    assert (record["state"], record["exit_code"], record["reason"]) == ("FAILED", 3, "exit code 3"), record
+
+
+def dry_run(session: Session) -> list[dict[str, Any]]:
+    """The exact manifests as YAML, valid for every supported Kubernetes; nothing created."""
+    import kubernetes_validate
+
+    before = session.objects("jobs")
+    script = session.write("train.py", "print('train')\n")
+    proc = session.run("--backend", "kubernetes", "--dry-run", script, "--dask-workers", "2", "--time", "1:00:00")
+    assert proc.returncode == 0, proc.stderr
+    objects = list(yaml.safe_load_all(proc.stdout))
+    assert [o["kind"] for o in objects] == ["Job", "ConfigMap", "Secret"]
+    assert objects[0]["spec"]["activeDeadlineSeconds"] == 3600
+    assert set(objects[2]["data"].values()) == {"<redacted>"}
+    assert not any(value in proc.stdout for value in session.secret_values)
+    for version in K8S_VERSIONS:
+        for obj in objects[:2]:
+            kubernetes_validate.validate(obj, version, strict=True)
+    assert session.objects("jobs") == before
+    return objects
+
+
+def refused(session: Session, case: str, env: dict[str, str] | None = None) -> str:
+    """A submission refused with one line, leaving nothing behind; returns the line."""
+    before = {k: len(session.objects(k)) for k in ("jobs", "configmaps", "secrets")}
+    script = session.write("job.py", "print('hi')\n")
+    if case == "script over 1 MiB":
+        script = session.write("big.py", "# " + "x" * (2 * 2**20) + "\nprint('hi')\n")
+    proc = session.run("--backend", "kubernetes", script, "--dask-workers", "0", env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    assert proc.returncode == (2 if case in ("script over 1 MiB", "no image") else 1), proc.stderr
+    assert {k: len(session.objects(k)) for k in before} == before
+    return str(lines[0])

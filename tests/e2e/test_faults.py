@@ -1,0 +1,279 @@
+"""Whatever happens to a job, its cluster stops and its record and output survive."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BIN, cluster_status, job_dirs, kbatch, kqueue_json, show_json, wait_for, write_script
+
+from kbatch_dask import gateway
+from kbatch_dask.backends.local import embedded_gateway as embedded
+from kbatch_dask.spec import current_user
+
+pytestmark = pytest.mark.gateway
+
+CONNECT = (
+    "from dask.distributed import get_client\n"
+    "get_client().wait_for_workers(1, timeout=60)\n"
+    "print('started', flush=True)\n"
+)
+
+
+def submit(*args: str, env: dict[str, str] | None = None) -> str:
+    proc = kbatch(*args, "--parsable", env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def ended(job_id: str, timeout: float = 90, env: dict[str, str] | None = None) -> dict:
+    def check() -> dict | None:
+        proc = kbatch("show", job_id, "-o", "json", env=env)
+        record = json.loads(proc.stdout)
+        return record if record["state"] not in ("PENDING", "RUNNING") else None
+
+    return wait_for(check, timeout=timeout, what=f"job {job_id} to end")
+
+
+def stopped_within(home: Path, name: str, seconds: float) -> float:
+    started = time.monotonic()
+    wait_for(
+        lambda: cluster_status(home, name) in ("STOPPED", "FAILED", None),
+        timeout=seconds,
+        what=f"cluster {name} to stop",
+    )
+    return time.monotonic() - started
+
+
+def started(path: Path) -> bool:
+    return path.exists() and "started" in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("body", "exit_code", "reason"),
+    [
+        ("import os; os._exit(4)", 4, "exit code 4"),
+        ("import ctypes; ctypes.string_at(0)", 128 + 11, "killed by signal 11 (SIGSEGV)"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 128 + 9, "killed by signal 9 (SIGKILL)"),
+    ],
+    ids=["os._exit", "segfault", "sigkill"],
+)
+def test_hard_exits_fail_with_code_or_signal_and_stop_the_cluster(
+    home: Path, tmp_path: Path, body: str, exit_code: int, reason: str
+) -> None:
+    script = write_script(tmp_path / "hard.py", CONNECT + body + "\n")
+    job = ended(submit(str(script), "--dask-workers", "1", "-o", str(tmp_path / "h.out")))
+    assert (job["state"], job["exit_code"], job["reason"]) == ("FAILED", exit_code, reason)
+    assert stopped_within(home, job["dask"]["cluster"], 5) <= 5
+
+
+def test_supervisor_killed_cluster_stopped_by_dead_mans_switch(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "k.out"
+    script = write_script(tmp_path / "victim.py", CONNECT + "import time\ntime.sleep(300)\n")
+    job_id = submit(str(script), "--dask-workers", "1", "-o", str(out))
+    wait_for(lambda: started(out), what="the script to start")
+    driver_log = home / "jobs" / job_id / "driver.log"  # the switch is armed while the script starts
+    wait_for(lambda: "dead-man's switch armed" in driver_log.read_text(), what="the dead-man's switch")
+    record = show_json(job_id)
+    cluster = record["dask"]["cluster"]
+    os.kill(record["pid"], signal.SIGKILL)  # the supervisor only: no cleanup code runs
+    killed = time.monotonic()
+    wait_for(
+        lambda: cluster_status(home, cluster) in ("STOPPED", "FAILED", None),
+        timeout=15,
+        what="the dead-man's switch to stop the cluster",
+    )
+    assert time.monotonic() - killed <= 15
+    job = show_json(job_id)
+    assert job["state"] == "LOST" and job["reason"] == "driver process vanished"
+    assert out.exists()
+
+
+def test_dead_mans_switch_ignores_other_clients(home: Path, tmp_path: Path) -> None:
+    """Clients that connect and leave (the runner, a notebook looking) don't trip it."""
+    out = tmp_path / "o.out"
+    peek = (
+        "import time\nfrom kbatch_dask import get_cluster\n"
+        "for _ in range(3):\n    c = get_cluster().get_client(); c.close(); time.sleep(3)\n"
+        "print('still here', flush=True)\n"
+    )
+    script = write_script(tmp_path / "peek.py", CONNECT + peek)
+    job = ended(submit(str(script), "--dask-workers", "1", "-o", str(out)))
+    assert job["state"] == "SUCCEEDED", out.read_text()
+    assert "still here" in out.read_text()
+
+
+def test_time_limit_ends_timeout_and_stops_the_cluster(home: Path, tmp_path: Path) -> None:
+    script = write_script(tmp_path / "slow.py", CONNECT + "import time\ntime.sleep(60)\nprint('finished')\n")
+    job = ended(submit(str(script), "--dask-workers", "1", "--time", "0:05", "-o", str(tmp_path / "t.out")))
+    assert job["state"] == "TIMEOUT"
+    run_time = _parse(job["finished"]) - _parse(job["started"])
+    assert run_time <= 15
+    assert "finished" not in (tmp_path / "t.out").read_text()
+    assert "TIMEOUT" in (tmp_path / "t.out").read_text()  # kbatch says so in the output
+    assert stopped_within(home, job["dask"]["cluster"], 5) <= 5
+
+
+def _parse(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def test_bad_cluster_option_fails_with_the_gateways_message(home: Path, tmp_path: Path) -> None:
+    """Refused by the gateway when the driver asks (the submit-time check can't see a
+    gateway that isn't running yet); never stuck PENDING or RUNNING."""
+    embedded.stop(str(home))  # so that submit cannot check the option first
+    script = write_script(tmp_path / "x.py", "print('never')\n")
+    job = ended(submit(str(script), "--dask-workers", "1", "--worker-cores", "99", "-o", str(tmp_path / "b.out")))
+    assert job["state"] == "FAILED"
+    assert "worker_cores" in job["reason"] and "99" in job["reason"], job["reason"]
+    assert "never" not in (tmp_path / "b.out").read_text()
+
+
+def test_unknown_dask_option_refused_at_submit_when_gateway_is_up(home: Path, tmp_path: Path) -> None:
+    gateway.resolve(str(home), current_user(), start=True)
+    (tmp_path / "x.py").write_text("print(1)\n")
+    proc = kbatch("x.py", "--dask-option", "worker_corse=2", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "Error: cluster option 'worker_corse': the gateway has no such option; it offers: worker_cores, worker_memory"
+    )
+    proc = kbatch("x.py", "--worker-cores", "99", cwd=tmp_path)
+    assert proc.returncode == 2 and "worker_cores=99: at most 4" in proc.stderr
+    assert job_dirs(home) == []
+
+
+def test_corrupt_record_is_an_error_row_not_a_crash(home: Path, tmp_path: Path) -> None:
+    script = write_script(tmp_path / "ok.py", "print('ok')\n")
+    good = submit(str(script), "--dask-workers", "0", "-o", str(tmp_path / "ok.out"))
+    ended(good)
+    broken = home / "jobs" / "zzzzz"
+    broken.mkdir()
+    (broken / "record.json").write_text('{"id": "zzzzz", "state": "RUNN')  # half-written
+    rows = {r["id"]: r for r in kqueue_json()}
+    assert rows[good]["state"] == "SUCCEEDED"
+    assert rows["zzzzz"]["state"] == "LOST" and "record unreadable" in rows["zzzzz"]["reason"]
+    table = subprocess.run([str(BIN / "kqueue")], capture_output=True, text=True)
+    assert table.returncode == 0 and "zzzzz" in table.stdout
+
+
+def test_parallel_submissions_get_distinct_ids_and_complete_records(home: Path, tmp_path: Path) -> None:
+    script = write_script(tmp_path / "p.py", "print('p')\n")
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "kbatch"), str(script), "--dask-workers", "0", "--parsable", "-o", str(tmp_path / "p-%j.out")],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(20)
+    ]
+    ids = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len(set(ids)) == 20 and sorted(ids) == job_dirs(home)
+    for job_id in ids:
+        job = ended(job_id)
+        assert job["state"] == "SUCCEEDED" and (tmp_path / f"p-{job_id}.out").read_text() == "p\n"
+
+
+class _Gateway:
+    """A gateway the tests start and stop on fixed ports, used via gateway.address."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = str(home)
+        self.ports = tuple(embedded.free_ports(2))
+        self.password = "test-secret"
+        (home / "gateway").mkdir(parents=True, exist_ok=True)
+        (home / "gateway" / "secret").write_text(self.password)
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DASK_GATEWAY__ADDRESS": f"http://127.0.0.1:{self.ports[0]}",
+            "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://127.0.0.1:{self.ports[1]}",
+            "DASK_GATEWAY__AUTH__TYPE": "basic",
+            "DASK_GATEWAY__AUTH__KWARGS__PASSWORD": self.password,
+            "DASK_KBATCH__DRIVER__GATEWAY_RETRY": "30",
+        }
+
+    def start(self) -> None:
+        embedded.start(self.home, current_user(), {}, ports=self.ports)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        embedded.stop(self.home)
+
+    def running_clusters(self) -> list[str]:
+        settings = gateway.resolve(self.home, current_user(), start=False)
+        assert settings is not None
+        return [c.name for c in gateway.list_clusters(settings).values() if c.status in ("PENDING", "RUNNING")]
+
+
+@pytest.fixture
+def own_gateway(tmp_path: Path) -> _Gateway:
+    gw = _Gateway(tmp_path / "own-gateway")
+    yield gw
+    gw.stop()
+
+
+def test_gateway_down_at_start_then_up_within_the_retry_window(
+    home: Path, tmp_path: Path, own_gateway: _Gateway
+) -> None:
+    script = write_script(tmp_path / "late.py", CONNECT + "print('ran')\n")
+    job_id = submit(str(script), "--dask-workers", "1", "-o", str(tmp_path / "late.out"), env=own_gateway.env())
+    timer = threading.Timer(3.0, own_gateway.start)
+    timer.start()
+    job = ended(job_id, env=own_gateway.env())
+    timer.join()
+    assert job["state"] == "SUCCEEDED", (tmp_path / "late.out").read_text()
+    assert "ran" in (tmp_path / "late.out").read_text()
+    assert own_gateway.running_clusters() == []
+
+
+def test_gateway_restarted_mid_job_ends_terminal_with_no_cluster_left(
+    home: Path, tmp_path: Path, own_gateway: _Gateway
+) -> None:
+    own_gateway.start()
+    out = tmp_path / "r.out"
+    script = write_script(tmp_path / "restart.py", CONNECT + "import time\ntime.sleep(120)\n")
+    job_id = submit(str(script), "--dask-workers", "1", "-o", str(out), env=own_gateway.env())
+    wait_for(lambda: started(out), what="the script to start")
+    own_gateway.stop()  # stops its clusters, as a gateway restart does
+    own_gateway.start()
+    job = ended(job_id, timeout=60, env=own_gateway.env())
+    assert job["state"] == "FAILED" and "stopped while the job ran" in job["reason"]
+    assert own_gateway.running_clusters() == []
+
+
+def test_gc_stops_clusters_of_ended_jobs_and_is_idempotent(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "g.out"
+    script = write_script(tmp_path / "gc.py", CONNECT + "import time\ntime.sleep(300)\n")
+    job_id = submit(str(script), "--dask-workers", "1", "-o", str(out))
+    wait_for(lambda: started(out), what="the script to start")
+    record = show_json(job_id)
+    cluster = record["dask"]["cluster"]
+    # Kill the whole job, and keep its cluster from stopping itself, as if the
+    # dead-man's switch had not been armed: gc is the last backstop.
+    settings = gateway.resolve(str(home), current_user(), start=False)
+    assert settings is not None
+    from distributed import Client  # noqa: F401  (import before the kill keeps timing tight)
+
+    os.killpg(record["pid"], signal.SIGKILL)
+    job = wait_for(lambda: (r := show_json(job_id))["state"] == "LOST" and r, what="LOST")
+    dry = kbatch("gc", "--dry-run", check=True).stdout
+    if cluster_status(home, cluster) == "RUNNING":  # the switch may already have stopped it
+        assert f"would stop cluster {cluster} (job {job_id} LOST)" in dry
+        assert cluster_status(home, cluster) == "RUNNING"  # dry run stops nothing
+        assert f"stopped cluster {cluster}" in kbatch("gc", check=True).stdout
+    assert cluster_status(home, cluster) in ("STOPPED", "STOPPING", None)
+    assert "Nothing to stop" in kbatch("gc", check=True).stdout
+    assert job["state"] == "LOST" and out.exists()
+
+
+def test_gc_after_faults_finds_nothing(home: Path) -> None:
+    assert "Nothing to stop" in kbatch("gc", check=True).stdout
