@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kbatch_dask import gateway as gw
 from kbatch_dask.backends.local import embedded_gateway as embedded
-from kbatch_dask.spec import current_user
+from kbatch_dask.backends.local.backend import LocalBackend
+from kbatch_dask.gateway import GatewaySettings
 
 BIN = Path(sys.executable).parent
 KBATCH = str(BIN / "kbatch")
@@ -45,8 +45,8 @@ class Context:
     _server: Any = field(default=None, repr=False)
 
     @property
-    def settings(self) -> gw.GatewaySettings:
-        settings = gw.resolve(str(self.gateway_home), current_user(), start=True)
+    def settings(self) -> GatewaySettings:
+        settings = LocalBackend(str(self.gateway_home)).gateway(start=True)
         assert settings is not None
         return settings
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbatch_dask import gateway as gw
+from kbatch_dask.gateway import ClusterStatus, GatewayClient, GatewaySettings
 
 from .context import KBATCH, Context
 from .measure import Row, Target, interleaved, peak_rss_mib, process_start, timed
@@ -57,7 +57,7 @@ class Seen:
     rss: float
 
 
-def _follow(pid: int, output: Path, settings: gw.GatewaySettings, alive: Callable[[], bool]) -> Seen:
+def _follow(pid: int, output: Path, settings: GatewaySettings, alive: Callable[[], bool]) -> Seen:
     """Watch one run: its first and last lines, its peak memory, and when its cluster stopped."""
     deadline = time.monotonic() + 300
     first: list[str] = []
@@ -69,8 +69,9 @@ def _follow(pid: int, output: Path, settings: gw.GatewaySettings, alive: Callabl
         first = first or next((line.split() for line in lines if line.startswith("first ")), [])
         last = last or next((float(line.split()[1]) for line in lines if line.startswith("last ")), None)
         if first and last is not None:
-            info = gw.cluster_info(settings, first[2])
-            if info is None or info.status == "STOPPED":
+            with GatewayClient(settings) as client:
+                info = client.cluster_info(first[2])
+            if info is None or info.status is ClusterStatus.STOPPED:
                 stopped = time.time()
                 while alive():  # the rest of its peak memory, until it exits
                     rss = max(rss, peak_rss_mib(pid) or 0.0)

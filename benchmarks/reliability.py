@@ -51,12 +51,13 @@ def wait(predicate: Callable[[], object], timeout: float = 120) -> object:
 
 def stop_time(home: str, name: str) -> float | None:
     """The cluster's stop time (epoch seconds) once the gateway has stopped it."""
-    from kbatch_dask import gateway
-    from kbatch_dask.spec import current_user
+    from kbatch_dask.backends.local.backend import LocalBackend
+    from kbatch_dask.gateway import GatewayClient
 
-    settings = gateway.resolve(home, current_user(), start=False)
+    settings = LocalBackend(home).gateway()
     assert settings is not None
-    data = gateway.request(settings, "GET", f"/api/v1/clusters/{name}")
+    with GatewayClient(settings) as client:
+        data = client.transport.request("GET", f"/api/v1/clusters/{name}")
     if data["status"] not in ("STOPPED", "FAILED") or not data.get("stop_time"):
         return None
     return float(data["stop_time"]) / 1000

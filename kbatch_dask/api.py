@@ -12,18 +12,22 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbatch_dask import config
-from kbatch_dask import gateway as gw
 from kbatch_dask import queue as q
 from kbatch_dask.backends import Backend, get_backend, resolve_backend_name
 from kbatch_dask.errors import BadInput, KbatchError
+from kbatch_dask.gateway import GatewayClient, GatewaySettings
+from kbatch_dask.gateway.options import check_cluster_options
 from kbatch_dask.job import Job
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.spec import JobSpec, build_spec
 from kbatch_dask.spec.environment import exported_environment
 from kbatch_dask.spec.options import SPEC_OPTION_NAMES
+
+if TYPE_CHECKING:
+    from kbatch_dask.backends.local.backend import LocalBackend
 
 
 def _config_layer() -> dict[str, Any]:
@@ -70,7 +74,7 @@ def submit_spec(spec: JobSpec) -> Job:
         raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
     _check_cluster_options(spec, backend)
     environment = exported_environment(spec.export, spec.env, os.environ)
-    from kbatch_dask import hub
+    from kbatch_dask.hub import tokens as hub
 
     # Under JupyterHub the job gets a hub token of its own (see hub.py).
     with hub.job_token(
@@ -101,13 +105,14 @@ def _check_cluster_options(spec: JobSpec, backend: Backend) -> None:
     if not spec.workers or not options:
         return
     try:
-        settings = _known_gateway(backend, spec.user)
+        settings = backend.gateway()
         if settings is None:
             return
-        declared = gw.cluster_options(settings)
+        with GatewayClient(settings) as client:
+            declared = client.cluster_options()
     except KbatchError:
         return  # unreachable now: the driver will retry, and report a refusal itself
-    gw.check_cluster_options(options, declared)
+    check_cluster_options(options, declared)
 
 
 def submit(script: str, *args: str, **options: Any) -> Job:
@@ -222,26 +227,18 @@ def list_records(
 
 def _with_clusters(backend: Backend, records: list[JobRecord]) -> list[JobRecord]:
     """``records`` joined with what the gateway says of their clusters now."""
-    return q.collect(records, _gateway_settings(backend, records), float(config.get("queue.live-timeout", 1.0)))
+    settings = _gateway_settings(backend, records)
+    if settings is None:
+        return q.collect(records, None)
+    with GatewayClient(settings) as client:
+        return q.collect(records, client, float(config.get("queue.live-timeout", 1.0)))
 
 
-def _known_gateway(backend: Backend, user: str) -> gw.GatewaySettings | None:
-    """The gateway this backend's jobs use, if one is configured or already running.
-
-    Only the local backend has an embedded gateway (in its state directory);
-    other backends use ``gateway.address`` or none.
-    """
-    home = getattr(backend, "home", None)
-    if home is None and not config.gateway_address():
-        return None
-    return gw.resolve(home or "", user, start=False)
-
-
-def _gateway_settings(backend: Backend, records: list[JobRecord]) -> gw.GatewaySettings | None:
+def _gateway_settings(backend: Backend, records: list[JobRecord]) -> GatewaySettings | None:
     if not any(r.dask and r.dask.cluster for r in records):
         return None
     try:
-        return _known_gateway(backend, records[0].user)
+        return backend.gateway()
     except KbatchError:
         return None
 
@@ -282,15 +279,15 @@ def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None
     """
     b = _backend(backend)
     records = b.list(ended_since=None)
-    from kbatch_dask.spec import current_user
-
-    settings = _known_gateway(b, current_user())
+    settings = b.gateway()
     if settings is None:
         return []
     owners = {r.dask.cluster: r for r in records if r.dask and r.dask.cluster}
     actions = []
-    for name, info in sorted(gw.list_clusters(settings).items()):
-        if info.status not in ("PENDING", "RUNNING"):
+    with GatewayClient(settings) as client:
+        clusters = client.list_clusters()
+    for name, info in sorted(clusters.items()):
+        if not info.status.is_active():
             continue
         owner = owners.get(name)
         if owner is not None and owner.state.is_terminal():
@@ -300,24 +297,23 @@ def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None
         else:
             continue
         if not dry_run:
-            gw.stop_cluster(settings, name)
+            with GatewayClient(settings) as client:
+                client.stop_cluster(name)
         actions.append(GcAction(name, owner.id if owner else None, why, stopped=not dry_run))
     return actions
 
 
-def _local_home() -> str:
+def _local() -> LocalBackend:
     from kbatch_dask.backends.local.backend import LocalBackend
 
-    return LocalBackend().home
+    return LocalBackend()
 
 
 def gateway_start() -> str:
     """Start the embedded gateway if it is not running; say where it listens."""
-    from kbatch_dask.spec import current_user
-
     if config.gateway_address():
         return f"A gateway is configured (gateway.address = {config.gateway_address()}); nothing to start."
-    settings = gw.resolve(_local_home(), current_user(), start=True)
+    settings = _local().gateway(start=True)
     assert settings is not None
     return f"Embedded Dask-Gateway running at {settings.address}"
 
@@ -326,7 +322,7 @@ def gateway_stop() -> str:
     """Stop the embedded gateway (and its clusters)."""
     from kbatch_dask.backends.local import embedded_gateway as embedded
 
-    stopped = embedded.stop(_local_home())
+    stopped = embedded.stop(_local().home)
     return "Embedded Dask-Gateway stopped" if stopped else "Embedded Dask-Gateway was not running"
 
 
@@ -337,8 +333,7 @@ def gateway_status() -> tuple[bool, str]:
 
     if config.gateway_address():
         return True, f"Using the configured gateway at {config.gateway_address()} (gateway.address)"
-    home = _local_home()
-    server = embedded.status(home, current_user())
+    server = embedded.status(_local().home, current_user())
     if server is None:
         return False, "Embedded Dask-Gateway not running (jobs start it when they need it)"
     return True, f"Embedded Dask-Gateway running at {server.address} (pid {server.pid}, log {server.log})"

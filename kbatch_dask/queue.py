@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from kbatch_dask import gateway as gw
 from kbatch_dask.errors import GatewayError
+from kbatch_dask.gateway import ClusterInfo, ClusterStatus, GatewayClient
+from kbatch_dask.gateway.dashboards import live_workers
 from kbatch_dask.records import JobRecord
 
 
 def join(
     records: Iterable[JobRecord],
-    clusters: Mapping[str, gw.ClusterInfo] | None,
+    clusters: Mapping[str, ClusterInfo] | None,
     live: Mapping[str, int | None],
 ) -> list[JobRecord]:
     """Fill each record's ``dask`` with its cluster's status, dashboard and live
@@ -25,7 +26,7 @@ def join(
     >>> from kbatch_dask.records import DaskInfo, JobState, now
     >>> r = JobRecord("k3x9q", "t", "me", "local", JobState.RUNNING, now(), "t.py",
     ...               dask=DaskInfo("2", cluster="abc"))
-    >>> info = gw.ClusterInfo("abc", "RUNNING", "http://gw/clusters/abc/status")
+    >>> info = ClusterInfo("abc", ClusterStatus.RUNNING, "http://gw/clusters/abc/status")
     >>> joined = join([r], {"abc": info}, {"http://gw/clusters/abc/status": 2})
     >>> joined[0].dask.cluster_status, joined[0].dask.live_workers
     ('RUNNING', 2)
@@ -43,31 +44,31 @@ def join(
         if info is None:
             # The gateway forgets stopped clusters after a while.
             dask = dask.replace(cluster_status="STOPPED", live_workers=0)
-        elif info.status == "RUNNING":
+        elif info.status is ClusterStatus.RUNNING:
             dashboard = info.dashboard or dask.dashboard
             dask = dask.replace(
-                cluster_status=info.status,
+                cluster_status=info.status.value,
                 dashboard=dashboard,
                 live_workers=live.get(dashboard) if dashboard else None,
             )
         else:
-            dask = dask.replace(cluster_status=info.status, live_workers=0)
+            dask = dask.replace(cluster_status=info.status.value, live_workers=0)
         out.append(record.replace(dask=dask))
     return out
 
 
-def collect(
-    records: list[JobRecord], settings: gw.GatewaySettings | None, live_timeout: float = 1.0
-) -> list[JobRecord]:
+def collect(records: list[JobRecord], gateway: GatewayClient | None, live_timeout: float = 1.0) -> list[JobRecord]:
     """Ask the gateway about the records' clusters (only if any has one) and join."""
-    if settings is None or not any(r.dask and r.dask.cluster for r in records):
+    if gateway is None or not any(r.dask and r.dask.cluster for r in records):
         return join(records, None, {})
     try:
-        clusters = gw.list_clusters(settings)
+        clusters = gateway.list_clusters()
     except GatewayError:
         return join(records, None, {})
     wanted = {r.dask.cluster for r in records if r.dask and r.dask.cluster}
     dashboards = [
-        c.dashboard for name, c in clusters.items() if name in wanted and c.status == "RUNNING" and c.dashboard
+        c.dashboard
+        for name, c in clusters.items()
+        if name in wanted and c.status is ClusterStatus.RUNNING and c.dashboard
     ]
-    return join(records, clusters, gw.live_workers(dashboards, timeout=live_timeout))
+    return join(records, clusters, live_workers(dashboards, timeout=live_timeout))

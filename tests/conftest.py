@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from kbatch_dask import gateway
 from kbatch_dask.backends.local import embedded_gateway as embedded
+from kbatch_dask.backends.local.backend import LocalBackend
+from kbatch_dask.gateway import ClusterInfo, GatewayClient
 from kbatch_dask.spec import current_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,9 +29,7 @@ def gateway_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("gateway-home")
     yield home
     if embedded.status(str(home), current_user()):
-        settings = gateway.resolve(str(home), current_user(), start=False)
-        assert settings is not None
-        running = [c for c in gateway.list_clusters(settings).values() if c.status in ("PENDING", "RUNNING")]
+        running = [c for c in clusters(home).values() if c.status.is_active()]
         embedded.stop(str(home))
         # Every job must have stopped its cluster: none may be left running.
         assert running == [], f"clusters left running after the test run: {running}"
@@ -83,12 +82,23 @@ def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.2, what: s
         time.sleep(interval)
 
 
+def gateway_client(home: Path, start: bool = False) -> GatewayClient:
+    """A client of the gateway the local backend of ``home`` uses (the embedded one)."""
+    settings = LocalBackend(str(home)).gateway(start=start)
+    assert settings is not None, f"no gateway runs for {home}"
+    return GatewayClient(settings)
+
+
+def clusters(home: Path) -> dict[str, ClusterInfo]:
+    """Every cluster the real gateway of ``home`` still knows, by name."""
+    with gateway_client(home) as client:
+        return client.list_clusters()
+
+
 def cluster_status(home: Path, name: str) -> str | None:
     """What the real gateway says about a cluster right now."""
-    settings = gateway.resolve(str(home), current_user(), start=False)
-    assert settings is not None
-    info = gateway.list_clusters(settings).get(name)
-    return info.status if info else None
+    info = clusters(home).get(name)
+    return info.status.value if info else None
 
 
 def job_dirs(home: Path) -> list[str]:

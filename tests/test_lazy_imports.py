@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import kbatch, show_json, wait_for, write_script
+from conftest import gateway_client, kbatch, show_json, wait_for, write_script
 from fakes.kube.fake_apiserver import FakeApiServer
 from fakes.kube.fixtures import fake_apiserver, kube_env  # noqa: F401
 
-from kbatch_dask import gateway as gw
 from kbatch_dask.backends.kubernetes import manifests
+from kbatch_dask.gateway import ClusterInfo, ClusterStatus, GatewaySettings
+from kbatch_dask.gateway.client import ALL_STATUSES
+from kbatch_dask.gateway.transports import connect
 from kbatch_dask.spec import current_user
 
 HEAVY = {"dask", "distributed", "dask_gateway", "dask_gateway_server", "kubernetes"}
@@ -110,24 +112,24 @@ def test_kubernetes_queue_imports_kubernetes_but_no_dask(
     assert "kubernetes" in modules and modules & {"dask", "distributed", "dask_gateway"} == set()
 
 
-def listed_by_dask_gateway(settings: gw.GatewaySettings) -> dict[str, gw.ClusterInfo]:
-    gateway = gw.connect(settings)
-    reports = gateway.list_clusters(status=gw.ALL_STATUSES.split(","))
+def listed_by_dask_gateway(settings: GatewaySettings) -> dict[str, ClusterInfo]:
+    gateway = connect(settings)
+    reports = gateway.list_clusters(status=ALL_STATUSES.split(","))
     # Not closed here: Gateway.__del__ closes it, and fails if it was closed before.
-    return {r.name: gw.ClusterInfo(r.name, r.status.name, r.dashboard_link) for r in reports}
+    return {r.name: ClusterInfo(r.name, ClusterStatus(r.status.name), r.dashboard_link) for r in reports}
 
 
 @pytest.mark.gateway
 def test_plain_http_cluster_listing_matches_dask_gateway(home: Path) -> None:
-    settings = gw.resolve(str(home), current_user(), start=True)
-    assert settings is not None
-    name = gw.create_cluster(settings, {})
+    client = gateway_client(home, start=True)
+    settings = client.settings
+    name = client.create_cluster({})
     try:
-        gw.wait_running(settings, name, timeout=120)
-        plain = gw.list_clusters(settings)
+        client.wait_running(name, timeout=120)
+        plain = client.list_clusters()
         assert plain == listed_by_dask_gateway(settings)
-        assert plain[name].status == "RUNNING" and plain[name].dashboard
+        assert plain[name].status is ClusterStatus.RUNNING and plain[name].dashboard
     finally:
-        gw.stop_cluster(settings, name)
-    wait_for(lambda: gw.list_clusters(settings)[name].status == "STOPPED", what="the cluster to stop")
-    assert gw.list_clusters(settings) == listed_by_dask_gateway(settings)
+        client.stop_cluster(name)
+    wait_for(lambda: client.list_clusters()[name].status is ClusterStatus.STOPPED, what="the cluster to stop")
+    assert client.list_clusters() == listed_by_dask_gateway(settings)

@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from kbatch_dask import render
-from kbatch_dask.gateway import ClusterInfo
+from kbatch_dask.gateway import ClusterInfo, ClusterStatus
 from kbatch_dask.queue import join
 from kbatch_dask.records import DaskInfo, JobRecord, JobState
 
@@ -37,10 +37,10 @@ RECORDS = [
     record("nocl6", JobState.FAILED, None, exit_code=3, finished=T0 + timedelta(seconds=3)),
 ]
 CLUSTERS = {
-    "c1": ClusterInfo("c1", "RUNNING", "http://gw/clusters/c1/status"),
-    "c2": ClusterInfo("c2", "RUNNING", "http://gw/clusters/c2/status"),
-    "c3": ClusterInfo("c3", "RUNNING", "http://gw/clusters/c3/status"),
-    "c4": ClusterInfo("c4", "STOPPED", None),
+    "c1": ClusterInfo("c1", ClusterStatus.RUNNING, "http://gw/clusters/c1/status"),
+    "c2": ClusterInfo("c2", ClusterStatus.RUNNING, "http://gw/clusters/c2/status"),
+    "c3": ClusterInfo("c3", ClusterStatus.RUNNING, "http://gw/clusters/c3/status"),
+    "c4": ClusterInfo("c4", ClusterStatus.STOPPED, None),
 }
 LIVE = {"http://gw/clusters/c1/status": 18, "http://gw/clusters/c2/status": 3, "http://gw/clusters/c3/status": None}
 
@@ -126,25 +126,28 @@ def test_json_shape_matches_the_cli_contract() -> None:
 
 def test_collect_asks_the_gateway_once_and_counts_only_running_clusters(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """However many jobs: one cluster listing, one live-count read per running cluster."""
-    from kbatch_dask import gateway, queue
+    from kbatch_dask import queue
 
     calls: dict[str, list[object]] = {"list": [], "live": []}
     records = [record(f"j{i}", JobState.SUCCEEDED, DaskInfo("2", cluster=f"c{i}")) for i in range(1000)]
     records += [record(f"r{i}", JobState.RUNNING, DaskInfo("2", cluster=f"live{i}")) for i in range(5)]
-    clusters = {f"c{i}": ClusterInfo(f"c{i}", "STOPPED", None) for i in range(1000)}
-    clusters |= {f"live{i}": ClusterInfo(f"live{i}", "RUNNING", f"http://gw/clusters/live{i}/status") for i in range(5)}
+    clusters = {f"c{i}": ClusterInfo(f"c{i}", ClusterStatus.STOPPED, None) for i in range(1000)}
+    clusters |= {
+        f"live{i}": ClusterInfo(f"live{i}", ClusterStatus.RUNNING, f"http://gw/clusters/live{i}/status")
+        for i in range(5)
+    }
 
-    def list_clusters(settings: object) -> dict[str, ClusterInfo]:
-        calls["list"].append(settings)
-        return clusters
+    class Gateway:
+        def list_clusters(self) -> dict[str, ClusterInfo]:
+            calls["list"].append(self)
+            return clusters
 
     def live_workers(links: list[str], timeout: float) -> dict[str, int]:
         calls["live"].append(list(links))
         return dict.fromkeys(links, 2)
 
-    monkeypatch.setattr(gateway, "list_clusters", list_clusters)
-    monkeypatch.setattr(gateway, "live_workers", live_workers)
-    joined = queue.collect(records, settings=object(), live_timeout=0.5)  # type: ignore[arg-type]
+    monkeypatch.setattr(queue, "live_workers", live_workers)
+    joined = queue.collect(records, Gateway(), live_timeout=0.5)  # type: ignore[arg-type]
     assert len(calls["list"]) == 1
     assert calls["live"] == [[f"http://gw/clusters/live{i}/status" for i in range(5)]]
     assert [r.dask.live_workers for r in joined[-5:]] == [2] * 5  # type: ignore[union-attr]

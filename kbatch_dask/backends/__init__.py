@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Protocol
 
 from kbatch_dask.errors import BadInput
+from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.records import JobRecord
 from kbatch_dask.spec import JobSpec
 
@@ -36,6 +37,10 @@ class Backend(Protocol):
 
     def result(self, job_id: str) -> bytes | None:
         """A function job's pickled result (see :mod:`kbatch_dask.driver.payload`), None if there is none."""
+
+    def gateway(self, *, start: bool = False) -> GatewaySettings | None:
+        """The Dask-Gateway this backend's jobs use: the configured one, or one the
+        backend brings (started first with ``start``); None when there is none to ask."""
 
 
 def resolve_backend_name(name: str) -> str:

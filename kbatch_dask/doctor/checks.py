@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kbatch_dask import hub
 from kbatch_dask.errors import GatewayError, HubError, KbatchError
+from kbatch_dask.hub import tokens as hub
 
 OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
 SYMBOLS = {OK: "✓", FAIL: "✗", WARN: "!", SKIP: "-"}

@@ -17,11 +17,9 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from kbatch_dask import hub
 from kbatch_dask.doctor.checks import (
     FAIL,
     PERMISSIONS,
-    SKIP,
     Check,
     Permission,
     check_backend,
@@ -38,6 +36,7 @@ from kbatch_dask.doctor.checks import (
     check_state_dir,
 )
 from kbatch_dask.errors import GatewayError, HubError, KbatchError
+from kbatch_dask.hub import tokens as hub
 
 
 def diagnose(backend: str | None = None, environ: Mapping[str, str] | None = None) -> list[Check]:
@@ -70,11 +69,11 @@ def diagnose(backend: str | None = None, environ: Mapping[str, str] | None = Non
     checks += gateway_checks
     checks.append(_token_check(settings, environ))
     if config.gateway_address():
-        from kbatch_dask import gateway as gw
+        from kbatch_dask.hub.urls import absolute_address, hub_public_url
 
         public = str(config.dask_get("gateway.public-address") or config.gateway_address())
-        hub_url = gw.hub_public_url(config.get("hub.public-url"), environ)
-        checks.append(check_dashboard_links(public, gw.absolute_address(public, hub_url)))
+        hub_url = hub_public_url(config.get("hub.public-url"), environ)
+        checks.append(check_dashboard_links(public, absolute_address(public, hub_url)))
     if resolved == "kubernetes":
         checks += _kube_checks(environ)
     return checks
@@ -92,8 +91,9 @@ def _writable(path: str) -> str | None:
 
 def _gateway_checks(backend: str, home: str, user: str, environ: Mapping[str, str]) -> tuple[Any, list[Check]]:
     from kbatch_dask import config
-    from kbatch_dask import gateway as gw
     from kbatch_dask.backends.local import embedded_gateway as embedded
+    from kbatch_dask.backends.local.backend import LocalBackend
+    from kbatch_dask.gateway import GatewayClient, configured_gateway
 
     address = config.gateway_address()
     if address is None:
@@ -101,36 +101,32 @@ def _gateway_checks(backend: str, home: str, user: str, environ: Mapping[str, st
         check = check_gateway(backend, None, None, server.address if server else None)
         if server is None:
             return None, [check]
-        settings = gw.resolve(home, user, start=False)
+        settings = LocalBackend(home).gateway()
     else:
         error = _health(address)
         check = check_gateway(backend, address, error)
         if error:
             return None, [check]
-        settings = gw.resolve(home, user, start=False)
+        settings = configured_gateway(environ)
     checks = [check]
     assert settings is not None
-    if settings.auth_type not in (None, "basic", "jupyterhub"):
-        checks.append(Check("gateway auth", SKIP, f"{settings.auth_type} auth is checked only when a job connects"))
-        return settings, checks
     has_token = bool(settings.auth_kwargs.get("api_token") or environ.get(hub.TOKEN_VAR))
     if settings.auth_type == "jupyterhub" and not has_token:
         checks.append(check_gateway_auth(settings.auth_type, None, has_hub_token=False))
         return settings, checks
     auth_error: GatewayError | None = None
-    try:
-        gw.request(settings, "GET", "/api/v1/clusters/")
-    except GatewayError as exc:
-        auth_error = exc
-    checks.append(check_gateway_auth(settings.auth_type, auth_error))
-    if auth_error is not None:
-        return settings, checks
-    try:
-        options = gw.request(settings, "GET", "/api/v1/options") or {}
-        fields = [o["field"] for o in options.get("cluster_options", [])]
-        checks.append(check_cluster_options(fields, None))
-    except GatewayError as exc:
-        checks.append(check_cluster_options(None, exc))
+    with GatewayClient(settings) as client:
+        try:
+            client.list_clusters()
+        except GatewayError as exc:
+            auth_error = exc
+        checks.append(check_gateway_auth(settings.auth_type, auth_error))
+        if auth_error is not None:
+            return settings, checks
+        try:
+            checks.append(check_cluster_options(list(client.cluster_options()), None))
+        except GatewayError as exc:
+            checks.append(check_cluster_options(None, exc))
     return settings, checks
 
 
@@ -146,7 +142,7 @@ def _health(address: str) -> str | None:
 
 def _token_check(settings: Any, environ: Mapping[str, str]) -> Check:
     """Make a short-lived token as a job would get, try it on the gateway, delete it."""
-    from kbatch_dask import gateway as gw
+    from kbatch_dask.gateway import GatewayClient
 
     policy = hub.TokenPolicy.from_config()
     session = hub.HubSession.from_environ(environ)
@@ -172,7 +168,8 @@ def _token_check(settings: Any, environ: Mapping[str, str]) -> Check:
 
             as_job = replace(settings, auth_kwargs={**settings.auth_kwargs, "api_token": token.token})
             try:
-                gw.request(as_job, "GET", "/api/v1/clusters/")
+                with GatewayClient(as_job) as client:
+                    client.list_clusters()
             except GatewayError as exc:
                 facts["gateway_error"] = exc
     finally:

@@ -20,13 +20,14 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
-from kbatch_dask import config, gateway
+from kbatch_dask import config
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.client import KubeAPI, KubeError
 from kbatch_dask.backends.kubernetes.pod_settings import detect_namespace
 from kbatch_dask.driver import timing_from_config
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.errors import GatewayError
+from kbatch_dask.gateway import GatewayClient, configured_gateway
 from kbatch_dask.records import JobState, now
 from kbatch_dask.spec import JobSpec, expand_pattern
 
@@ -97,14 +98,11 @@ def _connect(say: Callable[[str], None]) -> KubeAPI | None:
         return None
 
 
-def _gateway_settings(user: str) -> Callable[[], gateway.GatewaySettings]:
-    def settings() -> gateway.GatewaySettings:
-        found = gateway.resolve("", user, start=False) if config.gateway_address() else None
-        if found is None:
-            raise GatewayError("no Dask-Gateway configured for this job (gateway.address, DASK_GATEWAY__ADDRESS)")
-        return found
-
-    return settings
+def _configured_gateway() -> GatewayClient:
+    settings = configured_gateway()
+    if settings is None:
+        raise GatewayError("no Dask-Gateway configured for this job (gateway.address, DASK_GATEWAY__ADDRESS)")
+    return GatewayClient(settings)
 
 
 def main(argv: list[str]) -> int:
@@ -129,7 +127,7 @@ def main(argv: list[str]) -> int:
         script=os.path.join(args.job_dir, job["script"]),
         environment=os.environ,
         reporter=KubeReporter(_connect(log.info), namespace, job["job_name"], log.info),
-        gateway_settings=_gateway_settings(spec.user),
+        gateway=_configured_gateway,
         output=args.output,
         error=args.error,
         runner_env=runner_env,

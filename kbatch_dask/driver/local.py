@@ -7,10 +7,11 @@ import os
 import socket
 import sys
 
-from kbatch_dask import gateway
+from kbatch_dask.backends.local.backend import LocalBackend
 from kbatch_dask.backends.local.store import JobDir
 from kbatch_dask.driver import timing_from_config
 from kbatch_dask.driver.supervisor import Supervisor
+from kbatch_dask.gateway import GatewayClient
 from kbatch_dask.records import DaskInfo, JobState, now
 from kbatch_dask.spec import JobSpec, expand_pattern
 
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> int:
         script=jobdir.script_path,
         environment=jobdir.load_environment(),
         reporter=LocalReporter(jobdir),
-        gateway_settings=lambda: _require(gateway.resolve(home, spec.user, start=True)),
+        gateway=lambda: _embedded_or_configured(home),
         output=output,
         error=_expand_error(spec, jobdir.id),
         runner_env=runner_env,
@@ -67,9 +68,10 @@ def main(argv: list[str]) -> int:
     return supervisor.run()
 
 
-def _require(settings: gateway.GatewaySettings | None) -> gateway.GatewaySettings:
-    assert settings is not None  # resolve(start=True) always returns settings
-    return settings
+def _embedded_or_configured(home: str) -> GatewayClient:
+    settings = LocalBackend(home).gateway(start=True)
+    assert settings is not None  # with start=True the local backend always has a gateway
+    return GatewayClient(settings)
 
 
 def _expand_error(spec: JobSpec, job_id: str) -> str | None:

@@ -20,11 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Protocol, TypeVar
 
-from kbatch_dask import gateway as gw
-from kbatch_dask import hub
 from kbatch_dask.driver.tee import Tee
 from kbatch_dask.errors import GatewayError, GatewayUnreachable
-from kbatch_dask.gateway import GatewaySettings
+from kbatch_dask.gateway import GatewayClient
+from kbatch_dask.hub import tokens as hub
 from kbatch_dask.records import JobState
 from kbatch_dask.spec import JobSpec
 
@@ -64,7 +63,7 @@ class Supervisor:
         script: str,
         environment: Mapping[str, str],
         reporter: Reporter,
-        gateway_settings: Callable[[], GatewaySettings],
+        gateway: Callable[[], GatewayClient],
         output: str | None,
         error: str | None,
         kill_grace: float = 10.0,
@@ -80,7 +79,7 @@ class Supervisor:
         self.script = script
         self.environment = dict(environment)
         self.reporter = reporter
-        self.gateway_settings = gateway_settings
+        self.connect_gateway = gateway
         self.output = output
         self.error = error
         self.kill_grace = kill_grace
@@ -95,7 +94,7 @@ class Supervisor:
         self.runner: subprocess.Popen[bytes] | None = None
         self.signalled: int | None = None
         self.timed_out = False
-        self.settings: GatewaySettings | None = None
+        self.gateway: GatewayClient | None = None
         self.cluster_name: str | None = None
         self.cluster_lost: str | None = None
         self.started_at = time.monotonic()
@@ -129,6 +128,8 @@ class Supervisor:
             self._finish_arming()
             self._stop_cluster()
             self._disarm()
+            if self.gateway is not None:
+                self.gateway.close()
             if not hub.keep_token(outcome.state, self.spec.retries):
                 hub.revoke_at_end(self.environment, self.log)  # the job's own JupyterHub token
             if outcome.state is not JobState.SUCCEEDED and outcome.reason:
@@ -164,16 +165,16 @@ class Supervisor:
         workers = self.spec.workers
         assert workers is not None
         deadline = time.monotonic() + self.gateway_retry
-        settings = _retrying(self.gateway_settings, deadline, self.log)
-        self.settings = settings
-        name = _retrying(lambda: gw.create_cluster(settings, self.spec.cluster_options()), deadline, self.log)
+        gateway = _retrying(self.connect_gateway, deadline, self.log)
+        self.gateway = gateway
+        name = _retrying(lambda: gateway.create_cluster(self.spec.cluster_options()), deadline, self.log)
         self.cluster_name = name
         self._arm_in_background()
-        info = _retrying(lambda: gw.wait_running(settings, name, self.start_timeout), deadline, self.log)
+        info = _retrying(lambda: gateway.wait_running(name, self.start_timeout), deadline, self.log)
         if workers.adaptive:
-            gw.adapt(settings, name, workers.minimum, workers.maximum)
+            gateway.adapt(name, workers.minimum, workers.maximum)
         else:
-            gw.scale(settings, name, workers.maximum)
+            gateway.scale(name, workers.maximum)
         self.log(f"cluster {name} running: {info.dashboard}")
         self.reporter.cluster(name, info.dashboard)
 
@@ -182,10 +183,10 @@ class Supervisor:
         distributed takes about as long as a cluster's start, so the two overlap. The
         runner starts only once the switch is armed (see :meth:`_finish_arming`), so no
         user code runs on a cluster that would outlive a killed driver."""
-        if self.switch_grace > 0 and self.settings and self.cluster_name:
+        if self.switch_grace > 0 and self.gateway and self.cluster_name:
             self._arming = threading.Thread(
                 target=self._arm_dead_mans_switch,
-                args=(self.settings, self.cluster_name),
+                args=(self.gateway, self.cluster_name),
                 name="dead-mans-switch",
                 daemon=True,
             )
@@ -198,12 +199,12 @@ class Supervisor:
             self._arming.join(timeout)
             self._arming = None
 
-    def _arm_dead_mans_switch(self, settings: GatewaySettings, name: str) -> None:
+    def _arm_dead_mans_switch(self, gateway_client: GatewayClient, name: str) -> None:
         """Stay connected to the cluster so its scheduler can tell we are alive (see deadman.py)."""
         try:
             from kbatch_dask.driver import deadman
 
-            gateway = gw.connect(settings)
+            gateway = gateway_client.dask_gateway()
             cluster = gateway.connect(name)
             client = cluster.get_client(set_as_default=False)
             deadman.arm(client, self.switch_grace)
@@ -221,25 +222,25 @@ class Supervisor:
     def _cluster_gone(self) -> str | None:
         """Why the job's cluster is no longer usable, or None if it runs (or the gateway is
         unreachable right now: a gateway restart is not a reason to stop the job)."""
-        if not self.cluster_name or not self.settings:
+        if not self.cluster_name or not self.gateway:
             return None
         try:
-            info = gw.cluster_info(self.settings, self.cluster_name)
+            info = self.gateway.cluster_info(self.cluster_name)
         except GatewayUnreachable:
             return None
         except GatewayError as exc:
             return f"the Dask cluster {self.cluster_name} is gone ({exc})"
-        if info is None or info.status in ("STOPPING", "STOPPED", "FAILED"):
+        if info is None or not info.status.is_active():
             status = info.status.lower() if info else "unknown to the gateway"
             return f"the Dask cluster {self.cluster_name} stopped while the job ran ({status})"
         return None
 
     def _stop_cluster(self) -> None:
-        if not self.cluster_name or not self.settings:
+        if not self.cluster_name or not self.gateway:
             return
         for attempt in range(5):
             try:
-                gw.stop_cluster(self.settings, self.cluster_name)
+                self.gateway.stop_cluster(self.cluster_name)
                 self.log(f"cluster {self.cluster_name} stopped")
                 return
             except GatewayError as exc:
@@ -265,8 +266,8 @@ class Supervisor:
         if self.spec.parameters:
             env["KBATCH_DASK_PARAMETERS"] = json.dumps(self.spec.notebook_parameters())
         env.update(self.extra_runner_env)
-        if self.settings:
-            env.update(self.settings.env)
+        if self.gateway:
+            env.update(self.gateway.settings.env)
         if self.cluster_name:
             env["KBATCH_DASK_CLUSTER"] = self.cluster_name
         return env

@@ -11,9 +11,19 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, cluster_status, job_dirs, kbatch, kqueue_json, show_json, wait_for, write_script
+from conftest import (
+    BIN,
+    cluster_status,
+    clusters,
+    gateway_client,
+    job_dirs,
+    kbatch,
+    kqueue_json,
+    show_json,
+    wait_for,
+    write_script,
+)
 
-from kbatch_dask import gateway
 from kbatch_dask.backends.local import embedded_gateway as embedded
 from kbatch_dask.spec import current_user
 
@@ -138,7 +148,7 @@ def test_bad_cluster_option_fails_with_the_gateways_message(home: Path, tmp_path
 
 
 def test_unknown_dask_option_refused_at_submit_when_gateway_is_up(home: Path, tmp_path: Path) -> None:
-    gateway.resolve(str(home), current_user(), start=True)
+    gateway_client(home, start=True).close()
     (tmp_path / "x.py").write_text("print(1)\n")
     proc = kbatch("x.py", "--dask-option", "worker_corse=2", cwd=tmp_path)
     assert proc.returncode == 2
@@ -209,9 +219,7 @@ class _Gateway:
         embedded.stop(self.home)
 
     def running_clusters(self) -> list[str]:
-        settings = gateway.resolve(self.home, current_user(), start=False)
-        assert settings is not None
-        return [c.name for c in gateway.list_clusters(settings).values() if c.status in ("PENDING", "RUNNING")]
+        return [c.name for c in clusters(Path(self.home)).values() if c.status.is_active()]
 
 
 @pytest.fixture
@@ -259,8 +267,6 @@ def test_gc_stops_clusters_of_ended_jobs_and_is_idempotent(home: Path, tmp_path:
     cluster = record["dask"]["cluster"]
     # Kill the whole job, and keep its cluster from stopping itself, as if the
     # dead-man's switch had not been armed: gc is the last backstop.
-    settings = gateway.resolve(str(home), current_user(), start=False)
-    assert settings is not None
     from distributed import Client  # noqa: F401  (import before the kill keeps timing tight)
 
     os.killpg(record["pid"], signal.SIGKILL)

@@ -27,8 +27,8 @@ from fakes.kube.notebook import NAMESPACE, notebook_session
 
 from e2e import kubernetes_scenarios as scenarios
 from e2e.kubernetes_scenarios import MANAGED, Session
-from kbatch_dask import gateway
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
+from kbatch_dask.backends.local.backend import LocalBackend
 from kbatch_dask.spec import current_user
 
 pytestmark = pytest.mark.gateway
@@ -63,7 +63,7 @@ def session(
 ) -> Iterator[FakeSession]:
     user_home = Path(os.environ["HOME"])
     with dask.config.set({"gateway.address": None}):  # the embedded gateway, whatever other tests configured
-        settings = gateway.resolve(str(home), current_user(), start=True)
+        settings = LocalBackend(str(home)).gateway(start=True)
     assert settings is not None
     env = {**notebook_session(fake_apiserver, fake_kubelet, user_home), **settings.env}
     secrets = (settings.env["DASK_GATEWAY__AUTH__KWARGS__PASSWORD"],)

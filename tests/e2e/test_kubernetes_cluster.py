@@ -30,8 +30,8 @@ import pytest
 from e2e import kubernetes_scenarios as scenarios
 from e2e.kubernetes_scenarios import MANAGED, Session
 from kbatch_dask import config as kbatch_config
-from kbatch_dask import gateway
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
+from kbatch_dask.gateway import ClusterStatus, GatewayClient, configured_gateway
 from kbatch_dask.spec import current_user
 
 pytestmark = pytest.mark.kubernetes
@@ -73,10 +73,11 @@ class RealSession(Session):
             time.sleep(1)
 
     def cluster_stopped(self, name: str) -> bool:
-        settings = gateway.resolve("", current_user(), start=False)
+        settings = configured_gateway()
         assert settings is not None
-        info = gateway.list_clusters(settings).get(name)
-        return info is None or info.status == "STOPPED"
+        with GatewayClient(settings) as client:
+            info = client.list_clusters().get(name)
+        return info is None or info.status is ClusterStatus.STOPPED
 
     def delete_all(self) -> None:
         for job in self.objects("jobs"):

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 import pytest
 
 from kbatch_dask.errors import HubError
-from kbatch_dask.gateway import GatewaySettings, _hub_token_refused, absolute_address, hub_public_url
+from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
+from kbatch_dask.gateway.transports import hub_token_refused
 from kbatch_dask.hub import (
     HubSession,
     JobCredentials,
@@ -17,6 +18,7 @@ from kbatch_dask.hub import (
     refusal_warning,
     token_lifetime,
 )
+from kbatch_dask.hub.urls import absolute_address, hub_public_url
 from kbatch_dask.records import JobState
 
 HUB_ENV = {
@@ -158,8 +160,6 @@ def test_relative_gateway_addresses_become_absolute(address: str, base: str | No
 
 
 def test_resolved_dashboard_links_are_absolute(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kbatch_dask import gateway
-
     monkeypatch.setenv("DASK_GATEWAY__ADDRESS", "http://traefik-dask-gateway")
     monkeypatch.setenv("DASK_GATEWAY__PUBLIC_ADDRESS", "/services/dask-gateway/")
     monkeypatch.setenv("JUPYTERHUB_PUBLIC_URL", "https://hub.example.org/")
@@ -167,11 +167,11 @@ def test_resolved_dashboard_links_are_absolute(monkeypatch: pytest.MonkeyPatch) 
 
     dask.config.refresh()
     try:
-        settings = gateway.resolve("", "alice", start=False)
+        settings = configured_gateway()
         assert settings is not None
         assert settings.public_address == "https://hub.example.org/services/dask-gateway/"
         report = {"status": "RUNNING", "dashboard_route": "/clusters/abc/status"}
-        assert gateway._cluster_info(settings, "abc", report).dashboard == (
+        assert GatewayClient(settings)._info("abc", report).dashboard == (
             "https://hub.example.org/services/dask-gateway/clusters/abc/status"
         )
     finally:
@@ -182,7 +182,7 @@ def test_resolved_dashboard_links_are_absolute(monkeypatch: pytest.MonkeyPatch) 
 def test_a_deleted_hub_token_is_a_refusal_not_an_outage() -> None:
     hub = GatewaySettings("http://gw", None, "http://gw", "jupyterhub")
     basic = GatewaySettings("http://gw", None, "http://gw", "basic")
-    assert _hub_token_refused(hub, 401, "Unauthorized")
-    assert _hub_token_refused(hub, 500, "Permission failure verifying user's JupyterHub API token")
-    assert not _hub_token_refused(hub, 502, "Upstream failure verifying user's JupyterHub API token")
-    assert not _hub_token_refused(basic, 401, "Unauthorized")
+    assert hub_token_refused(hub, 401, "Unauthorized")
+    assert hub_token_refused(hub, 500, "Permission failure verifying user's JupyterHub API token")
+    assert not hub_token_refused(hub, 502, "Upstream failure verifying user's JupyterHub API token")
+    assert not hub_token_refused(basic, 401, "Unauthorized")

@@ -16,14 +16,15 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from kbatch_dask import config, gateway
+from kbatch_dask import config
+from kbatch_dask.backends.ids import new_job_id
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
 from kbatch_dask.backends.kubernetes.client import KubeAPI, KubeError
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
 from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_by_job
-from kbatch_dask.backends.local.store import new_job_id
 from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound
+from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.spec import JobSpec, current_user, expand_pattern, read_script
 
@@ -145,6 +146,10 @@ class KubernetesBackend:
             result=result,
             suspend=True,
         )
+
+    def gateway(self, *, start: bool = False) -> GatewaySettings | None:
+        """The configured gateway: pods cannot reach a gateway on this machine."""
+        return configured_gateway()
 
     def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
         """What :meth:`submit` would create, as YAML documents; creates nothing.
@@ -293,11 +298,12 @@ class KubernetesBackend:
         reason = "cancelled by user"
         # The driver stops the cluster when its pod is terminated; stopping it
         # here too covers a driver that cannot (killed, node gone).
-        if record.dask and record.dask.cluster and config.gateway_address():
+        if record.dask and record.dask.cluster:
             try:
-                settings = gateway.resolve("", record.user, start=False)
+                settings = self.gateway()
                 if settings:
-                    gateway.stop_cluster(settings, record.dask.cluster)
+                    with GatewayClient(settings) as client:
+                        client.stop_cluster(record.dask.cluster)
             except GatewayError as exc:
                 reason = f"cancelled by user; the cluster could not be stopped: {exc}"
         return record.replace(state=JobState.CANCELLED, reason=reason, finished=now())

@@ -18,12 +18,14 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
-from kbatch_dask import config, gateway
+from kbatch_dask import config
+from kbatch_dask.backends.local import embedded_gateway
 from kbatch_dask.backends.local.store import JobDir, JobStore, default_home
 from kbatch_dask.errors import BackendError, GatewayError
+from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.procs import killpg, pid_alive
 from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
-from kbatch_dask.spec import JobSpec, expand_pattern
+from kbatch_dask.spec import JobSpec, current_user, expand_pattern
 
 DRIVER_MODULE = "kbatch_dask.driver"
 
@@ -34,6 +36,18 @@ class LocalBackend:
     def __init__(self, home: str | None = None) -> None:
         self.home = home or config.get("local.home") or default_home()
         self.store = JobStore(self.home)
+
+    def gateway(self, *, start: bool = False) -> GatewaySettings | None:
+        """The configured gateway, else the embedded one of this state directory
+        (started if needed with ``start``; None when it does not run)."""
+        configured = configured_gateway()
+        if configured is not None:
+            return configured
+        user = current_user()
+        if start:
+            return embedded_gateway.ensure_running(self.home, user, config.get("embedded-gateway", {}) or {}).settings()
+        server = embedded_gateway.status(self.home, user)
+        return server.settings() if server else None
 
     # -- submit ---------------------------------------------------------------
 
@@ -199,9 +213,10 @@ class LocalBackend:
         reason = "cancelled by user"
         if record.dask and record.dask.cluster:
             try:
-                settings = gateway.resolve(self.home, record.user, start=False)
+                settings = self.gateway()
                 if settings:
-                    gateway.stop_cluster(settings, record.dask.cluster)
+                    with GatewayClient(settings) as client:
+                        client.stop_cluster(record.dask.cluster)
             except GatewayError as exc:
                 reason = f"cancelled by user; the cluster could not be stopped: {exc}"
         return jobdir.update_record(state=JobState.CANCELLED, reason=reason, finished=now())

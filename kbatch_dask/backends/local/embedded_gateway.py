@@ -25,6 +25,7 @@ from typing import Any
 
 from kbatch_dask.errors import GatewayError
 from kbatch_dask.files import locked, write_atomic
+from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.procs import pid_alive
 
 STATE_FILE = "gateway.json"
@@ -94,6 +95,18 @@ class EmbeddedGateway:
             "DASK_GATEWAY__AUTH__KWARGS__USERNAME": self.username,
             "DASK_GATEWAY__AUTH__KWARGS__PASSWORD": self.password,
         }
+
+    def settings(self) -> GatewaySettings:
+        """How kbatch reaches this gateway."""
+        return GatewaySettings(
+            address=self.address,
+            proxy_address=self.proxy_address,
+            public_address=self.address,
+            auth_type="basic",
+            auth_kwargs={"username": self.username, "password": self.password},
+            env=self.dask_config_env(),
+            embedded=True,
+        )
 
 
 def gateway_dir(home: str) -> str:

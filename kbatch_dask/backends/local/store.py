@@ -21,18 +21,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 from typing import Any
 
+from kbatch_dask.backends import ids
 from kbatch_dask.backends.local.index import EndedIndex
 from kbatch_dask.errors import BackendError, BadInput, JobNotFound
 from kbatch_dask.files import locked, write_atomic
 from kbatch_dask.records import JobRecord
 from kbatch_dask.spec import JobSpec
-
-ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no l/1/o/0: easy to read and type
-ID_LENGTH = 5
 
 
 def default_home(environ: dict[str, str] | None = None) -> str:
@@ -42,12 +39,6 @@ def default_home(environ: dict[str, str] | None = None) -> str:
         return os.path.abspath(os.path.expanduser(env["KBATCH_DASK_HOME"]))
     data = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(data, "kbatch-dask")
-
-
-def new_job_id() -> str:
-    """A short id a person can type: a letter, then digits and letters (``k3x9q``)."""
-    first = secrets.choice(ID_ALPHABET[:24])
-    return first + "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH - 1))
 
 
 def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
@@ -144,7 +135,7 @@ class JobStore:
             raise BackendError(f"cannot create the state directory {self.jobs_dir}: {exc.strerror}") from None
         indexed = self.index.ended_ids()  # ids of removed job directories must not come back
         for _ in range(100):
-            job_id = new_job_id()
+            job_id = ids.new_job_id()
             if job_id in indexed:
                 continue
             path = os.path.join(self.jobs_dir, job_id)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kbatch_dask.backends.local import store as local_store
+from kbatch_dask.backends import ids as job_ids
 from kbatch_dask.backends.local.backend import LocalBackend
 from kbatch_dask.backends.local.index import EndedIndex
 from kbatch_dask.backends.local.store import JobDir, JobStore
@@ -125,7 +125,7 @@ def test_removed_job_directory_leaves_the_queue_and_its_id_is_not_reused(
     shutil.rmtree(tmp_path / "jobs" / "r0000")
     assert [r.id for r in LocalBackend(str(tmp_path)).list()] == ["r0001"]
     ids = iter(["r0000", "fresh"])
-    monkeypatch.setattr(local_store, "new_job_id", lambda: next(ids))
+    monkeypatch.setattr(job_ids, "new_job_id", lambda: next(ids))
     script = tmp_path / "s.py"
     script.write_text("pass\n")
     from kbatch_dask.spec import build_spec

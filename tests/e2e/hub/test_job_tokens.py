@@ -22,7 +22,7 @@ import pytest
 from conftest import kbatch, show_json, wait_for, write_script
 
 from kbatch_dask.errors import KbatchWarning
-from kbatch_dask.gateway import JUPYTERHUB_TOKEN_REFUSED
+from kbatch_dask.gateway.transports import JUPYTERHUB_TOKEN_REFUSED
 
 from .conftest import SESSION_SCOPES, SESSION_SCOPES_WITHOUT_TOKENS, Session
 
