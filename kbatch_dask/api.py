@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from kbatch_dask import config
 from kbatch_dask import queue as q
+from kbatch_dask import settings
 from kbatch_dask.backends import Backend, get_backend, resolve_backend_name
 from kbatch_dask.errors import BadInput, KbatchError
-from kbatch_dask.gateway import GatewayClient, GatewaySettings
+from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.gateway.options import check_cluster_options
 from kbatch_dask.job import Job
 from kbatch_dask.records import JobRecord, JobState, now
@@ -28,14 +28,16 @@ from kbatch_dask.spec.options import SPEC_OPTION_NAMES
 
 if TYPE_CHECKING:
     from kbatch_dask.backends.local.backend import LocalBackend
+    from kbatch_dask.settings import Settings
 
 
-def _config_layer() -> dict[str, Any]:
+def _config_layer(settings: Settings) -> dict[str, Any]:
     return {
-        "output": config.get("output"),
-        "dask_workers": str(config.get("dask.workers", "0")),
-        "backend": config.get("backend"),
-        "notebook_output": config.get("notebook-output"),
+        "output": settings.output,
+        "dask_workers": settings.dask.workers,
+        "wait_for_workers": settings.driver.wait_for_workers,
+        "backend": settings.backend,
+        "notebook_output": settings.notebook_output,
     }
 
 
@@ -64,12 +66,13 @@ def _raw_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def make_spec(script: str, args: Sequence[str] = (), **options: Any) -> JobSpec:
     """Validate a submission without submitting it (what ``--dry-run`` shows)."""
-    return build_spec(script, tuple(args), _raw_options(options), config=_config_layer())
+    return build_spec(script, tuple(args), _raw_options(options), config=_config_layer(settings.load()))
 
 
 def submit_spec(spec: JobSpec) -> Job:
     """Submit a validated spec to its backend."""
-    backend = get_backend(spec.backend)
+    config = settings.load()
+    backend = get_backend(spec.backend, config)
     if spec.kind == "notebook" and backend.name == "local" and importlib.util.find_spec("papermill") is None:
         raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
     _check_cluster_options(spec, backend)
@@ -82,7 +85,7 @@ def submit_spec(spec: JobSpec) -> Job:
         time_limit=spec.time_limit,
         needs_gateway=bool(spec.workers),
         environ=os.environ,
-        policy=hub.TokenPolicy.from_config(),
+        policy=hub.TokenPolicy.from_settings(config.hub, configured_gateway()),
     ) as credentials:
         environment.update(credentials.env)
         record = backend.submit(spec, environment)
@@ -183,13 +186,14 @@ def submit_with_cluster(
         path = os.path.join(tmp, stem + PAYLOAD_SUFFIX)
         with open(path, "wb") as f:
             f.write(data)
-        spec = build_spec(path, (), _raw_options(raw), config=_config_layer(), payload=True)
+        spec = build_spec(path, (), _raw_options(raw), config=_config_layer(settings.load()), payload=True)
         # The backend snapshots the payload before this temporary directory goes.
         return _warned(submit_spec(spec))
 
 
-def _backend(name: str | None) -> Backend:
-    return get_backend(backend_name(name))
+def _backend(name: str | None, config: Settings | None = None) -> Backend:
+    config = config or settings.load()
+    return get_backend(name or config.backend, config)
 
 
 def get_job(job_id: str, backend: str | None = None) -> Job:
@@ -215,23 +219,24 @@ def list_records(
     Without ``all``: active jobs and those that ended in the last
     ``kbatch.queue.recent-hours``.
     """
-    b = _backend(backend)
-    since = None if all else now() - timedelta(hours=float(config.get("queue.recent-hours", 24)))
+    config = settings.load()
+    b = _backend(backend, config)
+    since = None if all else now() - timedelta(hours=config.queue.recent_hours)
     records = b.list(ended_since=since)
     if states:
         records = [r for r in records if r.state in states]
     if user:
         records = [r for r in records if r.user == user]
-    return _with_clusters(b, records) if live else records
+    return _with_clusters(b, records, config.queue.live_timeout) if live else records
 
 
-def _with_clusters(backend: Backend, records: list[JobRecord]) -> list[JobRecord]:
+def _with_clusters(backend: Backend, records: list[JobRecord], live_timeout: float) -> list[JobRecord]:
     """``records`` joined with what the gateway says of their clusters now."""
     settings = _gateway_settings(backend, records)
     if settings is None:
         return q.collect(records, None)
     with GatewayClient(settings) as client:
-        return q.collect(records, client, float(config.get("queue.live-timeout", 1.0)))
+        return q.collect(records, client, live_timeout)
 
 
 def _gateway_settings(backend: Backend, records: list[JobRecord]) -> GatewaySettings | None:
@@ -255,8 +260,9 @@ def jobs(**filters: Any) -> list[Job]:
 
 def show_record(job_id: str, backend: str | None = None) -> JobRecord:
     """One job's record, joined with its cluster's live state."""
-    b = _backend(backend)
-    return _with_clusters(b, [b.get(job_id)])[0]
+    config = settings.load()
+    b = _backend(backend, config)
+    return _with_clusters(b, [b.get(job_id)], config.queue.live_timeout)[0]
 
 
 @dataclass(frozen=True)
@@ -311,8 +317,9 @@ def _local() -> LocalBackend:
 
 def gateway_start() -> str:
     """Start the embedded gateway if it is not running; say where it listens."""
-    if config.gateway_address():
-        return f"A gateway is configured (gateway.address = {config.gateway_address()}); nothing to start."
+    configured = configured_gateway()
+    if configured is not None:
+        return f"A gateway is configured (gateway.address = {configured.address}); nothing to start."
     settings = _local().gateway(start=True)
     assert settings is not None
     return f"Embedded Dask-Gateway running at {settings.address}"
@@ -331,8 +338,9 @@ def gateway_status() -> tuple[bool, str]:
     from kbatch_dask.backends.local import embedded_gateway as embedded
     from kbatch_dask.spec import current_user
 
-    if config.gateway_address():
-        return True, f"Using the configured gateway at {config.gateway_address()} (gateway.address)"
+    configured = configured_gateway()
+    if configured is not None:
+        return True, f"Using the configured gateway at {configured.address} (gateway.address)"
     server = embedded.status(_local().home, current_user())
     if server is None:
         return False, "Embedded Dask-Gateway not running (jobs start it when they need it)"
@@ -341,7 +349,7 @@ def gateway_status() -> tuple[bool, str]:
 
 def backend_name(name: str | None = None) -> str:
     """The backend ``name`` stands for (``auto`` resolved); config ``kbatch.backend`` if None."""
-    return resolve_backend_name(name or str(config.get("backend") or "auto"))
+    return resolve_backend_name(name or settings.load().backend)
 
 
 def dry_run_kubernetes(spec: JobSpec) -> str:

@@ -54,6 +54,11 @@ def _register_defaults() -> None:
     dask.config.update_defaults(_defaults())
 
 
+def defaults() -> dict[str, Any]:
+    """The shipped ``kbatch.yaml`` (do not modify it)."""
+    return _defaults()
+
+
 @functools.cache
 def _defaults() -> dict[str, Any]:
     return load_yaml(_DEFAULTS) or {}

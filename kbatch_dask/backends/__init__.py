@@ -12,6 +12,7 @@ from typing import Protocol
 from kbatch_dask.errors import BadInput
 from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.records import JobRecord
+from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -51,15 +52,16 @@ def resolve_backend_name(name: str) -> str:
     return "kubernetes" if in_pod else "local"
 
 
-def get_backend(name: str = "auto") -> Backend:
-    """The backend called ``name`` (``auto``, ``local`` or ``kubernetes``)."""
+def get_backend(name: str = "auto", config: Settings | None = None) -> Backend:
+    """The backend called ``name`` (``auto``, ``local`` or ``kubernetes``), with ``config``
+    (the settings in force if None)."""
     name = resolve_backend_name(name)
     if name == "local":
         from kbatch_dask.backends.local.backend import LocalBackend
 
-        return LocalBackend()
+        return LocalBackend(config=config)
     if name == "kubernetes":
         from kbatch_dask.backends.kubernetes.backend import KubernetesBackend
 
-        return KubernetesBackend()
+        return KubernetesBackend(config=config)
     raise BadInput(f"--backend {name!r}: expected auto, local or kubernetes")

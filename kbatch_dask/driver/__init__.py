@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from kbatch_dask import settings
+
 
 class Timing(TypedDict):
     kill_grace: float
@@ -16,13 +18,11 @@ class Timing(TypedDict):
     switch_grace: float
 
 
-def timing_from_config() -> Timing:
+def timing(driver: settings.Driver) -> Timing:
     """The supervisor's grace periods and retry window from the ``kbatch.driver``
-    config, as keyword arguments of :class:`~kbatch_dask.driver.supervisor.Supervisor`."""
-    from kbatch_dask import config
-
+    settings, as keyword arguments of :class:`~kbatch_dask.driver.supervisor.Supervisor`."""
     return {
-        "kill_grace": float(config.get("driver.kill-grace", 10)),
-        "gateway_retry": float(config.get("driver.gateway-retry", 60)),
-        "switch_grace": float(config.get("driver.dead-mans-switch-grace", 5)),
+        "kill_grace": driver.kill_grace,
+        "gateway_retry": driver.gateway_retry,
+        "switch_grace": driver.dead_mans_switch_grace,
     }

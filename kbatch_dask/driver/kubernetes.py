@@ -20,11 +20,11 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
-from kbatch_dask import config
+from kbatch_dask import settings
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.client import KubeAPI, KubeError
 from kbatch_dask.backends.kubernetes.pod_settings import detect_namespace
-from kbatch_dask.driver import timing_from_config
+from kbatch_dask.driver import timing
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.errors import GatewayError
 from kbatch_dask.gateway import GatewayClient, configured_gateway
@@ -90,9 +90,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _connect(say: Callable[[str], None]) -> KubeAPI | None:
+def _connect(context: str | None, say: Callable[[str], None]) -> KubeAPI | None:
     try:
-        return KubeAPI(config.get("kubernetes.context") or None)
+        return KubeAPI(context)
     except KubeError as exc:
         say(f"cannot reach the Kubernetes API ({exc}); the job runs on without recording its progress")
         return None
@@ -108,6 +108,7 @@ def _configured_gateway() -> GatewayClient:
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s kbatch: %(message)s", stream=sys.stdout)
     args = parse_args(argv)
+    config = settings.load()
     with open(os.path.join(args.job_dir, m.SPEC_KEY)) as f:
         spec = JobSpec.from_dict(json.load(f))
     with open(os.path.join(args.job_dir, m.JOB_KEY)) as f:
@@ -126,12 +127,12 @@ def main(argv: list[str]) -> int:
         job_id=job["id"],
         script=os.path.join(args.job_dir, job["script"]),
         environment=os.environ,
-        reporter=KubeReporter(_connect(log.info), namespace, job["job_name"], log.info),
+        reporter=KubeReporter(_connect(config.kubernetes.context, log.info), namespace, job["job_name"], log.info),
         gateway=_configured_gateway,
         output=args.output,
         error=args.error,
         runner_env=runner_env,
-        **timing_from_config(),
+        **timing(config.driver),
         log=log.info,
         echo=sys.stdout.buffer,
     )

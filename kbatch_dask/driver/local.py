@@ -7,9 +7,10 @@ import os
 import socket
 import sys
 
+from kbatch_dask import settings
 from kbatch_dask.backends.local.backend import LocalBackend
 from kbatch_dask.backends.local.store import JobDir
-from kbatch_dask.driver import timing_from_config
+from kbatch_dask.driver import timing
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.gateway import GatewayClient
 from kbatch_dask.records import DaskInfo, JobState, now
@@ -41,6 +42,7 @@ class LocalReporter:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    config = settings.load()
     jobdir = JobDir(os.path.abspath(argv[0]))
     spec = jobdir.load_spec()
     record = jobdir.read_record()
@@ -58,20 +60,20 @@ def main(argv: list[str]) -> int:
         script=jobdir.script_path,
         environment=jobdir.load_environment(),
         reporter=LocalReporter(jobdir),
-        gateway=lambda: _embedded_or_configured(home),
+        gateway=lambda: _embedded_or_configured(home, config),
         output=output,
         error=_expand_error(spec, jobdir.id),
         runner_env=runner_env,
-        **timing_from_config(),
+        **timing(config.driver),
         log=log.info,
     )
     return supervisor.run()
 
 
-def _embedded_or_configured(home: str) -> GatewayClient:
-    settings = LocalBackend(home).gateway(start=True)
-    assert settings is not None  # with start=True the local backend always has a gateway
-    return GatewayClient(settings)
+def _embedded_or_configured(home: str, config: settings.Settings) -> GatewayClient:
+    found = LocalBackend(home, config).gateway(start=True)
+    assert found is not None  # with start=True the local backend always has a gateway
+    return GatewayClient(found)
 
 
 def _expand_error(spec: JobSpec, job_id: str) -> str | None:

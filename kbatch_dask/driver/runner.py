@@ -33,7 +33,11 @@ def connect_default_client() -> Any:
         return None
     from kbatch_dask.driver.session import get_client
 
-    return get_client()
+    client = get_client()
+    workers = int(os.environ.get("KBATCH_DASK_WAIT_FOR_WORKERS") or 0)
+    if workers:  # --wait-for-workers: the job's time limit bounds the wait
+        client.wait_for_workers(workers)
+    return client
 
 
 def run_script(script: str, args: list[str]) -> int:

@@ -270,6 +270,7 @@ class Supervisor:
             env.update(self.gateway.settings.env)
         if self.cluster_name:
             env["KBATCH_DASK_CLUSTER"] = self.cluster_name
+            env["KBATCH_DASK_WAIT_FOR_WORKERS"] = str(self.spec.required_workers())
         return env
 
     def _run_runner(self, out: IO[bytes] | None, err: IO[bytes] | None) -> Outcome:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kbatch_dask import config
+from kbatch_dask import config, settings
 from kbatch_dask.hub.urls import absolute_address, hub_public_url
 
 
@@ -34,7 +34,7 @@ def configured_gateway(environ: Mapping[str, str] = os.environ) -> GatewaySettin
         return None
     public = config.dask_get("gateway.public-address") or address
     # daskhub's public address is a path on the hub: links must be absolute for a person.
-    hub_url = hub_public_url(config.get("hub.public-url"), environ)
+    hub_url = hub_public_url(settings.load().hub.public_url, environ)
     return GatewaySettings(
         address=address,
         proxy_address=config.dask_get("gateway.proxy-address"),

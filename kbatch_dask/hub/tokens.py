@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kbatch_dask import settings
 from kbatch_dask.errors import HubError, KbatchWarning
+from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.records import JobState
 
 TOKEN_VAR = "JUPYTERHUB_API_TOKEN"
@@ -93,19 +95,17 @@ class TokenPolicy:
     gateway_auth: str | None = None  # the gateway's auth type; tokens are for "jupyterhub" only
 
     @classmethod
-    def from_config(cls) -> TokenPolicy:
-        from kbatch_dask import config
-
-        hub = config.get("hub", {}) or {}
-        auth = config.dask_get("gateway.auth.type") if config.gateway_address() else "basic"
+    def from_settings(cls, hub: settings.Hub, gateway: GatewaySettings | None) -> TokenPolicy:
+        """The policy of the ``kbatch.hub`` settings, for jobs of ``gateway`` (the
+        configured one; None: the embedded gateway, which uses basic auth)."""
         return cls(
-            enabled=bool(hub.get("job-tokens", True)),
-            scopes=tuple(hub.get("token-scopes") or ()),
-            revoke_at_end=bool(hub.get("revoke-at-end", True)),
-            margin=int(hub.get("token-margin", 3600)),
-            lifetime=int(hub.get("token-lifetime", 7 * 86400)),
-            timeout=float(hub.get("timeout", 10)),
-            gateway_auth=str(auth) if auth else None,
+            enabled=hub.job_tokens,
+            scopes=hub.token_scopes,
+            revoke_at_end=hub.revoke_at_end,
+            margin=hub.token_margin,
+            lifetime=hub.token_lifetime,
+            timeout=hub.timeout,
+            gateway_auth=gateway.auth_type if gateway else "basic",
         )
 
     def token_scopes(self) -> list[str]:

@@ -76,6 +76,7 @@ class JobSpec:
     gpus: int = 0
     time_limit: int | None = None
     workers: Workers | None = None
+    wait_for_workers: str = "0"  # a count, or "all" (see required_workers)
     worker_cores: float | None = None
     worker_memory: int | None = None
     dask_options: tuple[tuple[str, str], ...] = ()
@@ -86,6 +87,21 @@ class JobSpec:
     backend: str = "auto"
     parameters: tuple[tuple[str, str], ...] = ()
     notebook_output: str | None = None
+
+    def required_workers(self) -> int:
+        """Workers the cluster must have before the user's code starts: the
+        requested count, capped at the cluster's size (``all``: its size, or an
+        adaptive cluster's minimum).
+
+        >>> spec = JobSpec("s.py", "s", "me", "/", "o", workers=Workers(2, 10, True), wait_for_workers="all")
+        >>> spec.required_workers()
+        2
+        """
+        if self.workers is None:
+            return 0
+        if self.wait_for_workers == "all":
+            return self.workers.minimum if self.workers.adaptive else self.workers.maximum
+        return min(int(self.wait_for_workers), self.workers.maximum)
 
     @property
     def kind(self) -> str:
@@ -230,6 +246,7 @@ _CONVERTERS: dict[str, Any] = {
     "gpus": lambda v: _count("--gpus", v, 0),
     "time": lambda v: parse_time(v),
     "dask_workers": lambda v: Workers.parse(v),
+    "wait_for_workers": lambda v: _wait_for_workers(v),
     "worker_cores": lambda v: _positive_number("--worker-cores", v),
     "worker_memory": lambda v: parse_size(v, "--worker-memory"),
     "dask_option": lambda v: _pairs("--dask-option", v, _OPTION_KEY),
@@ -251,6 +268,13 @@ def _converted(values: Mapping[str, Any], name: str, default: Any = None) -> Any
     """Option ``name`` converted by its converter, or ``default`` when it was not given."""
     raw = values.get(name)
     return default if raw is None or raw == "" or raw == () else _CONVERTERS[name](raw)
+
+
+def _wait_for_workers(text: Any) -> str:
+    value = str(text).strip().lower()
+    if value != "all" and not (value.isdigit() and value.isascii()):
+        raise BadInput(f"--wait-for-workers {text!r}: expected a number of workers (0 or more) or 'all'")
+    return value if value == "all" else str(int(value))
 
 
 def _backend(text: Any) -> str:
@@ -291,6 +315,7 @@ def _validate(path: str, args: tuple[str, ...], v: Mapping[str, Any], environ: M
         gpus=_converted(v, "gpus", 0),
         time_limit=_converted(v, "time"),
         workers=_converted(v, "dask_workers"),
+        wait_for_workers=_converted(v, "wait_for_workers", "0"),
         worker_cores=_converted(v, "worker_cores"),
         worker_memory=_converted(v, "worker_memory"),
         dask_options=_converted(v, "dask_option", ()),

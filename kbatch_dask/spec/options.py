@@ -42,6 +42,12 @@ SPEC_OPTIONS: list[click.Option] = [
         help="Fixed (N) or adaptive (MIN:MAX) Dask cluster size; 0 runs without a cluster "
         "[default: config kbatch.dask.workers].",
     ),
+    click.Option(
+        ["--wait-for-workers"],
+        metavar="N|all",
+        help="Workers the cluster must have before the script's first line "
+        "[default: config kbatch.driver.wait-for-workers].",
+    ),
     click.Option(["--worker-cores"], metavar="N", help="Cores per Dask worker [default: the gateway's]."),
     click.Option(["--worker-memory"], metavar="SIZE", help="Memory per Dask worker [default: the gateway's]."),
     click.Option(

@@ -24,6 +24,7 @@ from conftest import (
     write_script,
 )
 
+from kbatch_dask import settings
 from kbatch_dask.backends.local import embedded_gateway as embedded
 from kbatch_dask.spec import current_user
 
@@ -213,7 +214,7 @@ class _Gateway:
         }
 
     def start(self) -> None:
-        embedded.start(self.home, current_user(), {}, ports=self.ports)  # type: ignore[arg-type]
+        embedded.start(self.home, current_user(), settings.load().embedded_gateway, ports=self.ports)
 
     def stop(self) -> None:
         embedded.stop(self.home)

@@ -9,7 +9,7 @@ import pytest
 from kbatch_dask.errors import HubError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.gateway.transports import hub_token_refused
-from kbatch_dask.hub import (
+from kbatch_dask.hub.tokens import (
     HubSession,
     JobCredentials,
     TokenPolicy,

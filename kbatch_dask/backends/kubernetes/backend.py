@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from kbatch_dask import config
+from kbatch_dask import settings
 from kbatch_dask.backends.ids import new_job_id
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
@@ -26,6 +26,7 @@ from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_
 from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord, JobState, now
+from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec, current_user, expand_pattern, read_script
 
 NAME = "kubernetes"
@@ -34,33 +35,32 @@ REDACTED = "<redacted>"
 Objects = list[dict[str, Any]]  # raw API objects (`list` is a method name below)
 
 
-def job_options() -> m.JobOptions:
-    """Site settings for every job, from the ``kbatch.kubernetes`` config."""
+def job_options(config: Settings) -> m.JobOptions:
+    """Site settings for every job, from the ``kbatch.kubernetes`` settings."""
     from kbatch_dask.spec.units import parse_size
 
-    memory = config.get("kubernetes.memory")
-    cpus = config.get("kubernetes.cpus")
-    kill_grace = float(config.get("driver.kill-grace", 10))
+    kube = config.kubernetes
     return m.JobOptions(
-        ttl_seconds=round(float(config.get("kubernetes.ttl-days", 7)) * 86400),
+        ttl_seconds=round(kube.ttl_days * 86400),
         # The driver must get SIGTERM → grace → SIGKILL of the script done, and
         # then stop the cluster, before the kubelet kills it.
-        termination_grace=max(int(config.get("kubernetes.termination-grace", 90)), int(kill_grace) + 30),
-        cpus=float(cpus) if cpus else None,
-        memory=parse_size(str(memory), "kubernetes.memory") if memory else None,
-        service_account=config.get("kubernetes.service-account") or None,
+        termination_grace=max(kube.termination_grace, int(config.driver.kill_grace) + 30),
+        cpus=kube.cpus or None,
+        memory=parse_size(kube.memory, "kubernetes.memory") if kube.memory else None,
+        service_account=kube.service_account or None,
     )
 
 
 class KubernetesBackend:
     name = NAME
 
-    def __init__(self, api: KubeAPI | None = None, user: str | None = None) -> None:
+    def __init__(self, api: KubeAPI | None = None, user: str | None = None, config: Settings | None = None) -> None:
         self._api = api
         self._api_error: KubeError | None = None
         self.user = user or current_user()
-        self.context = config.get("kubernetes.context") or None
-        self.page_size = int(config.get("kubernetes.page-size", 500))
+        self.config = config or settings.load()
+        self.context = self.config.kubernetes.context or None
+        self.page_size = self.config.kubernetes.page_size
         self._namespace: str | None = None
 
     @property
@@ -79,7 +79,7 @@ class KubernetesBackend:
     @property
     def namespace(self) -> str:
         if self._namespace is None:
-            configured = config.get("kubernetes.namespace") or None
+            configured = self.config.kubernetes.namespace or None
             context_ns = None
             if not configured:
                 with contextlib.suppress(KubeError):
@@ -99,8 +99,8 @@ class KubernetesBackend:
         return session.detect(
             namespace=self.namespace,
             image_option=spec.image,
-            configured_image=config.get("kubernetes.image") or None,
-            template=config.get("kubernetes.pod-template") or {},
+            configured_image=self.config.kubernetes.image or None,
+            template=self.config.kubernetes.pod_template,
             workdir=spec.workdir,
             environ=os.environ,
             read_pod=self._read_pod,
@@ -111,7 +111,7 @@ class KubernetesBackend:
     ) -> m.Manifests:
         """The objects :meth:`submit` would create (the Job created suspended);
         ``pod``: the session's settings, detected unless given."""
-        if spec.workers and not config.gateway_address():
+        if spec.workers and configured_gateway() is None:
             raise BadInput(
                 "a Kubernetes job's Dask cluster needs a Dask-Gateway the cluster can reach: "
                 "set gateway.address (e.g. DASK_GATEWAY__ADDRESS), or use --dask-workers 0"
@@ -137,7 +137,7 @@ class KubernetesBackend:
             spec,
             job_id,
             pod,
-            job_options(),
+            job_options(self.config),
             env=session.job_environment(environment, os.environ),
             script=script,
             submitted=now().isoformat(timespec="seconds"),

@@ -18,13 +18,14 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
-from kbatch_dask import config
+from kbatch_dask import settings
 from kbatch_dask.backends.local import embedded_gateway
 from kbatch_dask.backends.local.store import JobDir, JobStore, default_home
 from kbatch_dask.errors import BackendError, GatewayError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.procs import killpg, pid_alive
 from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
+from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec, current_user, expand_pattern
 
 DRIVER_MODULE = "kbatch_dask.driver"
@@ -33,8 +34,9 @@ DRIVER_MODULE = "kbatch_dask.driver"
 class LocalBackend:
     name = "local"
 
-    def __init__(self, home: str | None = None) -> None:
-        self.home = home or config.get("local.home") or default_home()
+    def __init__(self, home: str | None = None, config: Settings | None = None) -> None:
+        self.config = config or settings.load()
+        self.home = home or self.config.local.home or default_home()
         self.store = JobStore(self.home)
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:
@@ -45,7 +47,7 @@ class LocalBackend:
             return configured
         user = current_user()
         if start:
-            return embedded_gateway.ensure_running(self.home, user, config.get("embedded-gateway", {}) or {}).settings()
+            return embedded_gateway.ensure_running(self.home, user, self.config.embedded_gateway).settings()
         server = embedded_gateway.status(self.home, user)
         return server.settings() if server else None
 
@@ -201,7 +203,7 @@ class LocalBackend:
         pid = record.pid
         if pid is not None and pid_alive(pid):
             killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + float(config.get("local.cancel-timeout", 30))
+            deadline = time.monotonic() + self.config.local.cancel_timeout
             while time.monotonic() < deadline and pid_alive(pid):
                 time.sleep(0.1)
             if pid_alive(pid):

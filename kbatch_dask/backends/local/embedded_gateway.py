@@ -27,6 +27,7 @@ from kbatch_dask.errors import GatewayError
 from kbatch_dask.files import locked, write_atomic
 from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.procs import pid_alive
+from kbatch_dask.settings import EmbeddedGatewayLimits
 
 STATE_FILE = "gateway.json"
 START_TIMEOUT = 30.0
@@ -136,7 +137,7 @@ def status(home: str, username: str) -> EmbeddedGateway | None:
     return gateway
 
 
-def ensure_running(home: str, username: str, settings: dict[str, Any]) -> EmbeddedGateway:
+def ensure_running(home: str, username: str, limits: EmbeddedGatewayLimits) -> EmbeddedGateway:
     """Return the healthy embedded gateway, starting it if needed (one at a time)."""
     gateway = status(home, username)
     if gateway:
@@ -145,7 +146,7 @@ def ensure_running(home: str, username: str, settings: dict[str, Any]) -> Embedd
         gateway = status(home, username)  # another process may have started it
         if gateway:
             return gateway
-        return _start(home, username, settings)
+        return _start(home, username, limits)
 
 
 def stop(home: str, timeout: float = 20.0) -> bool:
@@ -171,7 +172,9 @@ def stop(home: str, timeout: float = 20.0) -> bool:
         return True
 
 
-def start(home: str, username: str, settings: dict[str, Any], ports: tuple[int, int] | None = None) -> EmbeddedGateway:
+def start(
+    home: str, username: str, limits: EmbeddedGatewayLimits, ports: tuple[int, int] | None = None
+) -> EmbeddedGateway:
     """Start the embedded gateway of ``home`` (which must not be running).
 
     It listens on ``ports`` (HTTP, scheduler TCP) if given, else on the ports
@@ -179,10 +182,12 @@ def start(home: str, username: str, settings: dict[str, Any], ports: tuple[int, 
     gateway find it again — else on free ports.
     """
     with _locked(home):
-        return _start(home, username, settings, ports)
+        return _start(home, username, limits, ports)
 
 
-def _start(home: str, username: str, settings: dict[str, Any], ports: tuple[int, int] | None = None) -> EmbeddedGateway:
+def _start(
+    home: str, username: str, limits: EmbeddedGatewayLimits, ports: tuple[int, int] | None = None
+) -> EmbeddedGateway:
     gwdir = gateway_dir(home)
     os.makedirs(os.path.join(gwdir, "clusters"), mode=0o700, exist_ok=True)
     os.chmod(gwdir, 0o700)
@@ -195,12 +200,12 @@ def _start(home: str, username: str, settings: dict[str, Any], ports: tuple[int,
         http_port=http_port,
         tcp_port=tcp_port,
         python=sys.executable,
-        max_workers=int(settings.get("cluster-max-workers", 8)),
-        worker_cores=int(settings.get("worker-cores", 1)),
-        worker_cores_max=int(settings.get("worker-cores-max", 4)),
-        worker_memory=float(settings.get("worker-memory", 1.0)),
-        worker_memory_max=float(settings.get("worker-memory-max", 8.0)),
-        start_timeout=float(settings.get("start-timeout", 60)),
+        max_workers=limits.cluster_max_workers,
+        worker_cores=limits.worker_cores,
+        worker_cores_max=limits.worker_cores_max,
+        worker_memory=limits.worker_memory,
+        worker_memory_max=limits.worker_memory_max,
+        start_timeout=limits.start_timeout,
     )
     _write_private(config_path, config)
     log_path = os.path.join(gwdir, "gateway.log")

@@ -1,0 +1,182 @@
+"""The one typed settings object: the ``kbatch`` namespace of dask config.
+
+:func:`load` builds a frozen :class:`Settings` at the edge (the API, the CLI,
+a driver's ``main``) and passes it, or the section a part needs, down. The
+defaults live only in ``kbatch.yaml`` (shipped in the package, a comment on
+every key); each field here is a key there, spelled with ``_`` for ``-``
+(``tests/test_settings.py`` holds the two, and docs/configuration.md, in step).
+Values are checked and converted once, here::
+
+    >>> load().driver.kill_grace
+    10.0
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from kbatch_dask import config
+from kbatch_dask.errors import BadInput
+
+
+@dataclasses.dataclass(frozen=True)
+class Dask:
+    workers: str  # N, MIN:MAX or 0, as --dask-workers
+
+
+@dataclasses.dataclass(frozen=True)
+class Driver:
+    kill_grace: float
+    gateway_retry: float
+    dead_mans_switch_grace: float
+    wait_for_workers: str  # N or "all", as --wait-for-workers
+
+
+@dataclasses.dataclass(frozen=True)
+class Queue:
+    recent_hours: float
+    live_timeout: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Local:
+    home: str | None
+    cancel_timeout: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddedGatewayLimits:
+    cluster_max_workers: int
+    worker_cores: int
+    worker_cores_max: int
+    worker_memory: float
+    worker_memory_max: float
+    start_timeout: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Hub:
+    job_tokens: bool
+    token_scopes: tuple[str, ...]
+    revoke_at_end: bool
+    token_margin: int
+    token_lifetime: int
+    timeout: float
+    public_url: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Kubernetes:
+    namespace: str | None
+    context: str | None
+    image: str | None
+    service_account: str | None
+    cpus: float | None
+    memory: str | None
+    ttl_days: float
+    termination_grace: int
+    page_size: int
+    pod_template: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    backend: str
+    output: str
+    notebook_output: str
+    dask: Dask
+    driver: Driver
+    queue: Queue
+    local: Local
+    embedded_gateway: EmbeddedGatewayLimits
+    hub: Hub
+    kubernetes: Kubernetes
+
+
+def load() -> Settings:
+    """The settings now in force (config files, ``DASK_KBATCH__*`` variables,
+    ``dask.config.set``), over the defaults of ``kbatch.yaml``."""
+    return typing.cast(Settings, _build(Settings, _namespace(), "kbatch"))
+
+
+def _namespace() -> Mapping[str, Any]:
+    """The ``kbatch`` config over the shipped defaults (merged here too: a
+    ``dask.config.set`` that ran before the defaults were registered removes
+    them from dask's config when it exits)."""
+    data = config.dask_get("kbatch", {})
+    shipped = copy.deepcopy(config.defaults().get("kbatch", {}))
+    return config.update(shipped, data) if isinstance(data, Mapping) else shipped
+
+
+def all_keys(cls: type = Settings, prefix: str = "") -> list[str]:
+    """Every key of the settings, dotted and spelled as in ``kbatch.yaml``.
+
+    >>> all_keys()[:3]
+    ['backend', 'output', 'notebook-output']
+    """
+    out = []
+    for field in dataclasses.fields(cls):
+        key = prefix + field.name.replace("_", "-")
+        kind = _hints(cls)[field.name]
+        out += all_keys(kind, key + ".") if isinstance(kind, type) and dataclasses.is_dataclass(kind) else [key]
+    return out
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    values = {}
+    for field in dataclasses.fields(cls):
+        key = config.canonical_name(field.name.replace("_", "-"), data)
+        where = f"{path}.{field.name.replace('_', '-')}"
+        if key not in data:
+            raise BadInput(f"config {where} is missing (its default is in kbatch.yaml)")
+        kind = _hints(cls)[field.name]
+        value = data[key]
+        if dataclasses.is_dataclass(kind):
+            values[field.name] = _build(kind, value if isinstance(value, Mapping) else {}, where)  # type: ignore[arg-type]
+        else:
+            values[field.name] = _convert(value, kind, where)
+    return cls(**values)
+
+
+def _convert(value: Any, kind: Any, where: str) -> Any:
+    """``value`` as ``kind`` (a field's type); BadInput naming the key if it cannot be."""
+    if isinstance(kind, types.UnionType):  # X | None
+        if value is None:
+            return None
+        (kind,) = (k for k in typing.get_args(kind) if k is not type(None))
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise BadInput(f"config {where} = {value!r}: expected a list")
+        return tuple(str(v) for v in value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise BadInput(f"config {where} = {value!r}: expected a mapping")
+        return dict(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise BadInput(f"config {where} = {value!r}: expected true or false")
+        return value
+    if kind in (int, float):
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = kind(value)
+        except (TypeError, ValueError):
+            word = "a whole number" if kind is int else "a number"
+            raise BadInput(f"config {where} = {value!r}: expected {word}") from None
+        if kind is int and float(value) != number:
+            raise BadInput(f"config {where} = {value!r}: expected a whole number")
+        return number
+    return str(value)
