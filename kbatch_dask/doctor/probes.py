@@ -37,7 +37,7 @@ from kbatch_dask.doctor.checks import (
     check_permission,
     check_state_dir,
 )
-from kbatch_dask.errors import GatewayError, HubError, KbatchError
+from kbatch_dask.errors import GatewayError, HubError, KbatchError, KubeError
 
 
 def diagnose(backend: str | None = None, environ: Mapping[str, str] | None = None) -> list[Check]:
@@ -196,7 +196,7 @@ def _kube_checks(environ: Mapping[str, str]) -> list[Check]:
                 "pip install kubernetes (or kbatch-dask's kubernetes extra)",
             )
         ]
-    from kbatch_dask.backends.kubernetes.client import KubeAPI, KubeError
+    from kbatch_dask.backends.kubernetes.client import KubeAPI
 
     try:
         api = KubeAPI(config.get("kubernetes.context") or None)

@@ -188,7 +188,7 @@ def request(session: HubSession, method: str, path: str, body: Any = None, timeo
     """One call to the hub's REST API; the JSON answer (None if empty).
 
     A refusal raises :class:`HubError` with the hub's status and message; a hub
-    that cannot be reached raises it with status 0.
+    that cannot be reached raises it with status None.
     """
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Authorization": f"token {session.token}", "Accept": "application/json"}

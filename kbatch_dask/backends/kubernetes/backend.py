@@ -19,11 +19,11 @@ from typing import Any
 from kbatch_dask import config, gateway
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
-from kbatch_dask.backends.kubernetes.client import KubeAPI, KubeError
+from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
 from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_by_job
 from kbatch_dask.backends.local.store import new_job_id
-from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound
+from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound, KubeError
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.spec import JobSpec, current_user, expand_pattern, read_script
 

@@ -3,7 +3,7 @@
 Every call goes through the client's ``ApiClient`` without preloading (see
 :mod:`kube_rest`) and returns the raw JSON as dicts: listing a thousand Jobs
 must not build a thousand client models (DESIGN.md §5). Errors are mapped to
-:class:`KubeError` in one place (:meth:`KubeAPI._call`); a 403 names the verb
+:class:`~kbatch_dask.errors.KubeError` in one place (:meth:`KubeAPI._raw`); a 403 names the verb
 and resource that was refused and points to the RBAC docs.
 
 Only this module and :mod:`kube_rest` import ``kubernetes`` (the local backend
@@ -18,18 +18,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kbatch_dask.backends.kubernetes.rest import BatchV1, CoreV1
-from kbatch_dask.errors import BackendError
+from kbatch_dask.errors import KubeError
 
 RBAC_DOCS = "docs/kubernetes.md"
-
-
-class KubeError(BackendError):
-    """The Kubernetes API refused a request (``status`` is its HTTP status) or
-    could not be reached (``status`` 0)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _reason(exc: Any) -> str:
@@ -103,7 +94,7 @@ class KubeAPI:
         try:
             return call(*args, _preload_content=False, **kw)
         except ApiException as exc:
-            status = int(exc.status or 0)
+            status = int(exc.status) if exc.status else None
             where = f"{resource} in namespace {namespace!r}"
             if status == 403:
                 raise KubeError(
@@ -113,7 +104,8 @@ class KubeAPI:
                 ) from None
             if status == 401:
                 raise KubeError(f"the Kubernetes API rejected the credentials of {self.where} (401)", status) from None
-            raise KubeError(f"cannot {verb} {where}: {_reason(exc)} (HTTP {status})", status) from None
+            http = f" (HTTP {status})" if status is not None else ""
+            raise KubeError(f"cannot {verb} {where}: {_reason(exc)}{http}", status) from None
         except HTTPError as exc:
             raise KubeError(f"the Kubernetes API at {self.host} is unreachable: {exc}") from None
         except ValueError as exc:  # clients ≥ 37 check request bodies before sending them (pydantic)
