@@ -37,7 +37,6 @@ from kbatch_dask.records import JobState
 
 TOKEN_VAR = "JUPYTERHUB_API_TOKEN"
 TOKEN_ID_VAR = "KBATCH_DASK_HUB_TOKEN_ID"  # the job token's id (not a secret): the driver revokes it
-HUB_VARS = ("JUPYTERHUB_API_URL", "JUPYTERHUB_USER")
 # JupyterHub lets a token delete tokens only with the `tokens` scope.
 REVOKE_SCOPE = "tokens!user"
 NOTE_PREFIX = "kbatch-dask job"
@@ -75,9 +74,6 @@ class HubToken:
 
     id: str
     token: str = field(repr=False)
-    scopes: tuple[str, ...]
-    expires_at: str | None
-    note: str
 
 
 @dataclass(frozen=True)
@@ -208,11 +204,6 @@ def request(session: HubSession, method: str, path: str, body: Any = None, timeo
     return json.loads(raw) if raw.strip() else None
 
 
-def whoami(session: HubSession, timeout: float = 10.0) -> dict[str, Any]:
-    """The hub's model of the token's owner, with the token's ``scopes``."""
-    return dict(request(session, "GET", "/user", timeout=timeout))
-
-
 def create_token(
     session: HubSession, *, note: str, scopes: Sequence[str], expires_in: int, timeout: float = 10.0
 ) -> HubToken:
@@ -226,13 +217,7 @@ def create_token(
         if not longest:
             raise
         answer = request(session, "POST", f"/users/{session.user}/tokens", {**body, "expires_in": int(longest[1])})
-    return HubToken(
-        id=str(answer["id"]),
-        token=str(answer["token"]),
-        scopes=tuple(answer.get("scopes") or ()),
-        expires_at=answer.get("expires_at"),
-        note=str(answer.get("note") or note),
-    )
+    return HubToken(id=str(answer["id"]), token=str(answer["token"]))
 
 
 def revoke_token(session: HubSession, token_id: str, timeout: float = 10.0) -> None:
