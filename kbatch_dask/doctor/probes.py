@@ -240,7 +240,7 @@ def _kube_checks(environ: Mapping[str, str]) -> list[Check]:
 
 
 def _namespace(configured: str | None, context_namespace: str | None) -> tuple[str, str]:
-    """The namespace jobs go to, and where that came from (as ``kube_session.detect_namespace``)."""
+    """The namespace jobs go to, and where that came from (as ``pod_settings.detect_namespace``)."""
     from kbatch_dask.backends.kubernetes.pod_settings import SERVICE_ACCOUNT_NAMESPACE
 
     if configured:

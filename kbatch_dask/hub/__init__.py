@@ -40,7 +40,6 @@ TOKEN_ID_VAR = "KBATCH_DASK_HUB_TOKEN_ID"  # the job token's id (not a secret): 
 # JupyterHub lets a token delete tokens only with the `tokens` scope.
 REVOKE_SCOPE = "tokens!user"
 NOTE_PREFIX = "kbatch-dask job"
-ADMIN_DOCS = "docs/admin.md"
 _MAX_EXPIRY = re.compile(r"must not exceed (\d+)")
 
 
@@ -174,7 +173,9 @@ def refusal_warning(error: HubError, scopes: Sequence[str]) -> KbatchWarning:
         "(its cluster can no longer be scaled or stopped) when your notebook server stops"
     )
     fix = refusal_fix(error, scopes)
-    return KbatchWarning(f"JupyterHub did not create a token for this job ({error}); {risk}; {fix} (see {ADMIN_DOCS})")
+    return KbatchWarning(
+        f"JupyterHub did not create a token for this job ({error}); {risk}; {fix} (`kbatch doctor` checks job tokens)"
+    )
 
 
 # -- the hub's API -------------------------------------------------------------
