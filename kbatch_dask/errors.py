@@ -5,13 +5,19 @@
     KbatchError                  base class; the CLI prints "Error: <message>", exit 1
     ├── BadInput                 bad option, size, time, directive or script; exit 2
     ├── JobNotFound              no job with that id
-    ├── GatewayError             the Dask-Gateway refused a request
+    ├── GatewayError             the Dask-Gateway refused a request (status)
     │   └── GatewayUnreachable   ... or could not be reached (worth retrying)
-    ├── HubError                 JupyterHub refused a request or could not be reached
-    └── BackendError             the backend (local state, Kubernetes API) failed
+    ├── HubError                 JupyterHub refused a request or could not be reached (status)
+    ├── BackendError             the backend (local state, Kubernetes API) failed
+    │   └── KubeError            the Kubernetes API refused a request or could not be reached (status)
+    ├── PayloadMismatch          a function was pickled with another Python or cloudpickle than the job has
+    └── RemoteTraceback          the traceback of an error inside the job, as text (the
+                                 ``__cause__`` of the re-raised error, never raised itself)
 
     KbatchWarning                a submission worked, with a risk the user should know
                                  about (e.g. the job uses the session's hub token)
+
+``status`` is the HTTP status of a refusal, and None when there was no answer.
 """
 
 from __future__ import annotations
@@ -50,17 +56,45 @@ class GatewayUnreachable(GatewayError):
     """The Dask-Gateway did not answer (connection refused, timeout, 5xx)."""
 
 
+class HubError(KbatchError):
+    """JupyterHub refused a request (``status`` is its HTTP status) or could not
+    be reached (``status`` None)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class BackendError(KbatchError):
     """The backend could not carry out a request."""
 
 
-class HubError(KbatchError):
-    """JupyterHub refused a request (``status`` is its HTTP status) or could not
-    be reached (``status`` 0)."""
+class KubeError(BackendError):
+    """The Kubernetes API refused a request (``status`` is its HTTP status) or
+    could not be reached (``status`` None)."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class PayloadMismatch(KbatchError):
+    """The payload was pickled with another Python or cloudpickle than the job has."""
+
+
+class RemoteTraceback(KbatchError):
+    """The traceback of an exception raised inside the job, as text.
+
+    Attached as the ``__cause__`` of the re-raised exception (as
+    ``concurrent.futures`` does for process pools), so it prints with it.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\nTraceback inside the job:\n{self.text}"
 
 
 class KbatchWarning(UserWarning):

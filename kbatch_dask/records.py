@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -95,7 +95,6 @@ class JobRecord:
     host: str | None = None
     pid: int | None = None
     dask: DaskInfo | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def elapsed(self, at: datetime | None = None) -> float | None:
         """Seconds run so far (running) or in total (ended); None if never started."""

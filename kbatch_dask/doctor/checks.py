@@ -24,8 +24,6 @@ from kbatch_dask.hub import tokens as hub
 OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
 SYMBOLS = {OK: "✓", FAIL: "✗", WARN: "!", SKIP: "-"}
 ASCII_SYMBOLS = {OK: "[ok]", FAIL: "[FAIL]", WARN: "[warn]", SKIP: "[skip]"}
-ADMIN_DOCS = "docs/admin.md"
-RBAC_DOCS = "docs/kubernetes.md"
 WORKER_OPTIONS = ("worker_cores", "worker_memory")
 
 
@@ -44,7 +42,7 @@ class Check:
 
 @dataclass(frozen=True)
 class Permission:
-    """Verbs the Kubernetes backend uses on one resource (the Role in docs/kubernetes.md)."""
+    """Verbs the Kubernetes backend uses on one resource (what its Role must grant)."""
 
     resource: str  # "jobs", "pods/log"
     group: str
@@ -168,7 +166,7 @@ def check_gateway_auth(auth_type: str | None, error: GatewayError | None, has_hu
     if status in (401, 403) or "JupyterHub token" in str(error):
         fix = {
             "jupyterhub": "the token needs the gateway service's access scope "
-            f"(access:services!service=dask-gateway): a JupyterHub role can grant it to users ({ADMIN_DOCS})",
+            "(access:services!service=dask-gateway): a JupyterHub role can grant it to users",
             "basic": "check gateway.auth.kwargs (username, password)",
         }.get(str(auth_type), "check gateway.auth.type and gateway.auth.kwargs")
         return Check(name, FAIL, f"the gateway refused this session: {error}", fix)
@@ -188,7 +186,7 @@ def check_cluster_options(fields: Sequence[str] | None, error: KbatchError | Non
             name,
             WARN,
             f"the gateway offers {offered}; --worker-cores/--worker-memory need {', '.join(missing)}",
-            f"declare {' and '.join(missing)} in the gateway's c.Backend.cluster_options ({ADMIN_DOCS})",
+            f"declare {' and '.join(missing)} in the gateway's c.Backend.cluster_options",
         )
     return Check(name, OK, f"the gateway offers {offered}")
 
@@ -220,7 +218,7 @@ def check_job_tokens(
             name,
             FAIL,
             f"JupyterHub does not create job tokens ({error}): jobs lose the gateway when your server stops",
-            f"{hub.refusal_fix(error, scopes)} ({ADMIN_DOCS})",
+            hub.refusal_fix(error, scopes),
         )
     if gateway_error is not None:
         return Check(
@@ -275,7 +273,7 @@ def check_permission(permission: Permission, namespace: str, allowed: Mapping[st
     unknown = [v for v in permission.verbs if allowed.get(v) is None]
     if denied:
         message = f"may not {', '.join(denied)} {permission.label} in namespace {namespace}"
-        fix = f"an admin must grant {', '.join(denied)} on {permission.label}: the Role in {RBAC_DOCS}"
+        fix = f"an admin must grant {', '.join(denied)} on {permission.label} in namespace {namespace}"
         if set(denied) <= set(permission.optional):
             consequence = (
                 "jobs copy nothing from the notebook pod (volumes, scheduling), only kbatch.kubernetes.pod-template"
@@ -283,7 +281,12 @@ def check_permission(permission: Permission, namespace: str, allowed: Mapping[st
             return Check(name, WARN, f"{message}: {consequence}", fix)
         return Check(name, FAIL, message, fix)
     if unknown:
-        return Check(name, WARN, f"could not check {', '.join(unknown)} on {permission.label}", f"see {RBAC_DOCS}")
+        return Check(
+            name,
+            WARN,
+            f"could not check {', '.join(unknown)} on {permission.label}",
+            f"ask an admin whether the Role in namespace {namespace} grants them",
+        )
     return Check(name, OK, f"may {', '.join(permission.verbs)} {permission.label} in namespace {namespace}")
 
 
@@ -311,5 +314,5 @@ def check_home_volume(home: str, mounts: Sequence[Mapping[str, Any]], pod_error:
         name,
         WARN,
         f"{home} is on no volume jobs mount{why}: jobs see neither your files nor write output there",
-        f"allow `get pods` ({RBAC_DOCS}), or add the home volume to kbatch.kubernetes.pod-template",
+        "an admin can allow `get pods`, or add the home volume to kbatch.kubernetes.pod-template",
     )

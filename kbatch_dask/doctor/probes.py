@@ -35,7 +35,7 @@ from kbatch_dask.doctor.checks import (
     check_permission,
     check_state_dir,
 )
-from kbatch_dask.errors import GatewayError, HubError, KbatchError
+from kbatch_dask.errors import GatewayError, HubError, KbatchError, KubeError
 from kbatch_dask.hub import tokens as hub
 
 
@@ -194,7 +194,7 @@ def _kube_checks(environ: Mapping[str, str]) -> list[Check]:
                 "pip install kubernetes (or kbatch-dask's kubernetes extra)",
             )
         ]
-    from kbatch_dask.backends.kubernetes.client import KubeAPI, KubeError
+    from kbatch_dask.backends.kubernetes.client import KubeAPI
 
     try:
         api = KubeAPI(config.get("kubernetes.context") or None)
@@ -238,7 +238,7 @@ def _kube_checks(environ: Mapping[str, str]) -> list[Check]:
 
 
 def _namespace(configured: str | None, context_namespace: str | None) -> tuple[str, str]:
-    """The namespace jobs go to, and where that came from (as ``kube_session.detect_namespace``)."""
+    """The namespace jobs go to, and where that came from (as ``pod_settings.detect_namespace``)."""
     from kbatch_dask.backends.kubernetes.pod_settings import SERVICE_ACCOUNT_NAMESPACE
 
     if configured:

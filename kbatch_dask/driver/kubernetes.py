@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping
 
 from kbatch_dask import settings
 from kbatch_dask.backends.kubernetes import manifests as m
-from kbatch_dask.backends.kubernetes.client import KubeAPI, KubeError
+from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.pod_settings import detect_namespace
 from kbatch_dask.driver import timing
 from kbatch_dask.driver.supervisor import Supervisor
-from kbatch_dask.errors import GatewayError
+from kbatch_dask.errors import GatewayError, KubeError
 from kbatch_dask.gateway import GatewayClient, configured_gateway
 from kbatch_dask.records import JobState, now
 from kbatch_dask.spec import JobSpec, expand_pattern

@@ -17,29 +17,10 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kbatch_dask.errors import BadInput, KbatchError
+from kbatch_dask.errors import BadInput, PayloadMismatch, RemoteTraceback
 
 PAYLOAD_SUFFIX = ".kbatch-function.pkl"
 HEADER_PROTOCOL = 4  # the header is plain pickle, readable by any Python >= 3.8
-
-
-class PayloadMismatch(KbatchError):
-    """The payload was pickled with another Python or cloudpickle than the job has."""
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised inside the job, as text.
-
-    Attached as the ``__cause__`` of the re-raised exception (as
-    ``concurrent.futures`` does for process pools), so it prints with it.
-    """
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return f"\n\nTraceback inside the job:\n{self.text}"
 
 
 def _versions() -> dict[str, str]:

@@ -39,11 +39,9 @@ from kbatch_dask.records import JobState
 
 TOKEN_VAR = "JUPYTERHUB_API_TOKEN"
 TOKEN_ID_VAR = "KBATCH_DASK_HUB_TOKEN_ID"  # the job token's id (not a secret): the driver revokes it
-HUB_VARS = ("JUPYTERHUB_API_URL", "JUPYTERHUB_USER")
 # JupyterHub lets a token delete tokens only with the `tokens` scope.
 REVOKE_SCOPE = "tokens!user"
 NOTE_PREFIX = "kbatch-dask job"
-ADMIN_DOCS = "docs/admin.md"
 _MAX_EXPIRY = re.compile(r"must not exceed (\d+)")
 
 
@@ -77,9 +75,6 @@ class HubToken:
 
     id: str
     token: str = field(repr=False)
-    scopes: tuple[str, ...]
-    expires_at: str | None
-    note: str
 
 
 @dataclass(frozen=True)
@@ -178,7 +173,9 @@ def refusal_warning(error: HubError, scopes: Sequence[str]) -> KbatchWarning:
         "(its cluster can no longer be scaled or stopped) when your notebook server stops"
     )
     fix = refusal_fix(error, scopes)
-    return KbatchWarning(f"JupyterHub did not create a token for this job ({error}); {risk}; {fix} (see {ADMIN_DOCS})")
+    return KbatchWarning(
+        f"JupyterHub did not create a token for this job ({error}); {risk}; {fix} (`kbatch doctor` checks job tokens)"
+    )
 
 
 # -- the hub's API -------------------------------------------------------------
@@ -188,7 +185,7 @@ def request(session: HubSession, method: str, path: str, body: Any = None, timeo
     """One call to the hub's REST API; the JSON answer (None if empty).
 
     A refusal raises :class:`HubError` with the hub's status and message; a hub
-    that cannot be reached raises it with status 0.
+    that cannot be reached raises it with status None.
     """
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Authorization": f"token {session.token}", "Accept": "application/json"}
@@ -208,11 +205,6 @@ def request(session: HubSession, method: str, path: str, body: Any = None, timeo
     return json.loads(raw) if raw.strip() else None
 
 
-def whoami(session: HubSession, timeout: float = 10.0) -> dict[str, Any]:
-    """The hub's model of the token's owner, with the token's ``scopes``."""
-    return dict(request(session, "GET", "/user", timeout=timeout))
-
-
 def create_token(
     session: HubSession, *, note: str, scopes: Sequence[str], expires_in: int, timeout: float = 10.0
 ) -> HubToken:
@@ -226,13 +218,7 @@ def create_token(
         if not longest:
             raise
         answer = request(session, "POST", f"/users/{session.user}/tokens", {**body, "expires_in": int(longest[1])})
-    return HubToken(
-        id=str(answer["id"]),
-        token=str(answer["token"]),
-        scopes=tuple(answer.get("scopes") or ()),
-        expires_at=answer.get("expires_at"),
-        note=str(answer.get("note") or note),
-    )
+    return HubToken(id=str(answer["id"]), token=str(answer["token"]))
 
 
 def revoke_token(session: HubSession, token_id: str, timeout: float = 10.0) -> None:

@@ -34,20 +34,6 @@ def parse_size(text: str, option: str = "--memory") -> int:
     return int(value)
 
 
-def format_size(n: int) -> str:
-    """The shortest exact spelling of a byte count: ``4Gi``, ``1500M``, ``512Ki``.
-
-    >>> format_size(4 * 2**30), format_size(1_500_000_000)
-    ('4Gi', '1500M')
-    """
-    for power in (5, 4, 3, 2, 1):
-        for base, suffix in ((1024, "i"), (1000, "")):
-            unit = base**power
-            if n % unit == 0:
-                return f"{n // unit}{'KMGTP'[power - 1]}{suffix}"
-    return str(n)
-
-
 _TIME_HINT = "expected minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S (slurm formats)"
 
 

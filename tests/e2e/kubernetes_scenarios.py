@@ -1,5 +1,5 @@
 """Scenarios of the Kubernetes backend, shared by the fake-cluster tests
-(``test_kubernetes_e2e.py``) and the opt-in real-cluster tests
+(``test_kubernetes.py``) and the opt-in real-cluster tests
 (``test_kubernetes_cluster.py``). Each drives the real ``kbatch`` commands
 through a :class:`Session` and asserts what a user would notice."""
 

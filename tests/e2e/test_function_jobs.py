@@ -12,8 +12,8 @@ import pytest
 from conftest import job_dirs
 
 from kbatch_dask import JobState, submit_with_cluster
-from kbatch_dask.driver.payload import PayloadMismatch, RemoteTraceback, pack_function, unpack_function
-from kbatch_dask.errors import BadInput, KbatchError
+from kbatch_dask.driver.payload import pack_function, unpack_function
+from kbatch_dask.errors import BadInput, KbatchError, PayloadMismatch, RemoteTraceback
 
 pytestmark = pytest.mark.gateway
 

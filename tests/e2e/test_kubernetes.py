@@ -144,7 +144,7 @@ def test_refusals_give_one_clear_line_and_leave_nothing(session: FakeSession, ca
     line = scenarios.refused(session, case, env)
     assert message in line
     if case.startswith("403"):
-        assert "docs/kubernetes.md" in line
+        assert "`kbatch doctor` lists the permissions jobs need" in line
     assert session.objects("pods") == []
 
 

@@ -116,7 +116,7 @@ def test_refusal_warning_names_the_risk_and_the_fix(error: HubError, fix: str) -
     text = str(refusal_warning(error, ["access:services!service=dask-gateway"]))
     assert "\n" not in text
     assert str(error) in text and fix in text and "when your notebook server stops" in text
-    assert "docs/admin.md" in text
+    assert text.endswith("(`kbatch doctor` checks job tokens)")
 
 
 def test_a_failed_attempt_with_retries_left_keeps_its_token() -> None:

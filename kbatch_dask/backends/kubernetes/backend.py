@@ -20,10 +20,10 @@ from kbatch_dask import settings
 from kbatch_dask.backends.ids import new_job_id
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
-from kbatch_dask.backends.kubernetes.client import KubeAPI, KubeError
+from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
 from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_by_job
-from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound
+from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound, KubeError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.settings import Settings

@@ -1,13 +1,14 @@
 """The few Kubernetes API calls kbatch-dask makes, over the official client.
 
 Every call goes through the client's ``ApiClient`` without preloading (see
-:mod:`kube_rest`) and returns the raw JSON as dicts: listing a thousand Jobs
-must not build a thousand client models (DESIGN.md §5). Errors are mapped to
-:class:`KubeError` in one place (:meth:`KubeAPI._call`); a 403 names the verb
-and resource that was refused and points to the RBAC docs.
+:mod:`kbatch_dask.backends.kubernetes.rest`) and returns the raw JSON as dicts:
+listing a thousand Jobs must not build a thousand client models (DESIGN.md §5).
+Errors are mapped to :class:`~kbatch_dask.errors.KubeError` in one place
+(:meth:`KubeAPI._raw`); a 403 names the verb and resource that was refused and
+points to ``kbatch doctor``, which lists the permissions jobs need.
 
-Only this module and :mod:`kube_rest` import ``kubernetes`` (the local backend
-and ``kbatch --help`` never load it).
+Only the Kubernetes backend, its driver and ``kbatch doctor`` import
+``kubernetes`` (the local backend and ``kbatch --help`` never load it).
 """
 
 from __future__ import annotations
@@ -18,18 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kbatch_dask.backends.kubernetes.rest import BatchV1, CoreV1
-from kbatch_dask.errors import BackendError
-
-RBAC_DOCS = "docs/kubernetes.md"
-
-
-class KubeError(BackendError):
-    """The Kubernetes API refused a request (``status`` is its HTTP status) or
-    could not be reached (``status`` 0)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
+from kbatch_dask.errors import KubeError
 
 
 def _reason(exc: Any) -> str:
@@ -86,7 +76,7 @@ class KubeAPI:
                 ) from None
         self.host = configuration.host
         self.client = client.ApiClient(configuration)
-        # Not CoreV1Api/BatchV1Api: they import every client model (see kube_rest.py).
+        # Not CoreV1Api/BatchV1Api: they import every client model (see rest.py).
         self.core = CoreV1(self.client)
         self.batch = BatchV1(self.client)
 
@@ -103,17 +93,18 @@ class KubeAPI:
         try:
             return call(*args, _preload_content=False, **kw)
         except ApiException as exc:
-            status = int(exc.status or 0)
+            status = int(exc.status) if exc.status else None
             where = f"{resource} in namespace {namespace!r}"
             if status == 403:
                 raise KubeError(
                     f"the Kubernetes API refused to {verb} {where} (403 Forbidden for {self.where}); "
-                    f"an admin must grant this: see {RBAC_DOCS}",
+                    "an admin must grant this (`kbatch doctor` lists the permissions jobs need)",
                     status,
                 ) from None
             if status == 401:
                 raise KubeError(f"the Kubernetes API rejected the credentials of {self.where} (401)", status) from None
-            raise KubeError(f"cannot {verb} {where}: {_reason(exc)} (HTTP {status})", status) from None
+            http = f" (HTTP {status})" if status is not None else ""
+            raise KubeError(f"cannot {verb} {where}: {_reason(exc)}{http}", status) from None
         except HTTPError as exc:
             raise KubeError(f"the Kubernetes API at {self.host} is unreachable: {exc}") from None
         except ValueError as exc:  # clients ≥ 37 check request bodies before sending them (pydantic)

@@ -2,12 +2,12 @@
 
 ``kubernetes.client.CoreV1Api`` and ``BatchV1Api`` import the client's
 pydantic model of every object they can return (~0.5 s, as long as the rest
-of ``kbatch queue``), while :mod:`kube_api` only ever wants the raw JSON. These
+of ``kbatch queue``), while :mod:`.client` only ever wants the raw JSON. These
 two classes offer the same methods by the same names, built on the same
 ``ApiClient`` (kubeconfig, credentials, TLS and errors stay the client's):
 each returns the undecoded urllib3 response and raises ``ApiException`` on
 an error status, as the generated methods do with ``_preload_content=False``.
-Only the arguments :mod:`kube_api` passes are accepted.
+Only the arguments :mod:`.client` passes are accepted.
 """
 
 from __future__ import annotations

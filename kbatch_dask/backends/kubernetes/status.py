@@ -216,7 +216,6 @@ def job_record(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Job
         comment=ann.get(m.ANN_COMMENT) or None,
         host=str((pod.get("metadata") or {}).get("name")) if pod else None,
         dask=DaskInfo(workers, cluster=ann.get(m.ANN_CLUSTER), dashboard=ann.get(m.ANN_DASHBOARD)) if workers else None,
-        extra={"job_name": meta.get("name"), "namespace": meta.get("namespace")},
     )
 
 

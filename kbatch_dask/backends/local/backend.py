@@ -103,7 +103,7 @@ class LocalBackend:
     def list(self, *, ended_since: datetime | None = None) -> list[JobRecord]:
         # Ended jobs come from the index (only the days asked for); records are
         # read only for the other directories: active jobs, and any whose end the
-        # index missed, which are indexed now (see local_index.py).
+        # index missed, which are indexed now (see index.py).
         job_ids = self.store.all_ids()
         indexed = self.store.index.ended_ids()
         ended = self.store.index.records(ended_since)

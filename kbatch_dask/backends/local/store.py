@@ -9,7 +9,7 @@
         record.json    the JobRecord, rewritten atomically (temp file + rename)
         driver.log     the driver's own log
         cancel         present once a cancel was requested
-    <home>/index/      copies of ended jobs' final records (see local_index.py)
+    <home>/index/      copies of ended jobs' final records (see index.py)
 
 Every write of ``record.json`` is a locked read-modify-write, so the submitter,
 the driver and ``kbatch cancel`` never lose each other's updates. Writing a
