@@ -142,10 +142,10 @@ def _health(address: str) -> str | None:
 
 def _token_check(settings: Any, environ: Mapping[str, str]) -> Check:
     """Make a short-lived token as a job would get, try it on the gateway, delete it."""
-    from kbatch_dask import settings
     from kbatch_dask.gateway import GatewayClient, configured_gateway
+    from kbatch_dask.settings import load
 
-    policy = hub.TokenPolicy.from_settings(settings.load().hub, configured_gateway(environ))
+    policy = hub.TokenPolicy.from_settings(load().hub, configured_gateway(environ))
     session = hub.HubSession.from_environ(environ)
     scopes = policy.token_scopes()
     facts: dict[str, Any] = {

@@ -135,7 +135,7 @@ def test_get_client_outside_a_job_says_so(monkeypatch: pytest.MonkeyPatch) -> No
     assert os.environ.get("KBATCH_DASK_CLUSTER") is None
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Path) -> None:

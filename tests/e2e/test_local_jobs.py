@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import cluster_status, kbatch, kqueue_json, show_json, wait_for, write_script
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.gateway
 
 SLEEPER = """\

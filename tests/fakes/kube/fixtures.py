@@ -23,7 +23,7 @@ import pytest
 from .fake_apiserver import FakeApiServer
 from .fake_kubelet import FakeKubelet
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
