@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests
 from kbatch_dask.backends.local.index import EndedIndex
 from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
@@ -77,9 +78,9 @@ def kube_job(server: Any, namespace: str, user: str, i: int, outcome: str) -> No
 
     job_id = f"b{i:06d}"
     annotations = {
-        manifests.ANN_NAME: f"train-{i}",
-        manifests.ANN_USER: user,
-        manifests.ANN_SCRIPT: f"/home/{user}/train-{i}.py",
+        names.ANN_NAME: f"train-{i}",
+        names.ANN_USER: user,
+        names.ANN_SCRIPT: f"/home/{user}/train-{i}.py",
     }
     name = manifests.job_name(user, job_id)
     job = seeded_job(namespace, name, manifests.job_labels(user, job_id), annotations, outcome, "bench:latest")

@@ -5,7 +5,6 @@ Configuration is read here, at the edge, and passed down as values.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import tempfile
 import warnings
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kbatch_dask import queue as q
 from kbatch_dask import settings
-from kbatch_dask.backends import Backend, get_backend, resolve_backend_name
+from kbatch_dask.backends import Backend, get_backend
 from kbatch_dask.errors import BadInput, KbatchError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.gateway.options import check_cluster_options
@@ -73,8 +72,7 @@ def submit_spec(spec: JobSpec) -> Job:
     """Submit a validated spec to its backend."""
     config = settings.load()
     backend = get_backend(spec.backend, config)
-    if spec.kind == "notebook" and backend.name == "local" and importlib.util.find_spec("papermill") is None:
-        raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
+    backend.check(spec)
     _check_cluster_options(spec, backend)
     environment = exported_environment(spec.export, spec.env, os.environ)
     from kbatch_dask.hub import tokens as hub
@@ -347,13 +345,8 @@ def gateway_status() -> tuple[bool, str]:
     return True, f"Embedded Dask-Gateway running at {server.address} (pid {server.pid}, log {server.log})"
 
 
-def backend_name(name: str | None = None) -> str:
-    """The backend ``name`` stands for (``auto`` resolved); config ``kbatch.backend`` if None."""
-    return resolve_backend_name(name or settings.load().backend)
-
-
-def dry_run_kubernetes(spec: JobSpec) -> str:
-    """The Kubernetes objects submitting ``spec`` would create, as YAML (``--dry-run``); creates nothing."""
-    from kbatch_dask.backends.kubernetes.backend import KubernetesBackend
-
-    return KubernetesBackend().dry_run(spec, exported_environment(spec.export, spec.env, os.environ))
+def dry_run(spec: JobSpec) -> str:
+    """What submitting ``spec`` would create, as YAML (``--dry-run``); creates nothing."""
+    backend = _backend(spec.backend)
+    backend.check(spec)
+    return backend.dry_run(spec, exported_environment(spec.export, spec.env, os.environ))

@@ -118,14 +118,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def submit_cmd(wait: bool, parsable: bool, dry_run: bool, script: str, args: tuple[str, ...], **options: Any) -> None:
     """Submit SCRIPT as a batch job (the default command)."""
-    from kbatch_dask import api, render
+    from kbatch_dask import api
 
     spec = api.make_spec(script, args, **options)
     if dry_run:
-        if api.backend_name(spec.backend) == "kubernetes":
-            click.echo(api.dry_run_kubernetes(spec))
-            return
-        click.echo(render.to_yaml({"backend": api.backend_name(spec.backend), "spec": spec.to_dict()}))
+        click.echo(api.dry_run(spec))
         return
     job = api.submit_spec(spec)
     if parsable:
@@ -356,9 +353,11 @@ def _run(command: click.Command, args: list[str], prog: str, debug: bool = False
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         click.echo(f"Error: {exc.format_message().rstrip('.')}{hint}", err=True)
         code = 2
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        code = 1
+    except click.Abort as exc:
+        # click turns Ctrl-C inside a command into Abort; the shell's convention is 130.
+        interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+        click.echo("Interrupted." if interrupted else "Aborted.", err=True)
+        code = 130 if interrupted else 1
     except KbatchError as exc:
         if debug:
             raise

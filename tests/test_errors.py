@@ -138,8 +138,10 @@ def test_the_cli_maps_each_error_to_its_exit_code(
     [
         (click.UsageError("no such option: --x"), 2, "Error: no such option: --x (see 'kbatch --help')\n"),
         (RuntimeError("a bug"), 1, "Error: unexpected RuntimeError: a bug (run with --debug for the traceback)\n"),
+        (KeyboardInterrupt(), 130, "\nInterrupted.\n"),  # Ctrl-C: the shell's 128 + SIGINT
+        (click.Abort(), 1, "Aborted.\n"),
     ],
-    ids=["usage", "bug"],
+    ids=["usage", "bug", "ctrl-c", "abort"],
 )
 def test_the_cli_maps_other_exceptions_to_their_exit_codes(
     exc: BaseException, code: int, stderr: str, capsys: pytest.CaptureFixture[str]

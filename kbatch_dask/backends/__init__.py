@@ -5,7 +5,7 @@ boundary; nothing above a backend sees a backend's own types."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -20,6 +20,12 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 class Backend(Protocol):
     name: str
+
+    def check(self, spec: JobSpec) -> None:
+        """Refuse (BadInput) what this backend cannot run, before anything is created."""
+
+    def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
+        """What :meth:`submit` would create, as YAML (``--dry-run``); creates nothing."""
 
     def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
         """Create the job and return at once with its first record."""

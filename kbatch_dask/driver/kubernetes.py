@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Mapping
 
 from kbatch_dask import settings
+from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.pod_settings import detect_namespace
@@ -55,18 +56,18 @@ class KubeReporter:
                 self.say(f"cannot record progress on Job {self.job_name} ({exc}); the job runs on regardless")
 
     def started(self) -> None:
-        self._annotate({m.ANN_STARTED: now().isoformat(timespec="seconds")})
+        self._annotate({names.ANN_STARTED: now().isoformat(timespec="seconds")})
 
     def cluster(self, name: str, dashboard: str | None) -> None:
-        self._annotate({m.ANN_CLUSTER: name, m.ANN_DASHBOARD: dashboard})
+        self._annotate({names.ANN_CLUSTER: name, names.ANN_DASHBOARD: dashboard})
 
     def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None:
         self._annotate(
             {
-                m.ANN_STATE: state.value,
-                m.ANN_EXIT_CODE: None if exit_code is None else str(exit_code),
-                m.ANN_REASON: reason,
-                m.ANN_FINISHED: now().isoformat(timespec="seconds"),
+                names.ANN_STATE: state.value,
+                names.ANN_EXIT_CODE: None if exit_code is None else str(exit_code),
+                names.ANN_REASON: reason,
+                names.ANN_FINISHED: now().isoformat(timespec="seconds"),
             }
         )
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from kbatch_dask import settings
 from kbatch_dask.backends.ids import new_job_id
+from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
 from kbatch_dask.backends.kubernetes.client import KubeAPI
@@ -111,11 +112,7 @@ class KubernetesBackend:
     ) -> m.Manifests:
         """The objects :meth:`submit` would create (the Job created suspended);
         ``pod``: the session's settings, detected unless given."""
-        if spec.workers and configured_gateway() is None:
-            raise BadInput(
-                "a Kubernetes job's Dask cluster needs a Dask-Gateway the cluster can reach: "
-                "set gateway.address (e.g. DASK_GATEWAY__ADDRESS), or use --dask-workers 0"
-            )
+        self.check(spec)
         pod = pod or self._pod_settings(spec)
         output = expand_pattern(spec.output, job_id, spec.name, spec.user, spec.workdir)
         error = expand_pattern(spec.error, job_id, spec.name, spec.user, spec.workdir) if spec.error else None
@@ -146,6 +143,13 @@ class KubernetesBackend:
             result=result,
             suspend=True,
         )
+
+    def check(self, spec: JobSpec) -> None:
+        if spec.workers and configured_gateway() is None:
+            raise BadInput(
+                "a Kubernetes job's Dask cluster needs a Dask-Gateway the cluster can reach: "
+                "set gateway.address (e.g. DASK_GATEWAY__ADDRESS), or use --dask-workers 0"
+            )
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:
         """The configured gateway: pods cannot reach a gateway on this machine."""
@@ -212,7 +216,7 @@ class KubernetesBackend:
         pods = pods_by_job(self.api.list_pods(self.namespace, selector)) if jobs else {}
         records = []
         for job in jobs:
-            job_id = ((job.get("metadata") or {}).get("labels") or {}).get(m.LABEL_JOB_ID, "")
+            job_id = ((job.get("metadata") or {}).get("labels") or {}).get(names.LABEL_JOB_ID, "")
             record = job_record(job, pods.get(job_id, []))
             if ended_since and record.state.is_terminal() and (record.finished or record.submitted) < ended_since:
                 continue
@@ -231,7 +235,7 @@ class KubernetesBackend:
             raise
 
     def _pods(self, job_id: str) -> Objects:
-        selector = f"{m.user_selector(self.user)},{m.LABEL_JOB_ID}={job_id}"
+        selector = f"{m.user_selector(self.user)},{names.LABEL_JOB_ID}={job_id}"
         return self.api.list_pods(self.namespace, selector)
 
     def get(self, job_id: str) -> JobRecord:
@@ -275,7 +279,7 @@ class KubernetesBackend:
 
     def result(self, job_id: str) -> bytes | None:
         """A function job's pickled result, from the file its pod wrote on a shared volume."""
-        path = (self._job(job_id)["metadata"].get("annotations") or {}).get(m.ANN_RESULT)
+        path = (self._job(job_id)["metadata"].get("annotations") or {}).get(names.ANN_RESULT)
         if not path:
             return None
         try:

@@ -22,35 +22,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kbatch_dask.backends.kubernetes.annotations import (
+    ANN_ARGS,
+    ANN_COMMENT,
+    ANN_NAME,
+    ANN_OUTPUT,
+    ANN_RESULT,
+    ANN_SCRIPT,
+    ANN_SUBMITTED,
+    ANN_TIME_LIMIT,
+    ANN_USER,
+    ANN_WORKERS,
+    LABEL_JOB_ID,
+    LABEL_MANAGED_BY,
+    LABEL_USER,
+    MANAGED_BY,
+)
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.errors import BadInput
 from kbatch_dask.spec import JobSpec
-
-MANAGED_BY = "kbatch-dask"
-PREFIX = "kbatch-dask.io/"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_USER = PREFIX + "user"
-LABEL_JOB_ID = PREFIX + "job-id"
-
-# Set at submit time.
-ANN_NAME = PREFIX + "name"
-ANN_USER = PREFIX + "user"
-ANN_COMMENT = PREFIX + "comment"
-ANN_SCRIPT = PREFIX + "script"
-ANN_ARGS = PREFIX + "args"
-ANN_SUBMITTED = PREFIX + "submitted"
-ANN_WORKERS = PREFIX + "workers"
-ANN_OUTPUT = PREFIX + "output"
-ANN_TIME_LIMIT = PREFIX + "time-limit"
-ANN_RESULT = PREFIX + "result"  # where a function job's pickled result goes
-# Set by the driver while the job runs.
-ANN_CLUSTER = PREFIX + "cluster"
-ANN_DASHBOARD = PREFIX + "dashboard"
-ANN_STARTED = PREFIX + "started"
-ANN_FINISHED = PREFIX + "finished"
-ANN_STATE = PREFIX + "state"
-ANN_EXIT_CODE = PREFIX + "exit-code"
-ANN_REASON = PREFIX + "reason"
 
 NAME_PREFIX = "kbatch"
 CONTAINER = "driver"

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.records import DaskInfo, JobRecord, JobState
 
@@ -107,10 +108,10 @@ def _failure(job: Mapping[str, Any], pod: Mapping[str, Any] | None, condition_re
     if terminated.get("reason") == OOM_REASON:
         return Status(JobState.OOM, OOM_REASON, exit_code)
     ann = _annotations(job)
-    recorded = str(ann.get(m.ANN_STATE, ""))
+    recorded = str(ann.get(names.ANN_STATE, ""))
     if recorded in JobState.__members__ and recorded not in ("PENDING", "RUNNING", "SUCCEEDED"):
-        code = _int(ann.get(m.ANN_EXIT_CODE))
-        return Status(JobState(recorded), ann.get(m.ANN_REASON) or None, code if code is not None else exit_code)
+        code = _int(ann.get(names.ANN_EXIT_CODE))
+        return Status(JobState(recorded), ann.get(names.ANN_REASON) or None, code if code is not None else exit_code)
     if exit_code is not None:
         return Status(JobState.FAILED, f"exit code {exit_code}", exit_code)
     pod_status = (pod or {}).get("status") or {}
@@ -138,7 +139,7 @@ def job_status(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Sta
     failed = _condition(job, "Failed", "FailureTarget")
     if failed:
         if failed.get("reason") == "DeadlineExceeded":
-            limit = _annotations(job).get(m.ANN_TIME_LIMIT)
+            limit = _annotations(job).get(names.ANN_TIME_LIMIT)
             reason = f"time limit of {limit} s reached" if limit else "time limit reached"
             return Status(JobState.TIMEOUT, reason, _int((_driver_state(pod).get("terminated") or {}).get("exitCode")))
         return _failure(job, pod, failed.get("reason"))
@@ -167,7 +168,7 @@ def job_status(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Sta
 
 
 def _started(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> datetime | None:
-    recorded = parse_time(_annotations(job).get(m.ANN_STARTED))
+    recorded = parse_time(_annotations(job).get(names.ANN_STARTED))
     if recorded:
         return recorded
     state = _driver_state(pod)
@@ -175,7 +176,7 @@ def _started(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> datetime 
 
 
 def _finished(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> datetime | None:
-    recorded = parse_time(_annotations(job).get(m.ANN_FINISHED))
+    recorded = parse_time(_annotations(job).get(names.ANN_FINISHED))
     if recorded:
         return recorded
     condition = _condition(job, "Failed", "FailureTarget", "Complete", "SuccessCriteriaMet")
@@ -195,27 +196,29 @@ def job_record(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Job
     pod = latest_pod(pods)
     status = job_status(job, pods)
     try:
-        args = tuple(str(a) for a in json.loads(ann.get(m.ANN_ARGS) or "[]"))
+        args = tuple(str(a) for a in json.loads(ann.get(names.ANN_ARGS) or "[]"))
     except ValueError:
         args = ()
-    workers = ann.get(m.ANN_WORKERS)
+    workers = ann.get(names.ANN_WORKERS)
     return JobRecord(
-        id=labels.get(m.LABEL_JOB_ID) or str(meta.get("name", "")),
-        name=ann.get(m.ANN_NAME) or str(meta.get("name", "")),
-        user=ann.get(m.ANN_USER) or labels.get(m.LABEL_USER, ""),
+        id=labels.get(names.LABEL_JOB_ID) or str(meta.get("name", "")),
+        name=ann.get(names.ANN_NAME) or str(meta.get("name", "")),
+        user=ann.get(names.ANN_USER) or labels.get(names.LABEL_USER, ""),
         backend=BACKEND,
         state=status.state,
         reason=status.reason,
         exit_code=status.exit_code,
-        submitted=parse_time(ann.get(m.ANN_SUBMITTED)) or parse_time(meta.get("creationTimestamp")) or _EPOCH,
+        submitted=parse_time(ann.get(names.ANN_SUBMITTED)) or parse_time(meta.get("creationTimestamp")) or _EPOCH,
         started=_started(job, pod),
         finished=_finished(job, pod) if status.state.is_terminal() else None,
-        script=ann.get(m.ANN_SCRIPT, ""),
+        script=ann.get(names.ANN_SCRIPT, ""),
         args=args,
-        output=ann.get(m.ANN_OUTPUT) or None,
-        comment=ann.get(m.ANN_COMMENT) or None,
+        output=ann.get(names.ANN_OUTPUT) or None,
+        comment=ann.get(names.ANN_COMMENT) or None,
         host=str((pod.get("metadata") or {}).get("name")) if pod else None,
-        dask=DaskInfo(workers, cluster=ann.get(m.ANN_CLUSTER), dashboard=ann.get(m.ANN_DASHBOARD)) if workers else None,
+        dask=DaskInfo(workers, cluster=ann.get(names.ANN_CLUSTER), dashboard=ann.get(names.ANN_DASHBOARD))
+        if workers
+        else None,
     )
 
 
@@ -223,7 +226,7 @@ def pods_by_job(pods: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str
     """Pods grouped by their job id label."""
     grouped: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
-        job_id = ((pod.get("metadata") or {}).get("labels") or {}).get(m.LABEL_JOB_ID)
+        job_id = ((pod.get("metadata") or {}).get("labels") or {}).get(names.LABEL_JOB_ID)
         if job_id:
             grouped.setdefault(job_id, []).append(pod)
     return grouped

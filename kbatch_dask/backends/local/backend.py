@@ -9,19 +9,20 @@ recording an end is reported ``LOST``.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 
 from kbatch_dask import settings
 from kbatch_dask.backends.local import embedded_gateway
 from kbatch_dask.backends.local.store import JobDir, JobStore, default_home
-from kbatch_dask.errors import BackendError, GatewayError
+from kbatch_dask.errors import BackendError, BadInput, GatewayError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.procs import killpg, pid_alive
 from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
@@ -52,6 +53,17 @@ class LocalBackend:
         return server.settings() if server else None
 
     # -- submit ---------------------------------------------------------------
+
+    def check(self, spec: JobSpec) -> None:
+        if spec.kind == "notebook" and importlib.util.find_spec("papermill") is None:
+            raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
+
+    def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
+        """The validated spec a submission would store (the environment is not shown)."""
+        import yaml
+
+        document = {"backend": self.name, "spec": spec.to_dict()}
+        return str(yaml.safe_dump(document, sort_keys=False, default_flow_style=False)).rstrip("\n")
 
     def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
         def first_record(job_id: str) -> JobRecord:

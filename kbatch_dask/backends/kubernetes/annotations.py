@@ -1,0 +1,29 @@
+"""The labels and annotations of a job's Kubernetes objects: written at submit
+time (:mod:`.manifests`) and by the driver while the job runs
+(:mod:`kbatch_dask.driver.kubernetes`), read back into job records (:mod:`.status`)."""
+
+MANAGED_BY = "kbatch-dask"
+PREFIX = "kbatch-dask.io/"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_USER = PREFIX + "user"
+LABEL_JOB_ID = PREFIX + "job-id"
+
+# Set at submit time.
+ANN_NAME = PREFIX + "name"
+ANN_USER = PREFIX + "user"
+ANN_COMMENT = PREFIX + "comment"
+ANN_SCRIPT = PREFIX + "script"
+ANN_ARGS = PREFIX + "args"
+ANN_SUBMITTED = PREFIX + "submitted"
+ANN_WORKERS = PREFIX + "workers"
+ANN_OUTPUT = PREFIX + "output"
+ANN_TIME_LIMIT = PREFIX + "time-limit"
+ANN_RESULT = PREFIX + "result"  # where a function job's pickled result goes
+# Set by the driver while the job runs.
+ANN_CLUSTER = PREFIX + "cluster"
+ANN_DASHBOARD = PREFIX + "dashboard"
+ANN_STARTED = PREFIX + "started"
+ANN_FINISHED = PREFIX + "finished"
+ANN_STATE = PREFIX + "state"
+ANN_EXIT_CODE = PREFIX + "exit-code"
+ANN_REASON = PREFIX + "reason"
