@@ -5,11 +5,11 @@ Configuration is read here, at the edge, and passed down as values.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from kbatch_dask.errors import BadInput, KbatchError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.gateway.options import check_cluster_options
 from kbatch_dask.job import Job
+from kbatch_dask.reaper import GcAction, stale_clusters
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.spec import JobSpec, build_spec
 from kbatch_dask.spec.environment import exported_environment
@@ -263,16 +264,6 @@ def show_record(job_id: str, backend: str | None = None) -> JobRecord:
     return _with_clusters(b, [b.get(job_id)], config.queue.live_timeout)[0]
 
 
-@dataclass(frozen=True)
-class GcAction:
-    """A cluster ``gc`` stopped (or, with ``dry_run``, would stop), and why."""
-
-    cluster: str
-    job_id: str | None
-    why: str
-    stopped: bool
-
-
 def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None = None) -> list[GcAction]:
     """Stop this user's clusters whose kbatch job has ended or vanished; with
     ``all_clusters``, also running clusters that belong to no kbatch job.
@@ -283,28 +274,16 @@ def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None
     """
     b = _backend(backend)
     records = b.list(ended_since=None)
-    settings = b.gateway()
-    if settings is None:
+    found = b.gateway()
+    if found is None:
         return []
-    owners = {r.dask.cluster: r for r in records if r.dask and r.dask.cluster}
-    actions = []
-    with GatewayClient(settings) as client:
-        clusters = client.list_clusters()
-    for name, info in sorted(clusters.items()):
-        if not info.status.is_active():
-            continue
-        owner = owners.get(name)
-        if owner is not None and owner.state.is_terminal():
-            why = f"job {owner.id} {owner.state.value}"
-        elif owner is None and all_clusters:
-            why = "no kbatch job"
-        else:
-            continue
-        if not dry_run:
-            with GatewayClient(settings) as client:
-                client.stop_cluster(name)
-        actions.append(GcAction(name, owner.id if owner else None, why, stopped=not dry_run))
-    return actions
+    with GatewayClient(found) as client:
+        actions = stale_clusters(records, client.list_clusters(), all_clusters=all_clusters)
+        if dry_run:
+            return actions
+        for action in actions:
+            client.stop_cluster(action.cluster)
+    return [dataclasses.replace(action, stopped=True) for action in actions]
 
 
 def _local() -> LocalBackend:
