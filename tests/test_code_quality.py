@@ -36,3 +36,48 @@ def test_ruff_format_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     proc = subprocess.run([tool("mypy")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+PACKAGE = ROOT / "kbatch_dask"
+# Who may not import whom: the layers of docs/architecture.md.
+FACES = ("kbatch_dask.api", "kbatch_dask.job", "kbatch_dask.cli", "kbatch_dask.doctor")
+PURE = ("kbatch_dask.config", "kbatch_dask.settings")  # pure builders do no I/O and read no config
+FORBIDDEN = {
+    "kbatch_dask.spec": (*FACES, "kbatch_dask.backends", "kbatch_dask.driver", "kbatch_dask.gateway"),
+    "kbatch_dask.gateway": (*FACES, "kbatch_dask.backends", "kbatch_dask.driver"),
+    "kbatch_dask.hub": (*FACES, "kbatch_dask.backends", "kbatch_dask.driver"),
+    "kbatch_dask.backends": (*FACES, "kbatch_dask.driver"),
+    "kbatch_dask.driver": FACES,
+    "kbatch_dask.backends.kubernetes.manifests": PURE,
+    "kbatch_dask.backends.kubernetes.status": PURE,
+    "kbatch_dask.queue": PURE,
+    "kbatch_dask.reaper": PURE,
+}
+
+
+def imports_of(path: Path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found
+
+
+def test_dependencies_flow_one_way() -> None:
+    broken = []
+    for path in PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for layer, forbidden in FORBIDDEN.items():
+            if module == layer or module.startswith(layer + "."):
+                broken += [f"{module} imports {name}" for name in imports_of(path) if name.startswith(forbidden)]
+    assert broken == []
+
+
+def test_no_module_holds_two_concepts() -> None:
+    """A module past ~400 lines is holding two."""
+    long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}

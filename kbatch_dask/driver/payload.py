@@ -19,7 +19,6 @@ from typing import Any
 
 from kbatch_dask.errors import BadInput, PayloadMismatch, RemoteTraceback
 
-PAYLOAD_SUFFIX = ".kbatch-function.pkl"
 HEADER_PROTOCOL = 4  # the header is plain pickle, readable by any Python >= 3.8
 
 

@@ -25,6 +25,7 @@ MAX_NAME_LEN = 128
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OPTION_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BACKENDS = ("auto", "local", "kubernetes")
+PAYLOAD_SUFFIX = ".kbatch-function.pkl"  # a function job's "script": its pickled call (driver/payload.py)
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,6 @@ class JobSpec:
     @property
     def kind(self) -> str:
         """``function`` (a pickled call), ``notebook``, ``python`` or ``executable``."""
-        from kbatch_dask.driver.payload import PAYLOAD_SUFFIX
-
         if self.script.endswith(PAYLOAD_SUFFIX):
             return "function"
         if self.script.endswith(".ipynb"):
