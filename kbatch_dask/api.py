@@ -166,7 +166,8 @@ def submit_with_cluster(
     >>> job.result()  # doctest: +SKIP
     4950
     """
-    from kbatch_dask.driver.payload import PAYLOAD_SUFFIX, pack_function
+    from kbatch_dask.driver.payload import pack_function
+    from kbatch_dask.spec import PAYLOAD_SUFFIX
 
     unknown = sorted(set(options) - set(FUNCTION_JOB_OPTIONS))
     if unknown:

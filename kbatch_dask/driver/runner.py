@@ -23,8 +23,8 @@ import tempfile
 import traceback
 from typing import Any
 
-from kbatch_dask.driver.payload import PAYLOAD_SUFFIX
 from kbatch_dask.files import write_atomic
+from kbatch_dask.spec import PAYLOAD_SUFFIX
 
 
 def connect_default_client() -> Any:
