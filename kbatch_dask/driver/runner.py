@@ -1,8 +1,9 @@
 """The runner: runs the user's code with the job's cluster as default client.
 
-``python -m kbatch_dask.driver.runner PATH [ARGS...]``, started by the supervisor
-with ``KBATCH_DASK_CLUSTER`` (when the job has a cluster) and the gateway's
-``DASK_GATEWAY__*`` settings in its environment. By what PATH is:
+``python -m kbatch_dask.driver.runner KIND PATH [ARGS...]``, started by the
+supervisor with ``KBATCH_DASK_CLUSTER`` (when the job has a cluster) and the
+gateway's ``DASK_GATEWAY__*`` settings in its environment. By the job's KIND
+(:attr:`kbatch_dask.spec.JobSpec.kind`):
 
 - a Python script runs as ``__main__`` with ``sys.argv`` set, so a script
   written for local Dask runs on the cluster unchanged;
@@ -24,7 +25,6 @@ import traceback
 from typing import Any
 
 from kbatch_dask.files import write_atomic
-from kbatch_dask.spec import PAYLOAD_SUFFIX
 
 
 def connect_default_client() -> Any:
@@ -146,14 +146,14 @@ def die_with_supervisor() -> None:
 
 def main() -> None:
     die_with_supervisor()
-    if len(sys.argv) < 2:
-        sys.exit("usage: python -m kbatch_dask.driver.runner PATH [ARGS...]")
-    path, args = sys.argv[1], sys.argv[2:]
-    if path.endswith(PAYLOAD_SUFFIX):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("function", "notebook", "python", "executable"):
+        sys.exit("usage: python -m kbatch_dask.driver.runner function|notebook|python|executable PATH [ARGS...]")
+    kind, path, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if kind == "function":
         sys.exit(run_function(path))
-    if path.endswith(".ipynb"):
+    if kind == "notebook":
         sys.exit(run_notebook(path))
-    if not path.endswith(".py"):
+    if kind == "executable":
         os.execv(path, [path, *args]) if os.access(path, os.X_OK) else os.execv("/bin/sh", ["/bin/sh", path, *args])
     sys.exit(run_script(path, args))
 

@@ -276,7 +276,7 @@ class Supervisor:
     def _run_runner(self, out: IO[bytes] | None, err: IO[bytes] | None) -> Outcome:
         if self.signalled is not None:
             raise Cancelled()
-        cmd = [sys.executable, "-m", RUNNER_MODULE, self.script, *self.spec.args]
+        cmd = [sys.executable, "-m", RUNNER_MODULE, self.spec.kind, self.script, *self.spec.args]
         self._finish_arming()
         self.runner = subprocess.Popen(
             cmd,
