@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import job_dirs
+from conftest import ROOT, job_dirs
 
 from kbatch_dask import JobState, submit_with_cluster
 from kbatch_dask.driver.payload import PayloadMismatch, RemoteTraceback, pack_function, unpack_function
@@ -133,9 +133,6 @@ def test_get_client_outside_a_job_says_so(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(KbatchError, match="not inside a kbatch job"):
         get_client()
     assert os.environ.get("KBATCH_DASK_CLUSTER") is None
-
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Path) -> None:
