@@ -120,6 +120,12 @@ def test_detect_off_any_volume_has_no_working_dir() -> None:
     assert settings.image == "pangeo/ml-notebook:2026.1"  # the notebook container's, as a last resort
 
 
+def test_detect_without_a_pod_name_reads_no_pod() -> None:
+    settings = _detect({"JUPYTER_IMAGE": "img:1"}, NOTEBOOK_POD)  # the helper checks nothing was read
+    assert settings.image == "img:1"
+    assert settings.volumes == ()
+
+
 @pytest.mark.parametrize(
     ("option", "environ", "configured", "pod_image", "expected"),
     [
