@@ -101,6 +101,15 @@ def cluster_status(home: Path, name: str) -> str | None:
     return info.status.value if info else None
 
 
+def assert_cluster_stopped_by_its_job(home: Path, name: str) -> None:
+    """The job's driver stopped its cluster before recording the job's end: the real gateway
+    says STOPPING or STOPPED as soon as the record has ended (a cluster left to the
+    dead-man's switch or to gc would still be RUNNING then), and the cluster reaches STOPPED."""
+    status = cluster_status(home, name)
+    assert status in ("STOPPING", "STOPPED"), f"cluster {name} is {status} although its job has ended"
+    wait_for(lambda: cluster_status(home, name) == "STOPPED", what=f"cluster {name} to reach STOPPED")
+
+
 def job_dirs(home: Path) -> list[str]:
     jobs = home / "jobs"
     return sorted(os.listdir(jobs)) if jobs.exists() else []

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import job_dirs
+from conftest import ROOT, job_dirs
 
 from kbatch_dask import JobState, submit_with_cluster
 from kbatch_dask.driver.payload import pack_function, unpack_function
@@ -135,9 +135,12 @@ def test_get_client_outside_a_job_says_so(monkeypatch: pytest.MonkeyPatch) -> No
     assert os.environ.get("KBATCH_DASK_CLUSTER") is None
 
 
+<<<<<<< HEAD
 ROOT = Path(__file__).resolve().parents[2]
 
 
+=======
+>>>>>>> faults
 def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Path) -> None:
     pytest.importorskip("papermill")
     import nbformat

@@ -19,7 +19,7 @@ from typing import Any
 
 import dask.config
 import pytest
-from conftest import ROOT, cluster_status, wait_for
+from conftest import ROOT, assert_cluster_stopped_by_its_job, cluster_status, wait_for
 from fakes.kube.fake_apiserver import FakeApiServer
 from fakes.kube.fake_kubelet import FakeKubelet
 from fakes.kube.fixtures import fake_apiserver, fake_kubelet, kube_env  # noqa: F401
@@ -264,7 +264,7 @@ def test_faults_in_the_pod_fail_the_job_and_stop_its_cluster(
     session.wait_done(job_id, timeout=90)
     record = session.show(job_id)
     assert (record["state"], record["exit_code"], record["reason"]) == ("FAILED", exit_code, reason), record
-    wait_for(lambda: session.cluster_stopped(record["dask"]["cluster"]), timeout=5, what="the cluster to stop")
+    assert_cluster_stopped_by_its_job(session.gateway_home, record["dask"]["cluster"])
 
 
 def test_driver_killed_in_the_pod_cluster_stopped_by_the_dead_mans_switch(session: FakeSession) -> None:

@@ -7,14 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import cluster_status, kbatch, kqueue_json, show_json, wait_for, write_script
+from conftest import ROOT, assert_cluster_stopped_by_its_job, kbatch, kqueue_json, show_json, wait_for, write_script
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.gateway
 
 SLEEPER = """\
@@ -41,10 +39,9 @@ def wait_ended(job_id: str, timeout: float = 90) -> dict:
     )
 
 
-def assert_cluster_stopped(home: Path, job: dict, within: float = 10) -> None:
-    name = job["dask"]["cluster"]
-    assert name, job
-    wait_for(lambda: cluster_status(home, name) in ("STOPPED", None), timeout=within, what=f"cluster {name} to stop")
+def assert_cluster_stopped(home: Path, job: dict) -> None:
+    assert job["dask"]["cluster"], job
+    assert_cluster_stopped_by_its_job(home, job["dask"]["cluster"])
 
 
 def test_hello_dask_waits_and_writes_its_result(home: Path, tmp_path: Path) -> None:
@@ -115,7 +112,7 @@ def test_cancel_ends_cancelled_and_stops_the_cluster(home: Path, tmp_path: Path)
     assert "CANCELLED" in proc.stdout
     job = show_json(job_id)
     assert job["state"] == "CANCELLED"
-    assert_cluster_stopped(home, job, within=10)
+    assert_cluster_stopped(home, job)
     assert (tmp_path / "c.out").exists()  # output is never deleted
     # Cancelling again is harmless and says so.
     again = kbatch("cancel", job_id)
@@ -147,15 +144,13 @@ def test_job_survives_the_process_that_submitted_it(home: Path, tmp_path: Path) 
 
 def test_submit_returns_without_waiting_for_the_gateway(home: Path, tmp_path: Path) -> None:
     """Submit never talks to the gateway: with an unreachable one it still returns
-    a job id at once, and the job then fails naming the gateway."""
+    a job id, and the job then fails naming the gateway (how fast submit returns is
+    the benchmark's business)."""
     script = write_script(tmp_path / "x.py", "print('never')\n")
     env = {**os.environ, "DASK_GATEWAY__ADDRESS": "http://127.0.0.1:9", "DASK_KBATCH__DRIVER__GATEWAY_RETRY": "2"}
-    started = time.monotonic()
     proc = kbatch(str(script), "--dask-workers", "2", "--parsable", "-o", str(tmp_path / "x.out"), env=env)
-    elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip()
-    assert elapsed < 10  # sanity only; the benchmark measures submit latency
     job = wait_for(
         lambda: (
             (r := json.loads(kbatch("show", job_id, "-o", "json", env=env).stdout))["state"]

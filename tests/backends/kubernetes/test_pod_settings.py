@@ -87,8 +87,8 @@ def _detect(environ: dict[str, str], pod: dict[str, Any] | None, **kw: Any) -> P
     }
     values.update(kw)
     settings = detect(**values)
-    if environ.get("HOSTNAME"):
-        assert asked == [("hub", environ["HOSTNAME"])]
+    # The notebook pod is read by its name, once; without a name there is nothing to read.
+    assert asked == ([("hub", environ["HOSTNAME"])] if environ.get("HOSTNAME") else [])
     return settings
 
 
@@ -118,6 +118,12 @@ def test_detect_off_any_volume_has_no_working_dir() -> None:
     settings = _detect({"HOSTNAME": "jupyter-alice"}, NOTEBOOK_POD, workdir="/tmp/elsewhere")
     assert settings.working_dir is None
     assert settings.image == "pangeo/ml-notebook:2026.1"  # the notebook container's, as a last resort
+
+
+def test_detect_without_a_pod_name_reads_no_pod() -> None:
+    settings = _detect({"JUPYTER_IMAGE": "img:1"}, NOTEBOOK_POD)  # the helper checks nothing was read
+    assert settings.image == "img:1"
+    assert settings.volumes == ()
 
 
 @pytest.mark.parametrize(
