@@ -135,12 +135,6 @@ def test_get_client_outside_a_job_says_so(monkeypatch: pytest.MonkeyPatch) -> No
     assert os.environ.get("KBATCH_DASK_CLUSTER") is None
 
 
-<<<<<<< HEAD
-ROOT = Path(__file__).resolve().parents[2]
-
-
-=======
->>>>>>> faults
 def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Path) -> None:
     pytest.importorskip("papermill")
     import nbformat
