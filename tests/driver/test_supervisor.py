@@ -56,7 +56,7 @@ class Job:
         self.connects += 1
         return self.gateway
 
-    def run(self, workers: Workers | None = ONE_WORKER, time_limit: int | None = None, **kw: Any) -> int:
+    def run(self, workers: Workers | None = ONE_WORKER, time_limit: int | None = None) -> int:
         spec = JobSpec(
             script=str(self.workdir / "job.py"),
             name="job",
@@ -75,7 +75,9 @@ class Job:
             gateway=self._connect,
             output=str(self.output),
             error=None,
-            **{"kill_grace": 2.0, "gateway_retry": 0.0, "switch_grace": 0.0, **kw},
+            kill_grace=2.0,
+            gateway_retry=0.0,  # an unreachable gateway fails the job at once
+            switch_grace=0.0,  # the switch connects to a real scheduler
             log=self.log.append,
             start_runner=self.runner.start,
             poll=0.1,
@@ -85,7 +87,7 @@ class Job:
         return supervisor.run()
 
     def note(self) -> str:
-        """kbatch's last line in the job's output (the script's own line, if it wrote nothing)."""
+        """The last line of the job's output: kbatch's note, or the script's own line when kbatch had nothing to say."""
         return self.output.read_text().splitlines()[-1]
 
     def assert_cluster_stopped_before_the_record_ended(self) -> None:
@@ -269,7 +271,7 @@ def test_gateway_unreachable_mid_job_does_not_stop_the_job(tmp_path: Path) -> No
 def test_gateway_down_at_start_beyond_the_retry_window_fails_without_a_cluster(tmp_path: Path) -> None:
     job = Job(tmp_path)
     job.gateway.unreachable = True
-    assert job.run(gateway_retry=0.0) == 1
+    assert job.run() == 1
     reason = "the Dask-Gateway at http://gateway.test did not answer (gave up retrying)"
     assert job.reporter.final == (JobState.FAILED, None, reason)
     assert "runner started" not in job.events
