@@ -3,6 +3,10 @@
 It is the driver's first process (PID 1 of a pod, the detached local process).
 User code runs in a separate runner process, so that a segfault, an OOM kill
 or ``os._exit`` there cannot take the cluster's cleanup with it.
+
+Its state is why the job is stopping (:class:`~kbatch_dask.driver.ending.StopReason`,
+recorded once by the first cause); the job's outcome is computed from it at the
+end by :func:`~kbatch_dask.driver.ending.outcome`.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ import threading
 import time
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import IO, Any, Protocol, TypeVar
 
+from kbatch_dask.driver.ending import Outcome, Stop, StopReason, outcome
 from kbatch_dask.driver.tee import Tee
 from kbatch_dask.errors import GatewayError, GatewayUnreachable
 from kbatch_dask.gateway import GatewayClient
@@ -29,7 +33,6 @@ from kbatch_dask.spec import JobSpec
 
 RUNNER_MODULE = "kbatch_dask.driver.runner"
 T = TypeVar("T")
-CLUSTER_CHECK_PERIOD = 5.0  # seconds between checks that the job's cluster still runs
 
 
 class Reporter(Protocol):
@@ -44,14 +47,32 @@ class Reporter(Protocol):
     def cancel_requested(self) -> bool: ...
 
 
-@dataclass
-class Outcome:
-    state: JobState
-    exit_code: int | None
-    reason: str | None
+class Runner(Protocol):
+    """The process running the user's code as the supervisor drives it, a
+    ``subprocess.Popen``: ``wait`` raises ``subprocess.TimeoutExpired`` while it runs."""
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
 
 
-class Cancelled(Exception):
+class StartRunner(Protocol):
+    def __call__(
+        self, argv: list[str], *, cwd: str, env: Mapping[str, str], stdout: IO[bytes] | None, stderr: IO[bytes] | None
+    ) -> Runner: ...
+
+
+def start_process(
+    argv: list[str], *, cwd: str, env: Mapping[str, str], stdout: IO[bytes] | None, stderr: IO[bytes] | None
+) -> subprocess.Popen[bytes]:
+    """The runner as a child process; without an output file its output is dropped."""
+    devnull = subprocess.DEVNULL
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdin=devnull, stdout=stdout or devnull, stderr=stderr or devnull)
+
+
+class Interrupted(Exception):
     """SIGTERM/SIGINT arrived before the runner was started."""
 
 
@@ -73,6 +94,10 @@ class Supervisor:
         switch_grace: float = 5.0,
         log: Callable[[str], None] = print,
         echo: IO[bytes] | None = None,
+        start_runner: StartRunner = start_process,
+        poll: float = 0.2,
+        cluster_check_period: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
         self.job_id = job_id
@@ -87,17 +112,17 @@ class Supervisor:
         self.start_timeout = start_timeout
         self.extra_runner_env = dict(runner_env or {})
         self.switch_grace = switch_grace
-        self._watch: tuple[Any, ...] = ()
-        self._arming: threading.Thread | None = None
         self.log = log
         self.echo = echo  # also copy the job's output here (a pod's log)
-        self.runner: subprocess.Popen[bytes] | None = None
-        self.signalled: int | None = None
-        self.timed_out = False
+        self.start_runner = start_runner
+        self.poll = poll  # seconds between looks at the runner and the clock
+        self.cluster_check_period = cluster_check_period  # seconds between checks that the cluster still runs
+        self.clock = clock
+        self.stop: StopReason | None = None  # why the job is stopping: set once, by the first cause
         self.gateway: GatewayClient | None = None
         self.cluster_name: str | None = None
-        self.cluster_lost: str | None = None
-        self.started_at = time.monotonic()
+        self.switch: DeadMansSwitch | None = None
+        self.runner: Runner | None = None
 
     # -- entry ------------------------------------------------------------------
 
@@ -108,69 +133,81 @@ class Supervisor:
         self.reporter.started()
         # The time limit covers the whole job, cluster start included (as slurm's
         # and Kubernetes' activeDeadlineSeconds do).
-        self.started_at = time.monotonic()
+        deadline = self.clock() + self.spec.time_limit if self.spec.time_limit else None
         out, err = self._open_outputs()
-        outcome = Outcome(JobState.FAILED, None, "driver error")
+        returncode: int | None = None
         try:
             if self.spec.workers:
                 self._start_cluster()
-            outcome = self._run_runner(out, err)
-        except Cancelled:
-            outcome = self._signal_outcome(None)
+            returncode = self._run_runner(out, err, deadline)
+        except Interrupted:
+            pass  # the signal handler recorded why
         except GatewayError as exc:
-            outcome = Outcome(JobState.FAILED, None, str(exc))
+            self._record(StopReason(Stop.GATEWAY_ERROR, str(exc)))
         except Exception as exc:  # the driver's own failure must still clean up
-            outcome = Outcome(JobState.FAILED, None, f"driver error: {exc!r}")
+            self._record(StopReason(Stop.DRIVER_ERROR, repr(exc)))
             self.log(f"driver error: {exc!r}")
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            self._finish_arming()
-            self._stop_cluster()
-            self._disarm()
-            if self.gateway is not None:
-                self.gateway.close()
-            if not hub.keep_token(outcome.state, self.spec.retries):
-                hub.revoke_at_end(self.environment, self.log)  # the job's own JupyterHub token
-            if outcome.state is not JobState.SUCCEEDED and outcome.reason:
-                _note(err or out, f"kbatch: job {self.job_id} {outcome.state.value}: {outcome.reason}")
-            for f in {out, err} - {None}:
-                assert f is not None
-                f.close()
-            self.reporter.finished(outcome.state, outcome.exit_code, outcome.reason)
-        code = outcome.exit_code
-        return code if code is not None else 1
+            self._release_cluster()  # before the record says the job ended
+            end = outcome(self._stopped_because(), returncode)
+            self._finish(end, out, err)
+        return end.exit_code if end.exit_code is not None else 1
 
-    # -- signals ----------------------------------------------------------------
+    def _finish(self, end: Outcome, out: IO[bytes] | None, err: IO[bytes] | None) -> None:
+        """The job's token, kbatch's last word in its output, its record."""
+        if not hub.keep_token(end.state, self.spec.retries):
+            hub.revoke_at_end(self.environment, self.log)  # the job's own JupyterHub token
+        if end.state is not JobState.SUCCEEDED and end.reason:
+            _note(err or out, f"kbatch: job {self.job_id} {end.state.value}: {end.reason}")
+        for f in {out, err} - {None}:
+            assert f is not None
+            f.close()
+        self.reporter.finished(end.state, end.exit_code, end.reason)
+
+    # -- why the job stops ------------------------------------------------------
+
+    def _record(self, reason: StopReason) -> None:
+        if self.stop is None:  # the first cause wins: what follows is the job winding down
+            self.stop = reason
+
+    def _stop(self, reason: StopReason) -> None:
+        """Record why the job stops and ask the runner, if started, to end."""
+        self._record(reason)
+        if self.runner is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.runner.send_signal(signal.SIGTERM)
 
     def _on_signal(self, signum: int, frame: types.FrameType | None) -> None:
-        if self.signalled is None:
-            self.signalled = signum
+        # No I/O here: asking the reporter about a cancel could re-enter a connection
+        # the interrupted code holds. _stopped_because asks, once the job has ended.
+        self._stop(StopReason(Stop.SIGNALLED, signal.Signals(signum).name))
         if self.runner is None:
-            raise Cancelled()
-        with contextlib.suppress(ProcessLookupError):
-            self.runner.send_signal(signal.SIGTERM)
+            raise Interrupted()
 
-    def _signal_outcome(self, exit_code: int | None) -> Outcome:
-        if self.timed_out:
-            return Outcome(JobState.TIMEOUT, exit_code, f"time limit of {self.spec.time_limit} s reached")
-        if self.reporter.cancel_requested():
-            return Outcome(JobState.CANCELLED, exit_code, "cancelled by user")
-        name = signal.Signals(self.signalled or signal.SIGTERM).name
-        return Outcome(JobState.FAILED, exit_code, f"driver received {name}")
+    def _stopped_because(self) -> StopReason:
+        """The recorded stop reason, a user's cancel told apart: it reaches the driver
+        as a signal (``kbatch cancel`` marks the record before it signals) or, on
+        Kubernetes, as the cluster stopping (the backend stops it as it deletes the Job)."""
+        stop = self.stop or StopReason(Stop.DRIVER_ERROR)  # something past ``except Exception``
+        if stop.kind in (Stop.SIGNALLED, Stop.CLUSTER_LOST) and self.reporter.cancel_requested():
+            return StopReason(Stop.CANCELLED)
+        return stop
 
     # -- cluster ----------------------------------------------------------------
 
     def _start_cluster(self) -> None:
         workers = self.spec.workers
         assert workers is not None
-        deadline = time.monotonic() + self.gateway_retry
-        gateway = _retrying(self.connect_gateway, deadline, self.log)
+        deadline = self.clock() + self.gateway_retry
+        gateway = self._retrying(self.connect_gateway, deadline)
         self.gateway = gateway
-        name = _retrying(lambda: gateway.create_cluster(self.spec.cluster_options()), deadline, self.log)
+        name = self._retrying(lambda: gateway.create_cluster(self.spec.cluster_options()), deadline)
         self.cluster_name = name
-        self._arm_in_background()
-        info = _retrying(lambda: gateway.wait_running(name, self.start_timeout), deadline, self.log)
+        if self.switch_grace > 0:
+            self.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log)
+        info = self._retrying(lambda: gateway.wait_running(name, self.start_timeout), deadline)
         if workers.adaptive:
             gateway.adapt(name, workers.minimum, workers.maximum)
         else:
@@ -178,46 +215,18 @@ class Supervisor:
         self.log(f"cluster {name} running: {info.dashboard}")
         self.reporter.cluster(name, info.dashboard)
 
-    def _arm_in_background(self) -> None:
-        """Arm the dead-man's switch while the cluster starts: importing dask-gateway and
-        distributed takes about as long as a cluster's start, so the two overlap. The
-        runner starts only once the switch is armed (see :meth:`_finish_arming`), so no
-        user code runs on a cluster that would outlive a killed driver."""
-        if self.switch_grace > 0 and self.gateway and self.cluster_name:
-            self._arming = threading.Thread(
-                target=self._arm_dead_mans_switch,
-                args=(self.gateway, self.cluster_name),
-                name="dead-mans-switch",
-                daemon=True,
-            )
-            self._arming.start()
-
-    def _finish_arming(self, timeout: float = 60.0) -> None:
-        """Wait for the switch to be armed (before the runner starts, and before the
-        cluster is stopped and the switch disarmed)."""
-        if self._arming is not None:
-            self._arming.join(timeout)
-            self._arming = None
-
-    def _arm_dead_mans_switch(self, gateway_client: GatewayClient, name: str) -> None:
-        """Stay connected to the cluster so its scheduler can tell we are alive (see deadman.py)."""
-        try:
-            from kbatch_dask.driver import deadman
-
-            gateway = gateway_client.dask_gateway()
-            cluster = gateway.connect(name)
-            client = cluster.get_client(set_as_default=False)
-            deadman.arm(client, self.switch_grace)
-            self._watch = (gateway, cluster, client)
-            self.log(f"dead-man's switch armed: the cluster stops {self.switch_grace:g} s after this driver dies")
-        except Exception as exc:  # the job can run without it; gc is the backstop
-            self.log(f"could not arm the dead-man's switch ({type(exc).__name__}: {exc}); continuing without it")
-
-    def _disarm(self) -> None:
-        for part in reversed(self._watch):
-            with contextlib.suppress(Exception):
-                part.close()
-        self._watch = ()
+    def _retrying(self, call: Callable[[], T], deadline: float) -> T:
+        """Retry ``call`` while the gateway is unreachable, with backoff, until ``deadline``."""
+        delay = 0.5
+        while True:
+            try:
+                return call()
+            except GatewayUnreachable as exc:
+                if self.clock() + delay > deadline:
+                    raise GatewayError(f"{exc} (gave up retrying)") from None
+                self.log(f"{exc}; retrying in {delay:.1f} s")
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def _cluster_gone(self) -> str | None:
         """Why the job's cluster is no longer usable, or None if it runs (or the gateway is
@@ -234,6 +243,17 @@ class Supervisor:
             status = info.status.lower() if info else "unknown to the gateway"
             return f"the Dask cluster {self.cluster_name} stopped while the job ran ({status})"
         return None
+
+    def _release_cluster(self) -> None:
+        """Stop the job's cluster, then disarm the switch and close the gateway. The
+        switch's arming ends first, so that its thread does not connect to a stopping cluster."""
+        if self.switch is not None:
+            self.switch.wait_armed()
+        self._stop_cluster()
+        if self.switch is not None:
+            self.switch.disarm()
+        if self.gateway is not None:
+            self.gateway.close()
 
     def _stop_cluster(self) -> None:
         if not self.cluster_name or not self.gateway:
@@ -273,68 +293,82 @@ class Supervisor:
             env["KBATCH_DASK_WAIT_FOR_WORKERS"] = str(self.spec.required_workers())
         return env
 
-    def _run_runner(self, out: IO[bytes] | None, err: IO[bytes] | None) -> Outcome:
-        if self.signalled is not None:
-            raise Cancelled()
+    def _run_runner(self, out: IO[bytes] | None, err: IO[bytes] | None, deadline: float | None) -> int | None:
+        """Run the user's code until it ends; its return code (``-N`` for signal N),
+        or None when the job was stopped before it could start."""
+        if self.stop is not None:  # a signal while the cluster started, its Interrupted swallowed
+            return None
+        if self.switch is not None:
+            self.switch.wait_armed()  # no user code on a cluster that would outlive a killed driver
         cmd = [sys.executable, "-m", RUNNER_MODULE, self.spec.kind, self.script, *self.spec.args]
-        self._finish_arming()
-        self.runner = subprocess.Popen(
-            cmd,
-            cwd=self.spec.workdir,
-            env=self._runner_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=out or subprocess.DEVNULL,
-            stderr=err or out or subprocess.DEVNULL,
-        )
-        deadline = self.started_at + self.spec.time_limit if self.spec.time_limit else None
-        killed_at: float | None = None
-        next_check = time.monotonic() + CLUSTER_CHECK_PERIOD
+        runner = self.start_runner(cmd, cwd=self.spec.workdir, env=self._runner_env(), stdout=out, stderr=err or out)
+        self.runner = runner
+        kill_at: float | None = None
+        next_check = self.clock() + self.cluster_check_period
         while True:
             try:
-                code = self.runner.wait(timeout=0.2)
+                returncode = runner.wait(timeout=self.poll)
                 break
             except subprocess.TimeoutExpired:
                 pass
-            current = time.monotonic()
-            if deadline and current >= deadline and not self.timed_out:
-                self.timed_out = True
-                self.runner.send_signal(signal.SIGTERM)
-            if current >= next_check and not self.cluster_lost:
-                next_check = current + CLUSTER_CHECK_PERIOD
-                self.cluster_lost = self._cluster_gone()
-                if self.cluster_lost:
-                    self.log(f"{self.cluster_lost}; stopping the job")
-                    self.runner.send_signal(signal.SIGTERM)
-            if (self.timed_out or self.signalled or self.cluster_lost) and killed_at is None:
-                killed_at = current + self.kill_grace
-            if killed_at is not None and current >= killed_at:
-                self.runner.kill()
-                killed_at = float("inf")
-        exit_code = 128 - code if code < 0 else code
-        if self.timed_out or self.signalled is not None:
-            return self._signal_outcome(exit_code)
-        if self.cluster_lost:
-            return Outcome(JobState.FAILED, exit_code, self.cluster_lost)
-        if code == 0:
-            return Outcome(JobState.SUCCEEDED, 0, None)
-        if code < 0:
-            name = signal.Signals(-code).name
-            return Outcome(JobState.FAILED, exit_code, f"killed by signal {-code} ({name})")
-        return Outcome(JobState.FAILED, code, f"exit code {code}")
+            current = self.clock()
+            if self.stop is None and deadline is not None and current >= deadline:
+                self._stop(StopReason(Stop.TIME_LIMIT, str(self.spec.time_limit)))
+            if self.stop is None and current >= next_check:
+                next_check = current + self.cluster_check_period
+                lost = self._cluster_gone()
+                if lost:
+                    self.log(f"{lost}; stopping the job")
+                    self._stop(StopReason(Stop.CLUSTER_LOST, lost))
+            if self.stop is not None and kill_at is None:
+                kill_at = current + self.kill_grace
+            if kill_at is not None and current >= kill_at:
+                runner.kill()
+                kill_at = float("inf")
+        self._record(StopReason(Stop.SCRIPT_ENDED))
+        return returncode
 
 
-def _retrying(call: Callable[[], T], deadline: float, log: Callable[[str], None]) -> T:
-    """Retry ``call`` while the gateway is unreachable, with backoff, until ``deadline``."""
-    delay = 0.5
-    while True:
+class DeadMansSwitch:
+    """The supervisor's end of the dead-man's switch (see :mod:`.deadman`): a Dask
+    client kept connected to the job's cluster, so that its scheduler can tell the
+    driver lives. It is armed in a thread while the cluster starts: importing
+    dask-gateway and distributed takes about as long as a cluster's start, so the
+    two overlap."""
+
+    def __init__(self, gateway: GatewayClient, cluster: str, grace: float, log: Callable[[str], None]) -> None:
+        self.grace = grace
+        self.log = log
+        self._parts: tuple[Any, ...] = ()
+        self._arming: threading.Thread | None = threading.Thread(
+            target=self._arm, args=(gateway, cluster), name="dead-mans-switch", daemon=True
+        )
+        self._arming.start()
+
+    def _arm(self, gateway_client: GatewayClient, name: str) -> None:
         try:
-            return call()
-        except GatewayUnreachable as exc:
-            if time.monotonic() + delay > deadline:
-                raise GatewayError(f"{exc} (gave up retrying)") from None
-            log(f"{exc}; retrying in {delay:.1f} s")
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            from kbatch_dask.driver import deadman
+
+            gateway = gateway_client.dask_gateway()
+            cluster = gateway.connect(name)
+            client = cluster.get_client(set_as_default=False)
+            deadman.arm(client, self.grace)
+            self._parts = (gateway, cluster, client)
+            self.log(f"dead-man's switch armed: the cluster stops {self.grace:g} s after this driver dies")
+        except Exception as exc:  # the job can run without it; gc is the backstop
+            self.log(f"could not arm the dead-man's switch ({type(exc).__name__}: {exc}); continuing without it")
+
+    def wait_armed(self, timeout: float = 60.0) -> None:
+        """Wait for the arming to end, armed or not (the first call waits, up to ``timeout``)."""
+        if self._arming is not None:
+            self._arming.join(timeout)
+            self._arming = None
+
+    def disarm(self) -> None:
+        for part in reversed(self._parts):
+            with contextlib.suppress(Exception):
+                part.close()
+        self._parts = ()
 
 
 def _open_append(path: str | None, log: Callable[[str], None]) -> IO[bytes] | None:

@@ -1,0 +1,289 @@
+"""Every way a job ends, through the real supervisor with a fake runner, gateway
+and reporter (tests/fakes/driver.py): no process, no gateway, simulated time.
+
+Each test checks what a user sees: the record's final (state, exit code,
+reason), the driver's exit code, kbatch's last line in the job's output, and
+that the cluster was stopped, before the record ended, exactly when one was
+created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes.driver import Clock, FakeGateway, FakeReporter, FakeRunner, signal_driver
+
+from kbatch_dask.driver.supervisor import Supervisor
+from kbatch_dask.errors import GatewayError
+from kbatch_dask.gateway import ClusterStatus
+from kbatch_dask.records import JobState
+from kbatch_dask.spec import JobSpec, Workers
+
+JOB = "job-1"
+ONE_WORKER = Workers(1, 1)
+SCRIPT_LINE = "output of the script"
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers() -> Iterator[None]:
+    """The supervisor takes SIGTERM and SIGINT (and ignores them once done): give them back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+class Job:
+    """One job's supervisor and its fakes; :meth:`run` runs it to its end."""
+
+    def __init__(self, tmp_path: Path, **runner: Any) -> None:
+        self.events: list[str] = []
+        self.clock = Clock()
+        self.runner = FakeRunner(self.clock, self.events, **runner)
+        self.gateway = FakeGateway(self.events)
+        self.reporter = FakeReporter(self.events)
+        self.output = tmp_path / "job.out"
+        self.workdir = tmp_path
+        self.connects = 0
+        self.log: list[str] = []
+
+    def _connect(self) -> FakeGateway:
+        self.connects += 1
+        return self.gateway
+
+    def run(self, workers: Workers | None = ONE_WORKER, time_limit: int | None = None) -> int:
+        spec = JobSpec(
+            script=str(self.workdir / "job.py"),
+            name="job",
+            user="me",
+            workdir=str(self.workdir),
+            output=str(self.output),
+            workers=workers,
+            time_limit=time_limit,
+        )
+        supervisor = Supervisor(
+            spec=spec,
+            job_id=JOB,
+            script=spec.script,
+            environment={},
+            reporter=self.reporter,
+            gateway=self._connect,
+            output=str(self.output),
+            error=None,
+            kill_grace=2.0,
+            gateway_retry=0.0,  # an unreachable gateway fails the job at once
+            switch_grace=0.0,  # the switch connects to a real scheduler
+            log=self.log.append,
+            start_runner=self.runner.start,
+            poll=0.1,
+            cluster_check_period=1.0,
+            clock=self.clock,
+        )
+        return supervisor.run()
+
+    def note(self) -> str:
+        """The last line of the job's output: kbatch's note, or the script's own line when kbatch had nothing to say."""
+        return self.output.read_text().splitlines()[-1]
+
+    def assert_cluster_stopped_before_the_record_ended(self) -> None:
+        assert self.gateway.created == self.gateway.stopped == ["cluster-1"]
+        assert self.events.index("cluster stopped") < self.events.index("record ended")
+        assert self.gateway.closed
+
+
+def test_success_ends_succeeded_with_the_cluster_stopped(tmp_path: Path) -> None:
+    job = Job(tmp_path, runs_for=3.0)
+    assert job.run(workers=Workers(2, 2)) == 0
+    assert job.reporter.final == (JobState.SUCCEEDED, 0, None)
+    assert job.events[:5] == [
+        "record started",
+        "cluster created",
+        "cluster running",
+        "cluster scaled",
+        "runner started",
+    ]
+    assert job.gateway.sizes == [("cluster-1", 2, 2)]
+    assert job.reporter.clusters == [("cluster-1", "http://gateway.test/clusters/cluster-1/status")]
+    job.assert_cluster_stopped_before_the_record_ended()
+    assert job.note() == SCRIPT_LINE  # no word from kbatch on success
+    assert job.runner.env is not None
+    assert job.runner.env["KBATCH_DASK_CLUSTER"] == "cluster-1"
+    assert job.runner.env["DASK_GATEWAY__ADDRESS"] == "http://gateway.test"
+    assert job.runner.signals == []
+
+
+def test_adaptive_cluster_is_adapted_not_scaled(tmp_path: Path) -> None:
+    job = Job(tmp_path)
+    assert job.run(workers=Workers(1, 5, adaptive=True)) == 0
+    assert "cluster adapted" in job.events and "cluster scaled" not in job.events
+    assert job.gateway.sizes == [("cluster-1", 1, 5)]
+
+
+def test_job_without_cluster_never_calls_the_gateway(tmp_path: Path) -> None:
+    job = Job(tmp_path)
+    assert job.run(workers=None) == 0
+    assert job.reporter.final == (JobState.SUCCEEDED, 0, None)
+    assert job.connects == 0 and job.gateway.created == job.gateway.stopped == []
+    assert job.runner.env is not None and "KBATCH_DASK_CLUSTER" not in job.runner.env
+
+
+def test_exit_code_n_fails_with_that_code(tmp_path: Path) -> None:
+    job = Job(tmp_path, returncode=3)
+    assert job.run() == 3
+    assert job.reporter.final == (JobState.FAILED, 3, "exit code 3")
+    job.assert_cluster_stopped_before_the_record_ended()
+    assert job.note() == f"kbatch: job {JOB} FAILED: exit code 3"
+
+
+def test_killed_by_a_signal_fails_with_128_plus_the_signal(tmp_path: Path) -> None:
+    job = Job(tmp_path, returncode=-signal.SIGSEGV)
+    assert job.run() == 139
+    assert job.reporter.final == (JobState.FAILED, 139, "killed by signal 11 (SIGSEGV)")
+    job.assert_cluster_stopped_before_the_record_ended()
+    assert job.note() == f"kbatch: job {JOB} FAILED: killed by signal 11 (SIGSEGV)"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_to_the_driver_while_the_script_runs_stops_it(tmp_path: Path, signum: int) -> None:
+    job = Job(tmp_path, runs_for=100, at={2.0: signal_driver(signum)})
+    name = signal.Signals(signum).name
+    assert job.run() == 143
+    assert job.runner.signals == [signal.SIGTERM]  # passed on to the runner as SIGTERM
+    assert job.reporter.final == (JobState.FAILED, 143, f"driver received {name}")
+    job.assert_cluster_stopped_before_the_record_ended()
+    assert job.note() == f"kbatch: job {JOB} FAILED: driver received {name}"
+
+
+def test_signal_to_the_driver_while_the_cluster_starts_runs_no_user_code(tmp_path: Path) -> None:
+    job = Job(tmp_path)
+    job.gateway.while_starting = signal_driver(signal.SIGTERM)
+    assert job.run() == 1
+    assert "runner started" not in job.events
+    assert job.reporter.final == (JobState.FAILED, None, "driver received SIGTERM")
+    job.assert_cluster_stopped_before_the_record_ended()
+    assert job.note() == f"kbatch: job {JOB} FAILED: driver received SIGTERM"
+
+
+def test_signal_whose_interruption_the_cluster_start_swallowed_runs_no_user_code(tmp_path: Path) -> None:
+    """Code under the cluster's start (a client library) may catch every exception,
+    the handler's interruption included: the recorded signal still stops the job."""
+
+    def swallowed() -> None:
+        with contextlib.suppress(Exception):
+            signal_driver(signal.SIGTERM)()
+
+    job = Job(tmp_path)
+    job.gateway.while_starting = swallowed
+    assert job.run() == 1
+    assert "runner started" not in job.events
+    assert job.reporter.final == (JobState.FAILED, None, "driver received SIGTERM")
+    job.assert_cluster_stopped_before_the_record_ended()
+
+
+def test_cancel_while_the_script_runs_ends_cancelled(tmp_path: Path) -> None:
+    job = Job(tmp_path, runs_for=100, at={2.0: signal_driver(signal.SIGTERM)})
+    job.reporter.cancel = True  # kbatch cancel marks the record, then signals the driver
+    assert job.run() == 143
+    assert job.reporter.final == (JobState.CANCELLED, 143, "cancelled by user")
+    job.assert_cluster_stopped_before_the_record_ended()
+    assert job.note() == f"kbatch: job {JOB} CANCELLED: cancelled by user"
+
+
+def test_cancel_while_the_cluster_starts_ends_cancelled(tmp_path: Path) -> None:
+    job = Job(tmp_path)
+    job.reporter.cancel = True
+    job.gateway.while_starting = signal_driver(signal.SIGTERM)
+    assert job.run() == 1
+    assert "runner started" not in job.events
+    assert job.reporter.final == (JobState.CANCELLED, None, "cancelled by user")
+    job.assert_cluster_stopped_before_the_record_ended()
+
+
+@pytest.mark.parametrize(
+    ("ignores_sigterm", "exit_code"), [(False, 143), (True, 137)], ids=["ends-on-sigterm", "killed-after-grace"]
+)
+def test_time_limit_ends_timeout(tmp_path: Path, ignores_sigterm: bool, exit_code: int) -> None:
+    job = Job(tmp_path, runs_for=100, ignores_sigterm=ignores_sigterm)
+    assert job.run(time_limit=1) == exit_code
+    assert job.runner.signals == [signal.SIGTERM]
+    assert job.runner.killed is ignores_sigterm
+    assert job.reporter.final == (JobState.TIMEOUT, exit_code, "time limit of 1 s reached")
+    job.assert_cluster_stopped_before_the_record_ended()
+    assert job.note() == f"kbatch: job {JOB} TIMEOUT: time limit of 1 s reached"
+
+
+def test_first_reason_wins_a_signal_during_the_time_limits_grace_is_no_new_reason(tmp_path: Path) -> None:
+    job = Job(tmp_path, runs_for=100, ignores_sigterm=True, at={1.5: signal_driver(signal.SIGTERM)})
+    assert job.run(time_limit=1) == 137
+    assert job.reporter.final == (JobState.TIMEOUT, 137, "time limit of 1 s reached")
+
+
+@pytest.mark.parametrize(
+    ("status", "how"),
+    [(ClusterStatus.STOPPED, "stopped"), (ClusterStatus.FAILED, "failed"), (None, "unknown to the gateway")],
+    ids=["stopped", "failed", "unknown"],
+)
+def test_cluster_lost_mid_job_fails_the_job(tmp_path: Path, status: ClusterStatus | None, how: str) -> None:
+    job = Job(tmp_path, runs_for=100)
+    job.runner.at = {2.5: lambda: setattr(job.gateway, "status", status)}
+    reason = f"the Dask cluster cluster-1 stopped while the job ran ({how})"
+    assert job.run() == 143
+    assert job.runner.signals == [signal.SIGTERM]
+    assert job.reporter.final == (JobState.FAILED, 143, reason)
+    assert f"{reason}; stopping the job" in job.log
+    job.assert_cluster_stopped_before_the_record_ended()
+    assert job.note() == f"kbatch: job {JOB} FAILED: {reason}"
+
+
+def test_cluster_refused_by_the_gateway_mid_job_fails_the_job(tmp_path: Path) -> None:
+    job = Job(tmp_path, runs_for=100)
+    job.runner.at = {2.5: lambda: setattr(job.gateway, "error", GatewayError("HTTP 403 Forbidden", 403))}
+    assert job.run() == 143
+    assert job.reporter.final == (JobState.FAILED, 143, "the Dask cluster cluster-1 is gone (HTTP 403 Forbidden)")
+    job.assert_cluster_stopped_before_the_record_ended()
+
+
+def test_cluster_stopped_by_a_cancel_ends_cancelled(tmp_path: Path) -> None:
+    """On Kubernetes `kbatch cancel` deletes the Job and stops its cluster: the
+    driver may see the cluster gone before its pod's SIGTERM arrives."""
+    job = Job(tmp_path, runs_for=100)
+    job.reporter.cancel = True
+    job.runner.at = {2.5: lambda: setattr(job.gateway, "status", ClusterStatus.STOPPED)}
+    assert job.run() == 143
+    assert job.reporter.final == (JobState.CANCELLED, 143, "cancelled by user")
+
+
+def test_gateway_unreachable_mid_job_does_not_stop_the_job(tmp_path: Path) -> None:
+    job = Job(tmp_path, runs_for=10)
+    job.runner.at = {1.5: lambda: setattr(job.gateway, "unreachable", True)}
+    job.runner.at[6.5] = lambda: setattr(job.gateway, "unreachable", False)
+    assert job.run() == 0
+    assert job.runner.signals == []
+    assert job.reporter.final == (JobState.SUCCEEDED, 0, None)
+    job.assert_cluster_stopped_before_the_record_ended()
+
+
+def test_gateway_down_at_start_beyond_the_retry_window_fails_without_a_cluster(tmp_path: Path) -> None:
+    job = Job(tmp_path)
+    job.gateway.unreachable = True
+    assert job.run() == 1
+    reason = "the Dask-Gateway at http://gateway.test did not answer (gave up retrying)"
+    assert job.reporter.final == (JobState.FAILED, None, reason)
+    assert "runner started" not in job.events
+    assert job.gateway.created == job.gateway.stopped == []
+    assert job.output.read_text() == f"kbatch: job {JOB} FAILED: {reason}\n"
+
+
+def test_driver_error_fails_the_job_and_still_stops_the_cluster(tmp_path: Path) -> None:
+    job = Job(tmp_path, fails_to_start=FileNotFoundError(2, "No such file or directory"))
+    assert job.run() == 1
+    reason = "driver error: FileNotFoundError(2, 'No such file or directory')"
+    assert job.reporter.final == (JobState.FAILED, None, reason)
+    assert reason in job.log
+    job.assert_cluster_stopped_before_the_record_ended()
+    assert job.note() == f"kbatch: job {JOB} FAILED: {reason}"
