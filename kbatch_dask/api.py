@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kbatch_dask import config
 from kbatch_dask import queue as q
-from kbatch_dask.backends import Backend, get_backend, resolve_backend_name
+from kbatch_dask.backends import Backend, detect_backend, get_backend
 from kbatch_dask.errors import BadInput, KbatchError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings
 from kbatch_dask.gateway.options import check_cluster_options
@@ -341,7 +341,7 @@ def gateway_status() -> tuple[bool, str]:
 
 def backend_name(name: str | None = None) -> str:
     """The backend ``name`` stands for (``auto`` resolved); config ``kbatch.backend`` if None."""
-    return resolve_backend_name(name or str(config.get("backend") or "auto"))
+    return detect_backend(name, config.get("backend")).value
 
 
 def dry_run_kubernetes(spec: JobSpec) -> str:

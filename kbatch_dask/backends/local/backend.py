@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from kbatch_dask import config
+from kbatch_dask.backends import Detected
 from kbatch_dask.backends.local import embedded_gateway
-from kbatch_dask.backends.local.store import JobDir, JobStore, default_home
+from kbatch_dask.backends.local.store import JobDir, JobStore
 from kbatch_dask.errors import BackendError, GatewayError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.procs import killpg, pid_alive
@@ -30,11 +31,24 @@ from kbatch_dask.spec import JobSpec, current_user, expand_pattern
 DRIVER_MODULE = "kbatch_dask.driver"
 
 
+def detect_home() -> Detected[str]:
+    """The state directory: ``kbatch.local.home``, else ``$KBATCH_DASK_HOME``,
+    else ``$XDG_DATA_HOME/kbatch-dask``, else ``~/.local/share/kbatch-dask``."""
+    configured = config.get("local.home")
+    if configured:
+        return Detected(str(configured), "kbatch.local.home")
+    if os.environ.get("KBATCH_DASK_HOME"):
+        return Detected(os.path.abspath(os.path.expanduser(os.environ["KBATCH_DASK_HOME"])), "$KBATCH_DASK_HOME")
+    if os.environ.get("XDG_DATA_HOME"):
+        return Detected(os.path.join(os.environ["XDG_DATA_HOME"], "kbatch-dask"), "$XDG_DATA_HOME")
+    return Detected(os.path.join(os.path.expanduser("~"), ".local", "share", "kbatch-dask"), "the default")
+
+
 class LocalBackend:
     name = "local"
 
     def __init__(self, home: str | None = None) -> None:
-        self.home = home or config.get("local.home") or default_home()
+        self.home = home or detect_home().value
         self.store = JobStore(self.home)
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:
