@@ -175,15 +175,17 @@ def check_job_tokens(
     return Check(name, OK, f"JupyterHub creates job tokens ({', '.join(scopes)}); jobs outlive this session")
 
 
-def check_dashboard_links(public_address: str, absolute: str) -> Check:
-    """Whether dashboard links will be absolute (daskhub's public address is a path).
+def check_dashboard_links(public_address: str) -> Check:
+    """Whether dashboard links will be absolute: ``public_address`` is the
+    gateway's, made absolute against the hub's public URL when that is known
+    (daskhub's is a path on the hub).
 
-    >>> check_dashboard_links("/services/dask-gateway", "/services/dask-gateway").status
+    >>> check_dashboard_links("/services/dask-gateway").status
     'warn'
     """
     name = "dashboard links"
-    if "://" in absolute:
-        return Check(name, OK, f"absolute ({absolute.rstrip('/')}/clusters/...)")
+    if "://" in public_address:
+        return Check(name, OK, f"absolute ({public_address.rstrip('/')}/clusters/...)")
     return Check(
         name,
         WARN,

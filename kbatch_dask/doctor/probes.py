@@ -65,8 +65,7 @@ def diagnose(backend: str | None = None) -> list[Check]:
     checks += gateway_checks
     checks.append(_token_check(answered))
     if settings is not None and not settings.embedded:
-        public = str(config.dask_get("gateway.public-address") or settings.address)
-        checks.append(check_dashboard_links(public, settings.public_address))
+        checks.append(check_dashboard_links(settings.public_address))
     if detected.value == "kubernetes":
         from kbatch_dask.backends.kubernetes.backend import KubernetesBackend
 

@@ -120,6 +120,13 @@ def test_a_denied_optional_verb_is_a_warning() -> None:
     assert doctor.check_permission(pods, "jhub", {"get": False, "list": False}).status == "fail"
 
 
+def test_dashboard_links_need_an_absolute_public_address() -> None:
+    relative = doctor.check_dashboard_links("/services/dask-gateway")
+    assert relative.status == "warn" and "kbatch.hub.public-url" in (relative.fix or "")
+    absolute = doctor.check_dashboard_links("https://hub.example.org/services/dask-gateway/")
+    assert absolute.message == "absolute (https://hub.example.org/services/dask-gateway/clusters/...)"
+
+
 def test_home_volume() -> None:
     mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
     assert doctor.check_home_volume("/home/jovyan", mounts, None).status == "ok"
