@@ -292,12 +292,12 @@ def gc_cmd(dry_run: bool, all_clusters: bool, yes: bool, backend: str | None) ->
 @click.option("--backend", metavar="local|kubernetes", help="Check this backend instead of the configured one.")
 def doctor_cmd(output: str, backend: str | None) -> None:
     """Check that jobs can run from here; say how to fix what cannot. Exits 1 if something needed fails."""
-    from kbatch_dask.doctor import checks as doctor
+    from kbatch_dask.doctor import report
     from kbatch_dask.doctor.probes import diagnose
 
     checks = diagnose(backend)
     if output == "json":
-        click.echo(doctor.to_json(checks))
+        click.echo(report.to_json(checks))
     else:
         encoding = getattr(sys.stdout, "encoding", None) or "ascii"
         try:
@@ -305,8 +305,8 @@ def doctor_cmd(output: str, backend: str | None) -> None:
             unicode = True
         except (UnicodeEncodeError, LookupError):
             unicode = False
-        click.echo(doctor.render(checks, unicode=unicode))
-    if not doctor.passed(checks):
+        click.echo(report.render(checks, unicode=unicode))
+    if not report.passed(checks):
         sys.exit(1)
 
 

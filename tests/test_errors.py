@@ -37,7 +37,7 @@ EXIT_CODES = {
 }
 
 # Exceptions the package may define elsewhere: control flow that never leaves its module.
-INTERNAL = {("driver/supervisor.py", "Cancelled")}
+INTERNAL = {("driver/supervisor.py", "Interrupted")}  # a signal before the runner started, caught within
 
 
 def drawn_tree() -> dict[str, str | None]:

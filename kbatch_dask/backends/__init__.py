@@ -1,13 +1,20 @@
 """Where jobs run. Every backend speaks the small :class:`Backend` protocol and
 turns its native objects into :class:`~kbatch_dask.records.JobRecord` at its
-boundary; nothing above a backend sees a backend's own types."""
+boundary; nothing above a backend sees a backend's own types.
+
+What a backend finds out about the session it runs from (which backend, its
+state directory, namespace, image) comes from ``detect_*`` functions that
+return a :class:`Detected`: the value and where it came from. Submitting uses
+the value; ``kbatch doctor`` calls the same functions and shows both.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from kbatch_dask.errors import BadInput
 from kbatch_dask.gateway.settings import GatewaySettings
@@ -16,6 +23,16 @@ from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Detected(Generic[T]):
+    """A value found out about this session, and where it came from (``source``)."""
+
+    value: T
+    source: str
 
 
 class Backend(Protocol):
@@ -50,18 +67,27 @@ class Backend(Protocol):
         backend brings (started first with ``start``); None when there is none to ask."""
 
 
-def resolve_backend_name(name: str) -> str:
-    """``auto`` means kubernetes inside a pod with a service account, else local."""
+def detect_backend(option: str | None, configured: str | None = None) -> Detected[str]:
+    """The backend jobs go to: ``option`` (``--backend``), else ``configured``
+    (``kbatch.backend``); ``auto`` means kubernetes inside a pod with a service
+    account, else local. The name is not checked here (:func:`get_backend` does).
+
+    >>> detect_backend(None, "local")
+    Detected(value='local', source='kbatch.backend is local')
+    """
+    name = option or configured or "auto"
+    said = f"--backend {option}" if option else f"kbatch.backend is {name}"
     if name != "auto":
-        return name
-    in_pod = os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(SERVICE_ACCOUNT_DIR)
-    return "kubernetes" if in_pod else "local"
+        return Detected(name, said)
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(SERVICE_ACCOUNT_DIR):
+        return Detected("kubernetes", f"{said}, and this is a Kubernetes pod with a service account")
+    return Detected("local", f"{said}, and this is not a Kubernetes pod with a service account")
 
 
 def get_backend(name: str = "auto", config: Settings | None = None) -> Backend:
     """The backend called ``name`` (``auto``, ``local`` or ``kubernetes``), with ``config``
     (the settings in force if None)."""
-    name = resolve_backend_name(name)
+    name = detect_backend(name).value
     if name == "local":
         from kbatch_dask.backends.local.backend import LocalBackend
 

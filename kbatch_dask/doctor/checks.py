@@ -1,43 +1,24 @@
-"""``kbatch doctor``: is this session set up to run jobs, and if not, what to fix.
-
-Each check is a pure function from what was observed to a :class:`Check` (a
-status, one line, and a fix when something is wrong);
-:func:`kbatch_dask.doctor.probes.diagnose` is the edge that reads config, looks
-around (gateway, hub, Kubernetes API, state directory) and calls them. Nothing
-here prints: the CLI renders the checks with :func:`render`.
-
-Statuses: ``ok``; ``fail`` (jobs will not work, or will not outlive the
-session: ``kbatch doctor`` exits 1); ``warn`` (works, with a limitation);
-``skip`` (does not apply here).
+"""The pure checks of ``kbatch doctor``: each turns what was observed into a
+:class:`~kbatch_dask.doctor.report.Check` (a status, one line saying what was
+found and where it came from, and a fix when something is wrong).
+:func:`kbatch_dask.doctor.probes.diagnose` observes, through the code that
+submitting uses, and calls them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from kbatch_dask.doctor.report import FAIL, OK, SKIP, WARN, Check
 from kbatch_dask.errors import GatewayError, HubError, KbatchError
 from kbatch_dask.hub import tokens as hub
 
-OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
-SYMBOLS = {OK: "✓", FAIL: "✗", WARN: "!", SKIP: "-"}
-ASCII_SYMBOLS = {OK: "[ok]", FAIL: "[FAIL]", WARN: "[warn]", SKIP: "[skip]"}
+if TYPE_CHECKING:
+    from kbatch_dask.gateway import GatewaySettings
+
 WORKER_OPTIONS = ("worker_cores", "worker_memory")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the checklist."""
-
-    name: str
-    status: str
-    message: str
-    fix: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -65,71 +46,33 @@ PERMISSIONS = (
 )
 
 
-def passed(checks: Sequence[Check]) -> bool:
-    """True when nothing needed failed (``kbatch doctor`` exits 0)."""
-    return all(c.status != FAIL for c in checks)
-
-
-def render(checks: Sequence[Check], unicode: bool = True) -> str:
-    """The checklist as text: one line per check, its fix indented below.
-
-    >>> print(render([Check("gateway", "fail", "unreachable", "start it")], unicode=False))
-    [FAIL] gateway: unreachable
-           fix: start it
-    """
-    symbols = SYMBOLS if unicode else ASCII_SYMBOLS
-    lines = []
-    for check in checks:
-        mark = symbols[check.status]
-        lines.append(f"{mark} {check.name}: {check.message}")
-        if check.fix and check.status in (FAIL, WARN):
-            lines.append(f"{' ' * len(mark)} fix: {check.fix}")
-    text = "\n".join(lines)
-    return text if unicode else text.encode("ascii", "replace").decode()
-
-
-def to_json(checks: Sequence[Check]) -> str:
-    return json.dumps({"ok": passed(checks), "checks": [c.to_dict() for c in checks]}, indent=2)
-
-
-# -- pure checks ----------------------------------------------------------------
-
-
-def check_backend(option: str | None, configured: str, resolved: str, in_pod: bool) -> Check:
+def check_backend(backend: str, source: str) -> Check:
     """Which backend jobs go to, and why.
 
-    >>> check_backend(None, "auto", "local", False).message
-    'local (kbatch.backend is auto, and this is not a Kubernetes pod with a service account)'
+    >>> check_backend("local", "kbatch.backend is local").message
+    'local (kbatch.backend is local)'
     """
-    if option:
-        why = f"--backend {option}"
-    elif configured != "auto":
-        why = f"kbatch.backend is {configured}"
-    elif in_pod:
-        why = "kbatch.backend is auto, and this is a Kubernetes pod with a service account"
-    else:
-        why = "kbatch.backend is auto, and this is not a Kubernetes pod with a service account"
-    if resolved not in ("local", "kubernetes"):
+    if backend not in ("local", "kubernetes"):
         return Check(
-            "backend", FAIL, f"{resolved!r} ({why})", "use auto, local or kubernetes (--backend, kbatch.backend)"
+            "backend", FAIL, f"{backend!r} ({source})", "use auto, local or kubernetes (--backend, kbatch.backend)"
         )
-    return Check("backend", OK, f"{resolved} ({why})")
+    return Check("backend", OK, f"{backend} ({source})")
 
 
-def check_state_dir(path: str, error: str | None) -> Check:
+def check_state_dir(path: str, source: str, error: str | None) -> Check:
     if error:
         return Check(
             "state directory",
             FAIL,
-            f"{path} is not writable: {error}",
+            f"{path} ({source}) is not writable: {error}",
             "set KBATCH_DASK_HOME (or kbatch.local.home) to a directory you can write",
         )
-    return Check("state directory", OK, f"{path} is writable")
+    return Check("state directory", OK, f"{path} ({source}) is writable")
 
 
-def check_gateway(backend: str, address: str | None, error: str | None, embedded_address: str | None = None) -> Check:
-    """Whether the gateway answers; ``address`` is the configured one (None: embedded)."""
-    if address is None:
+def check_gateway(backend: str, settings: GatewaySettings | None, error: str | None) -> Check:
+    """Whether the gateway the backend's jobs use answers (``settings`` None: there is none now)."""
+    if settings is None:
         if backend == "kubernetes":
             return Check(
                 "gateway",
@@ -137,17 +80,17 @@ def check_gateway(backend: str, address: str | None, error: str | None, embedded
                 "no Dask-Gateway configured; a Kubernetes job's cluster needs one the cluster can reach",
                 "set gateway.address (DASK_GATEWAY__ADDRESS; daskhub images set it), or submit with --dask-workers 0",
             )
-        if embedded_address:
-            return Check("gateway", OK, f"the embedded Dask-Gateway runs at {embedded_address}")
         return Check("gateway", OK, "the embedded Dask-Gateway (not running; the first job that needs it starts it)")
+    if settings.embedded:
+        return Check("gateway", OK, f"the embedded Dask-Gateway runs at {settings.address}")
     if error:
         return Check(
             "gateway",
             FAIL,
-            f"{address} (gateway.address) does not answer: {error}",
+            f"{settings.address} (gateway.address) does not answer: {error}",
             "check gateway.address (DASK_GATEWAY__ADDRESS) and that the Dask-Gateway runs",
         )
-    return Check("gateway", OK, f"{address} answers (gateway.address)")
+    return Check("gateway", OK, f"{settings.address} answers (gateway.address)")
 
 
 def check_gateway_auth(auth_type: str | None, error: GatewayError | None, has_hub_token: bool = True) -> Check:
@@ -230,15 +173,17 @@ def check_job_tokens(
     return Check(name, OK, f"JupyterHub creates job tokens ({', '.join(scopes)}); jobs outlive this session")
 
 
-def check_dashboard_links(public_address: str, absolute: str) -> Check:
-    """Whether dashboard links will be absolute (daskhub's public address is a path).
+def check_dashboard_links(public_address: str) -> Check:
+    """Whether dashboard links will be absolute: ``public_address`` is the
+    gateway's, made absolute against the hub's public URL when that is known
+    (daskhub's is a path on the hub).
 
-    >>> check_dashboard_links("/services/dask-gateway", "/services/dask-gateway").status
+    >>> check_dashboard_links("/services/dask-gateway").status
     'warn'
     """
     name = "dashboard links"
-    if "://" in absolute:
-        return Check(name, OK, f"absolute ({absolute.rstrip('/')}/clusters/...)")
+    if "://" in public_address:
+        return Check(name, OK, f"absolute ({public_address.rstrip('/')}/clusters/...)")
     return Check(
         name,
         WARN,
@@ -303,12 +248,12 @@ def check_image(image: str | None, source: str, error: KbatchError | None) -> Ch
 
 def check_home_volume(home: str, mounts: Sequence[Mapping[str, Any]], pod_error: str | None) -> Check:
     """Whether jobs see the home directory (a volume copied from the notebook pod or the admin's template)."""
-    from kbatch_dask.backends.kubernetes.pod_settings import on_mount
+    from kbatch_dask.backends.kubernetes.pod_settings import mount_for
 
     name = "home volume"
-    for mount in mounts:
-        if on_mount(home, [mount]):
-            return Check(name, OK, f"{mount.get('name')} at {mount.get('mountPath')} is mounted in jobs")
+    mount = mount_for(home, mounts)
+    if mount is not None:
+        return Check(name, OK, f"{mount.get('name')} at {mount.get('mountPath')} is mounted in jobs")
     why = f" (the notebook pod could not be read: {pod_error})" if pod_error else ""
     return Check(
         name,

@@ -117,7 +117,7 @@ def main(argv: list[str]) -> int:
     # The pod starts in the submit directory when that is on a volume, else
     # in the image's working directory: the script runs where the pod starts.
     spec = dataclasses.replace(spec, workdir=os.getcwd())
-    namespace = os.environ.get("KBATCH_DASK_NAMESPACE") or detect_namespace(None, None)
+    namespace = os.environ.get("KBATCH_DASK_NAMESPACE") or detect_namespace(None, None).value
     runner_env = {"KBATCH_DASK_RESULT_FILE": args.result} if args.result else {}
     if spec.kind == "notebook":
         pattern = spec.notebook_output or "%x-%j.ipynb"

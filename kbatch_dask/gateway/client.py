@@ -28,6 +28,18 @@ if TYPE_CHECKING:
 ALL_STATUSES = ",".join(s.value for s in ClusterStatus)
 
 
+def health(address: str, timeout: float) -> str | None:
+    """Why the gateway at ``address`` is not healthy, None when it is (its
+    ``/api/health``, which needs no credentials)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{address.rstrip('/')}/api/health", timeout=timeout) as resp:
+            return None if resp.status == 200 else f"HTTP {resp.status}"
+    except (OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", None) or exc)
+
+
 class GatewayClient:
     """One gateway's API, over the transport its auth type needs."""
 

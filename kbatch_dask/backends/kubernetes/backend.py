@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from kbatch_dask import settings
+from kbatch_dask.backends import Detected
 from kbatch_dask.backends.ids import new_job_id
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
@@ -62,7 +63,7 @@ class KubernetesBackend:
         self.config = config or settings.load()
         self.context = self.config.kubernetes.context or None
         self.page_size = self.config.kubernetes.page_size
-        self._namespace: str | None = None
+        self._namespace: Detected[str] | None = None
 
     @property
     def api(self) -> KubeAPI:
@@ -79,33 +80,49 @@ class KubernetesBackend:
 
     @property
     def namespace(self) -> str:
+        return self.detected_namespace.value
+
+    @property
+    def detected_namespace(self) -> Detected[str]:
+        """The namespace jobs go to, and where that came from."""
         if self._namespace is None:
             configured = self.config.kubernetes.namespace or None
-            context_ns = None
+            context_namespace = context_name = None
             if not configured:
                 with contextlib.suppress(KubeError):
-                    context_ns = self.api.context_namespace
-            self._namespace = session.detect_namespace(configured, context_ns)
+                    context_namespace, context_name = self.api.context_namespace, self.api.context_name
+            self._namespace = session.detect_namespace(configured, context_namespace, context_name)
         return self._namespace
 
-    # -- submit ---------------------------------------------------------------
+    # -- what a job takes from this session -----------------------------------
 
-    def _read_pod(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        try:
-            return self.api.read_pod(namespace, name)
-        except KubeError:
-            return None  # not in a pod, or not allowed to read it: the admin's template applies
+    def notebook_pod(self) -> session.NotebookPod:
+        """The notebook pod this session runs in, or why it cannot be read (then
+        only the admin's pod template applies to jobs)."""
+        return session.read_notebook_pod(self.namespace, os.environ, lambda ns, name: self.api.read_pod(ns, name))
+
+    def detect_image(self, option: str | None, pod: session.NotebookPod) -> Detected[str]:
+        """The image of a job submitted with ``--image option`` from ``pod``, and where it came from."""
+        return session.detect_image(option, os.environ, self.config.kubernetes.image or None, pod.image)
+
+    def job_mounts(self, pod: session.NotebookPod) -> list[Mapping[str, Any]]:
+        """The volume mounts a job submitted from ``pod`` gets."""
+        return session.job_mounts(pod, self._pod_template())
+
+    def _pod_template(self) -> Mapping[str, Any]:
+        return self.config.kubernetes.pod_template
 
     def _pod_settings(self, spec: JobSpec) -> m.PodSettings:
+        pod = self.notebook_pod()
         return session.detect(
             namespace=self.namespace,
-            image_option=spec.image,
-            configured_image=self.config.kubernetes.image or None,
-            template=self.config.kubernetes.pod_template,
+            image=self.detect_image(spec.image, pod).value,
+            template=self._pod_template(),
             workdir=spec.workdir,
-            environ=os.environ,
-            read_pod=self._read_pod,
+            pod=pod,
         )
+
+    # -- submit ---------------------------------------------------------------
 
     def manifests(
         self, spec: JobSpec, environment: Mapping[str, str], job_id: str, pod: m.PodSettings | None = None

@@ -55,6 +55,7 @@ class KubeAPI:
         from kubernetes.config.config_exception import ConfigException
 
         configuration = client.Configuration()
+        self.context_name: str | None = None  # the kubeconfig context used, if any
         self.context_namespace: str | None = None
         try:
             if context:
@@ -68,7 +69,8 @@ class KubeAPI:
                 if context:
                     self.where = f"kube context {context!r}"
                 else:
-                    self.where = f"kube context {active.get('name')!r}"
+                    self.context_name = active.get("name")
+                    self.where = f"kube context {self.context_name!r}"
                     self.context_namespace = (active.get("context") or {}).get("namespace")
             except (ConfigException, OSError, TypeError) as exc:
                 raise KubeError(
@@ -191,6 +193,33 @@ class KubeAPI:
 
     def read_pod(self, namespace: str, name: str) -> dict[str, Any]:
         return dict(self._call("get", "pods", namespace, self.core.read_namespaced_pod, name, namespace))
+
+    def can_i(self, namespace: str, verb: str, group: str, resource: str) -> bool | None:
+        """A SelfSubjectAccessReview: may these credentials ``verb`` the ``resource``
+        (``pods/log``: with its subresource)? None if that cannot be asked."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        resource, _, subresource = resource.partition("/")
+        attributes = {"namespace": namespace, "verb": verb, "group": group, "resource": resource}
+        if subresource:
+            attributes["subresource"] = subresource
+        body: Any = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        authorization = client.AuthorizationV1Api(self.client)
+        try:
+            response: Any = authorization.create_self_subject_access_review(body, _preload_content=False)
+            try:
+                review = json.loads(response.data)
+            finally:
+                response.release_conn()
+        except (ApiException, HTTPError, ValueError):
+            return None
+        return bool((review.get("status") or {}).get("allowed"))
 
     def pod_log(self, namespace: str, name: str, container: str, follow: bool) -> Iterator[bytes]:
         """The pod's log in chunks as they come; with ``follow`` until the container ends."""

@@ -16,8 +16,10 @@ notebook pod it came from.
   all there is when the pod cannot be read;
 - **working directory**: the submit directory when it lies on a copied volume.
 
-:func:`settings_from_pod` is pure; :func:`detect` takes the one I/O it needs
-(reading the pod) as a function, so this module never imports ``kubernetes``.
+:func:`read_notebook_pod` takes the one I/O it needs (reading the pod) as a
+function, so this module never imports ``kubernetes``; the rest is pure. The
+``detect_*`` functions say where each value came from, which ``kbatch doctor``
+shows.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from kbatch_dask import backends
+from kbatch_dask.backends import Detected
 from kbatch_dask.backends.kubernetes.manifests import PodSettings
-from kbatch_dask.errors import BadInput
+from kbatch_dask.errors import BadInput, KbatchError
 from kbatch_dask.spec.environment import is_denied
 
-SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 NOTEBOOK_CONTAINER = "notebook"  # what zero-to-jupyterhub calls it
 # Volumes never copied: the pod's own API credentials and secrets (a job gets
 # its credentials through its own Secret), and data about the notebook pod.
@@ -40,40 +44,64 @@ SKIPPED_VOLUME_PREFIXES = ("kube-api-access-", "default-token-")
 # Environment variable names every container runtime accepts.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-ReadPod = Callable[[str, str], "Mapping[str, Any] | None"]
+# Reads a pod by namespace and name; raises KbatchError when it cannot.
+ReadPod = Callable[[str, str], "Mapping[str, Any]"]
+
+
+@dataclass(frozen=True)
+class NotebookPod:
+    """The notebook pod this session runs in; ``pod`` is None when it could not
+    be read, and ``why_not`` says why."""
+
+    pod: Mapping[str, Any] | None
+    why_not: str | None = None
+
+    @property
+    def image(self) -> str | None:
+        container = notebook_container(self.pod) if self.pod else None
+        return container.get("image") if container else None
 
 
 def detect_namespace(
-    configured: str | None, context_namespace: str | None, sa_file: str = SERVICE_ACCOUNT_NAMESPACE
-) -> str:
-    """The namespace jobs go to.
+    configured: str | None, context_namespace: str | None, context_name: str | None = None
+) -> Detected[str]:
+    """The namespace jobs go to, and where that came from.
 
-    >>> detect_namespace("jobs", None), detect_namespace(None, None, "/nonexistent")
-    ('jobs', 'default')
+    >>> detect_namespace("jobs", None)
+    Detected(value='jobs', source='kbatch.kubernetes.namespace')
     """
     if configured:
-        return configured
+        return Detected(configured, "kbatch.kubernetes.namespace")
     try:
-        with open(sa_file) as f:
+        with open(os.path.join(backends.SERVICE_ACCOUNT_DIR, "namespace")) as f:
             found = f.read().strip()
         if found:
-            return found
+            return Detected(found, "the pod's service account")
     except OSError:
         pass
-    return context_namespace or "default"
+    if context_namespace:
+        context = f"the kubeconfig context {context_name!r}" if context_name else "the kubeconfig context"
+        return Detected(context_namespace, context)
+    return Detected("default", "no namespace configured")
 
 
 def detect_image(
     option: str | None, environ: Mapping[str, str], configured: str | None, pod_image: str | None = None
-) -> str:
-    """The job's image; BadInput when there is no way to tell.
+) -> Detected[str]:
+    """The job's image, and where that came from; BadInput when there is no way to tell.
 
     >>> detect_image(None, {"JUPYTER_IMAGE_SPEC": "pangeo/ml:2026.1"}, None)
-    'pangeo/ml:2026.1'
+    Detected(value='pangeo/ml:2026.1', source='$JUPYTER_IMAGE_SPEC')
     """
-    for candidate in (option, environ.get("JUPYTER_IMAGE_SPEC"), environ.get("JUPYTER_IMAGE"), configured, pod_image):
+    for candidate, source in (
+        (option, "--image"),
+        (environ.get("JUPYTER_IMAGE_SPEC"), "$JUPYTER_IMAGE_SPEC"),
+        (environ.get("JUPYTER_IMAGE"), "$JUPYTER_IMAGE"),
+        (configured, "kbatch.kubernetes.image"),
+        (pod_image, "the notebook container's image"),
+    ):
         if candidate:
-            return candidate
+            return Detected(candidate, source)
     raise BadInput(
         "no container image for the job: pass --image IMAGE, or set JUPYTER_IMAGE_SPEC, "
         "or ask an admin to set kbatch.kubernetes.image"
@@ -94,17 +122,17 @@ def _copied_volume(volume: Mapping[str, Any]) -> bool:
     return not name.startswith(SKIPPED_VOLUME_PREFIXES) and not any(t in volume for t in SKIPPED_VOLUME_TYPES)
 
 
-def on_mount(path: str, mounts: Iterable[Mapping[str, Any]]) -> bool:
-    """True when ``path`` lies on one of the volume ``mounts``.
+def mount_for(path: str, mounts: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The first of the volume ``mounts`` that ``path`` lies on, None if none.
 
-    >>> on_mount("/home/jovyan/work", [{"name": "home", "mountPath": "/home/jovyan"}])
-    True
+    >>> mount_for("/home/jovyan/work", [{"name": "home", "mountPath": "/home/jovyan"}])
+    {'name': 'home', 'mountPath': '/home/jovyan'}
     """
     for mount in mounts:
         root = str(mount.get("mountPath", "")).rstrip("/")
         if root and (path == root or path.startswith(root + "/")):
-            return True
-    return False
+            return mount
+    return None
 
 
 def settings_from_pod(pod: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -132,36 +160,33 @@ def settings_from_pod(pod: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def detect(
-    *,
-    namespace: str,
-    image_option: str | None,
-    configured_image: str | None,
-    template: Mapping[str, Any] | None,
-    workdir: str,
-    environ: Mapping[str, str],
-    read_pod: ReadPod | None,
-) -> PodSettings:
-    """The :class:`PodSettings` of a job submitted from this session.
-
-    ``read_pod(namespace, name)`` returns the pod as a dict, or None when it
-    cannot be read (no such pod, no permission, not in a cluster).
-    """
-    pod = None
+def read_notebook_pod(namespace: str, environ: Mapping[str, str], read_pod: ReadPod) -> NotebookPod:
+    """The notebook pod, read by its name (``$HOSTNAME``) with ``read_pod``;
+    unread, and why, when there is no such pod, no permission, or no cluster."""
     hostname = environ.get("HOSTNAME")
-    if read_pod and hostname:
-        pod = read_pod(namespace, hostname)
-    container = notebook_container(pod) if pod else None
-    image = detect_image(image_option, environ, configured_image, container.get("image") if container else None)
-    pieces = settings_from_pod(pod)
-    template = dict(template or {})
-    mounts = [*pieces.get("volume_mounts", ()), *_template_mounts(template)]
+    if not hostname:
+        return NotebookPod(None, "no $HOSTNAME: not in a pod")
+    try:
+        return NotebookPod(read_pod(namespace, hostname))
+    except KbatchError as exc:
+        return NotebookPod(None, str(exc))
+
+
+def job_mounts(pod: NotebookPod, template: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The volume mounts a job's driver gets: those copied from the notebook pod,
+    then those of the admin's pod template."""
+    return [*settings_from_pod(pod.pod).get("volume_mounts", ()), *_template_mounts(template)]
+
+
+def detect(*, namespace: str, image: str, template: Mapping[str, Any], workdir: str, pod: NotebookPod) -> PodSettings:
+    """The :class:`PodSettings` of a job submitted from this session."""
+    template = dict(template)
     return PodSettings(
         namespace=namespace,
         image=image,
-        working_dir=workdir if on_mount(workdir, mounts) else None,
+        working_dir=workdir if mount_for(workdir, job_mounts(pod, template)) else None,
         template=template,
-        **pieces,
+        **settings_from_pod(pod.pod),
     )
 
 
@@ -185,7 +210,7 @@ def output_on_volume(path: str | None, settings: PodSettings) -> str | None:
     if not path:
         return None
     mounts = [*settings.volume_mounts, *_template_mounts(settings.template)]
-    return path if on_mount(os.path.normpath(path), mounts) else None
+    return path if mount_for(os.path.normpath(path), mounts) else None
 
 
 def _template_mounts(template: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -20,8 +20,9 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 
 from kbatch_dask import settings
+from kbatch_dask.backends import Detected
 from kbatch_dask.backends.local import embedded_gateway
-from kbatch_dask.backends.local.store import JobDir, JobStore, default_home
+from kbatch_dask.backends.local.store import JobDir, JobStore
 from kbatch_dask.errors import BackendError, BadInput, GatewayError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.procs import killpg, pid_alive
@@ -32,12 +33,24 @@ from kbatch_dask.spec import JobSpec, current_user, expand_pattern
 DRIVER_MODULE = "kbatch_dask.driver"
 
 
+def detect_home(local: settings.Local) -> Detected[str]:
+    """The state directory: ``kbatch.local.home``, else ``$KBATCH_DASK_HOME``,
+    else ``$XDG_DATA_HOME/kbatch-dask``, else ``~/.local/share/kbatch-dask``."""
+    if local.home:
+        return Detected(os.path.abspath(os.path.expanduser(local.home)), "kbatch.local.home")
+    if os.environ.get("KBATCH_DASK_HOME"):
+        return Detected(os.path.abspath(os.path.expanduser(os.environ["KBATCH_DASK_HOME"])), "$KBATCH_DASK_HOME")
+    if os.environ.get("XDG_DATA_HOME"):
+        return Detected(os.path.join(os.environ["XDG_DATA_HOME"], "kbatch-dask"), "$XDG_DATA_HOME")
+    return Detected(os.path.join(os.path.expanduser("~"), ".local", "share", "kbatch-dask"), "the default")
+
+
 class LocalBackend:
     name = "local"
 
     def __init__(self, home: str | None = None, config: Settings | None = None) -> None:
         self.config = config or settings.load()
-        self.home = home or self.config.local.home or default_home()
+        self.home = home or detect_home(self.config.local).value
         self.store = JobStore(self.home)
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:

@@ -18,13 +18,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from kbatch_dask.errors import GatewayError
 from kbatch_dask.files import locked, write_atomic
+from kbatch_dask.gateway.client import health
 from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.procs import pid_alive
 from kbatch_dask.settings import EmbeddedGatewayLimits
@@ -132,7 +131,7 @@ def status(home: str, username: str) -> EmbeddedGateway | None:
         password=password,
         log=os.path.join(gwdir, "gateway.log"),
     )
-    if not pid_alive(gateway.pid) or not _healthy(gateway.address):
+    if not pid_alive(gateway.pid) or health(gateway.address, timeout=2) is not None:
         return None
     return gateway
 
@@ -227,7 +226,7 @@ def _start(
         log=log_path,
     )
     deadline = time.monotonic() + START_TIMEOUT
-    while not _healthy(gateway.address):
+    while health(gateway.address, timeout=2) is not None:
         if proc.poll() is not None or time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -295,14 +294,6 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
-
-
-def _healthy(address: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{address}/api/health", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (OSError, urllib.error.URLError, ValueError):
-        return False
 
 
 def _tail(path: str, lines: int = 15) -> str:

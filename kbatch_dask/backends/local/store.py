@@ -32,15 +32,6 @@ from kbatch_dask.records import JobRecord
 from kbatch_dask.spec import JobSpec
 
 
-def default_home(environ: dict[str, str] | None = None) -> str:
-    """``$KBATCH_DASK_HOME``, else ``$XDG_DATA_HOME/kbatch-dask``, else ``~/.local/share/kbatch-dask``."""
-    env = os.environ if environ is None else environ
-    if env.get("KBATCH_DASK_HOME"):
-        return os.path.abspath(os.path.expanduser(env["KBATCH_DASK_HOME"]))
-    data = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(data, "kbatch-dask")
-
-
 def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
     """Write JSON so readers see either the old or the new file, never half of one."""
     write_atomic(path, json.dumps(data, indent=1).encode(), mode)

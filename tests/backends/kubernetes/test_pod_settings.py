@@ -7,16 +7,20 @@ from typing import Any
 
 import pytest
 
+from kbatch_dask import backends
+from kbatch_dask.backends import Detected
 from kbatch_dask.backends.kubernetes.manifests import PodSettings
 from kbatch_dask.backends.kubernetes.pod_settings import (
+    NotebookPod,
     detect,
     detect_image,
     detect_namespace,
     job_environment,
     output_on_volume,
+    read_notebook_pod,
     settings_from_pod,
 )
-from kbatch_dask.errors import BadInput
+from kbatch_dask.errors import BackendError, BadInput
 
 # The shape of a zero-to-jupyterhub notebook pod.
 NOTEBOOK_POD: dict[str, Any] = {
@@ -70,26 +74,34 @@ def test_settings_copied_from_the_notebook_pod() -> None:
 
 
 def _detect(environ: dict[str, str], pod: dict[str, Any] | None, **kw: Any) -> PodSettings:
-    asked: list[tuple[str, str]] = []
-
-    def read_pod(namespace: str, name: str) -> dict[str, Any] | None:
-        asked.append((namespace, name))
-        return pod
-
+    """As the backend detects: the image from the environment and the pod, then the rest."""
+    notebook = NotebookPod(pod)
     values: dict[str, Any] = {
         "namespace": "hub",
-        "image_option": None,
-        "configured_image": None,
-        "template": None,
+        "image": detect_image(None, environ, None, notebook.image).value,
+        "template": {},
         "workdir": "/home/jovyan/project",
-        "environ": environ,
-        "read_pod": read_pod,
+        "pod": notebook,
     }
     values.update(kw)
-    settings = detect(**values)
-    # The notebook pod is read by its name, once; without a name there is nothing to read.
-    assert asked == ([("hub", environ["HOSTNAME"])] if environ.get("HOSTNAME") else [])
-    return settings
+    return detect(**values)
+
+
+def test_the_notebook_pod_is_read_by_hostname() -> None:
+    asked: list[tuple[str, str]] = []
+
+    def read_pod(namespace: str, name: str) -> dict[str, Any]:
+        asked.append((namespace, name))
+        return NOTEBOOK_POD
+
+    assert read_notebook_pod("hub", {"HOSTNAME": "jupyter-alice"}, read_pod) == NotebookPod(NOTEBOOK_POD)
+    assert asked == [("hub", "jupyter-alice")]
+    assert read_notebook_pod("hub", {}, read_pod) == NotebookPod(None, "no $HOSTNAME: not in a pod")
+
+    def refused(namespace: str, name: str) -> dict[str, Any]:
+        raise BackendError("403 Forbidden")
+
+    assert read_notebook_pod("hub", {"HOSTNAME": "jupyter-alice"}, refused) == NotebookPod(None, "403 Forbidden")
 
 
 def test_detect_in_a_notebook_pod() -> None:
@@ -120,12 +132,6 @@ def test_detect_off_any_volume_has_no_working_dir() -> None:
     assert settings.image == "pangeo/ml-notebook:2026.1"  # the notebook container's, as a last resort
 
 
-def test_detect_without_a_pod_name_reads_no_pod() -> None:
-    settings = _detect({"JUPYTER_IMAGE": "img:1"}, NOTEBOOK_POD)  # the helper checks nothing was read
-    assert settings.image == "img:1"
-    assert settings.volumes == ()
-
-
 @pytest.mark.parametrize(
     ("option", "environ", "configured", "pod_image", "expected"),
     [
@@ -139,7 +145,14 @@ def test_detect_without_a_pod_name_reads_no_pod() -> None:
 def test_image_precedence(
     option: str | None, environ: dict[str, str], configured: str | None, pod_image: str | None, expected: str
 ) -> None:
-    assert detect_image(option, environ, configured, pod_image) == expected
+    assert detect_image(option, environ, configured, pod_image).value == expected
+
+
+def test_image_says_where_it_came_from() -> None:
+    assert detect_image("cli:1", {}, None).source == "--image"
+    assert detect_image(None, {"JUPYTER_IMAGE": "img:1"}, None).source == "$JUPYTER_IMAGE"
+    assert detect_image(None, {}, "conf:1").source == "kbatch.kubernetes.image"
+    assert detect_image(None, {}, None, "pod:1") == Detected("pod:1", "the notebook container's image")
 
 
 def test_no_image_is_a_clear_error() -> None:
@@ -147,13 +160,14 @@ def test_no_image_is_a_clear_error() -> None:
         detect_image(None, {}, None, None)
 
 
-def test_namespace_precedence(tmp_path: Path) -> None:
-    sa = tmp_path / "namespace"
-    sa.write_text("from-sa\n")
-    assert detect_namespace("configured", "ctx", str(sa)) == "configured"
-    assert detect_namespace(None, "ctx", str(sa)) == "from-sa"
-    assert detect_namespace(None, "ctx", str(tmp_path / "missing")) == "ctx"
-    assert detect_namespace(None, None, str(tmp_path / "missing")) == "default"
+def test_namespace_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "SERVICE_ACCOUNT_DIR", str(tmp_path))
+    (tmp_path / "namespace").write_text("from-sa\n")
+    assert detect_namespace("configured", "ctx") == Detected("configured", "kbatch.kubernetes.namespace")
+    assert detect_namespace(None, "ctx") == Detected("from-sa", "the pod's service account")
+    (tmp_path / "namespace").unlink()
+    assert detect_namespace(None, "ctx", "kind") == Detected("ctx", "the kubeconfig context 'kind'")
+    assert detect_namespace(None, None) == Detected("default", "no namespace configured")
 
 
 def test_job_environment_keeps_gateway_settings_whatever_export_said() -> None:
