@@ -23,6 +23,39 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+def processes_under(folder: Path) -> dict[int, str]:
+    """Live processes whose working directory is under ``folder``, with their command lines."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if Path(cwd).is_relative_to(folder):
+            found[int(entry)] = cmdline
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the whole run (this fixture is torn down last), no process the suite
+    started is left: drivers, runners, scripts, gateways, schedulers, workers and hubs
+    all run in the run's temporary directories."""
+    base = tmp_path_factory.getbasetemp()
+    yield
+    deadline = time.monotonic() + 20  # a stopping cluster's workers take a few seconds
+    while (left := processes_under(base)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == {}, f"processes left running after the test run: {left}"
+
+
 @pytest.fixture(scope="session")
 def gateway_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A state directory whose embedded gateway is shared by the whole run."""

@@ -26,6 +26,7 @@ from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.pod_settings import detect_namespace
 from kbatch_dask.driver import timing
+from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.errors import GatewayError, KubeError
 from kbatch_dask.gateway import GatewayClient, configured_gateway
@@ -134,6 +135,7 @@ def main(argv: list[str]) -> int:
         error=args.error,
         runner_env=runner_env,
         **timing(config.driver),
+        leftovers=Leftovers(grace=config.driver.kill_grace),
         log=log.info,
         echo=sys.stdout.buffer,
     )

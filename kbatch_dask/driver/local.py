@@ -11,6 +11,7 @@ from kbatch_dask import settings
 from kbatch_dask.backends.local.backend import LocalBackend
 from kbatch_dask.backends.local.store import JobDir
 from kbatch_dask.driver import timing
+from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.gateway import GatewayClient
 from kbatch_dask.records import DaskInfo, JobState, now
@@ -65,6 +66,7 @@ def main(argv: list[str]) -> int:
         error=_expand_error(spec, jobdir.id),
         runner_env=runner_env,
         **timing(config.driver),
+        leftovers=Leftovers(grace=config.driver.kill_grace),
         log=log.info,
     )
     return supervisor.run()

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any, Protocol, TypeVar
 
 from kbatch_dask.driver.ending import Outcome, Stop, StopReason, outcome
+from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.tee import Tee
 from kbatch_dask.errors import GatewayError, GatewayUnreachable
 from kbatch_dask.gateway import GatewayClient
@@ -98,6 +99,7 @@ class Supervisor:
         poll: float = 0.2,
         cluster_check_period: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        leftovers: Leftovers | None = None,
     ) -> None:
         self.spec = spec
         self.job_id = job_id
@@ -118,6 +120,7 @@ class Supervisor:
         self.poll = poll  # seconds between looks at the runner and the clock
         self.cluster_check_period = cluster_check_period  # seconds between checks that the cluster still runs
         self.clock = clock
+        self.leftovers = leftovers  # what the user's code leaves running ends with the job
         self.stop: StopReason | None = None  # why the job is stopping: set once, by the first cause
         self.gateway: GatewayClient | None = None
         self.cluster_name: str | None = None
@@ -150,6 +153,8 @@ class Supervisor:
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if self.leftovers is not None:
+                self.leftovers.end(self.log)  # before the cluster they may use goes
             self._release_cluster()  # before the record says the job ended
             end = outcome(self._stopped_because(), returncode)
             self._finish(end, out, err)
@@ -301,6 +306,8 @@ class Supervisor:
         if self.switch is not None:
             self.switch.wait_armed()  # no user code on a cluster that would outlive a killed driver
         cmd = [sys.executable, "-m", RUNNER_MODULE, self.spec.kind, self.script, *self.spec.args]
+        if self.leftovers is not None:
+            self.leftovers.watch()
         runner = self.start_runner(cmd, cwd=self.spec.workdir, env=self._runner_env(), stdout=out, stderr=err or out)
         self.runner = runner
         kill_at: float | None = None
