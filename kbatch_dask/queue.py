@@ -29,7 +29,7 @@ def join(
     >>> info = ClusterInfo("abc", ClusterStatus.RUNNING, "http://gw/clusters/abc/status")
     >>> joined = join([r], {"abc": info}, {"http://gw/clusters/abc/status": 2})
     >>> joined[0].dask.cluster_status, joined[0].dask.live_workers
-    ('RUNNING', 2)
+    (<ClusterStatus.RUNNING: 'RUNNING'>, 2)
     """
     out = []
     for record in records:
@@ -43,16 +43,16 @@ def join(
         info = clusters.get(dask.cluster)
         if info is None:
             # The gateway forgets stopped clusters after a while.
-            dask = dask.replace(cluster_status="STOPPED", live_workers=0)
+            dask = dask.replace(cluster_status=ClusterStatus.STOPPED, live_workers=0)
         elif info.status is ClusterStatus.RUNNING:
             dashboard = info.dashboard or dask.dashboard
             dask = dask.replace(
-                cluster_status=info.status.value,
+                cluster_status=info.status,
                 dashboard=dashboard,
                 live_workers=live.get(dashboard) if dashboard else None,
             )
         else:
-            dask = dask.replace(cluster_status=info.status.value, live_workers=0)
+            dask = dask.replace(cluster_status=info.status, live_workers=0)
         out.append(record.replace(dask=dask))
     return out
 

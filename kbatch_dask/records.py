@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from kbatch_dask.gateway.status import ClusterStatus
+
 
 class JobState(str, enum.Enum):
     """The life cycle of a job, slurm-style."""
@@ -66,12 +68,16 @@ class DaskInfo:
 
     workers: str  # requested: "2" or "1:10"
     cluster: str | None = None
-    cluster_status: str | None = None
+    cluster_status: ClusterStatus | None = None  # what the gateway says now (the queue's join)
     live_workers: int | None = None
     dashboard: str | None = None
 
     def replace(self, **changes: Any) -> DaskInfo:
         return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        status = self.cluster_status
+        return {**dataclasses.asdict(self), "cluster_status": status.value if status else None}
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ class JobRecord:
             "comment": self.comment,
             "host": self.host,
             "pid": self.pid,
-            "dask": dataclasses.asdict(self.dask) if self.dask else None,
+            "dask": self.dask.to_dict() if self.dask else None,
         }
 
     @classmethod
@@ -150,5 +156,10 @@ class JobRecord:
             comment=data.get("comment"),
             host=data.get("host"),
             pid=data.get("pid"),
-            dask=DaskInfo(**dask) if dask else None,
+            dask=_dask_info(dask) if dask else None,
         )
+
+
+def _dask_info(data: dict[str, Any]) -> DaskInfo:
+    status = data.get("cluster_status")
+    return DaskInfo(**{**data, "cluster_status": ClusterStatus(status) if status else None})

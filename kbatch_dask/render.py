@@ -29,7 +29,7 @@ def workers_cell(record: JobRecord) -> str:
     if d is None:
         return "-"
     requested = d.workers.replace(":", "-")
-    if record.state.is_terminal() or d.cluster_status not in (None, "RUNNING", "PENDING"):
+    if record.state.is_terminal() or (d.cluster_status is not None and not d.cluster_status.is_active()):
         live = "0" if d.cluster_status else "-"
     elif d.live_workers is None:
         live = "?"
