@@ -24,6 +24,7 @@ from kbatch_dask.doctor.checks import (
     Permission,
     check_backend,
     check_cluster_options,
+    check_dashboard,
     check_dashboard_links,
     check_gateway,
     check_gateway_auth,
@@ -67,6 +68,8 @@ def diagnose(backend: str | None = None, environ: Mapping[str, str] | None = Non
 
     settings, gateway_checks = _gateway_checks(resolved, home, user, environ)
     checks += gateway_checks
+    if settings is not None:
+        checks.append(_dashboard_check(settings))
     checks.append(_token_check(settings, environ))
     if config.gateway_address():
         from kbatch_dask.hub.urls import absolute_address, hub_public_url
@@ -128,6 +131,30 @@ def _gateway_checks(backend: str, home: str, user: str, environ: Mapping[str, st
         except GatewayError as exc:
             checks.append(check_cluster_options(None, exc))
     return settings, checks
+
+
+def _dashboard_check(settings: Any) -> Check:
+    """Read the dashboard of one of this user's running clusters, as its link opens it
+    (through the gateway's address this session reaches, not its public one)."""
+    import urllib.request
+    from dataclasses import replace
+
+    from kbatch_dask.gateway import ClusterStatus, GatewayClient
+
+    try:
+        with GatewayClient(replace(settings, public_address=settings.address)) as client:
+            found = client.list_clusters()
+    except GatewayError:
+        found = {}  # the gateway auth check says why
+    links = sorted(c.dashboard for c in found.values() if c.status is ClusterStatus.RUNNING and c.dashboard)
+    if not links:
+        return check_dashboard(None, None, None)
+    try:
+        with urllib.request.urlopen(links[0], timeout=10) as resp:
+            page = resp.read(1_000_000).decode("utf-8", "replace")
+    except (OSError, ValueError) as exc:
+        return check_dashboard(links[0], None, str(getattr(exc, "reason", None) or exc))
+    return check_dashboard(links[0], page, None)
 
 
 def _health(address: str) -> str | None:
