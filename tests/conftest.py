@@ -151,3 +151,15 @@ def job_dirs(home: Path) -> list[str]:
 def write_script(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def own_gateway_home(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Like ``home``, but with an embedded gateway of its own instead of the shared one,
+    so that it is started by what the test runs, in the environment the test sets;
+    stopped (with its clusters) at the end."""
+    path = tmp_path / "own-home"
+    path.mkdir()
+    monkeypatch.setenv("KBATCH_DASK_HOME", str(path))
+    yield path
+    embedded.stop(str(path))

@@ -16,3 +16,13 @@ def test_cli_reference_holds_the_current_help(command: str) -> None:
     help_text = subprocess.run([str(BIN / "kbatch"), command, "--help"], capture_output=True, text=True).stdout
     help_text = "\n".join(line.rstrip() for line in help_text.splitlines())
     assert help_text in (ROOT / "docs" / "cli.md").read_text(), f"docs/cli.md is out of date for `kbatch {command}`"
+
+
+def test_the_environment_docs_name_every_variable_jobs_and_the_embedded_gateway_are_given_or_not() -> None:
+    from kbatch_dask.backends.local.embedded_gateway import GATEWAY_ENVIRONMENT
+    from kbatch_dask.spec.environment import DENY_PATTERNS, ESSENTIAL
+
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    section = text.split("## The job's environment\n", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in (*DENY_PATTERNS, *ESSENTIAL, *GATEWAY_ENVIRONMENT) if f"`{name}`" not in section]
+    assert missing == [], f"docs/getting-started.md § The job's environment does not name {missing}"

@@ -7,6 +7,7 @@ submitting uses, and calls them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -189,6 +190,40 @@ def check_dashboard_links(public_address: str) -> Check:
         WARN,
         f"relative (gateway.public-address is {public_address}), and the hub's public URL is unknown",
         "set kbatch.hub.public-url (DASK_KBATCH__HUB__PUBLIC_URL) to the hub's URL, e.g. https://hub.example.org/",
+    )
+
+
+def check_dashboard(url: str | None, page: str | None, error: str | None) -> Check:
+    """Whether a running cluster's dashboard really renders (the page its link opens).
+
+    A scheduler without bokeh answers HTTP 200 with a placeholder naming the
+    bokeh it needs; a real dashboard is a page loading BokehJS.
+
+    >>> print(check_dashboard("http://gw/status", "<p>Dask needs bokeh>=3.1.0 for the dashboard</p>", None).fix)
+    pip install "bokeh>=3.1.0" in the image of the gateway's schedulers (the embedded gateway's: this environment)
+    """
+    name = "dashboard"
+    if url is None:
+        return Check(name, SKIP, "no cluster of yours is running: run kbatch doctor while a job with a cluster runs")
+    if error is not None:
+        return Check(
+            name, FAIL, f"{url} does not answer: {error}", "check that the gateway's proxy serves /clusters/ routes"
+        )
+    text = page or ""
+    if "bokeh.min.js" in text:
+        return Check(name, OK, f"{url} renders the Dask dashboard")
+    needed = re.search(r"needs (bokeh[^\s<]*)", text)
+    if needed:
+        return Check(
+            name,
+            FAIL,
+            f"{url} shows Dask's placeholder: the scheduler has no {needed.group(1)}",
+            f'pip install "{needed.group(1)}" in the image of the gateway\'s schedulers'
+            " (the embedded gateway's: this environment)",
+        )
+    first = text.strip().splitlines()[0][:80] if text.strip() else "an empty page"
+    return Check(
+        name, FAIL, f"{url} is not a Dask dashboard: {first}", "check that the gateway's proxy serves /clusters/ routes"
     )
 
 

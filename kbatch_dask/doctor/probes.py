@@ -22,6 +22,7 @@ from kbatch_dask.doctor.checks import (
     PERMISSIONS,
     check_backend,
     check_cluster_options,
+    check_dashboard,
     check_dashboard_links,
     check_gateway,
     check_gateway_auth,
@@ -64,6 +65,8 @@ def diagnose(backend: str | None = None) -> list[Check]:
     settings = chosen.gateway()
     answered, gateway_checks = _gateway_checks(chosen.name, settings)
     checks += gateway_checks
+    if answered is not None:
+        checks.append(_dashboard_check(answered))
     checks.append(_token_check(answered))
     if settings is not None and not settings.embedded:
         checks.append(check_dashboard_links(settings.public_address))
@@ -113,6 +116,30 @@ def _gateway_checks(backend: str, settings: GatewaySettings | None) -> tuple[Gat
         except GatewayError as exc:
             checks.append(check_cluster_options(None, exc))
     return settings, checks
+
+
+def _dashboard_check(settings: Any) -> Check:
+    """Read the dashboard of one of this user's running clusters, as its link opens it
+    (through the gateway's address this session reaches, not its public one)."""
+    import urllib.request
+    from dataclasses import replace
+
+    from kbatch_dask.gateway import ClusterStatus, GatewayClient
+
+    try:
+        with GatewayClient(replace(settings, public_address=settings.address)) as client:
+            found = client.list_clusters()
+    except GatewayError:
+        found = {}  # the gateway auth check says why
+    links = sorted(c.dashboard for c in found.values() if c.status is ClusterStatus.RUNNING and c.dashboard)
+    if not links:
+        return check_dashboard(None, None, None)
+    try:
+        with urllib.request.urlopen(links[0], timeout=10) as resp:
+            page = resp.read(1_000_000).decode("utf-8", "replace")
+    except (OSError, ValueError) as exc:
+        return check_dashboard(links[0], None, str(getattr(exc, "reason", None) or exc))
+    return check_dashboard(links[0], page, None)
 
 
 def _token_check(settings: GatewaySettings | None) -> Check:

@@ -61,8 +61,8 @@ SPEC_OPTIONS: list[click.Option] = [
     click.Option(
         ["--export"],
         metavar="ALL|NONE|VAR[,VAR...]",
-        help="Which variables of this session the job inherits [default: ALL, minus credentials "
-        "and host-specific variables].",
+        help="Which variables of this session the job inherits [default: ALL, minus hub tokens "
+        "and host-specific variables; cloud keys pass].",
     ),
     click.Option(["--retries"], metavar="N", help="Re-run a failed job up to N times [default: 0]."),
     click.Option(

@@ -134,6 +134,19 @@ def test_home_volume() -> None:
     assert check.status == "warn" and "403 Forbidden" in check.message and "pod-template" in (check.fix or "")
 
 
+def test_dashboard_placeholder_fails_naming_the_bokeh_the_scheduler_needs() -> None:
+    url = "http://gw/clusters/a/status"
+    placeholder = "<p>Dask needs bokeh>=3.1.0 for the dashboard.</p><p>Install with pip: ...</p>"
+    check = doctor.check_dashboard(url, placeholder, None)
+    assert check.status == "fail" and "placeholder" in check.message
+    assert (check.fix or "").startswith('pip install "bokeh>=3.1.0" in the image of the gateway\'s schedulers')
+    page = '<title>Dask Diagnostic UI</title><script src="static/js/bokeh.min.js?v=1"></script>'
+    assert doctor.check_dashboard(url, page, None).status == "ok"
+    assert doctor.check_dashboard(url, None, "Connection refused").status == "fail"
+    assert doctor.check_dashboard(url, "<html>502 Bad Gateway</html>", None).status == "fail"
+    assert doctor.check_dashboard(None, None, None).status == "skip"
+
+
 # -- the command -----------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ restarted when dead. Its state lives in ``<home>/gateway/``.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import secrets
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -54,7 +56,9 @@ c.DBBackendBase.worker_start_timeout = {start_timeout}
 c.LocalBackend.clusters_directory = here + "/clusters"
 # distributed >= 2026.6 has no dask-scheduler/dask-worker commands.
 c.ClusterConfig.scheduler_cmd = [{python!r}, "-m", "dask", "scheduler"]
-c.ClusterConfig.worker_cmd = [{python!r}, "-m", "dask", "worker"]
+# dask-gateway-server passes the scheduler --host 127.0.0.1 but the workers no
+# --host, so their comm ports would listen on every interface.
+c.ClusterConfig.worker_cmd = [{python!r}, "-m", "dask", "worker", "--host", "127.0.0.1"]
 c.ClusterConfig.cluster_max_workers = {max_workers}
 c.ClusterConfig.idle_timeout = 0
 
@@ -72,6 +76,39 @@ c.Backend.cluster_options = Options(
     handler=_options_handler,
 )
 """
+
+# The only variables the gateway is started with (it passes some of them on to its
+# schedulers and workers): what finds the interpreter and its libraries, the user's
+# identity and the locale. The gateway outlives the job that started it, so nothing
+# else of that job's environment (cloud keys, tokens) may live on in it.
+GATEWAY_ENVIRONMENT = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "TMPDIR",
+    "TZ",
+    "LANG",
+    "LC_*",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV",
+    "CONDA_ROOT",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONNOUSERSITE",
+    "PYTHONUSERBASE",
+    "LD_LIBRARY_PATH",
+)
+
+
+def gateway_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``environ`` the embedded gateway is started with.
+
+    >>> gateway_environment({"PATH": "/bin", "LC_TIME": "C", "AWS_SECRET_ACCESS_KEY": "k"})
+    {'PATH': '/bin', 'LC_TIME': 'C'}
+    """
+    return {k: v for k, v in environ.items() if any(fnmatch.fnmatchcase(k, p) for p in GATEWAY_ENVIRONMENT)}
 
 
 @dataclass(frozen=True)
@@ -216,6 +253,7 @@ def _start(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=gateway_environment(os.environ),
         )
     gateway = EmbeddedGateway(
         address=f"http://127.0.0.1:{http_port}",
