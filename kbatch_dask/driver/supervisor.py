@@ -43,6 +43,10 @@ class Reporter(Protocol):
 
     def cancel_requested(self) -> bool: ...
 
+    def failure_requested(self) -> str | None:
+        """Why the job was ended from outside as FAILED (its gateway was stopped), or None."""
+        ...
+
 
 @dataclass
 class Outcome:
@@ -154,6 +158,9 @@ class Supervisor:
     def _signal_outcome(self, exit_code: int | None) -> Outcome:
         if self.timed_out:
             return Outcome(JobState.TIMEOUT, exit_code, f"time limit of {self.spec.time_limit} s reached")
+        failure = self.reporter.failure_requested()
+        if failure:
+            return Outcome(JobState.FAILED, exit_code, failure)
         if self.reporter.cancel_requested():
             return Outcome(JobState.CANCELLED, exit_code, "cancelled by user")
         name = signal.Signals(self.signalled or signal.SIGTERM).name
