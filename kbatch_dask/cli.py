@@ -324,14 +324,12 @@ def gateway_start() -> None:
 
 
 @gateway_group.command("stop")
-@click.option("--force", is_flag=True, help="Stop it even under running jobs: they end FAILED, saying why.")
+@click.option("--force", is_flag=True, help="Stop it under running jobs too: they end FAILED, saying why.")
 def gateway_stop(force: bool) -> None:
     """Stop the embedded gateway and the clusters it runs.
 
-    Refused (exit 1) while jobs with a Dask cluster run, naming them, unless
-    --force: then those jobs are ended first (their drivers stop their clusters)
-    and recorded FAILED, "the embedded Dask-Gateway was stopped by `kbatch
-    gateway stop --force`".
+    Refused (exit 1) while jobs with a Dask cluster run, naming them; with
+    --force their drivers stop their clusters first and record them FAILED.
     """
     from kbatch_dask import api
 
@@ -342,8 +340,7 @@ def gateway_stop(force: bool) -> None:
 def gateway_status() -> None:
     """Say whether the embedded gateway runs, and where; exit 1 if not.
 
-    A gateway still starting is shown as starting (exit 0): jobs wait for it.
-    """
+    A gateway still starting is shown as starting (exit 0): jobs wait for it."""
     from kbatch_dask import api
 
     running, text = api.gateway_status()

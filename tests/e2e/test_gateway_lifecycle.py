@@ -60,7 +60,7 @@ def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     yield path
-    for job_dir in (path / "jobs").glob("*") if (path / "jobs").exists() else []:
+    for job_dir in (path / "jobs").glob("*"):
         kbatch("cancel", job_dir.name)
     embedded.stop(str(path))
     # A gateway this test started that no record points at (the fault under test).
