@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kbatch_dask import queue as q
 from kbatch_dask import settings
 from kbatch_dask.backends import Backend, get_backend
-from kbatch_dask.errors import BadInput, KbatchError
+from kbatch_dask.errors import BackendError, BadInput, KbatchError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.gateway.options import check_cluster_options
 from kbatch_dask.job import Job
@@ -303,26 +303,42 @@ def gateway_start() -> str:
     return f"Embedded Dask-Gateway running at {settings.address}"
 
 
-def gateway_stop() -> str:
-    """Stop the embedded gateway (and its clusters)."""
+FORCED_STOP_REASON = "the embedded Dask-Gateway was stopped by `kbatch gateway stop --force`"
+
+
+def gateway_stop(force: bool = False) -> str:
+    """Stop the embedded gateway (and its clusters). Refused while jobs use it,
+    unless ``force``: then those jobs are ended first, FAILED, saying why."""
     from kbatch_dask.backends.local import embedded_gateway as embedded
 
-    stopped = embedded.stop(_local().home)
-    return "Embedded Dask-Gateway stopped" if stopped else "Embedded Dask-Gateway was not running"
+    backend = _local()
+    using = backend.embedded_gateway_jobs()
+    if using and not force:
+        names = ", ".join(f"{r.id} ({r.name})" for r in using)
+        raise BackendError(
+            f"{len(using)} running job(s) use the embedded Dask-Gateway: {names}; "
+            "stopping it would kill their clusters (wait for them, cancel them, or pass --force to end them FAILED)"
+        )
+    # The jobs' drivers stop their clusters and record their end while the gateway still answers.
+    lines = [f"Job {backend.fail(r.id, FORCED_STOP_REASON).id} ended FAILED" for r in using]
+    stopped = embedded.stop(backend.home)
+    lines.append("Embedded Dask-Gateway stopped" if stopped else "Embedded Dask-Gateway was not running")
+    return "\n".join(lines)
 
 
 def gateway_status() -> tuple[bool, str]:
-    """Whether the embedded gateway runs, and a line saying so."""
+    """Whether the embedded gateway runs (or is starting), and a line saying so."""
     from kbatch_dask.backends.local import embedded_gateway as embedded
     from kbatch_dask.spec import current_user
 
     configured = configured_gateway()
     if configured is not None:
         return True, f"Using the configured gateway at {configured.address} (gateway.address)"
-    server = embedded.status(_local().home, current_user())
+    server = embedded.recorded(_local().home, current_user())
     if server is None:
         return False, "Embedded Dask-Gateway not running (jobs start it when they need it)"
-    return True, f"Embedded Dask-Gateway running at {server.address} (pid {server.pid}, log {server.log})"
+    state = "starting" if embedded.starting(server) else "running"
+    return True, f"Embedded Dask-Gateway {state} at {server.address} (pid {server.pid}, log {server.log})"
 
 
 def dry_run(spec: JobSpec) -> str:

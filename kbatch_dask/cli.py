@@ -324,16 +324,23 @@ def gateway_start() -> None:
 
 
 @gateway_group.command("stop")
-def gateway_stop() -> None:
-    """Stop the embedded gateway and the clusters it runs."""
+@click.option("--force", is_flag=True, help="Stop it under running jobs too: they end FAILED, saying why.")
+def gateway_stop(force: bool) -> None:
+    """Stop the embedded gateway and the clusters it runs.
+
+    Refused (exit 1) while jobs with a Dask cluster run, naming them; with
+    --force their drivers stop their clusters first and record them FAILED.
+    """
     from kbatch_dask import api
 
-    click.echo(api.gateway_stop())
+    click.echo(api.gateway_stop(force=force))
 
 
 @gateway_group.command("status")
 def gateway_status() -> None:
-    """Say whether the embedded gateway runs, and where; exit 1 if not."""
+    """Say whether the embedded gateway runs, and where; exit 1 if not.
+
+    A gateway still starting is shown as starting (exit 0): jobs wait for it."""
     from kbatch_dask import api
 
     running, text = api.gateway_status()

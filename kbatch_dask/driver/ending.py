@@ -20,6 +20,7 @@ class Stop(enum.Enum):
     SCRIPT_ENDED = "script ended"  # the user's code ended by itself
     SIGNALLED = "signalled"  # the driver got SIGTERM or SIGINT (detail: the signal's name)
     CANCELLED = "cancelled"  # the user asked for it (``kbatch cancel``)
+    FAILURE_REQUESTED = "failure requested"  # stopped on purpose, to fail (detail: why, e.g. the gateway's stop)
     TIME_LIMIT = "time limit"  # the job's time limit passed (detail: the limit in seconds)
     CLUSTER_LOST = "cluster lost"  # the job's cluster stopped under it (detail: how)
     GATEWAY_ERROR = "gateway error"  # the gateway could not give the job its cluster (detail: its error)
@@ -69,4 +70,4 @@ def outcome(stop: StopReason, returncode: int | None) -> Outcome:
         return Outcome(JobState.FAILED, exit_code, f"driver received {detail}")
     if kind is Stop.DRIVER_ERROR:
         return Outcome(JobState.FAILED, exit_code, f"driver error: {detail}" if detail else "driver error")
-    return Outcome(JobState.FAILED, exit_code, detail)  # CLUSTER_LOST, GATEWAY_ERROR: their message says it
+    return Outcome(JobState.FAILED, exit_code, detail)  # CLUSTER_LOST, GATEWAY_ERROR, FAILURE_REQUESTED: detail says it

@@ -82,6 +82,10 @@ class KubeReporter:
             return exc.status == 404
         return bool((job.get("metadata") or {}).get("deletionTimestamp"))
 
+    def failure_requested(self) -> str | None:
+        """Never: a pod's gateway is not stopped by kbatch."""
+        return None
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m kbatch_dask.driver")

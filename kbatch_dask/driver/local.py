@@ -40,6 +40,9 @@ class LocalReporter:
     def cancel_requested(self) -> bool:
         return self.jobdir.cancel_requested
 
+    def failure_requested(self) -> str | None:
+        return self.jobdir.failure_requested
+
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)

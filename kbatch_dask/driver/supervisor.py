@@ -47,6 +47,10 @@ class Reporter(Protocol):
 
     def cancel_requested(self) -> bool: ...
 
+    def failure_requested(self) -> str | None:
+        """Why the job was ended from outside as FAILED (its gateway was stopped), or None."""
+        ...
+
 
 class Runner(Protocol):
     """The process running the user's code as the supervisor drives it, a
@@ -196,8 +200,12 @@ class Supervisor:
         as a signal (``kbatch cancel`` marks the record before it signals) or, on
         Kubernetes, as the cluster stopping (the backend stops it as it deletes the Job)."""
         stop = self.stop or StopReason(Stop.DRIVER_ERROR)  # something past ``except Exception``
-        if stop.kind in (Stop.SIGNALLED, Stop.CLUSTER_LOST) and self.reporter.cancel_requested():
-            return StopReason(Stop.CANCELLED)
+        if stop.kind in (Stop.SIGNALLED, Stop.CLUSTER_LOST):
+            failure = self.reporter.failure_requested()  # e.g. `kbatch gateway stop --force`
+            if failure:
+                return StopReason(Stop.FAILURE_REQUESTED, failure)
+            if self.reporter.cancel_requested():
+                return StopReason(Stop.CANCELLED)
         return stop
 
     # -- cluster ----------------------------------------------------------------

@@ -187,9 +187,10 @@ class FakeGateway(GatewayClient):
 class FakeReporter:
     """Keeps the job's record: ``final`` is what :meth:`finished` was told."""
 
-    def __init__(self, events: list[str], cancel: bool = False) -> None:
+    def __init__(self, events: list[str], cancel: bool = False, failure: str | None = None) -> None:
         self.events = events
         self.cancel = cancel
+        self.failure = failure
         self.clusters: list[tuple[str, str | None]] = []
         self.final: tuple[JobState, int | None, str | None] | None = None
 
@@ -205,3 +206,6 @@ class FakeReporter:
 
     def cancel_requested(self) -> bool:
         return self.cancel
+
+    def failure_requested(self) -> str | None:
+        return self.failure

@@ -225,6 +225,30 @@ class LocalBackend:
         if record.state.is_terminal():
             return record
         jobdir.request_cancel()
+        return self._end(jobdir, record, JobState.CANCELLED, "cancelled by user")
+
+    def fail(self, job_id: str, reason: str) -> JobRecord:
+        """End a running job FAILED for ``reason`` (its gateway is about to stop): its
+        driver stops its cluster and records the end, as for a cancel."""
+        jobdir = self.store.job(job_id)
+        record = self._checked(jobdir)
+        if record.state.is_terminal():
+            return record
+        jobdir.request_failure(reason)
+        return self._end(jobdir, record, JobState.FAILED, reason)
+
+    def embedded_gateway_jobs(self) -> tuple[JobRecord, ...]:
+        """The jobs of this state directory that have not ended and have a Dask
+        cluster on the embedded gateway: every job with Dask workers, when no
+        gateway is configured (a gateway is configured: jobs use that one)."""
+        if configured_gateway() is not None:
+            return ()
+        return tuple(r for r in self.list(ended_since=now()) if not r.state.is_terminal() and r.dask is not None)
+
+    def _end(self, jobdir: JobDir, record: JobRecord, state: JobState, reason: str) -> JobRecord:
+        """Signal the job's driver to end (SIGTERM, grace, SIGKILL to its process group)
+        and return its final record; recorded here as ``state`` for ``reason`` when the
+        driver could not record its end."""
         pid = record.pid
         if pid is not None and pid_alive(pid):
             killpg(pid, signal.SIGTERM)
@@ -237,7 +261,6 @@ class LocalBackend:
         if record.state.is_terminal():
             return record
         # The driver could not record its end: stop the cluster and record it here.
-        reason = "cancelled by user"
         if record.dask and record.dask.cluster:
             try:
                 settings = self.gateway()
@@ -245,5 +268,5 @@ class LocalBackend:
                     with GatewayClient(settings) as client:
                         client.stop_cluster(record.dask.cluster)
             except GatewayError as exc:
-                reason = f"cancelled by user; the cluster could not be stopped: {exc}"
-        return jobdir.update_record(state=JobState.CANCELLED, reason=reason, finished=now())
+                reason = f"{reason}; the cluster could not be stopped: {exc}"
+        return jobdir.update_record(state=state, reason=reason, finished=now())

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -150,8 +150,9 @@ def gateway_dir(home: str) -> str:
     return os.path.join(home, "gateway")
 
 
-def status(home: str, username: str) -> EmbeddedGateway | None:
-    """The running, healthy embedded gateway of ``home``, or None."""
+def recorded(home: str, username: str) -> EmbeddedGateway | None:
+    """The embedded gateway recorded for ``home`` whose process still runs: healthy,
+    or still starting (it is recorded before it answers), or None."""
     gwdir = gateway_dir(home)
     try:
         with open(os.path.join(gwdir, STATE_FILE)) as f:
@@ -168,25 +169,45 @@ def status(home: str, username: str) -> EmbeddedGateway | None:
         password=password,
         log=os.path.join(gwdir, "gateway.log"),
     )
-    if not pid_alive(gateway.pid) or health(gateway.address, timeout=2) is not None:
-        return None
-    return gateway
+    return gateway if _runs_gateway(gateway.pid, gwdir) else None
+
+
+def status(home: str, username: str) -> EmbeddedGateway | None:
+    """The running, healthy embedded gateway of ``home``, or None."""
+    gateway = recorded(home, username)
+    return gateway if gateway and _healthy(gateway.address) else None
+
+
+def starting(gateway: EmbeddedGateway) -> bool:
+    """True while a recorded gateway runs but does not answer yet."""
+    return not _healthy(gateway.address)
 
 
 def ensure_running(home: str, username: str, limits: EmbeddedGatewayLimits) -> EmbeddedGateway:
-    """Return the healthy embedded gateway, starting it if needed (one at a time)."""
+    """Return the healthy embedded gateway, starting it if needed: one per state
+    directory, so a gateway another process started (and may still be starting) is
+    waited for, never doubled."""
     gateway = status(home, username)
     if gateway:
         return gateway
     with _locked(home):
-        gateway = status(home, username)  # another process may have started it
-        if gateway:
+        gateway = recorded(home, username)
+        if gateway is None:
+            return _start(home, username, limits)
+        pid, gwdir = gateway.pid, gateway_dir(home)
+        if _wait_healthy(gateway, lambda: not _runs_gateway(pid, gwdir)):
             return gateway
-        return _start(home, username, limits)
+        if not _runs_gateway(pid, gwdir):
+            return _start(home, username, limits)  # it died while starting: start it anew
+        raise GatewayError(
+            f"the embedded Dask-Gateway (pid {pid}) runs but does not answer at {gateway.address}; "
+            f"see {gateway.log}, or restart it with `kbatch gateway stop` (jobs start it again)"
+        )
 
 
 def stop(home: str, timeout: float = 20.0) -> bool:
-    """Stop the embedded gateway (it stops its clusters first). False if none ran."""
+    """Stop the embedded gateway (it stops its clusters first), running or still
+    starting. False if none ran."""
     gwdir = gateway_dir(home)
     with _locked(home):
         try:
@@ -195,7 +216,7 @@ def stop(home: str, timeout: float = 20.0) -> bool:
         except (OSError, ValueError, KeyError):
             return False
         os.unlink(os.path.join(gwdir, STATE_FILE))
-        if not pid_alive(pid):
+        if not _runs_gateway(pid, gwdir):
             return False
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
@@ -263,17 +284,48 @@ def _start(
         password=password,
         log=log_path,
     )
-    deadline = time.monotonic() + START_TIMEOUT
-    while health(gateway.address, timeout=2) is not None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            raise GatewayError(f"the embedded Dask-Gateway did not start; last lines of {log_path}:\n{_tail(log_path)}")
-        time.sleep(0.1)
-    state = {k: v for k, v in asdict(gateway).items() if k in ("address", "proxy_address", "pid")}
-    _write_private(os.path.join(gwdir, STATE_FILE), json.dumps(state))
+    try:
+        # Recorded before it answers, so that it is never unseen: a job cancelled
+        # while waiting below leaves it running and recorded (it belongs to the state
+        # directory, not to the job), `kbatch gateway status` says it is starting and
+        # the next job waits for it instead of starting a second one.
+        state = {k: v for k, v in asdict(gateway).items() if k in ("address", "proxy_address", "pid")}
+        _write_private(os.path.join(gwdir, STATE_FILE), json.dumps(state))
+    except BaseException:
+        proc.kill()  # not recorded: nothing else could ever find it
+        proc.wait()
+        raise
     _write_private(os.path.join(gwdir, "last-ports"), f"{http_port} {tcp_port}")
+    if not _wait_healthy(gateway, lambda: proc.poll() is not None):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(gwdir, STATE_FILE))
+        raise GatewayError(f"the embedded Dask-Gateway did not start; last lines of {log_path}:\n{_tail(log_path)}")
     return gateway
+
+
+def _wait_healthy(gateway: EmbeddedGateway, died: Callable[[], bool]) -> bool:
+    """Wait for ``gateway`` to answer; False if it ``died`` or did not answer in time."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _healthy(gateway.address):
+        if died() or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _runs_gateway(pid: int, gwdir: str) -> bool:
+    """True if ``pid`` runs and is the gateway of ``gwdir`` (which works there), not a
+    process that got its pid after it died; where there is no /proc, the pid is trusted."""
+    if not pid_alive(pid):
+        return False
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return not os.path.isdir("/proc/self")
+    return cwd == os.path.realpath(gwdir)
 
 
 def _last_ports(gwdir: str) -> tuple[int, int] | None:
@@ -289,6 +341,10 @@ def _last_ports(gwdir: str) -> tuple[int, int] | None:
             except OSError:
                 return None
     return http_port, tcp_port
+
+
+def _healthy(address: str) -> bool:
+    return health(address, timeout=2) is None
 
 
 def _locked(home: str) -> contextlib.AbstractContextManager[None]:

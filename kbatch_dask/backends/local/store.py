@@ -9,6 +9,7 @@
         record.json    the JobRecord, rewritten atomically (temp file + rename)
         driver.log     the driver's own log
         cancel         present once a cancel was requested
+        fail           present once the job was ended from outside as FAILED; holds why
     <home>/index/      copies of ended jobs' final records (see index.py)
 
 Every write of ``record.json`` is a locked read-modify-write, so the submitter,
@@ -92,6 +93,20 @@ class JobDir:
     def request_cancel(self) -> None:
         with open(self.file("cancel"), "a"):
             pass
+
+    @property
+    def failure_requested(self) -> str | None:
+        """Why the job is to end FAILED (see :meth:`request_failure`), or None."""
+        try:
+            with open(self.file("fail")) as f:
+                return f.read() or None
+        except FileNotFoundError:
+            return None
+
+    def request_failure(self, reason: str) -> None:
+        """Ask the driver to end the job FAILED for ``reason`` when it is signalled
+        (something it depends on, its gateway, is going away)."""
+        write_atomic(self.file("fail"), reason.encode(), 0o600)
 
 
 class JobStore:
