@@ -95,6 +95,7 @@ class JobRecord:
     host: str | None = None
     pid: int | None = None
     dask: DaskInfo | None = None
+    owned_clusters: tuple[str, ...] = ()  # clusters the job's own code made: they end with the job
 
     def elapsed(self, at: datetime | None = None) -> float | None:
         """Seconds run so far (running) or in total (ended); None if never started."""
@@ -128,6 +129,7 @@ class JobRecord:
             "host": self.host,
             "pid": self.pid,
             "dask": dataclasses.asdict(self.dask) if self.dask else None,
+            "owned_clusters": list(self.owned_clusters),
         }
 
     @classmethod
@@ -151,4 +153,5 @@ class JobRecord:
             host=data.get("host"),
             pid=data.get("pid"),
             dask=DaskInfo(**dask) if dask else None,
+            owned_clusters=tuple(data.get("owned_clusters") or ()),
         )
