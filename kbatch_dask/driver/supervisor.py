@@ -14,11 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import types
@@ -45,8 +43,7 @@ class Reporter(Protocol):
 
     def cluster(self, name: str, dashboard: str | None) -> None: ...
 
-    def owned(self, clusters: tuple[str, ...]) -> None:
-        """Every cluster the job's own code has made so far (see :mod:`.owned`)."""
+    def owned(self, clusters: tuple[str, ...]) -> None: ...  # every cluster the job's code made so far
 
     def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None: ...
 
@@ -129,10 +126,8 @@ class Supervisor:
         self.cluster_name: str | None = None
         self.switch: DeadMansSwitch | None = None
         self.runner: Runner | None = None
-        self.private_dir: str | None = None  # this user's only: the runner's TLS files, the owned-clusters file
-        self.owned: owned.OwnedClusters | None = None
-        self.owned_clusters: list[str] = []
-        self.owned_switches: list[DeadMansSwitch] = []
+        switch = DeadMansSwitch if switch_grace > 0 else None
+        self.owned = owned.OwnedClusters(job_id, reporter.owned, gateway, switch, switch_grace, log)
 
     # -- entry ------------------------------------------------------------------
 
@@ -160,9 +155,8 @@ class Supervisor:
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            self._release_owned()
+            self.owned.release()  # the clusters the job's code made, then the runner's private files
             self._release_cluster()  # before the record says the job ended
-            self._remove_private_dir()
             end = outcome(self._stopped_because(), returncode)
             self._finish(end, out, err)
         return end.exit_code if end.exit_code is not None else 1
@@ -270,56 +264,15 @@ class Supervisor:
     def _stop_cluster(self) -> None:
         if not self.cluster_name or not self.gateway:
             return
-        _stop_retrying(self.gateway, self.cluster_name, self.log)
-
-    # -- clusters the job's code made -------------------------------------------
-
-    def _watch_owned(self) -> None:
-        """Start the file the runner's Python records the clusters it makes in (see :mod:`.owned`)."""
-        self.private_dir = tempfile.mkdtemp(prefix=f"kbatch-{self.job_id}-")
-        self.owned = owned.OwnedClusters(os.path.join(self.private_dir, "owned-clusters"))
-
-    def _adopt_owned(self) -> None:
-        """Make the clusters the job's code made since the last look the job's: recorded,
-        guarded by a dead-man's switch of their own, stopped at the end."""
-        if self.owned is None:
-            return
-        for address, name in self.owned.new():
-            gateway = self._owned_gateway()
-            if gateway is None or address.rstrip("/") != gateway.settings.address.rstrip("/"):
-                self.log(f"the job's code made cluster {name} on another gateway ({address}); it is not stopped with the job")
-                continue
-            self.owned_clusters.append(name)
-            self.reporter.owned(tuple(self.owned_clusters))
-            self.log(f"the job's code made cluster {name}; it is stopped with the job")
-            if self.switch_grace > 0:
-                self.owned_switches.append(DeadMansSwitch(gateway, name, self.switch_grace, self.log))
-
-    def _owned_gateway(self) -> GatewayClient | None:
-        """The job's gateway; a job without a cluster of its own connects once its code made one."""
-        if self.gateway is None:
+        for attempt in range(5):
             try:
-                self.gateway = self.connect_gateway()
+                self.gateway.stop_cluster(self.cluster_name)
+                self.log(f"cluster {self.cluster_name} stopped")
+                return
             except GatewayError as exc:
-                self.log(f"cannot reach the gateway to own the job's clusters ({exc})")
-                return None
-        return self.gateway
-
-    def _release_owned(self) -> None:
-        """Stop the clusters the job's code made, whatever the ending, after a last look
-        for one made as the runner ended."""
-        self._adopt_owned()
-        for switch in self.owned_switches:
-            switch.wait_armed()
-        for name in self.owned_clusters:
-            assert self.gateway is not None  # set by _adopt_owned before any was owned
-            _stop_retrying(self.gateway, name, self.log)
-        for switch in self.owned_switches:
-            switch.disarm()
-
-    def _remove_private_dir(self) -> None:
-        if self.private_dir is not None:
-            shutil.rmtree(self.private_dir, ignore_errors=True)
+                self.log(f"stopping cluster {self.cluster_name} failed ({exc}); retrying")
+                time.sleep(min(2**attempt, 10))
+        self.log(f"could not stop cluster {self.cluster_name}")
 
     # -- runner -----------------------------------------------------------------
 
@@ -339,13 +292,9 @@ class Supervisor:
         if self.spec.parameters:
             env["KBATCH_DASK_PARAMETERS"] = json.dumps(self.spec.notebook_parameters())
         env.update(self.extra_runner_env)
-        if self.owned is not None and self.private_dir is not None:
-            env["KBATCH_DASK_PRIVATE_DIR"] = self.private_dir
-            env[owned.ENV] = self.owned.path
-            # Its sitecustomize makes every Python process of the job record the clusters it makes.
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, (owned.SITE_DIR, env.get("PYTHONPATH"))))
         if self.gateway:
             env.update(self.gateway.settings.env)
+        env.update(self.owned.prepare(self.gateway, env.get("PYTHONPATH")))
         if self.cluster_name:
             env["KBATCH_DASK_CLUSTER"] = self.cluster_name
             env["KBATCH_DASK_WAIT_FOR_WORKERS"] = str(self.spec.required_workers())
@@ -359,7 +308,6 @@ class Supervisor:
         if self.switch is not None:
             self.switch.wait_armed()  # no user code on a cluster that would outlive a killed driver
         cmd = [sys.executable, "-m", RUNNER_MODULE, self.spec.kind, self.script, *self.spec.args]
-        self._watch_owned()
         runner = self.start_runner(cmd, cwd=self.spec.workdir, env=self._runner_env(), stdout=out, stderr=err or out)
         self.runner = runner
         kill_at: float | None = None
@@ -370,7 +318,7 @@ class Supervisor:
                 break
             except subprocess.TimeoutExpired:
                 pass
-            self._adopt_owned()
+            self.owned.adopt()
             current = self.clock()
             if self.stop is None and deadline is not None and current >= deadline:
                 self._stop(StopReason(Stop.TIME_LIMIT, str(self.spec.time_limit)))
@@ -429,18 +377,6 @@ class DeadMansSwitch:
             with contextlib.suppress(Exception):
                 part.close()
         self._parts = ()
-
-
-def _stop_retrying(gateway: GatewayClient, name: str, log: Callable[[str], None]) -> None:
-    for attempt in range(5):
-        try:
-            gateway.stop_cluster(name)
-            log(f"cluster {name} stopped")
-            return
-        except GatewayError as exc:
-            log(f"stopping cluster {name} failed ({exc}); retrying")
-            time.sleep(min(2**attempt, 10))
-    log(f"could not stop cluster {name}")
 
 
 def _open_append(path: str | None, log: Callable[[str], None]) -> IO[bytes] | None:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from driver.test_supervisor import JOB, Job, signal_handlers  # noqa: F401  (the fixture gives the handlers back)
 from fakes.driver import ADDRESS, signal_driver
 
+from driver.test_supervisor import JOB, Job, signal_handlers  # noqa: F401  (the fixture gives the handlers back)
 from kbatch_dask.driver import owned
 from kbatch_dask.records import JobState
 
@@ -126,7 +126,7 @@ def test_a_python_child_records_the_cluster_it_makes(tmp_path: Path) -> None:
     proc = python(SUBMIT, owned_file, owned.SITE_DIR)
     assert proc.returncode == 0, proc.stderr
     assert owned_file.read_text() == "http://gateway.test made-by-child\n"
-    found = owned.OwnedClusters(str(owned_file))
+    found = owned.ClusterFile(str(owned_file))
     assert found.new() == [("http://gateway.test", "made-by-child")]
     assert found.new() == []
 

@@ -238,12 +238,15 @@ class LocalBackend:
             return record
         # The driver could not record its end: stop the cluster and record it here.
         reason = "cancelled by user"
-        if record.dask and record.dask.cluster:
+        # The job's cluster and those its code made (see kbatch_dask.driver.owned).
+        clusters = [*([record.dask.cluster] if record.dask and record.dask.cluster else []), *record.owned_clusters]
+        if clusters:
             try:
                 settings = self.gateway()
                 if settings:
                     with GatewayClient(settings) as client:
-                        client.stop_cluster(record.dask.cluster)
+                        for name in clusters:
+                            client.stop_cluster(name)
             except GatewayError as exc:
                 reason = f"cancelled by user; the cluster could not be stopped: {exc}"
         return jobdir.update_record(state=JobState.CANCELLED, reason=reason, finished=now())
