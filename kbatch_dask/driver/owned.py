@@ -6,11 +6,11 @@ purpose. Inside a job that cluster is the job's, like every process a Slurm
 job starts: stopped at the job's end, guarded by the dead-man's switch, shown
 by ``kbatch show`` and found by ``kbatch gc``.
 
-The runner's Python (and, through :mod:`kbatch_dask.driver.site`'s
-``sitecustomize``, every Python process under it) wraps dask-gateway's one
-way to create a cluster, ``Gateway._submit`` (``submit`` and ``new_cluster``
-go through it), so that each new cluster's gateway address and name are
-appended to the file ``$KBATCH_DASK_OWNED_CLUSTERS``. The supervisor reads
+The runner's Python, and every Python process under it, loads the hook first
+(``driver/site/sitecustomize.py``, first on the job's ``PYTHONPATH``): it
+wraps dask-gateway's one way to create a cluster, ``Gateway._submit``
+(``submit`` and ``new_cluster`` go through it), so that each new cluster's
+gateway address and name are appended to the file ``$KBATCH_DASK_OWNED_CLUSTERS``. The supervisor reads
 the file as the job runs (:class:`OwnedClusters`). A cluster made on another
 gateway than the job's is not the job's: kbatch could not stop it.
 
@@ -63,7 +63,8 @@ class _ImportHook(importlib.abc.MetaPathFinder):
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname != _CLIENT_MODULE:
             return None
-        sys.meta_path.remove(self)  # once: the real finders locate the module
+        if self in sys.meta_path:  # once: the real finders locate the module
+            sys.meta_path.remove(self)
         spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None:
             return spec
