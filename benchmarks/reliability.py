@@ -6,7 +6,9 @@ Runs real jobs on a private embedded gateway and prints, per fault, the median
 seconds from the fault to the cluster's ``stop_time`` as the gateway records
 it. The fault's moment: the script's last line (it prints a timestamp just
 before it ends), the `kbatch cancel` call, the supervisor's SIGKILL, or the
-time limit's expiry. Figures go into docs/reliability.md.
+time limit's expiry. The ``own-`` cases time the cluster the script makes
+itself (``Gateway().new_cluster(shutdown_on_close=False)``) instead of the
+job's. Figures go into docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ CONNECT = (
     "from dask.distributed import get_client\n"
     "get_client().wait_for_workers(1, timeout=60)\n"
     "print('started', flush=True)\n"
+)
+MAKE_OWN = (
+    "from dask_gateway import Gateway\n"
+    "own = Gateway().new_cluster(shutdown_on_close=False)\n"
+    "print('own', own.name, flush=True)\n"
 )
 
 
@@ -67,15 +74,20 @@ def run_case(home: str, tmp: Path, name: str, body: str, args: list[str], fault:
     """Seconds from the fault to the cluster stopped."""
     out = tmp / f"{name}-{time.monotonic_ns()}.out"  # a fresh file per run
     script = tmp / f"{name}.py"
-    script.write_text(CONNECT + body)
+    own = name.startswith("own-")
+    script.write_text(CONNECT + (MAKE_OWN if own else "") + body)
     job_id = kbatch(str(script), "--dask-workers", "1", "-o", str(out), "--parsable", *args).stdout.strip()
-    wait(lambda: out.exists() and "started" in out.read_text())
+    wait(lambda: out.exists() and ("own " if own else "started") in out.read_text())
+    if own:  # the job has owned it once its record says so
+        wait(lambda: show(job_id)["owned_clusters"])
     record = show(job_id)
-    cluster = record["dask"]["cluster"]
+    cluster = record["owned_clusters"][0] if own else record["dask"]["cluster"]
     if fault == "cancel":
         fault_at = time.time()
         kbatch("cancel", job_id)
     elif fault == "kill-supervisor":
+        log = Path(home) / "jobs" / job_id / "driver.log"
+        wait(lambda: f"dead-man's switch armed on {cluster}" in log.read_text())
         fault_at = time.time()
         os.kill(record["pid"], signal.SIGKILL)
     elif fault.startswith("limit"):
@@ -105,6 +117,10 @@ CASES = [
     ("cancel", "import time; time.sleep(300)\n", [], "cancel"),
     ("kill-supervisor", "import time; time.sleep(300)\n", [], "kill-supervisor"),
     ("time-limit-0:05", "import time; time.sleep(60)\n", ["--time", "0:05"], "limit:5"),
+    ("own-success", END, [], "end"),
+    ("own-cancel", "import time; time.sleep(300)\n", [], "cancel"),
+    ("own-kill-supervisor", "import time; time.sleep(300)\n", [], "kill-supervisor"),
+    ("own-time-limit-0:30", "import time; time.sleep(60)\n", ["--time", "0:30"], "limit:30"),
 ]
 
 

@@ -101,6 +101,7 @@ class JobRecord:
     host: str | None = None
     pid: int | None = None
     dask: DaskInfo | None = None
+    owned_clusters: tuple[str, ...] = ()  # clusters the job's own code made: they end with the job
 
     def elapsed(self, at: datetime | None = None) -> float | None:
         """Seconds run so far (running) or in total (ended); None if never started."""
@@ -134,6 +135,7 @@ class JobRecord:
             "host": self.host,
             "pid": self.pid,
             "dask": self.dask.to_dict() if self.dask else None,
+            "owned_clusters": list(self.owned_clusters),
         }
 
     @classmethod
@@ -157,6 +159,7 @@ class JobRecord:
             host=data.get("host"),
             pid=data.get("pid"),
             dask=_dask_info(dask) if dask else None,
+            owned_clusters=tuple(data.get("owned_clusters") or ()),
         )
 
 

@@ -112,6 +112,7 @@ def test_json_shape_matches_the_cli_contract() -> None:
         "host",
         "pid",
         "dask",
+        "owned_clusters",
     ]
     assert first["submitted"] == "2026-11-21T21:40:00+00:00"
     assert first["dask"] == {

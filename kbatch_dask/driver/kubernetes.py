@@ -62,6 +62,9 @@ class KubeReporter:
     def cluster(self, name: str, dashboard: str | None) -> None:
         self._annotate({names.ANN_CLUSTER: name, names.ANN_DASHBOARD: dashboard})
 
+    def owned(self, clusters: tuple[str, ...]) -> None:
+        self._annotate({names.ANN_OWNED_CLUSTERS: ",".join(clusters)})
+
     def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None:
         self._annotate(
             {

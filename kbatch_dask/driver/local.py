@@ -34,6 +34,9 @@ class LocalReporter:
         workers = record.dask.workers if record.dask else "?"
         self.jobdir.update_record(dask=DaskInfo(workers=workers, cluster=name, dashboard=dashboard))
 
+    def owned(self, clusters: tuple[str, ...]) -> None:
+        self.jobdir.update_record(owned_clusters=clusters)
+
     def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None:
         self.jobdir.update_record(state=state, exit_code=exit_code, reason=reason, finished=now())
 

@@ -8,9 +8,11 @@ the user's script, a notebook kernel, or a shell script's Python child.
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 from kbatch_dask.errors import KbatchError
+from kbatch_dask.files import write_atomic
 
 
 def _cluster_name() -> str:
@@ -35,7 +37,8 @@ def get_cluster() -> Any:
 
 
 def get_client() -> Any:
-    """The job cluster's ``distributed.Client``, made the default client.
+    """The job cluster's ``distributed.Client``, made the default client; from then
+    on ``Client()`` with no address in this process connects to the job's cluster too.
 
     >>> get_client().submit(sum, [1, 2]).result()  # doctest: +SKIP
     3
@@ -49,4 +52,34 @@ def get_client() -> Any:
         client = None
     if client is not None and name in str(client.scheduler.address):
         return client
-    return get_cluster().get_client(set_as_default=True)
+    cluster = get_cluster()
+    client = cluster.get_client(set_as_default=True)
+    make_client_default_to(cluster)
+    return client
+
+
+def make_client_default_to(cluster: Any) -> None:
+    """Point ``Client()`` with no address at a gateway ``cluster``: dask config carries
+    its scheduler address and TLS credentials (``scheduler-address``,
+    ``distributed.comm.tls.*``, read by ``distributed.Client``). A ``LocalCluster()``
+    stays local: it uses none of these keys.
+
+    The gateway hands the credentials over in memory; dask config needs files, so they
+    are written readable by this user only, in the job's private directory (which
+    its driver removes at the end).
+    """
+    import dask
+
+    folder = os.environ.get("KBATCH_DASK_PRIVATE_DIR") or tempfile.mkdtemp(prefix="kbatch-tls-")
+    cert = os.path.join(folder, f"{cluster.name}.crt")
+    key = os.path.join(folder, f"{cluster.name}.pem")
+    write_atomic(cert, cluster.security.tls_cert.encode(), 0o600)
+    write_atomic(key, cluster.security.tls_key.encode(), 0o600)
+    dask.config.set(
+        {
+            "scheduler-address": cluster.scheduler_address,
+            "distributed.comm.tls.ca-file": cert,  # the cluster's certificate is its own CA
+            "distributed.comm.tls.client.cert": cert,
+            "distributed.comm.tls.client.key": key,
+        }
+    )

@@ -23,6 +23,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import IO, Any, Protocol, TypeVar
 
+from kbatch_dask.driver import owned
 from kbatch_dask.driver.ending import Outcome, Stop, StopReason, outcome
 from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.tee import Tee
@@ -42,6 +43,8 @@ class Reporter(Protocol):
     def started(self) -> None: ...
 
     def cluster(self, name: str, dashboard: str | None) -> None: ...
+
+    def owned(self, clusters: tuple[str, ...]) -> None: ...  # every cluster the job's code made so far
 
     def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None: ...
 
@@ -130,6 +133,8 @@ class Supervisor:
         self.cluster_name: str | None = None
         self.switch: DeadMansSwitch | None = None
         self.runner: Runner | None = None
+        switch = DeadMansSwitch if switch_grace > 0 else None
+        self.owned = owned.OwnedClusters(job_id, reporter.owned, gateway, switch, switch_grace, log)
 
     # -- entry ------------------------------------------------------------------
 
@@ -159,6 +164,7 @@ class Supervisor:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             if self.leftovers is not None:
                 self.leftovers.end(self.log)  # before the cluster they may use goes
+            self.owned.release()  # the clusters the job's code made, then the runner's private files
             self._release_cluster()  # before the record says the job ended
             end = outcome(self._stopped_because(), returncode)
             self._finish(end, out, err)
@@ -301,6 +307,7 @@ class Supervisor:
         env.update(self.extra_runner_env)
         if self.gateway:
             env.update(self.gateway.settings.env)
+        env.update(self.owned.prepare(self.gateway, env.get("PYTHONPATH")))
         if self.cluster_name:
             env["KBATCH_DASK_CLUSTER"] = self.cluster_name
             env["KBATCH_DASK_WAIT_FOR_WORKERS"] = str(self.spec.required_workers())
@@ -326,6 +333,7 @@ class Supervisor:
                 break
             except subprocess.TimeoutExpired:
                 pass
+            self.owned.adopt()
             current = self.clock()
             if self.stop is None and deadline is not None and current >= deadline:
                 self._stop(StopReason(Stop.TIME_LIMIT, str(self.spec.time_limit)))
@@ -369,7 +377,7 @@ class DeadMansSwitch:
             client = cluster.get_client(set_as_default=False)
             deadman.arm(client, self.grace)
             self._parts = (gateway, cluster, client)
-            self.log(f"dead-man's switch armed: the cluster stops {self.grace:g} s after this driver dies")
+            self.log(f"dead-man's switch armed on {name}: the cluster stops {self.grace:g} s after this driver dies")
         except Exception as exc:  # the job can run without it; gc is the backstop
             self.log(f"could not arm the dead-man's switch ({type(exc).__name__}: {exc}); continuing without it")
 

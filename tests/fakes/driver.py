@@ -192,6 +192,7 @@ class FakeReporter:
         self.cancel = cancel
         self.failure = failure
         self.clusters: list[tuple[str, str | None]] = []
+        self.owned_clusters: list[tuple[str, ...]] = []  # what each call of :meth:`owned` was told
         self.final: tuple[JobState, int | None, str | None] | None = None
 
     def started(self) -> None:
@@ -199,6 +200,10 @@ class FakeReporter:
 
     def cluster(self, name: str, dashboard: str | None) -> None:
         self.clusters.append((name, dashboard))
+
+    def owned(self, clusters: tuple[str, ...]) -> None:
+        self.events.append("record owns " + " ".join(clusters))
+        self.owned_clusters.append(clusters)
 
     def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None:
         self.events.append("record ended")

@@ -219,6 +219,7 @@ def job_record(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Job
         dask=DaskInfo(workers, cluster=ann.get(names.ANN_CLUSTER), dashboard=ann.get(names.ANN_DASHBOARD))
         if workers
         else None,
+        owned_clusters=tuple(filter(None, (ann.get(names.ANN_OWNED_CLUSTERS) or "").split(","))),
     )
 
 

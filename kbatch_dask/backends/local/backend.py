@@ -261,12 +261,15 @@ class LocalBackend:
         if record.state.is_terminal():
             return record
         # The driver could not record its end: stop the cluster and record it here.
-        if record.dask and record.dask.cluster:
+        # The job's cluster and those its code made (see kbatch_dask.driver.owned).
+        clusters = [*([record.dask.cluster] if record.dask and record.dask.cluster else []), *record.owned_clusters]
+        if clusters:
             try:
                 settings = self.gateway()
                 if settings:
                     with GatewayClient(settings) as client:
-                        client.stop_cluster(record.dask.cluster)
+                        for name in clusters:
+                            client.stop_cluster(name)
             except GatewayError as exc:
                 reason = f"{reason}; the cluster could not be stopped: {exc}"
         return jobdir.update_record(state=state, reason=reason, finished=now())

@@ -117,6 +117,7 @@ def test_record_of_a_running_job_with_a_cluster() -> None:
             "kbatch-dask.io/dashboard": "http://gw/clusters/abc123/status",
             "kbatch-dask.io/started": "2026-11-21T21:40:30+00:00",
             "kbatch-dask.io/output": "/home/alice/kbatch-k3x9q.out",
+            "kbatch-dask.io/owned-clusters": "own1,own2",
         }
     )
     record = job_record(obj, [pod("Running", {"running": {"startedAt": T1}})])
@@ -144,6 +145,7 @@ def test_record_of_a_running_job_with_a_cluster() -> None:
             "live_workers": None,
             "dashboard": "http://gw/clusters/abc123/status",
         },
+        "owned_clusters": ["own1", "own2"],
     }
 
 
