@@ -223,7 +223,7 @@ class OwnedClusters:
 
 
 class Switch(Protocol):
-    """A dead-man's switch on one cluster (:class:`kbatch_dask.driver.supervisor.DeadMansSwitch`)."""
+    """A dead-man's switch on one cluster (:class:`kbatch_dask.driver.switch.DeadMansSwitch`)."""
 
     def wait_armed(self, timeout: float = 60.0) -> None: ...
 

@@ -1,5 +1,5 @@
-"""The ``kbatch`` and ``kqueue`` commands: parse, call the API, render, map errors
-to exit codes. Nothing else in the package prints or exits."""
+"""The commands of ``kbatch``: each parses its options, calls the API and renders
+the answer."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from kbatch_dask.errors import KbatchError
 from kbatch_dask.spec.options import SPEC_OPTIONS
 
 OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
-SUBMIT_FLAGS = ("--wait", "-W", "--parsable", "--dry-run")
 
 
 def _version() -> str:
@@ -23,56 +22,6 @@ def _version() -> str:
         return version("kbatch-dask")
     except PackageNotFoundError:
         return "unknown"
-
-
-def _value_options() -> dict[str, int]:
-    """Each submit option flag, with the number of values it takes."""
-    return {flag: o.nargs for o in SPEC_OPTIONS for flag in o.opts}
-
-
-def split_submit_args(args: list[str]) -> list[str]:
-    """Reorder ``kbatch [OPTS] SCRIPT [ARGS]`` so that click sees kbatch's options first.
-
-    Before the script, every option is kbatch's. After it, kbatch's submit
-    options (``--dask-workers 2``, ``-o out``, ``--wait``) are still kbatch's;
-    anything else, and everything after ``--``, belongs to the script.
-
-    >>> split_submit_args(["train.py", "--dask-workers", "2", "--epochs", "3", "--", "-o", "x"])
-    ['--dask-workers', '2', 'train.py', '--epochs', '3', '-o', 'x']
-    """
-    takes_value = _value_options()
-    known = set(takes_value) | set(SUBMIT_FLAGS)
-    head: list[str] = []
-    i = 0
-    while i < len(args):
-        token = args[i]
-        if token == "--" or not token.startswith("-") or token == "-":
-            break
-        n = takes_value.get(token, 0)
-        head += args[i : i + 1 + n]
-        i += 1 + n
-    if i < len(args) and args[i] == "--":
-        i += 1
-    if i >= len(args):
-        return head
-    script, rest = args[i], args[i + 1 :]
-    moved: list[str] = []
-    script_args: list[str] = []
-    j = 0
-    while j < len(rest):
-        token = rest[j]
-        if token == "--":
-            script_args += rest[j + 1 :]
-            break
-        name = token.split("=", 1)[0] if token.startswith("--") else token
-        if name in known:
-            n = takes_value.get(token, 0) if name == token else 0
-            moved += rest[j : j + 1 + n]
-            j += n
-        else:
-            script_args.append(token)
-        j += 1
-    return head + moved + [script] + script_args
 
 
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -347,53 +296,3 @@ def gateway_status() -> None:
     click.echo(text)
     if not running:
         sys.exit(1)
-
-
-def _run(command: click.Command, args: list[str], prog: str, debug: bool = False) -> NoReturn:
-    try:
-        code = command.main(args=args, prog_name=prog, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.UsageError as exc:
-        if debug:
-            raise
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        click.echo(f"Error: {exc.format_message().rstrip('.')}{hint}", err=True)
-        code = 2
-    except click.Abort as exc:
-        # click turns Ctrl-C inside a command into Abort; the shell's convention is 130.
-        interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
-        click.echo("Interrupted." if interrupted else "Aborted.", err=True)
-        code = 130 if interrupted else 1
-    except KbatchError as exc:
-        if debug:
-            raise
-        click.echo(f"Error: {exc}", err=True)
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        code = 130
-    except Exception as exc:  # a bug: still one line, the traceback on request
-        if debug:
-            raise
-        click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
-        code = 1
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def main(args: list[str] | None = None) -> NoReturn:
-    """Entry point of ``kbatch``. ``submit`` is the default command: a first
-    argument that is not a command name (``kbatch train.py``) is the script."""
-    args = list(sys.argv[1:] if args is None else args)
-    lead = []
-    while args and args[0] == "--debug":
-        lead.append(args.pop(0))
-    if args and args[0] == "submit":
-        args = ["submit", *split_submit_args(args[1:])]
-    elif args and args[0] not in cli.commands and args[0] not in ("--help", "-h", "--version"):
-        args = ["submit", *split_submit_args(args)]
-    _run(cli, lead + args, "kbatch", debug=bool(lead))
-
-
-def kqueue_main(args: list[str] | None = None) -> NoReturn:
-    """Entry point of ``kqueue`` (``kbatch queue``)."""
-    _run(queue_cmd, list(sys.argv[1:] if args is None else args), "kqueue")

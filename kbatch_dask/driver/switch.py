@@ -1,0 +1,52 @@
+"""The driver's end of the dead-man's switch (the scheduler's end is :mod:`.deadman`)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kbatch_dask.gateway import GatewayClient
+
+
+class DeadMansSwitch:
+    """The supervisor's end of the dead-man's switch (see :mod:`.deadman`): a Dask
+    client kept connected to the job's cluster, so that its scheduler can tell the
+    driver lives. It is armed in a thread while the cluster starts: importing
+    dask-gateway and distributed takes about as long as a cluster's start, so the
+    two overlap."""
+
+    def __init__(self, gateway: GatewayClient, cluster: str, grace: float, log: Callable[[str], None]) -> None:
+        self.grace = grace
+        self.log = log
+        self._parts: tuple[Any, ...] = ()
+        self._arming: threading.Thread | None = threading.Thread(
+            target=self._arm, args=(gateway, cluster), name="dead-mans-switch", daemon=True
+        )
+        self._arming.start()
+
+    def _arm(self, gateway_client: GatewayClient, name: str) -> None:
+        try:
+            from kbatch_dask.driver import deadman
+
+            gateway = gateway_client.dask_gateway()
+            cluster = gateway.connect(name)
+            client = cluster.get_client(set_as_default=False)
+            deadman.arm(client, self.grace)
+            self._parts = (gateway, cluster, client)
+            self.log(f"dead-man's switch armed on {name}: the cluster stops {self.grace:g} s after this driver dies")
+        except Exception as exc:  # the job can run without it; gc is the backstop
+            self.log(f"could not arm the dead-man's switch ({type(exc).__name__}: {exc}); continuing without it")
+
+    def wait_armed(self, timeout: float = 60.0) -> None:
+        """Wait for the arming to end, armed or not (the first call waits, up to ``timeout``)."""
+        if self._arming is not None:
+            self._arming.join(timeout)
+            self._arming = None
+
+    def disarm(self) -> None:
+        for part in reversed(self._parts):
+            with contextlib.suppress(Exception):
+                part.close()
+        self._parts = ()
