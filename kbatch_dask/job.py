@@ -85,7 +85,8 @@ class Job:
         self.wait(timeout=timeout)
         data = self._backend.result(self.id)
         if data is None:
-            raise KbatchError(f"job {self.id} ended {_state(self._record)} without a result; see `kbatch logs {self.id}`")
+            how = _state(self._record)
+            raise KbatchError(f"job {self.id} ended {how} without a result; see `kbatch logs {self.id}`")
         return unpack_result(data)
 
     def cancel(self) -> JobState:
