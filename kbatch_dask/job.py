@@ -10,6 +10,8 @@ from typing import Any
 from kbatch_dask.backends import Backend
 from kbatch_dask.errors import KbatchError, KbatchWarning
 from kbatch_dask.records import JobRecord, JobState
+from kbatch_dask.render import workers_cell
+from kbatch_dask.spec.units import format_duration
 
 
 class Job:
@@ -83,8 +85,7 @@ class Job:
         self.wait(timeout=timeout)
         data = self._backend.result(self.id)
         if data is None:
-            r = self._record
-            how = f"{r.state.value} ({r.reason})" if r.reason else r.state.value
+            how = _state(self._record)
             raise KbatchError(f"job {self.id} ended {how} without a result; see `kbatch logs {self.id}`")
         return unpack_result(data)
 
@@ -97,7 +98,26 @@ class Job:
         return f"<Job {r.id} {r.name!r} {r.state.value}>"
 
     def _repr_html_(self) -> str:
-        r = self._record
-        dash = r.dask.dashboard if r.dask else None
-        link = f' — <a href="{html.escape(dash)}" target="_blank">dashboard</a>' if dash else ""
-        return f"<b>Job {html.escape(r.id)}</b> {html.escape(r.name)}: <code>{r.state.value}</code>{link}"
+        """The notebook's view of the job, fetched afresh unless it has ended: a
+        cell showing the job, run again, shows it as it is now."""
+        r = self._record if self._record.state.is_terminal() else self.refresh()
+        dash = r.dask.dashboard if r.dask and not r.state.is_terminal() else None  # gone once the job ends
+        rows = [
+            ("State", html.escape(_state(r))),
+            ("Workers", html.escape(workers_cell(r)) if r.dask else None),
+            ("Elapsed", html.escape(format_duration(r.elapsed())) if r.started else None),
+            ("Dashboard", f'<a href="{html.escape(dash)}" target="_blank">{html.escape(dash)}</a>' if dash else None),
+            ("Output", f"<code>{html.escape(r.output)}</code>" if r.output else None),
+        ]
+        cells = "".join(
+            f'<tr><th style="text-align: left">{label}</th><td style="text-align: left">{value}</td></tr>'
+            for label, value in rows
+            if value is not None
+        )
+        title = f"Job {html.escape(r.id)}: {html.escape(r.name)}"
+        return f'<div><h4 style="margin-bottom: 0.25em">{title}</h4><table>{cells}</table></div>'
+
+
+def _state(record: JobRecord) -> str:
+    """``FAILED (exit code 1)``: the state, with its reason when there is one."""
+    return f"{record.state.value} ({record.reason})" if record.reason else record.state.value

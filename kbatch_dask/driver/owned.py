@@ -11,7 +11,8 @@ The runner's Python, and every Python process under it, loads the hook first
 wraps dask-gateway's one way to create a cluster, ``Gateway._submit``
 (``submit`` and ``new_cluster`` go through it), so that each new cluster's
 gateway address and name are appended to the file ``$KBATCH_DASK_OWNED_CLUSTERS``. The supervisor reads
-the file as the job runs (:class:`OwnedClusters`). A cluster made on another
+the file as the job runs (:class:`OwnedClusters`). It also makes ``Gateway.close``
+final, so that a closed Gateway prints no traceback when it is collected. A cluster made on another
 gateway than the job's is not the job's: kbatch could not stop it.
 
 The hook waits for dask-gateway to be imported: a Python child that never
@@ -93,6 +94,21 @@ def _wrap(module: types.ModuleType, path: str) -> None:
 
     recorded_submit._kbatch_records_to = path  # type: ignore[attr-defined]
     gateway._submit = recorded_submit
+    close = gateway.close
+
+    def close_for_good(self: Any) -> Any:
+        # Gateway.__del__ closes a closed Gateway again, which raises once its loop has
+        # stopped: an "Exception ignored in ... Gateway.__del__" traceback in the output of
+        # every job whose code closed one (a GatewayCluster closes its own at exit). A
+        # Gateway without its loop runner is one __del__ leaves alone.
+        if self.asynchronous:
+            return close(self)
+        if "_loop_runner" in vars(self):
+            close(self)
+            del self._loop_runner
+        return None
+
+    gateway.close = close_for_good
 
 
 def record(path: str, address: str, name: str) -> None:

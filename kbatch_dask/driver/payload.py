@@ -10,10 +10,12 @@ name neither. Results are ``{"ok": True, "value": ...}`` or ``{"ok": False,
 from __future__ import annotations
 
 import io
+import marshal
 import pickle
 import platform
 import sys
 import traceback
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -46,7 +48,7 @@ def pack_function(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[s
     if by_value:
         cloudpickle.register_pickle_by_value(module)
     try:
-        body = cloudpickle.dumps((fn, tuple(args), dict(kwargs)))
+        body = _dumps_keeping_file_names((fn, tuple(args), dict(kwargs)))
     except Exception as exc:
         raise BadInput(f"cannot ship {_describe_call(fn)} to the job: {type(exc).__name__}: {exc}") from None
     finally:
@@ -55,6 +57,27 @@ def pack_function(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[s
     buf = io.BytesIO()
     pickle.dump(_versions(), buf, protocol=HEADER_PROTOCOL)
     buf.write(body)
+    return buf.getvalue()
+
+
+def _dumps_keeping_file_names(obj: Any) -> bytes:
+    """cloudpickle, but the functions it ships by value keep the file they were written in.
+
+    cloudpickle names their code's file ``<dynamic-code>``, so that a traceback from
+    inside the job shows that instead of the user's file, and none of its lines. Code
+    objects go as ``marshal`` has them, whole: marshal's format is Python's own, and the
+    payload's header already requires the job's Python to be the same.
+    """
+    import cloudpickle
+
+    class KeepingFileNames(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle has no types
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, types.CodeType):
+                return marshal.loads, (marshal.dumps(obj),)
+            return super().reducer_override(obj)
+
+    buf = io.BytesIO()
+    KeepingFileNames(buf).dump(obj)
     return buf.getvalue()
 
 
@@ -115,5 +138,7 @@ def unpack_result(data: bytes) -> Any:
     result = cloudpickle.loads(data)
     if result["ok"]:
         return result["value"]
-    error = result["error"]
+    # The job's frames are in the attached text; an exception type that pickles its
+    # traceback (tblib's, which distributed installs) would show them a second time.
+    error = result["error"].with_traceback(None)
     raise error from RemoteTraceback(result["traceback"])

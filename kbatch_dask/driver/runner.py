@@ -17,6 +17,7 @@ gateway's ``DASK_GATEWAY__*`` settings in its environment. By the job's KIND
 from __future__ import annotations
 
 import json
+import logging
 import os
 import runpy
 import sys
@@ -91,7 +92,9 @@ def run_function(payload_path: str) -> int:
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:
-        text = traceback.format_exc()
+        tb = exc.__traceback__
+        # From the function's own frame: the user wants to see their code's, not the runner's.
+        text = "".join(traceback.format_exception(type(exc), exc, tb.tb_next if tb else None))
         print(text, file=sys.stderr, end="")
         write_atomic(result_path, pack_error(exc, text), 0o600)
         return _exit_code(exc) if isinstance(exc, SystemExit) and exc.code else 1
@@ -107,8 +110,12 @@ def run_notebook(path: str) -> int:
     except ImportError:
         print("kbatch: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'", file=sys.stderr)
         return 1
+    from traitlets.config import Config
+
     parameters = json.loads(os.environ.get("KBATCH_DASK_PARAMETERS") or "{}")
     parameters["kbatch_cluster"] = os.environ.get("KBATCH_DASK_CLUSTER")
+    # kbatch_cluster is offered to every notebook: one that does not declare it is no mistake of its author's.
+    logging.getLogger("papermill").addFilter(lambda r: r.getMessage() != "Passed unknown parameter: kbatch_cluster")
     output = os.environ.get("KBATCH_DASK_NOTEBOOK_OUTPUT") or os.path.splitext(path)[0] + ".out.ipynb"
     with tempfile.TemporaryDirectory(prefix="kbatch-ipython-") as ipython_dir:
         # An IPython startup file makes the cluster's client the default inside
@@ -119,14 +126,32 @@ def run_notebook(path: str) -> int:
             f.write("import os\nif os.environ.get('KBATCH_DASK_CLUSTER'):\n")
             f.write("    from kbatch_dask.driver.session import get_client as _g\n    _g()\n    del _g\n")
         os.environ["IPYTHONDIR"] = ipython_dir
+        # The kernel speaks over Unix sockets in this private directory rather than
+        # TCP, which any user of the machine could reach (the kernel warns of that).
+        sockets = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(ipython_dir, "kernel")}})
         try:
-            papermill.execute_notebook(path, output, parameters=parameters, cwd=os.getcwd(), progress_bar=False)
+            papermill.execute_notebook(
+                path, output, parameters=parameters, cwd=os.getcwd(), progress_bar=False, config=sockets
+            )
         except papermill.PapermillExecutionError as exc:
-            print(f"kbatch: the notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}", file=sys.stderr)
+            cell = _users_code_cell(output, exc.cell_index)
+            print(f"kbatch: the notebook failed in cell {cell}: {exc.ename}: {exc.evalue}", file=sys.stderr)
             print(f"kbatch: the executed notebook is {output}", file=sys.stderr)
             return 1
     print(f"kbatch: executed notebook written to {output}")
     return 0
+
+
+def _users_code_cell(executed: str, index: int) -> int:
+    """Which of the code cells the user wrote the executed notebook's cell ``index`` is
+    (from 1, as Jupyter numbers them when run in order): papermill's own count takes in
+    the parameters cell it injected."""
+    import nbformat
+    from papermill.execute import remove_error_markers
+
+    executed_nb = nbformat.read(executed, as_version=4)  # type: ignore[no-untyped-call]
+    cells = remove_error_markers(executed_nb).cells[: index + 1]
+    return sum(c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", []) for c in cells)
 
 
 def die_with_supervisor() -> None:

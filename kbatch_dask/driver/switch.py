@@ -46,7 +46,17 @@ class DeadMansSwitch:
             self._arming = None
 
     def disarm(self) -> None:
-        for part in reversed(self._parts):
-            with contextlib.suppress(Exception):
-                part.close()
+        if not self._parts:
+            return
+        from kbatch_dask.gateway.transports import close_cluster, close_gateway
+
+        gateway, cluster, client = self._parts
         self._parts = ()
+        # The cluster may be gone already (that is why the switch is disarmed): closing
+        # the handles on it must not fail the job's end.
+        with contextlib.suppress(Exception):
+            client.close()
+        with contextlib.suppress(Exception):
+            close_cluster(cluster)
+        with contextlib.suppress(Exception):
+            close_gateway(gateway)

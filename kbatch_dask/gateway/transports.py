@@ -29,7 +29,7 @@ from kbatch_dask.errors import GatewayError, GatewayUnreachable
 from kbatch_dask.gateway.settings import GatewaySettings
 
 if TYPE_CHECKING:
-    from dask_gateway import Gateway
+    from dask_gateway import Gateway, GatewayCluster
 
 JUPYTERHUB_TOKEN_REFUSED = (
     "the JupyterHub token is no longer valid or lacks access to the gateway "
@@ -172,9 +172,29 @@ class DaskGatewayTransport:
     def close(self) -> None:
         if self._gateway is not None:
             gateway, self._gateway = self._gateway, None
-            gateway.close()
-            # Gateway.__del__ closes it again, which raises once its loop has stopped.
-            vars(gateway).pop("_loop_runner", None)
+            close_gateway(gateway)
+
+
+def close_gateway(gateway: Gateway) -> None:
+    """Close a ``dask_gateway.Gateway`` for good.
+
+    ``Gateway.__del__`` closes it again, which raises once its loop has stopped:
+    "Exception ignored in ... Gateway.__del__ ... Accessing the loop property while
+    the loop is not running" in the log of every process that closed one.
+    """
+    gateway.close()
+    _forget_loop(gateway)
+
+
+def close_cluster(cluster: GatewayCluster) -> None:
+    """Close a ``dask_gateway.GatewayCluster`` (stopping it only if it was made to
+    stop on close) and, for good, the Gateway it made for itself (see :func:`close_gateway`)."""
+    cluster.close()
+    _forget_loop(cluster.gateway)
+
+
+def _forget_loop(gateway: Gateway) -> None:
+    vars(gateway).pop("_loop_runner", None)  # __del__ closes only a Gateway that still has one
 
 
 def gateway_auth(auth_type: str, **kwargs: Any) -> Any:

@@ -163,6 +163,60 @@ def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Pat
     assert "cluster=None" not in outputs
     assert "scaled sum = 249750.0" in outputs
     assert "workers = 2" in outputs
+    assert_quiet((tmp_path / f"nb-{job_id}.out").read_text(), (home / "jobs" / job_id / "driver.log").read_text())
+
+
+# What a job's output and driver.log used to hold on every run, though nothing was wrong.
+NOISE = ("Passed unknown parameter", "running over TCP without encryption", "Exception ignored", "Traceback")
+
+
+def assert_quiet(*texts: str) -> None:
+    for text in texts:
+        assert [noise for noise in NOISE if noise in text] == [], text
+
+
+def test_failing_notebook_names_the_users_cell_and_nothing_else(home: Path, tmp_path: Path) -> None:
+    pytest.importorskip("papermill")
+    import nbformat
+    from conftest import kbatch
+
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("rows = 3", metadata={"tags": ["parameters"]}),  # no kbatch_cluster
+            nbformat.v4.new_code_cell("raise ValueError(f'no data for {rows} rows')"),
+        ],
+        metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}},
+    )
+    nbformat.write(notebook, tmp_path / "two_cells.ipynb")
+    out = tmp_path / "two.out"
+    proc = kbatch(str(tmp_path / "two_cells.ipynb"), "-p", "rows", "5", "-o", str(out), "--wait", timeout=300)
+    assert proc.returncode != 0
+    job_id = proc.stdout.split()[2]
+    text = out.read_text()
+    assert "kbatch: the notebook failed in cell 2: ValueError: no data for 5 rows" in text
+    assert_quiet(text, (home / "jobs" / job_id / "driver.log").read_text())
+
+
+def helper_that_raises(value: int) -> None:
+    raise Boom(f"no luck with {value}")
+
+
+def function_that_fails(value: int) -> None:
+    helper_that_raises(value + 1)
+
+
+def test_function_traceback_shows_each_job_frame_once_by_its_real_name(home: Path, tmp_path: Path) -> None:
+    import traceback
+
+    # A cluster makes the job import distributed, which pickles exceptions with their tracebacks.
+    job = submit_with_cluster(function_that_fails, 1, n_workers=1, output=str(tmp_path / "f.out"))
+    with pytest.raises(Boom, match="no luck with 2") as info:
+        job.result(timeout=120)
+    shown = "".join(traceback.format_exception(info.value))
+    assert shown.count(", in function_that_fails") == 1, shown
+    assert shown.count(", in helper_that_raises") == 1, shown
+    assert f'File "{__file__}", line' in shown and "<dynamic-code>" not in shown, shown
+    assert "helper_that_raises(value + 1)" in shown  # the job's frames show their source lines
 
 
 def test_function_job_example_runs(home: Path, tmp_path: Path) -> None:

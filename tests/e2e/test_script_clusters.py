@@ -85,6 +85,10 @@ def test_cluster_the_script_makes_is_the_jobs_and_stops_with_it(
         shown = [line.split() for line in kbatch("show", job_id, check=True).stdout.splitlines()]
         assert ["owned_clusters", name] in shown
         assert_cluster_stopped_by_its_job(home, job["dask"]["cluster"])
+        # Closing the script's Gateway (its cluster does, at exit) printed dask-gateway's
+        # "Exception ignored in ... Gateway.__del__" traceback; the switches' Gateways the driver's.
+        for text in (out.read_text(), (home / "jobs" / job_id / "driver.log").read_text()):
+            assert "Exception ignored" not in text and "Traceback" not in text, text
     finally:
         stop_if_running(home, name)
 
