@@ -110,7 +110,10 @@ def test_success_ends_succeeded_with_the_cluster_stopped(tmp_path: Path) -> None
         "runner started",
     ]
     assert job.gateway.sizes == [("cluster-1", 2, 2)]
-    assert job.reporter.clusters == [("cluster-1", None), ("cluster-1", "http://gateway.test/clusters/cluster-1/status")]
+    assert job.reporter.clusters == [
+        ("cluster-1", None),
+        ("cluster-1", "http://gateway.test/clusters/cluster-1/status"),
+    ]
     job.assert_cluster_stopped_before_the_record_ended()
     assert job.note() == SCRIPT_LINE  # no word from kbatch on success
     assert job.runner.env is not None
