@@ -24,9 +24,10 @@ def find(clusters_dir: str) -> dict[str, list[Any]]:
     found: dict[str, list[Any]] = {}
     for proc in psutil.process_iter():
         try:
-            where = os.path.relpath(proc.cwd(), root)
+            cwd = proc.cwd()
         except (psutil.Error, OSError):  # gone, a zombie, or another user's
             continue
+        where = os.path.relpath(cwd, root) if cwd else ".."  # psutil says "" when it cannot tell
         if where != "." and not where.startswith(".."):
             found.setdefault(where.split(os.sep)[0], []).append(proc)
     return found
