@@ -61,8 +61,7 @@ c.ClusterConfig.scheduler_cmd = [{python!r}, "-m", "dask", "scheduler", "--prelo
 c.ClusterConfig.worker_cmd = [{python!r}, "-m", "dask", "worker", "--host", "127.0.0.1"]
 c.ClusterConfig.cluster_max_workers = {max_workers}
 c.ClusterConfig.idle_timeout = 0
-# A cluster no client joins this long after its start stops itself (kbatch_dask.driver.deadman).
-c.ClusterConfig.environment = {{"KBATCH_DASK_ATTACH_TIMEOUT": "{attach_timeout}"}}
+c.ClusterConfig.environment = {{"KBATCH_DASK_ATTACH_TIMEOUT": "{attach_timeout}"}}  # read by the deadman preload
 
 
 def _options_handler(options):
