@@ -5,8 +5,11 @@
 Runs real jobs on a private embedded gateway and prints, per fault, the median
 seconds from the fault to the cluster's ``stop_time`` as the gateway records
 it. The fault's moment: the script's last line (it prints a timestamp just
-before it ends), the `kbatch cancel` call, the supervisor's SIGKILL, or the
-time limit's expiry. The ``own-`` cases time the cluster the script makes
+before it ends), the `kbatch cancel` call, the supervisor's SIGKILL (once the
+script runs, or once the cluster is created and still starting), the embedded
+gateway's SIGKILL, or the time limit's expiry. With the gateway killed nothing
+records a stop time: "stopped" is then when the cluster's last scheduler or
+worker process has exited. The ``own-`` cases time the cluster the script makes
 itself (``Gateway().new_cluster(shutdown_on_close=False)``) instead of the
 job's. Figures go into docs/reliability.md.
 """
@@ -70,6 +73,22 @@ def stop_time(home: str, name: str) -> float | None:
     return float(data["stop_time"]) / 1000
 
 
+def processes_gone(home: str, name: str) -> float | None:
+    """When the cluster's processes (working in its folder) have all exited, else None."""
+    from kbatch_dask.backends.local import cluster_processes
+
+    return None if cluster_processes.find(os.path.join(home, "gateway", "clusters")).get(name) else time.time()
+
+
+def kill_while_starting(home: str, job_id: str) -> tuple[str, float]:
+    """SIGKILL the supervisor once its cluster is created, before it runs."""
+    log = Path(home) / "jobs" / job_id / "driver.log"
+    wait(lambda: log.exists() and "created; waiting for it to start" in log.read_text(), timeout=60)
+    fault_at = time.time()
+    os.kill(show(job_id)["pid"], signal.SIGKILL)
+    return show(job_id)["dask"]["cluster"], fault_at
+
+
 def run_case(home: str, tmp: Path, name: str, body: str, args: list[str], fault: str) -> float:
     """Seconds from the fault to the cluster stopped."""
     out = tmp / f"{name}-{time.monotonic_ns()}.out"  # a fresh file per run
@@ -77,6 +96,9 @@ def run_case(home: str, tmp: Path, name: str, body: str, args: list[str], fault:
     own = name.startswith("own-")
     script.write_text(CONNECT + (MAKE_OWN if own else "") + body)
     job_id = kbatch(str(script), "--dask-workers", "1", "-o", str(out), "--parsable", *args).stdout.strip()
+    if fault == "kill-while-starting":
+        cluster, fault_at = kill_while_starting(home, job_id)
+        return float(str(wait(lambda: stop_time(home, cluster)))) - fault_at
     wait(lambda: out.exists() and ("own " if own else "started") in out.read_text())
     if own:  # the job has owned it once its record says so
         wait(lambda: show(job_id)["owned_clusters"])
@@ -90,6 +112,14 @@ def run_case(home: str, tmp: Path, name: str, body: str, args: list[str], fault:
         wait(lambda: f"dead-man's switch armed on {cluster}" in log.read_text())
         fault_at = time.time()
         os.kill(record["pid"], signal.SIGKILL)
+    elif fault == "kill-gateway":
+        wait(lambda: "dead-man's switch armed" in (Path(home) / "jobs" / job_id / "driver.log").read_text())
+        fault_at = time.time()
+        os.kill(json.loads((Path(home) / "gateway" / "gateway.json").read_text())["pid"], signal.SIGKILL)
+        gone = wait(lambda: processes_gone(home, cluster))
+        assert isinstance(gone, float)
+        kbatch("cancel", job_id)  # the next case's job starts the gateway again
+        return gone - fault_at
     elif fault.startswith("limit"):
         from datetime import datetime
 
@@ -121,6 +151,8 @@ CASES = [
     ("own-cancel", "import time; time.sleep(300)\n", [], "cancel"),
     ("own-kill-supervisor", "import time; time.sleep(300)\n", [], "kill-supervisor"),
     ("own-time-limit-0:30", "import time; time.sleep(60)\n", ["--time", "0:30"], "limit:30"),
+    ("kill-while-starting", "import time; time.sleep(300)\n", [], "kill-while-starting"),
+    ("kill-gateway", "import time; time.sleep(300)\n", [], "kill-gateway"),
 ]
 
 

@@ -17,7 +17,7 @@ from kbatch_dask import queue as q
 from kbatch_dask import settings
 from kbatch_dask.backends import Backend, get_backend
 from kbatch_dask.errors import BackendError, BadInput, KbatchError
-from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
+from kbatch_dask.gateway import ClusterInfo, ClusterStatus, GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.gateway.options import check_cluster_options
 from kbatch_dask.job import Job
 from kbatch_dask.reaper import GcAction, stale_clusters
@@ -277,7 +277,7 @@ def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None
     records = b.list(ended_since=None)
     found = b.gateway()
     if found is None:
-        return []
+        return _gc_without_gateway(b, records, dry_run=dry_run, all_clusters=all_clusters)
     with GatewayClient(found) as client:
         actions = stale_clusters(records, client.list_clusters(), all_clusters=all_clusters)
         if dry_run:
@@ -285,6 +285,24 @@ def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None
         for action in actions:
             client.stop_cluster(action.cluster)
     return [dataclasses.replace(action, stopped=True) for action in actions]
+
+
+def _gc_without_gateway(
+    backend: Backend, records: list[JobRecord], *, dry_run: bool, all_clusters: bool
+) -> list[GcAction]:
+    """No gateway to ask (the embedded one was killed): the clusters whose processes
+    still run here, of ended jobs (with ``all_clusters``: of no job too), ended directly."""
+    running = backend.clusters_without_gateway()
+    clusters = {name: ClusterInfo(name, ClusterStatus.RUNNING, None) for name in running}
+    actions = []
+    for action in stale_clusters(records, clusters, all_clusters=all_clusters):
+        count = running[action.cluster]
+        done = "would end" if dry_run else "ended"
+        why = f"{action.why}; no gateway runs: {done} its {count} process{'es' if count > 1 else ''}"
+        if not dry_run:
+            backend.end_cluster(action.cluster)
+        actions.append(dataclasses.replace(action, why=why, stopped=not dry_run))
+    return actions
 
 
 def _local() -> LocalBackend:

@@ -35,6 +35,7 @@ class Driver:
     kill_grace: float
     gateway_retry: float
     dead_mans_switch_grace: float
+    cluster_lost_after: float
     wait_for_workers: str  # N or "all", as --wait-for-workers
 
 
@@ -58,6 +59,7 @@ class EmbeddedGatewayLimits:
     worker_memory: float
     worker_memory_max: float
     start_timeout: float
+    attach_timeout: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,6 +66,15 @@ class Backend(Protocol):
         """The Dask-Gateway this backend's jobs use: the configured one, or one the
         backend brings (started first with ``start``); None when there is none to ask."""
 
+    def clusters_without_gateway(self) -> dict[str, int]:
+        """With :meth:`gateway` None, the clusters of the gateway the backend brings
+        that still run (local: a killed embedded gateway's scheduler and worker
+        processes), with their number of processes; ``kbatch gc`` ends them with
+        :meth:`end_cluster`. Empty for a backend that brings no gateway."""
+
+    def end_cluster(self, name: str) -> None:
+        """End a cluster :meth:`clusters_without_gateway` found, without its gateway."""
+
 
 def detect_backend(option: str | None, configured: str | None = None) -> Detected[str]:
     """The backend jobs go to: ``option`` (``--backend``), else ``configured``

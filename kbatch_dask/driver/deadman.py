@@ -9,6 +9,17 @@ stop the cluster with the cluster's own credentials (the gateway's scheduler
 preload holds them). Other clients — the runner, a notebook peeking at the
 dashboard — come and go without effect.
 
+When the gateway cannot be reached (it was killed, say), the scheduler closes
+itself after a few tries; its workers close with it.
+
+The switch can only be armed once the cluster runs. A driver killed before
+that (while the cluster starts) leaves a cluster nobody watches, so the
+embedded gateway also loads this module as a scheduler preload
+(``--preload kbatch_dask.driver.deadman``): a cluster that no client has
+joined ``$KBATCH_DASK_ATTACH_TIMEOUT`` seconds after its scheduler started
+stops itself. A configured gateway's clusters have no such preload: there
+the driver records the cluster as soon as it is created, for ``kbatch gc``.
+
 This module is shipped to the scheduler *by value* (cloudpickle), so the
 scheduler's image does not need kbatch-dask: it must import nothing from it.
 """
@@ -17,12 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 logger = logging.getLogger("distributed.kbatch_dask.driver.deadman")
+
+# Tries of the gateway before the scheduler closes itself: about 15 s of backoff.
+GATEWAY_ATTEMPTS = 5
+ATTACH_TIMEOUT_VARIABLE = "KBATCH_DASK_ATTACH_TIMEOUT"
+_closing: set[asyncio.Task[None]] = set()
 
 
 class SupervisorWatch(SchedulerPlugin):  # type: ignore[misc]
@@ -56,21 +73,68 @@ class SupervisorWatch(SchedulerPlugin):  # type: ignore[misc]
                     self.client_id,
                     self.grace,
                 )
-                await self._stop_cluster()
+                await stop_cluster(self.scheduler)
                 return
 
-    async def _stop_cluster(self) -> None:
-        service = self.scheduler.services.get("gateway")
-        for attempt in range(10):
-            try:
-                if service is not None:
-                    await service.gateway.shutdown()
-                else:  # not a gateway cluster: nothing to ask, just stop
-                    await self.scheduler.close()
+
+class AttachWatch(SchedulerPlugin):  # type: ignore[misc]
+    """Stops a cluster no client has joined ``timeout`` seconds after its scheduler
+    started; the first client (the driver's switch, or the job's own) ends the watch."""
+
+    name = "kbatch-dask-attach-watch"
+
+    def __init__(self, timeout: float, poll: float = 0.5) -> None:
+        self.timeout = timeout
+        self.poll = poll
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _watch(self) -> None:
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(self.poll)
+            if SupervisorWatch.name in self.scheduler.plugins or set(self.scheduler.clients) - {"fire-and-forget"}:
                 return
-            except Exception as exc:
-                logger.warning("kbatch-dask: stopping the cluster failed (%s); retrying", exc)
-                await asyncio.sleep(min(2**attempt, 10))
+            if time.monotonic() - started >= self.timeout:
+                logger.warning(
+                    "kbatch-dask: no client joined this cluster within %.0f s of its start "
+                    "(its job's driver died while it started); stopping the cluster",
+                    self.timeout,
+                )
+                await stop_cluster(self.scheduler)
+                return
+
+
+async def stop_cluster(scheduler: Any) -> None:
+    """Ask the gateway to stop the cluster with its own credentials; when the gateway
+    cannot be reached, close the scheduler (which closes its workers)."""
+    service = scheduler.services.get("gateway")
+    for attempt in range(GATEWAY_ATTEMPTS if service is not None else 0):
+        try:
+            await service.gateway.shutdown()
+            return
+        except Exception as exc:
+            logger.warning("kbatch-dask: asking the gateway to stop the cluster failed (%s)", exc)
+            if attempt + 1 < GATEWAY_ATTEMPTS:
+                await asyncio.sleep(2**attempt)
+    logger.warning("kbatch-dask: closing the scheduler without the gateway")
+    # In a task of its own: awaited in a plugin's task, the close waits for that task
+    # (the scheduler closes its plugins) and never ends. Held here until it ends.
+    closing = asyncio.ensure_future(scheduler.close(reason="kbatch-dask: the job's driver is gone"))
+    _closing.add(closing)
+    closing.add_done_callback(_closing.discard)
+
+
+def dask_setup(scheduler: Any) -> None:
+    """The embedded gateway's scheduler preload: arm the :class:`AttachWatch`."""
+    scheduler.add_plugin(AttachWatch(float(os.environ.get(ATTACH_TIMEOUT_VARIABLE, "60"))))
 
 
 def arm(client: Any, grace: float) -> None:

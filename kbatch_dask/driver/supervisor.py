@@ -105,8 +105,10 @@ class Supervisor:
         start_runner: StartRunner = start_process,
         poll: float = 0.2,
         cluster_check_period: float = 5.0,
+        cluster_lost_after: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         leftovers: Leftovers | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.spec = spec
         self.job_id = job_id
@@ -126,8 +128,11 @@ class Supervisor:
         self.start_runner = start_runner
         self.poll = poll  # seconds between looks at the runner and the clock
         self.cluster_check_period = cluster_check_period  # seconds between checks that the cluster still runs
+        self.cluster_lost_after = cluster_lost_after  # seconds the gateway may not answer before the job stops
+        self.unreachable_since: float | None = None  # when the gateway stopped answering the checks
         self.clock = clock
         self.leftovers = leftovers  # what the user's code leaves running ends with the job
+        self.sleep = sleep  # between retries of the gateway
         self.stop: StopReason | None = None  # why the job is stopping: set once, by the first cause
         self.gateway: GatewayClient | None = None
         self.cluster_name: str | None = None
@@ -222,8 +227,12 @@ class Supervisor:
         deadline = self.clock() + self.gateway_retry
         gateway = self._retrying(self.connect_gateway, deadline)
         self.gateway = gateway
+        self.log("creating the Dask cluster")
         name = self._retrying(lambda: gateway.create_cluster(self.spec.cluster_options()), deadline)
         self.cluster_name = name
+        # Recorded before it runs: whatever happens to this driver from here on, `kbatch gc` finds the cluster.
+        self.reporter.cluster(name, None)
+        self.log(f"cluster {name} created; waiting for it to start")
         if self.switch_grace > 0:
             self.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log)
         info = self._retrying(lambda: gateway.wait_running(name, self.start_timeout), deadline)
@@ -244,20 +253,27 @@ class Supervisor:
                 if self.clock() + delay > deadline:
                     raise GatewayError(f"{exc} (gave up retrying)") from None
                 self.log(f"{exc}; retrying in {delay:.1f} s")
-                time.sleep(delay)
+                self.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
     def _cluster_gone(self) -> str | None:
-        """Why the job's cluster is no longer usable, or None if it runs (or the gateway is
-        unreachable right now: a gateway restart is not a reason to stop the job)."""
+        """Why the job's cluster is no longer usable, or None if it runs. A gateway that
+        does not answer is a reason only after ``cluster_lost_after`` seconds: a gateway
+        restart is not a reason to stop the job, a gateway (and cluster) gone for good is."""
         if not self.cluster_name or not self.gateway:
             return None
         try:
             info = self.gateway.cluster_info(self.cluster_name)
-        except GatewayUnreachable:
-            return None
+        except GatewayUnreachable as exc:
+            now = self.clock()
+            self.unreachable_since = self.unreachable_since if self.unreachable_since is not None else now
+            if now - self.unreachable_since < self.cluster_lost_after:
+                return None
+            silent = f"{self.cluster_lost_after:g} s (kbatch.driver.cluster-lost-after)"
+            return f"the Dask cluster {self.cluster_name} is lost: its gateway has not answered for {silent}: {exc}"
         except GatewayError as exc:
             return f"the Dask cluster {self.cluster_name} is gone ({exc})"
+        self.unreachable_since = None
         if info is None or not info.status.is_active():
             status = info.status.lower() if info else "unknown to the gateway"
             return f"the Dask cluster {self.cluster_name} stopped while the job ran ({status})"
@@ -284,7 +300,7 @@ class Supervisor:
                 return
             except GatewayError as exc:
                 self.log(f"stopping cluster {self.cluster_name} failed ({exc}); retrying")
-                time.sleep(min(2**attempt, 10))
+                self.sleep(min(2**attempt, 10))
         self.log(f"could not stop cluster {self.cluster_name}")
 
     # -- runner -----------------------------------------------------------------

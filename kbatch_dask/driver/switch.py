@@ -28,6 +28,7 @@ class DeadMansSwitch:
 
     def _arm(self, gateway_client: GatewayClient, name: str) -> None:
         try:
+            self.log(f"arming the dead-man's switch on cluster {name}")
             from kbatch_dask.driver import deadman
 
             gateway = gateway_client.dask_gateway()

@@ -82,7 +82,9 @@ class Job:
             start_runner=self.runner.start,
             poll=0.1,
             cluster_check_period=1.0,
+            cluster_lost_after=10.0,
             clock=self.clock,
+            sleep=self.clock.sleep,
         )
         return supervisor.run()
 
@@ -108,13 +110,26 @@ def test_success_ends_succeeded_with_the_cluster_stopped(tmp_path: Path) -> None
         "runner started",
     ]
     assert job.gateway.sizes == [("cluster-1", 2, 2)]
-    assert job.reporter.clusters == [("cluster-1", "http://gateway.test/clusters/cluster-1/status")]
+    assert job.reporter.clusters == [
+        ("cluster-1", None),
+        ("cluster-1", "http://gateway.test/clusters/cluster-1/status"),
+    ]
     job.assert_cluster_stopped_before_the_record_ended()
     assert job.note() == SCRIPT_LINE  # no word from kbatch on success
     assert job.runner.env is not None
     assert job.runner.env["KBATCH_DASK_CLUSTER"] == "cluster-1"
     assert job.runner.env["DASK_GATEWAY__ADDRESS"] == "http://gateway.test"
     assert job.runner.signals == []
+
+
+def test_the_cluster_is_recorded_before_it_runs(tmp_path: Path) -> None:
+    """A driver killed while its cluster starts leaves a record naming the cluster, for `kbatch gc`."""
+    job = Job(tmp_path)
+    recorded_while_starting: list[list[tuple[str, str | None]]] = []
+    job.gateway.while_starting = lambda: recorded_while_starting.append(list(job.reporter.clusters))
+    assert job.run() == 0
+    assert recorded_while_starting == [[("cluster-1", None)]]
+    assert "cluster cluster-1 created; waiting for it to start" in job.log
 
 
 def test_adaptive_cluster_is_adapted_not_scaled(tmp_path: Path) -> None:
@@ -266,6 +281,21 @@ def test_gateway_unreachable_mid_job_does_not_stop_the_job(tmp_path: Path) -> No
     assert job.runner.signals == []
     assert job.reporter.final == (JobState.SUCCEEDED, 0, None)
     job.assert_cluster_stopped_before_the_record_ended()
+
+
+def test_gateway_unreachable_mid_job_longer_than_the_bound_fails_the_job(tmp_path: Path) -> None:
+    """A gateway killed for good: the job ends FAILED saying so, rather than SUCCEEDED on a dead cluster."""
+    job = Job(tmp_path, runs_for=100)
+    job.runner.at = {1.5: lambda: setattr(job.gateway, "unreachable", True)}
+    assert job.run() == 143
+    assert job.runner.signals == [signal.SIGTERM]
+    reason = (
+        "the Dask cluster cluster-1 is lost: its gateway has not answered for 10 s (kbatch.driver.cluster-lost-after): "
+        "the Dask-Gateway at http://gateway.test did not answer"
+    )
+    assert job.reporter.final == (JobState.FAILED, 143, reason)
+    assert job.note() == f"kbatch: job {JOB} FAILED: {reason}"
+    assert job.gateway.stopped == [] and "could not stop cluster cluster-1" in job.log
 
 
 def test_gateway_down_at_start_beyond_the_retry_window_fails_without_a_cluster(tmp_path: Path) -> None:

@@ -36,6 +36,9 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
 
 def signal_driver(signum: int) -> Callable[[], None]:
     """An action that sends ``signum`` to this process: the supervisor's real handler runs."""

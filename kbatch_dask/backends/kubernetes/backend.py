@@ -172,6 +172,13 @@ class KubernetesBackend:
         """The configured gateway: pods cannot reach a gateway on this machine."""
         return configured_gateway()
 
+    def clusters_without_gateway(self) -> dict[str, int]:
+        """None: the configured gateway's clusters are the gateway's to tell."""
+        return {}
+
+    def end_cluster(self, name: str) -> None:
+        raise BackendError(f"cluster {name}: the Kubernetes backend stops clusters only through their gateway")
+
     def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
         """What :meth:`submit` would create, as YAML documents; creates nothing.
 

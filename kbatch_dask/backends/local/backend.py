@@ -18,10 +18,11 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
+from typing import Any
 
 from kbatch_dask import settings
 from kbatch_dask.backends import Detected
-from kbatch_dask.backends.local import embedded_gateway
+from kbatch_dask.backends.local import cluster_processes, embedded_gateway
 from kbatch_dask.backends.local.store import JobDir, JobStore
 from kbatch_dask.errors import BackendError, BadInput, GatewayError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
@@ -60,10 +61,35 @@ class LocalBackend:
         if configured is not None:
             return configured
         user = current_user()
-        if start:
-            return embedded_gateway.ensure_running(self.home, user, self.config.embedded_gateway).settings()
         server = embedded_gateway.status(self.home, user)
+        if start and server is None:
+            started = embedded_gateway.ensure_running(self.home, user, self.config.embedded_gateway).settings()
+            self._stop_clusters_of_ended_jobs(started)
+            return started
         return server.settings() if server else None
+
+    def _stop_clusters_of_ended_jobs(self, settings: GatewaySettings) -> None:
+        """A (re)started gateway finds the clusters of its database whose processes
+        survived it, and would run them on: stop those whose job has ended."""
+        from kbatch_dask.reaper import stale_clusters
+
+        try:
+            with GatewayClient(settings) as client:
+                for action in stale_clusters(self.list(), client.list_clusters()):
+                    client.stop_cluster(action.cluster)
+        except GatewayError:
+            pass  # the next `kbatch gc` stops them
+
+    def clusters_without_gateway(self) -> dict[str, int]:
+        if configured_gateway() is not None:
+            return {}
+        return {name: len(procs) for name, procs in self._cluster_processes().items()}
+
+    def end_cluster(self, name: str) -> None:
+        cluster_processes.end(self._cluster_processes().get(name, []))
+
+    def _cluster_processes(self) -> dict[str, list[Any]]:
+        return cluster_processes.find(os.path.join(embedded_gateway.gateway_dir(self.home), "clusters"))
 
     # -- submit ---------------------------------------------------------------
 

@@ -55,12 +55,13 @@ c.DBBackendBase.cluster_start_timeout = {start_timeout}
 c.DBBackendBase.worker_start_timeout = {start_timeout}
 c.LocalBackend.clusters_directory = here + "/clusters"
 # distributed >= 2026.6 has no dask-scheduler/dask-worker commands.
-c.ClusterConfig.scheduler_cmd = [{python!r}, "-m", "dask", "scheduler"]
+c.ClusterConfig.scheduler_cmd = [{python!r}, "-m", "dask", "scheduler", "--preload", "kbatch_dask.driver.deadman"]
 # dask-gateway-server passes the scheduler --host 127.0.0.1 but the workers no
 # --host, so their comm ports would listen on every interface.
 c.ClusterConfig.worker_cmd = [{python!r}, "-m", "dask", "worker", "--host", "127.0.0.1"]
 c.ClusterConfig.cluster_max_workers = {max_workers}
 c.ClusterConfig.idle_timeout = 0
+c.ClusterConfig.environment = {{"KBATCH_DASK_ATTACH_TIMEOUT": "{attach_timeout}"}}  # read by the deadman preload
 
 
 def _options_handler(options):
@@ -263,6 +264,7 @@ def _start(
         worker_memory=limits.worker_memory,
         worker_memory_max=limits.worker_memory_max,
         start_timeout=limits.start_timeout,
+        attach_timeout=limits.attach_timeout,
     )
     _write_private(config_path, config)
     log_path = os.path.join(gwdir, "gateway.log")
