@@ -146,14 +146,19 @@ class Supervisor:
         # The time limit covers the whole job, cluster start included (as slurm's
         # and Kubernetes' activeDeadlineSeconds do).
         deadline = self.clock() + self.spec.time_limit if self.spec.time_limit else None
-        out, err = self._open_outputs()
+        out: IO[bytes] | None = None
+        err: IO[bytes] | None = None
         returncode: int | None = None
         try:
+            out, err = self._open_outputs()  # before the cluster: output that cannot be written fails the job
             if self.spec.workers:
                 self._start_cluster()
             returncode = self._run_runner(out, err, deadline)
         except Interrupted:
             pass  # the signal handler recorded why
+        except OutputUnwritable as exc:
+            self._record(StopReason(Stop.OUTPUT_ERROR, str(exc)))
+            self.log(str(exc))
         except GatewayError as exc:
             self._record(StopReason(Stop.GATEWAY_ERROR, str(exc)))
         except Exception as exc:  # the driver's own failure must still clean up
@@ -290,8 +295,14 @@ class Supervisor:
     # -- runner -----------------------------------------------------------------
 
     def _open_outputs(self) -> tuple[IO[bytes] | None, IO[bytes] | None]:
-        out = _open_append(self.output, self.log)
-        err = _open_append(self.error, self.log) if self.error and self.error != self.output else None
+        """The job's output and error files, opened for appending (OutputUnwritable if one cannot be)."""
+        out = _open_append(self.output, "output")
+        try:
+            err = _open_append(self.error, "error") if self.error and self.error != self.output else None
+        except OutputUnwritable:
+            if out is not None:
+                out.close()
+            raise
         if self.echo is not None:
             out, err = Tee(out, self.echo), Tee(err, self.echo) if err else None
         return out, err
@@ -352,15 +363,21 @@ class Supervisor:
         return returncode
 
 
-def _open_append(path: str | None, log: Callable[[str], None]) -> IO[bytes] | None:
+class OutputUnwritable(Exception):
+    """The job's output or error file cannot be opened: the job fails, saying why."""
+
+
+def _open_append(path: str | None, what: str) -> IO[bytes] | None:
     if not path:
         return None
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return open(path, "ab", buffering=0)
+        try:
+            return open(path, "ab", buffering=0)
+        except FileNotFoundError:  # a missing folder is made (where slurm would fail the job)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return open(path, "ab", buffering=0)
     except OSError as exc:
-        log(f"cannot open output file {path}: {exc}")
-        return None
+        raise OutputUnwritable(f"cannot write the {what} file {path}: {exc.strerror or exc}") from None
 
 
 def _note(f: IO[bytes] | None, line: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,13 +26,18 @@ from typing import Any
 from kbatch_dask.backends.kubernetes.annotations import (
     ANN_ARGS,
     ANN_COMMENT,
+    ANN_ERROR,
     ANN_NAME,
+    ANN_NOTEBOOK_OUTPUT,
     ANN_OUTPUT,
     ANN_RESULT,
     ANN_SCRIPT,
     ANN_SUBMITTED,
     ANN_TIME_LIMIT,
     ANN_USER,
+    ANN_WORKDIR,
+    ANN_WORKER_CORES,
+    ANN_WORKER_MEMORY,
     ANN_WORKERS,
     LABEL_JOB_ID,
     LABEL_MANAGED_BY,
@@ -231,7 +237,14 @@ def _resources(spec: JobSpec, options: JobOptions) -> dict[str, Any]:
     return xdict(requests=requests, limits=limits)
 
 
-def _annotations(spec: JobSpec, submitted: str, output: str | None, result: str | None) -> dict[str, str]:
+def _annotations(
+    spec: JobSpec, job_id: str, pod: PodSettings, submitted: str, output: str | None, error: str | None,
+    result: str | None,
+) -> dict[str, str]:  # fmt: skip
+    # The executed notebook goes next to the output file, else into the pod's working
+    # directory (the image's, unknown here, when the submit directory is on no volume).
+    folder = os.path.dirname(output) if output else pod.working_dir
+    notebook = spec.executed_notebook(job_id, folder) if folder else None
     return xdict(
         **{
             ANN_NAME: spec.name,
@@ -244,6 +257,11 @@ def _annotations(spec: JobSpec, submitted: str, output: str | None, result: str 
             ANN_OUTPUT: output,
             ANN_TIME_LIMIT: str(spec.time_limit) if spec.time_limit else None,
             ANN_RESULT: result,
+            ANN_ERROR: error,
+            ANN_WORKDIR: pod.working_dir,
+            ANN_NOTEBOOK_OUTPUT: notebook,
+            ANN_WORKER_CORES: str(spec.worker_cores) if spec.worker_cores is not None else None,
+            ANN_WORKER_MEMORY: str(spec.worker_memory) if spec.worker_memory is not None else None,
         }
     )
 
@@ -311,7 +329,7 @@ def build_job(
             "name": name,
             "namespace": pod.namespace,
             "labels": labels,
-            "annotations": _annotations(spec, submitted, output, result),
+            "annotations": _annotations(spec, job_id, pod, submitted, output, error, result),
         },
         "spec": xdict(
             suspend=True if suspend else None,
