@@ -74,22 +74,18 @@ class _Source:
         """What was appended since the last read, in chunks (from the last ``tail``
         lines on the first read); nothing while the file does not exist."""
         try:
-            f = open(self.path, "rb")
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise BackendError(f"cannot read {self.path}: {exc.strerror}") from None
-        with f:
-            if self.offset is None:
-                self.offset = tail_offset(f, tail) if tail is not None else 0
-            f.seek(self.offset)
-            try:
+            with open(self.path, "rb") as f:
+                if self.offset is None:
+                    self.offset = tail_offset(f, tail) if tail is not None else 0
+                f.seek(self.offset)
                 while chunk := f.read(CHUNK):
                     self.offset += len(chunk)
                     if text := self.decoder.decode(chunk):
                         yield text
-            except OSError as exc:
-                raise BackendError(f"cannot read {self.path}: {exc.strerror}") from None
+        except FileNotFoundError:
+            return  # not written yet
+        except OSError as exc:  # a directory, no permission: say so, not an unexpected error
+            raise BackendError(f"cannot read {self.path}: {exc.strerror}") from None
         if final and (rest := self.decoder.decode(b"", final=True)):
             yield rest
 

@@ -144,7 +144,9 @@ def queue_cmd(
 @click.option("-o", "--output", type=click.Choice(("table", "json", "yaml")), default="table", show_default=True)
 @click.option("--backend", metavar="local|kubernetes")
 def show_cmd(job_id: str, output: str, backend: str | None) -> None:
-    """Show everything known about one job."""
+    """Show everything known about one job: state and reason, times, files
+    (output, error, executed notebook), working directory, time limit, attempt,
+    Dask cluster and its workers' size."""
     from kbatch_dask import api, render
 
     record = api.show_record(job_id, backend)
@@ -160,13 +162,13 @@ def show_cmd(job_id: str, output: str, backend: str | None) -> None:
 @click.argument("job_id", metavar="JOB")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing output until the job ends.")
 @click.option("--stderr", "error", is_flag=True, help="Print the error file (-e) instead of the output.")
-@click.option("--all", "both", is_flag=True, help="Print the output and the error file, each under a ==> FILE <== line.")
+@click.option("--all", "both", is_flag=True, help="Print the output and the error file, each under ==> FILE <==.")
 @click.option("-n", "--tail", type=click.IntRange(min=0), metavar="N", help="Only the last N lines (of each file).")
 @click.option("--backend", metavar="local|kubernetes")
 def logs_cmd(job_id: str, follow: bool, error: bool, both: bool, tail: int | None, backend: str | None) -> None:
-    """Print a job's output (its stdout, and its stderr unless -e sent that elsewhere).
-
-    Files of any size are read in chunks; with --tail from their end."""
+    """Print a job's output: its stdout, and its stderr unless -e gave that a
+    file of its own (--stderr prints that file, --all both). A Kubernetes
+    job's pod log holds both streams. Big files are printed as they are read."""
     from kbatch_dask import api
 
     if error and both:

@@ -71,4 +71,5 @@ def outcome(stop: StopReason, returncode: int | None) -> Outcome:
         return Outcome(JobState.FAILED, exit_code, f"driver received {detail}")
     if kind is Stop.DRIVER_ERROR:
         return Outcome(JobState.FAILED, exit_code, f"driver error: {detail}" if detail else "driver error")
-    return Outcome(JobState.FAILED, exit_code, detail)  # CLUSTER_LOST, GATEWAY_ERROR, FAILURE_REQUESTED, OUTPUT_ERROR: detail says it
+    # CLUSTER_LOST, GATEWAY_ERROR, FAILURE_REQUESTED, OUTPUT_ERROR: the detail says it.
+    return Outcome(JobState.FAILED, exit_code, detail)

@@ -80,4 +80,3 @@ def _embedded_or_configured(home: str, config: settings.Settings) -> GatewayClie
     found = LocalBackend(home, config).gateway(start=True)
     assert found is not None  # with start=True the local backend always has a gateway
     return GatewayClient(found)
-

@@ -119,11 +119,7 @@ class JobSpec:
 
     def executed_notebook(self, job_id: str, folder: str) -> str | None:
         """Where a notebook job's executed notebook goes (relative paths in ``folder``,
-        the output file's); None for other jobs.
-
-        >>> JobSpec("a.ipynb", "a", "me", "/w", "o").executed_notebook("k3x9q", "/out")
-        '/out/a-k3x9q.ipynb'
-        """
+        the output file's: ``%x-%j.ipynb`` by default); None for other jobs."""
         if self.kind != "notebook":
             return None
         return expand_pattern(self.notebook_output or "%x-%j.ipynb", job_id, self.name, self.user, folder)
@@ -352,8 +348,7 @@ def _name(text: str) -> str:
 
 def _pattern(option: str, text: str) -> str:
     pattern = str(text)
-    if pattern.endswith("/") or os.path.basename(pattern) in (".", ".."):
-        # Known from the spec alone, on every backend; an existing directory only the backend can see.
+    if pattern.endswith("/") or os.path.basename(pattern) in (".", ".."):  # known on every backend
         example = os.path.join(pattern, "%x-%j.out")
         raise BadInput(f"{option} {pattern!r}: names a directory; name a file in it, e.g. {example}")
     stripped = pattern.replace("%%", "")

@@ -289,9 +289,9 @@ class KubernetesBackend:
             name = str((pod or {}).get("metadata", {}).get("name", ""))
             if pod is not None and name not in streamed and _has_started(pod):
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character split across chunks
+                lines = None if streamed else tail  # --tail is for the first log read; a later attempt's is new
                 try:
-                    # --tail applies to the first log read; a later attempt's log is new output.
-                    for chunk in self.api.pod_log(self.namespace, name, m.CONTAINER, follow, None if streamed else tail):
+                    for chunk in self.api.pod_log(self.namespace, name, m.CONTAINER, follow, lines):
                         yield decoder.decode(chunk)
                     yield decoder.decode(b"", final=True)
                     streamed.add(name)

@@ -200,7 +200,9 @@ class LocalBackend:
             jobdir.write_record(record)
             return record
 
-    def logs(self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None) -> Iterator[str]:
+    def logs(
+        self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None
+    ) -> Iterator[str]:
         jobdir = self.store.job(job_id)
         record = self._checked(jobdir)
         paths = log_files(job_id, record.output, record.error, stream)
