@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kbatch_dask.backends import Backend
+from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import KbatchError, KbatchWarning
 from kbatch_dask.records import JobRecord, JobState
 from kbatch_dask.render import workers_cell
@@ -67,10 +68,20 @@ class Job:
             poll = min(poll * 1.5, max_poll)
         return self._record.state
 
-    def logs(self, follow: bool = False) -> Iterator[str] | str:
-        """The job's output: a string, or with ``follow`` an iterator of chunks until the job ends."""
-        chunks = self._backend.logs(self.id, follow=follow)
+    def logs(self, follow: bool = False, stream: LogStream = "output", tail: int | None = None) -> Iterator[str] | str:
+        """The job's output: a string, or with ``follow`` an iterator of chunks until the job ends.
+
+        ``stream`` is ``output`` (the output file), ``error`` (the error file of
+        ``error=``/``-e``) or ``all`` (both, each under a ``==> path <==`` line);
+        ``tail`` keeps only the last lines of each. For big files, iterate over
+        :meth:`log_chunks` instead of holding the whole text.
+        """
+        chunks = self.log_chunks(follow=follow, stream=stream, tail=tail)
         return chunks if follow else "".join(chunks)
+
+    def log_chunks(self, follow: bool = False, stream: LogStream = "output", tail: int | None = None) -> Iterator[str]:
+        """What :meth:`logs` returns, always as chunks: a big output is never held whole."""
+        return self._backend.logs(self.id, follow=follow, stream=stream, tail=tail)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for a function job and return what the function returned.

@@ -71,6 +71,8 @@ class DaskInfo:
     cluster_status: ClusterStatus | None = None  # what the gateway says now (the queue's join)
     live_workers: int | None = None
     dashboard: str | None = None
+    worker_cores: float | None = None  # as asked (--worker-cores); None: the gateway's default
+    worker_memory: int | None = None  # bytes, as asked (--worker-memory); None: the gateway's default
 
     def replace(self, **changes: Any) -> DaskInfo:
         return dataclasses.replace(self, **changes)
@@ -102,6 +104,12 @@ class JobRecord:
     pid: int | None = None
     dask: DaskInfo | None = None
     owned_clusters: tuple[str, ...] = ()  # clusters the job's own code made: they end with the job
+    # From the job's spec (None when a record written before they were kept does not say).
+    error: str | None = None  # the error file; None: stderr goes to the output
+    workdir: str | None = None
+    time_limit: int | None = None  # seconds; None: no limit
+    notebook_output: str | None = None  # where a notebook job's executed notebook goes
+    attempt: int = 1  # which run of the job this is (1 + the retries so far)
 
     def elapsed(self, at: datetime | None = None) -> float | None:
         """Seconds run so far (running) or in total (ended); None if never started."""
@@ -136,6 +144,11 @@ class JobRecord:
             "pid": self.pid,
             "dask": self.dask.to_dict() if self.dask else None,
             "owned_clusters": list(self.owned_clusters),
+            "error": self.error,
+            "workdir": self.workdir,
+            "time_limit": self.time_limit,
+            "notebook_output": self.notebook_output,
+            "attempt": self.attempt,
         }
 
     @classmethod
@@ -160,6 +173,11 @@ class JobRecord:
             pid=data.get("pid"),
             dask=_dask_info(dask) if dask else None,
             owned_clusters=tuple(data.get("owned_clusters") or ()),
+            error=data.get("error"),
+            workdir=data.get("workdir"),
+            time_limit=data.get("time_limit"),
+            notebook_output=data.get("notebook_output"),
+            attempt=data.get("attempt") or 1,
         )
 
 

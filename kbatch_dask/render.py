@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from kbatch_dask.records import JobRecord
-from kbatch_dask.spec.units import format_duration
+from kbatch_dask.spec.units import format_duration, format_size
 
 TABLE_COLUMNS = ("JOBID", "NAME", "STATE", "TIME", "WORKERS", "DASHBOARD")
 WIDE_COLUMNS = (
-    "JOBID", "NAME", "USER", "STATE", "SUBMITTED", "TIME", "WORKERS",
+    "JOBID", "NAME", "USER", "STATE", "SUBMITTED", "TIME", "TIME_LIMIT", "WORKERS",
     "REASON/EXIT", "CLUSTER", "DASHBOARD", "OUTPUT",
 )  # fmt: skip
 MAX_NAME = 24
@@ -38,6 +38,15 @@ def workers_cell(record: JobRecord) -> str:
     return f"{live}/{requested}"
 
 
+def time_limit_cell(seconds: int | None) -> str:
+    """A time limit as slurm shows it: ``45:00``, ``UNLIMITED`` without one.
+
+    >>> time_limit_cell(2700), time_limit_cell(None)
+    ('45:00', 'UNLIMITED')
+    """
+    return format_duration(seconds) if seconds else "UNLIMITED"
+
+
 def _reason(record: JobRecord) -> str:
     if record.reason:
         return record.reason
@@ -61,6 +70,7 @@ def _row(record: JobRecord, wide: bool, at: datetime | None) -> list[str]:
             record.state.value,
             record.submitted.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
             format_duration(record.elapsed(at)),
+            time_limit_cell(record.time_limit),
             workers_cell(record),
             _reason(record),
             (d.cluster or "") if d else "",
@@ -90,9 +100,13 @@ def table(records: Sequence[JobRecord], wide: bool = False, at: datetime | None 
 
 
 def show(record: JobRecord) -> str:
-    """One job, one field per line."""
+    """One job, one field per line (the JSON's fields; the time limit and the
+    workers' memory in the units they are given in)."""
     data = record.to_dict()
+    data["time_limit"] = time_limit_cell(record.time_limit)
     dask = data.pop("dask") or {}
+    if dask.get("worker_memory"):
+        dask["worker_memory"] = format_size(dask["worker_memory"])
     lines = [(k, v) for k, v in data.items()]
     lines += [(f"dask.{k}", v) for k, v in dask.items()]
     width = max(len(k) for k, _ in lines)

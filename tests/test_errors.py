@@ -37,7 +37,10 @@ EXIT_CODES = {
 }
 
 # Exceptions the package may define elsewhere: control flow that never leaves its module.
-INTERNAL = {("driver/supervisor.py", "Interrupted")}  # a signal before the runner started, caught within
+INTERNAL = {  # raised and caught within the driver
+    ("driver/supervisor.py", "Interrupted"),  # a signal before the runner started
+    ("driver/tee.py", "OutputUnwritable"),  # the job fails, saying why
+}
 
 
 def drawn_tree() -> dict[str, str | None]:

@@ -82,6 +82,7 @@ def test_wide_table_has_reason_and_output_columns() -> None:
         "STATE",
         "SUBMITTED",
         "TIME",
+        "TIME_LIMIT",
         "WORKERS",
         "REASON/EXIT",
         "CLUSTER",
@@ -113,6 +114,11 @@ def test_json_shape_matches_the_cli_contract() -> None:
         "pid",
         "dask",
         "owned_clusters",
+        "error",
+        "workdir",
+        "time_limit",
+        "notebook_output",
+        "attempt",
     ]
     assert first["submitted"] == "2026-11-21T21:40:00+00:00"
     assert first["dask"] == {
@@ -121,6 +127,8 @@ def test_json_shape_matches_the_cli_contract() -> None:
         "cluster_status": "RUNNING",
         "live_workers": 18,
         "dashboard": "http://gw/clusters/c1/status",
+        "worker_cores": None,
+        "worker_memory": None,
     }
     assert JobRecord.from_dict(first).to_dict() == first
 

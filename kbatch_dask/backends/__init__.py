@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
+from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import BadInput
 from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.records import JobRecord
@@ -53,8 +54,12 @@ class Backend(Protocol):
     def get(self, job_id: str) -> JobRecord:
         """One job; :class:`~kbatch_dask.errors.JobNotFound` if unknown."""
 
-    def logs(self, job_id: str, follow: bool = False) -> Iterator[str]:
-        """The job's output, in chunks; with ``follow``, until the job ends."""
+    def logs(
+        self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None
+    ) -> Iterator[str]:
+        """The job's output (``stream`` ``output``), its error file (``error``) or both
+        (``all``), in chunks; from the last ``tail`` lines of each; with ``follow``,
+        until the job ends. BadInput (at the call) for ``error`` without an error file."""
 
     def cancel(self, job_id: str) -> JobRecord:
         """Stop the job (and its cluster); returns the job's final record."""

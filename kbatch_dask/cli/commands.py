@@ -144,7 +144,9 @@ def queue_cmd(
 @click.option("-o", "--output", type=click.Choice(("table", "json", "yaml")), default="table", show_default=True)
 @click.option("--backend", metavar="local|kubernetes")
 def show_cmd(job_id: str, output: str, backend: str | None) -> None:
-    """Show everything known about one job."""
+    """Show everything known about one job: state and reason, times, files
+    (output, error, executed notebook), working directory, time limit, attempt,
+    Dask cluster and its workers' size."""
     from kbatch_dask import api, render
 
     record = api.show_record(job_id, backend)
@@ -159,14 +161,22 @@ def show_cmd(job_id: str, output: str, backend: str | None) -> None:
 @cli.command("logs")
 @click.argument("job_id", metavar="JOB")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing output until the job ends.")
+@click.option("--stderr", "error", is_flag=True, help="Print the error file (-e) instead of the output.")
+@click.option("--all", "both", is_flag=True, help="Print the output and the error file, each under ==> FILE <==.")
+@click.option("-n", "--tail", type=click.IntRange(min=0), metavar="N", help="Only the last N lines (of each file).")
 @click.option("--backend", metavar="local|kubernetes")
-def logs_cmd(job_id: str, follow: bool, backend: str | None) -> None:
-    """Print a job's output."""
+def logs_cmd(job_id: str, follow: bool, error: bool, both: bool, tail: int | None, backend: str | None) -> None:
+    """Print a job's output: its stdout, and its stderr unless -e gave that a
+    file of its own (--stderr prints that file, --all both). A Kubernetes
+    job's pod log holds both streams. Big files are printed as they are read."""
     from kbatch_dask import api
 
+    if error and both:
+        raise click.UsageError("--stderr and --all cannot be combined")
     job = api.get_job(job_id, backend)
+    chunks = job.log_chunks(follow=follow, stream="all" if both else "error" if error else "output", tail=tail)
     try:
-        for chunk in job.logs(follow=True) if follow else [job.logs()]:
+        for chunk in chunks:
             click.echo(chunk, nl=False)
     except KeyboardInterrupt:
         pass

@@ -24,6 +24,7 @@ class Stop(enum.Enum):
     TIME_LIMIT = "time limit"  # the job's time limit passed (detail: the limit in seconds)
     CLUSTER_LOST = "cluster lost"  # the job's cluster stopped under it (detail: how)
     GATEWAY_ERROR = "gateway error"  # the gateway could not give the job its cluster (detail: its error)
+    OUTPUT_ERROR = "output error"  # the output or error file cannot be written (detail: which, and why)
     DRIVER_ERROR = "driver error"  # the driver itself failed (detail: the exception, when known)
 
 
@@ -70,4 +71,5 @@ def outcome(stop: StopReason, returncode: int | None) -> Outcome:
         return Outcome(JobState.FAILED, exit_code, f"driver received {detail}")
     if kind is Stop.DRIVER_ERROR:
         return Outcome(JobState.FAILED, exit_code, f"driver error: {detail}" if detail else "driver error")
-    return Outcome(JobState.FAILED, exit_code, detail)  # CLUSTER_LOST, GATEWAY_ERROR, FAILURE_REQUESTED: detail says it
+    # CLUSTER_LOST, GATEWAY_ERROR, FAILURE_REQUESTED, OUTPUT_ERROR: the detail says it.
+    return Outcome(JobState.FAILED, exit_code, detail)

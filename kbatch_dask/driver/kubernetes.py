@@ -31,7 +31,7 @@ from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.errors import GatewayError, KubeError
 from kbatch_dask.gateway import GatewayClient, configured_gateway
 from kbatch_dask.records import JobState, now
-from kbatch_dask.spec import JobSpec, expand_pattern
+from kbatch_dask.spec import JobSpec
 
 log = logging.getLogger("kbatch_dask.driver")
 
@@ -127,10 +127,9 @@ def main(argv: list[str]) -> int:
     spec = dataclasses.replace(spec, workdir=os.getcwd())
     namespace = os.environ.get("KBATCH_DASK_NAMESPACE") or detect_namespace(None, None).value
     runner_env = {"KBATCH_DASK_RESULT_FILE": args.result} if args.result else {}
-    if spec.kind == "notebook":
-        pattern = spec.notebook_output or "%x-%j.ipynb"
-        folder = os.path.dirname(args.output) if args.output else spec.workdir
-        runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = expand_pattern(pattern, job["id"], spec.name, spec.user, folder)
+    notebook = spec.executed_notebook(job["id"], os.path.dirname(args.output) if args.output else spec.workdir)
+    if notebook:
+        runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = notebook
     supervisor = Supervisor(
         spec=spec,
         job_id=job["id"],

@@ -15,7 +15,6 @@ from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.gateway import GatewayClient
 from kbatch_dask.records import DaskInfo, JobState, now
-from kbatch_dask.spec import JobSpec, expand_pattern
 
 log = logging.getLogger("kbatch_dask.driver")
 
@@ -30,9 +29,10 @@ class LocalReporter:
         self.jobdir.update_record(state=JobState.RUNNING, started=now(), pid=os.getpid(), host=socket.gethostname())
 
     def cluster(self, name: str, dashboard: str | None) -> None:
-        record = self.jobdir.read_record()
-        workers = record.dask.workers if record.dask else "?"
-        self.jobdir.update_record(dask=DaskInfo(workers=workers, cluster=name, dashboard=dashboard))
+        with self.jobdir.locked():
+            record = self.jobdir.read_record()
+            dask = record.dask or DaskInfo(workers="?")
+            self.jobdir.write_record(record.replace(dask=dask.replace(cluster=name, dashboard=dashboard)))
 
     def owned(self, clusters: tuple[str, ...]) -> None:
         self.jobdir.update_record(owned_clusters=clusters)
@@ -56,11 +56,9 @@ def main(argv: list[str]) -> int:
     home = os.environ.get("KBATCH_DASK_HOME") or os.path.dirname(os.path.dirname(jobdir.path))
     output = record.output or os.path.join(spec.workdir, f"kbatch-{jobdir.id}.out")
     runner_env = {"KBATCH_DASK_RESULT_FILE": jobdir.file("result.pkl")}
-    if spec.kind == "notebook":
-        pattern = spec.notebook_output or "%x-%j.ipynb"
-        runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = expand_pattern(
-            pattern, jobdir.id, spec.name, spec.user, os.path.dirname(output)
-        )
+    notebook = spec.executed_notebook(jobdir.id, os.path.dirname(output))
+    if notebook:
+        runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = notebook
     supervisor = Supervisor(
         spec=spec,
         job_id=jobdir.id,
@@ -69,7 +67,7 @@ def main(argv: list[str]) -> int:
         reporter=LocalReporter(jobdir),
         gateway=lambda: _embedded_or_configured(home, config),
         output=output,
-        error=_expand_error(spec, jobdir.id),
+        error=record.error,
         runner_env=runner_env,
         **timing(config.driver),
         leftovers=Leftovers(grace=config.driver.kill_grace),
@@ -82,7 +80,3 @@ def _embedded_or_configured(home: str, config: settings.Settings) -> GatewayClie
     found = LocalBackend(home, config).gateway(start=True)
     assert found is not None  # with start=True the local backend always has a gateway
     return GatewayClient(found)
-
-
-def _expand_error(spec: JobSpec, job_id: str) -> str | None:
-    return expand_pattern(spec.error, job_id, spec.name, spec.user, spec.workdir) if spec.error else None

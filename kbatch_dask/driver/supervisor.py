@@ -26,7 +26,7 @@ from kbatch_dask.driver import owned
 from kbatch_dask.driver.ending import Outcome, Stop, StopReason, outcome
 from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.switch import DeadMansSwitch
-from kbatch_dask.driver.tee import Tee
+from kbatch_dask.driver.tee import OutputUnwritable, Tee, note, open_append
 from kbatch_dask.errors import GatewayError, GatewayUnreachable
 from kbatch_dask.gateway import GatewayClient
 from kbatch_dask.hub import tokens as hub
@@ -151,14 +151,19 @@ class Supervisor:
         # The time limit covers the whole job, cluster start included (as slurm's
         # and Kubernetes' activeDeadlineSeconds do).
         deadline = self.clock() + self.spec.time_limit if self.spec.time_limit else None
-        out, err = self._open_outputs()
+        out: IO[bytes] | None = None
+        err: IO[bytes] | None = None
         returncode: int | None = None
         try:
+            out, err = self._open_outputs()  # before the cluster: output that cannot be written fails the job
             if self.spec.workers:
                 self._start_cluster()
             returncode = self._run_runner(out, err, deadline)
         except Interrupted:
             pass  # the signal handler recorded why
+        except OutputUnwritable as exc:
+            self._record(StopReason(Stop.OUTPUT_ERROR, str(exc)))
+            self.log(str(exc))
         except GatewayError as exc:
             self._record(StopReason(Stop.GATEWAY_ERROR, str(exc)))
         except Exception as exc:  # the driver's own failure must still clean up
@@ -180,7 +185,7 @@ class Supervisor:
         if not hub.keep_token(end.state, self.spec.retries):
             hub.revoke_at_end(self.environment, self.log)  # the job's own JupyterHub token
         if end.state is not JobState.SUCCEEDED and end.reason:
-            _note(err or out, f"kbatch: job {self.job_id} {end.state.value}: {end.reason}")
+            note(err or out, f"kbatch: job {self.job_id} {end.state.value}: {end.reason}")
         for f in {out, err} - {None}:
             assert f is not None
             f.close()
@@ -306,8 +311,14 @@ class Supervisor:
     # -- runner -----------------------------------------------------------------
 
     def _open_outputs(self) -> tuple[IO[bytes] | None, IO[bytes] | None]:
-        out = _open_append(self.output, self.log)
-        err = _open_append(self.error, self.log) if self.error and self.error != self.output else None
+        """The job's output and error files, opened for appending (OutputUnwritable if one cannot be)."""
+        out = open_append(self.output, "output")
+        try:
+            err = open_append(self.error, "error") if self.error and self.error != self.output else None
+        except OutputUnwritable:
+            if out is not None:
+                out.close()
+            raise
         if self.echo is not None:
             out, err = Tee(out, self.echo), Tee(err, self.echo) if err else None
         return out, err
@@ -366,22 +377,3 @@ class Supervisor:
                 kill_at = float("inf")
         self._record(StopReason(Stop.SCRIPT_ENDED))
         return returncode
-
-
-def _open_append(path: str | None, log: Callable[[str], None]) -> IO[bytes] | None:
-    if not path:
-        return None
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return open(path, "ab", buffering=0)
-    except OSError as exc:
-        log(f"cannot open output file {path}: {exc}")
-        return None
-
-
-def _note(f: IO[bytes] | None, line: str) -> None:
-    """A line from kbatch itself in the job's output, like slurmstepd's."""
-    if f is None:
-        return
-    with contextlib.suppress(OSError, ValueError):
-        f.write(f"{line}\n".encode())

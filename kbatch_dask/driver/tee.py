@@ -1,4 +1,5 @@
-"""A file that copies what is written to it to two places, like ``tee``.
+"""The job's output files: opened for appending, with kbatch's own notes, and a
+file that copies what is written to it to two places, like ``tee``.
 
 In a pod, a job's output goes to the pod's log (what ``kubectl logs`` and
 ``kbatch logs`` read) and, when its output file lies on a volume, also to that
@@ -54,3 +55,29 @@ class Tee(io.FileIO):
         if self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.close()
+
+
+class OutputUnwritable(Exception):
+    """The job's output or error file cannot be opened: the job fails, saying why."""
+
+
+def open_append(path: str | None, what: str) -> IO[bytes] | None:
+    """The job's output (or error) file opened for appending; OutputUnwritable if it cannot be."""
+    if not path:
+        return None
+    try:
+        try:
+            return open(path, "ab", buffering=0)
+        except FileNotFoundError:  # a missing folder is made (where slurm would fail the job)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return open(path, "ab", buffering=0)
+    except OSError as exc:
+        raise OutputUnwritable(f"cannot write the {what} file {path}: {exc.strerror or exc}") from None
+
+
+def note(f: IO[bytes] | None, line: str) -> None:
+    """A line from kbatch itself in the job's output, like slurmstepd's."""
+    if f is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        f.write(f"{line}\n".encode())

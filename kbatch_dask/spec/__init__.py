@@ -117,6 +117,13 @@ class JobSpec:
         """``-p`` values typed as papermill's CLI types them (numbers, booleans)."""
         return {k: _option_value(v) for k, v in self.parameters}
 
+    def executed_notebook(self, job_id: str, folder: str) -> str | None:
+        """Where a notebook job's executed notebook goes (relative paths in ``folder``,
+        the output file's: ``%x-%j.ipynb`` by default); None for other jobs."""
+        if self.kind != "notebook":
+            return None
+        return expand_pattern(self.notebook_output or "%x-%j.ipynb", job_id, self.name, self.user, folder)
+
     def cluster_options(self) -> dict[str, Any]:
         """The gateway cluster options this job asks for.
 
@@ -341,6 +348,9 @@ def _name(text: str) -> str:
 
 def _pattern(option: str, text: str) -> str:
     pattern = str(text)
+    if pattern.endswith("/") or os.path.basename(pattern) in (".", ".."):  # known on every backend
+        example = os.path.join(pattern, "%x-%j.out")
+        raise BadInput(f"{option} {pattern!r}: names a directory; name a file in it, e.g. {example}")
     stripped = pattern.replace("%%", "")
     for match in re.finditer(r"%(.?)", stripped):
         if match.group(1) not in ("j", "x", "u"):

@@ -34,6 +34,20 @@ def parse_size(text: str, option: str = "--memory") -> int:
     return int(value)
 
 
+def format_size(n: int) -> str:
+    """A size in bytes in the largest unit that divides it (as :func:`parse_size`
+    reads it back), else in decimal G with one digit.
+
+    >>> format_size(4 * 2**30), format_size(10**9), format_size(1234567891)
+    ('4Gi', '1G', '1.2G')
+    """
+    for power in range(5, 0, -1):
+        for base, suffix in ((1024, "i"), (1000, "")):
+            if n % base**power == 0:
+                return f"{n // base**power}{'KMGTP'[power - 1]}{suffix}"
+    return f"{n / 10**9:.1f}G"
+
+
 _TIME_HINT = "expected minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S (slurm formats)"
 
 

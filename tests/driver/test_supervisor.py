@@ -56,7 +56,7 @@ class Job:
         self.connects += 1
         return self.gateway
 
-    def run(self, workers: Workers | None = ONE_WORKER, time_limit: int | None = None) -> int:
+    def run(self, workers: Workers | None = ONE_WORKER, time_limit: int | None = None, error: str | None = None) -> int:
         spec = JobSpec(
             script=str(self.workdir / "job.py"),
             name="job",
@@ -74,7 +74,7 @@ class Job:
             reporter=self.reporter,
             gateway=self._connect,
             output=str(self.output),
-            error=None,
+            error=error,
             kill_grace=2.0,
             gateway_retry=0.0,  # an unreachable gateway fails the job at once
             switch_grace=0.0,  # the switch connects to a real scheduler
@@ -317,3 +317,26 @@ def test_driver_error_fails_the_job_and_still_stops_the_cluster(tmp_path: Path) 
     assert reason in job.log
     job.assert_cluster_stopped_before_the_record_ended()
     assert job.note() == f"kbatch: job {JOB} FAILED: {reason}"
+
+
+def test_output_file_that_cannot_be_opened_fails_the_job_before_the_cluster(tmp_path: Path) -> None:
+    job = Job(tmp_path)
+    job.output.mkdir()  # made a directory after submit: only the driver can find out
+    assert job.run() == 1
+    reason = f"cannot write the output file {job.output}: Is a directory"
+    assert job.reporter.final == (JobState.FAILED, None, reason)
+    assert reason in job.log
+    assert "runner started" not in job.events
+    assert job.connects == 0 and job.gateway.created == []
+
+
+def test_error_file_that_cannot_be_opened_fails_the_job(tmp_path: Path) -> None:
+    job = Job(tmp_path)
+    (tmp_path / "notes.txt").write_text("a file, not a folder\n")
+    error = tmp_path / "notes.txt" / "job.err"
+    assert job.run(error=str(error)) == 1
+    state, _, reason = job.reporter.final
+    assert state is JobState.FAILED
+    assert reason == f"cannot write the error file {error}: Not a directory"
+    assert job.output.read_text() == ""  # opened, then closed unwritten
+    assert "runner started" not in job.events

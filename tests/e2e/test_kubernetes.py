@@ -279,3 +279,49 @@ def test_driver_killed_in_the_pod_cluster_stopped_by_the_dead_mans_switch(sessio
     wait_for(lambda: session.cluster_stopped(cluster), timeout=15, what="the dead-man's switch to stop the cluster")
     session.wait_done(job_id, timeout=30)
     assert session.show(job_id)["state"] == "FAILED"
+
+
+def test_logs_tail_and_stderr_and_show_of_the_jobs_spec(session: FakeSession) -> None:
+    script = session.write(
+        "noisy.py",
+        "import sys\nfor i in range(5):\n    print('line', i, flush=True)\n"
+        "print('warning: row 7', file=sys.stderr, flush=True)\nraise ValueError('bad row 7')\n",
+    )
+    job_id = session.submit(script, "--dask-workers", "0", "-e", "noisy-%j.err", "-t", "10:00")
+    session.wait_done(job_id, timeout=60)
+    record = session.show(job_id)
+    assert record["state"] == "FAILED", record
+    error = str(session.home / f"noisy-{job_id}.err")
+    assert (record["error"], record["workdir"], record["time_limit"], record["attempt"]) == (
+        error, str(session.home), 600, 1,
+    )  # fmt: skip
+
+    log = session.logs(job_id)
+    assert "line 4" in log and "ValueError: bad row 7" in log  # a pod has one log: stdout and stderr
+    assert session.logs(job_id, "--tail", "2") == "".join(log.splitlines(keepends=True)[-2:])
+    assert session.server.requests("GET", "/log")[-1].query.get("tailLines") == "2"
+    stderr = session.logs(job_id, "--stderr")
+    assert "Traceback" in stderr and "ValueError: bad row 7" in stderr and "line 0" not in stderr
+    assert session.logs(job_id, "--stderr", "--tail", "1") == stderr.splitlines(keepends=True)[-1]
+
+    fields = dict(
+        line.split(None, 1) for line in session.run("show", "--backend", "kubernetes", job_id).stdout.splitlines()
+    )
+    assert (fields["time_limit"], fields["error"], fields["attempt"]) == ("10:00", error, "1")
+
+
+def test_output_naming_a_directory_fails_the_job_in_its_pod(session: FakeSession) -> None:
+    # Only the pod can see its volumes: the submitting session refuses what the spec alone says.
+    (session.home / "results").mkdir()
+    script = session.write("s.py", "print('lost?')\n")
+    job_id = session.submit(script, "--dask-workers", "0", "-o", "results")
+    session.wait_done(job_id, timeout=60)
+    record = session.show(job_id)
+    assert record["state"] == "FAILED", record
+    # The reason names the file as the pod sees it (the fake kubelet roots each pod in a folder of its own).
+    assert record["reason"].startswith("cannot write the output file "), record
+    assert record["reason"].endswith(f"{session.home / 'results'}: Is a directory"), record
+    assert "lost?" not in session.logs(job_id)  # the script never ran
+
+    proc = session.run("--backend", "kubernetes", script, "--dask-workers", "0", "-o", "results/")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "names a directory" in proc.stderr

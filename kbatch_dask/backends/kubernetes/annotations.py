@@ -18,6 +18,11 @@ ANN_SUBMITTED = PREFIX + "submitted"
 ANN_WORKERS = PREFIX + "workers"
 ANN_OUTPUT = PREFIX + "output"
 ANN_TIME_LIMIT = PREFIX + "time-limit"
+ANN_ERROR = PREFIX + "error"  # the error file, when the pod writes one where the session reads it
+ANN_WORKDIR = PREFIX + "workdir"
+ANN_NOTEBOOK_OUTPUT = PREFIX + "notebook-output"
+ANN_WORKER_CORES = PREFIX + "worker-cores"
+ANN_WORKER_MEMORY = PREFIX + "worker-memory"  # bytes
 ANN_RESULT = PREFIX + "result"  # where a function job's pickled result goes
 # Set by the driver while the job runs.
 ANN_CLUSTER = PREFIX + "cluster"

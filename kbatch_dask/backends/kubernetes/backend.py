@@ -9,6 +9,7 @@ imported only when a client is first needed.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import time
@@ -25,6 +26,7 @@ from kbatch_dask.backends.kubernetes import pod_settings as session
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
 from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_by_job
+from kbatch_dask.backends.outputs import LogStream, log_files, read_files
 from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound, KubeError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord, JobState, now
@@ -267,29 +269,48 @@ class KubernetesBackend:
 
     # -- logs -----------------------------------------------------------------
 
-    def logs(self, job_id: str, follow: bool = False) -> Iterator[str]:
-        """The driver pod's log (each attempt's, with ``follow`` until the job
-        ends); the output file when the pod is gone and the file is readable."""
+    def logs(
+        self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None
+    ) -> Iterator[str]:
+        """The driver pod's log, which holds the job's stdout and stderr (``output``
+        and ``all`` alike: a pod has one log), each attempt's, with ``follow`` until
+        the job ends; the output file when the pod is gone and the file is readable.
+        ``error``: the error file the pod writes on a volume this session shares."""
         record = self.get(job_id)
+        if stream == "error":
+            paths = log_files(job_id, record.output, record.error, stream)  # BadInput now, without an error file
+            return read_files(paths, tail=tail, follow=follow, ended=lambda: self._ended(job_id))
+        return self._pod_logs(record, follow, stream, tail)
+
+    def _ended(self, job_id: str) -> bool:
+        try:
+            return self.get(job_id).state.is_terminal()
+        except JobNotFound:
+            return True
+
+    def _pod_logs(self, record: JobRecord, follow: bool, stream: LogStream, tail: int | None) -> Iterator[str]:
+        job_id = record.id
         streamed: set[str] = set()
         while True:
             pod = latest_pod(self._pods(job_id))
             name = str((pod or {}).get("metadata", {}).get("name", ""))
             if pod is not None and name not in streamed and _has_started(pod):
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character split across chunks
+                lines = None if streamed else tail  # --tail is for the first log read; a later attempt's is new
                 try:
-                    for chunk in self.api.pod_log(self.namespace, name, m.CONTAINER, follow):
-                        yield chunk.decode("utf-8", errors="replace")
+                    for chunk in self.api.pod_log(self.namespace, name, m.CONTAINER, follow, lines):
+                        yield decoder.decode(chunk)
+                    yield decoder.decode(b"", final=True)
                     streamed.add(name)
                 except KubeError as exc:
                     if exc.status not in (400, 404):  # the pod or its log is gone
                         raise
                     pod = None
             if pod is None and not streamed and (record.state.is_terminal() or not follow):
-                text = _read_file(record.output)
-                if text is None:
+                if not record.output or not os.access(record.output, os.R_OK):
                     where = f"and its output file {record.output} cannot be read here" if record.output else ""
                     raise BackendError(f"job {job_id} has no driver pod any more {where}".strip())
-                yield text
+                yield from read_files(log_files(job_id, record.output, record.error, stream), tail=tail)
                 return
             if not follow:
                 return
@@ -356,13 +377,3 @@ def _manifest_dumper() -> type:
 def _has_started(pod: Mapping[str, Any] | None) -> bool:
     """True once the driver container has run (a waiting container has no log)."""
     return ((pod or {}).get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")
-
-
-def _read_file(path: str | None) -> str | None:
-    if not path:
-        return None
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None

@@ -221,8 +221,11 @@ class KubeAPI:
             return None
         return bool((review.get("status") or {}).get("allowed"))
 
-    def pod_log(self, namespace: str, name: str, container: str, follow: bool) -> Iterator[bytes]:
-        """The pod's log in chunks as they come; with ``follow`` until the container ends."""
+    def pod_log(
+        self, namespace: str, name: str, container: str, follow: bool, tail: int | None = None
+    ) -> Iterator[bytes]:
+        """The pod's log in chunks as they come (from its last ``tail`` lines); with
+        ``follow`` until the container ends."""
         response = self._raw(
             "get",
             "pods/log",
@@ -232,6 +235,7 @@ class KubeAPI:
             namespace,
             container=container,
             follow=follow,
+            **({"tail_lines": tail} if tail is not None else {}),
         )
         try:
             # A followed log comes chunked: stream() yields each chunk as it arrives.

@@ -17,27 +17,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kbatch_dask.backends.kubernetes.annotations import (
-    ANN_ARGS,
-    ANN_COMMENT,
-    ANN_NAME,
-    ANN_OUTPUT,
-    ANN_RESULT,
-    ANN_SCRIPT,
-    ANN_SUBMITTED,
-    ANN_TIME_LIMIT,
-    ANN_USER,
-    ANN_WORKERS,
-    LABEL_JOB_ID,
-    LABEL_MANAGED_BY,
-    LABEL_USER,
-    MANAGED_BY,
-)
+from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.errors import BadInput
 from kbatch_dask.spec import JobSpec
@@ -116,11 +102,11 @@ def job_name(user: str, job_id: str) -> str:
 
 def user_selector(user: str) -> str:
     """The label selector of one user's jobs and their pods."""
-    return f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_USER}={safe_slug(user)}"
+    return f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY},{names.LABEL_USER}={safe_slug(user)}"
 
 
 def job_labels(user: str, job_id: str) -> dict[str, str]:
-    return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_USER: safe_slug(user), LABEL_JOB_ID: job_id}
+    return {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_USER: safe_slug(user), names.LABEL_JOB_ID: job_id}
 
 
 def cpu_quantity(cpus: float) -> str:
@@ -231,19 +217,31 @@ def _resources(spec: JobSpec, options: JobOptions) -> dict[str, Any]:
     return xdict(requests=requests, limits=limits)
 
 
-def _annotations(spec: JobSpec, submitted: str, output: str | None, result: str | None) -> dict[str, str]:
+def _annotations(
+    spec: JobSpec, job_id: str, pod: PodSettings, submitted: str, output: str | None, error: str | None,
+    result: str | None,
+) -> dict[str, str]:  # fmt: skip
+    # The executed notebook goes next to the output file, else into the pod's working
+    # directory (the image's, unknown here, when the submit directory is on no volume).
+    folder = os.path.dirname(output) if output else pod.working_dir
+    notebook = spec.executed_notebook(job_id, folder) if folder else None
     return xdict(
         **{
-            ANN_NAME: spec.name,
-            ANN_USER: spec.user,
-            ANN_COMMENT: spec.comment,
-            ANN_SCRIPT: spec.script,
-            ANN_ARGS: json.dumps(list(spec.args)) if spec.args else None,
-            ANN_SUBMITTED: submitted,
-            ANN_WORKERS: str(spec.workers) if spec.workers else None,
-            ANN_OUTPUT: output,
-            ANN_TIME_LIMIT: str(spec.time_limit) if spec.time_limit else None,
-            ANN_RESULT: result,
+            names.ANN_NAME: spec.name,
+            names.ANN_USER: spec.user,
+            names.ANN_COMMENT: spec.comment,
+            names.ANN_SCRIPT: spec.script,
+            names.ANN_ARGS: json.dumps(list(spec.args)) if spec.args else None,
+            names.ANN_SUBMITTED: submitted,
+            names.ANN_WORKERS: str(spec.workers) if spec.workers else None,
+            names.ANN_OUTPUT: output,
+            names.ANN_TIME_LIMIT: str(spec.time_limit) if spec.time_limit else None,
+            names.ANN_RESULT: result,
+            names.ANN_ERROR: error,
+            names.ANN_WORKDIR: pod.working_dir,
+            names.ANN_NOTEBOOK_OUTPUT: notebook,
+            names.ANN_WORKER_CORES: str(spec.worker_cores) if spec.worker_cores is not None else None,
+            names.ANN_WORKER_MEMORY: str(spec.worker_memory) if spec.worker_memory is not None else None,
         }
     )
 
@@ -311,7 +309,7 @@ def build_job(
             "name": name,
             "namespace": pod.namespace,
             "labels": labels,
-            "annotations": _annotations(spec, submitted, output, result),
+            "annotations": _annotations(spec, job_id, pod, submitted, output, error, result),
         },
         "spec": xdict(
             suspend=True if suspend else None,

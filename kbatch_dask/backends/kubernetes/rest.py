@@ -110,7 +110,13 @@ class CoreV1(_Group):
         return self._request("GET", _ns(namespace, "pods", name), **kw)
 
     def read_namespaced_pod_log(
-        self, name: str, namespace: str, container: str | None = None, follow: bool | None = None, **kw: Any
+        self,
+        name: str,
+        namespace: str,
+        container: str | None = None,
+        follow: bool | None = None,
+        tail_lines: int | None = None,
+        **kw: Any,
     ) -> Any:
-        query = {"container": container, "follow": follow}
+        query = {"container": container, "follow": follow, "tailLines": tail_lines}
         return self._request("GET", _ns(namespace, "pods", name) + "/log", query, **kw)

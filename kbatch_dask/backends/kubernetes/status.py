@@ -94,6 +94,15 @@ def _driver_state(pod: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return dict(statuses[0].get("state") or {}) if statuses else {}
 
 
+def _number(text: Any) -> float | None:
+    """A number from an annotation: an int when whole (as the spec holds it)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return int(value) if value.is_integer() else value
+
+
 def _int(text: Any) -> int | None:
     try:
         return int(text)
@@ -216,11 +225,36 @@ def job_record(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Job
         output=ann.get(names.ANN_OUTPUT) or None,
         comment=ann.get(names.ANN_COMMENT) or None,
         host=str((pod.get("metadata") or {}).get("name")) if pod else None,
-        dask=DaskInfo(workers, cluster=ann.get(names.ANN_CLUSTER), dashboard=ann.get(names.ANN_DASHBOARD))
+        dask=DaskInfo(
+            workers,
+            cluster=ann.get(names.ANN_CLUSTER),
+            dashboard=ann.get(names.ANN_DASHBOARD),
+            worker_cores=_number(ann.get(names.ANN_WORKER_CORES)),
+            worker_memory=_int(ann.get(names.ANN_WORKER_MEMORY)),
+        )
         if workers
         else None,
         owned_clusters=tuple(filter(None, (ann.get(names.ANN_OWNED_CLUSTERS) or "").split(","))),
+        error=ann.get(names.ANN_ERROR) or None,
+        workdir=ann.get(names.ANN_WORKDIR) or None,
+        time_limit=_int(ann.get(names.ANN_TIME_LIMIT)),
+        notebook_output=ann.get(names.ANN_NOTEBOOK_OUTPUT) or None,
+        attempt=attempt(job, status.state),
     )
+
+
+def attempt(job: Mapping[str, Any], state: JobState) -> int:
+    """Which run of the Job this is: one more than the pods that failed, except
+    when the job ended by a failure (then the last failed pod was the last run).
+
+    >>> attempt({"status": {"failed": 1, "active": 1}}, JobState.RUNNING)
+    2
+    >>> attempt({"status": {"failed": 3}}, JobState.FAILED)
+    3
+    """
+    failed = _int((job.get("status") or {}).get("failed")) or 0
+    ended_failing = state in (JobState.FAILED, JobState.OOM, JobState.TIMEOUT, JobState.LOST)
+    return failed if ended_failing and failed else failed + 1
 
 
 def pods_by_job(pods: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:

@@ -24,6 +24,7 @@ from kbatch_dask import settings
 from kbatch_dask.backends import Detected
 from kbatch_dask.backends.local import cluster_processes, embedded_gateway
 from kbatch_dask.backends.local.store import JobDir, JobStore
+from kbatch_dask.backends.outputs import LogStream, check_writable, log_files, read_files
 from kbatch_dask.errors import BackendError, BadInput, GatewayError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.procs import killpg, pid_alive
@@ -106,6 +107,12 @@ class LocalBackend:
 
     def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
         def first_record(job_id: str) -> JobRecord:
+            # The files are known once the id is: refused now, before the job exists, if unwritable.
+            output = expand_pattern(spec.output, job_id, spec.name, spec.user, spec.workdir)
+            error = expand_pattern(spec.error, job_id, spec.name, spec.user, spec.workdir) if spec.error else None
+            check_writable("--output", output)
+            if error:
+                check_writable("--error", error)
             return JobRecord(
                 id=job_id,
                 name=spec.name,
@@ -115,10 +122,16 @@ class LocalBackend:
                 submitted=now(),
                 script=spec.script,
                 args=spec.args,
-                output=expand_pattern(spec.output, job_id, spec.name, spec.user, spec.workdir),
+                output=output,
                 comment=spec.comment,
                 host=socket.gethostname(),
-                dask=DaskInfo(workers=str(spec.workers)) if spec.workers else None,
+                dask=DaskInfo(str(spec.workers), worker_cores=spec.worker_cores, worker_memory=spec.worker_memory)
+                if spec.workers
+                else None,
+                error=error,
+                workdir=spec.workdir,
+                time_limit=spec.time_limit,
+                notebook_output=spec.executed_notebook(job_id, os.path.dirname(output)),
             )
 
         jobdir = self.store.create(spec, environment, first_record)
@@ -213,27 +226,13 @@ class LocalBackend:
             jobdir.write_record(record)
             return record
 
-    def logs(self, job_id: str, follow: bool = False) -> Iterator[str]:
+    def logs(
+        self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None
+    ) -> Iterator[str]:
         jobdir = self.store.job(job_id)
         record = self._checked(jobdir)
-        path = record.output or ""
-        offset = 0
-        while True:
-            try:
-                with open(path, errors="replace") as f:
-                    f.seek(offset)
-                    chunk = f.read()
-                    offset = f.tell()
-            except FileNotFoundError:
-                chunk = ""
-            if chunk:
-                yield chunk
-            if not follow:
-                return
-            if record.state.is_terminal() and not chunk:
-                return
-            time.sleep(0.25)
-            record = self._checked(jobdir)
+        paths = log_files(job_id, record.output, record.error, stream)
+        return read_files(paths, tail=tail, follow=follow, ended=lambda: self._checked(jobdir).state.is_terminal())
 
     def result(self, job_id: str) -> bytes | None:
         jobdir = self.store.job(job_id)

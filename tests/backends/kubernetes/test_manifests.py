@@ -77,6 +77,7 @@ GOLDEN_JOB = {
             "kbatch-dask.io/submitted": SUBMITTED,
             "kbatch-dask.io/workers": "2",
             "kbatch-dask.io/output": "/home/jovyan/kbatch-k3x9q.out",
+            "kbatch-dask.io/workdir": "/home/jovyan",
         },
     },
     "spec": {

@@ -118,6 +118,11 @@ def test_record_of_a_running_job_with_a_cluster() -> None:
             "kbatch-dask.io/started": "2026-11-21T21:40:30+00:00",
             "kbatch-dask.io/output": "/home/alice/kbatch-k3x9q.out",
             "kbatch-dask.io/owned-clusters": "own1,own2",
+            "kbatch-dask.io/error": "/home/alice/kbatch-k3x9q.err",
+            "kbatch-dask.io/workdir": "/home/alice",
+            "kbatch-dask.io/time-limit": "3600",
+            "kbatch-dask.io/worker-cores": "1.5",
+            "kbatch-dask.io/worker-memory": "4000000000",
         }
     )
     record = job_record(obj, [pod("Running", {"running": {"startedAt": T1}})])
@@ -144,8 +149,15 @@ def test_record_of_a_running_job_with_a_cluster() -> None:
             "cluster_status": None,
             "live_workers": None,
             "dashboard": "http://gw/clusters/abc123/status",
+            "worker_cores": 1.5,
+            "worker_memory": 4000000000,
         },
         "owned_clusters": ["own1", "own2"],
+        "error": "/home/alice/kbatch-k3x9q.err",
+        "workdir": "/home/alice",
+        "time_limit": 3600,
+        "notebook_output": None,
+        "attempt": 1,
     }
 
 
