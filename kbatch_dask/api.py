@@ -6,6 +6,7 @@ Configuration is read here, at the edge, and passed down as values.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import tempfile
 import warnings
@@ -64,9 +65,12 @@ def _raw_options(options: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def make_spec(script: str, args: Sequence[str] = (), **options: Any) -> JobSpec:
+def make_spec(script: str | os.PathLike[str], args: Sequence[str] = (), **options: Any) -> JobSpec:
     """Validate a submission without submitting it (what ``--dry-run`` shows)."""
-    return build_spec(script, tuple(args), _raw_options(options), config=_config_layer(settings.load()))
+    path = os.fspath(script) if isinstance(script, os.PathLike) else script
+    if not isinstance(path, str) or not path:
+        raise BadInput(f"submit: the script must be a path (str or os.PathLike), got {script!r}")
+    return build_spec(path, tuple(args), _raw_options(options), config=_config_layer(settings.load()))
 
 
 def submit_spec(spec: JobSpec) -> Job:
@@ -117,7 +121,7 @@ def _check_cluster_options(spec: JobSpec, backend: Backend) -> None:
     check_cluster_options(options, declared)
 
 
-def submit(script: str, *args: str, **options: Any) -> Job:
+def submit(script: str | os.PathLike[str], *args: str, **options: Any) -> Job:
     """Submit ``script`` as a batch job and return at once.
 
     Options are the submit options of the CLI, by their long names with ``_``
@@ -175,6 +179,7 @@ def submit_with_cluster(
             f"submit_with_cluster: unknown job option {unknown[0]!r}; job options are n_workers, "
             f"{', '.join(FUNCTION_JOB_OPTIONS[1:])}; pass the function's keyword arguments as kwargs={{...}}"
         )
+    _check_call(fn, kwargs)
     data = pack_function(fn, args, kwargs or {})
     raw = dict(options)
     if n_workers is not None:
@@ -189,6 +194,23 @@ def submit_with_cluster(
         spec = build_spec(path, (), _raw_options(raw), config=_config_layer(settings.load()), payload=True)
         # The backend snapshots the payload before this temporary directory goes.
         return _warned(submit_spec(spec))
+
+
+def _check_call(fn: Callable[..., Any], kwargs: Mapping[str, Any] | None) -> None:
+    """Refuse at submit a call that could only fail in the job."""
+    what = getattr(fn, "__name__", repr(fn))
+    # The job sends back what the call returns, and a generator or coroutine cannot be pickled.
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise BadInput(f"submit_with_cluster: {what} is a generator function; return a list instead")
+    if inspect.iscoroutinefunction(fn):
+        raise BadInput(f"submit_with_cluster: {what} is an async function; run it with asyncio.run in a plain function")
+    if kwargs is None:
+        return
+    if not isinstance(kwargs, Mapping):
+        raise BadInput(f"submit_with_cluster: kwargs must be a dict of keyword arguments, got {type(kwargs).__name__}")
+    for key in kwargs:
+        if not isinstance(key, str):
+            raise BadInput(f"submit_with_cluster: kwargs keys must be the function's parameter names, got {key!r}")
 
 
 def _backend(name: str | None, config: Settings | None = None) -> Backend:

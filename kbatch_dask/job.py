@@ -12,7 +12,7 @@ from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import KbatchError, KbatchWarning
 from kbatch_dask.records import JobRecord, JobState
 from kbatch_dask.render import workers_cell
-from kbatch_dask.spec.units import format_duration
+from kbatch_dask.spec.units import format_duration, parse_seconds
 
 
 class Job:
@@ -59,6 +59,8 @@ class Job:
         Polls quickly at first, then less often (up to every ``max_poll``
         seconds), so that many waiting sessions do not load the backend's API.
         """
+        if timeout is not None:
+            timeout = parse_seconds(timeout, "timeout")
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.refresh().state.is_terminal():
             if deadline is not None and time.monotonic() >= deadline:

@@ -11,6 +11,7 @@ import click
 
 from kbatch_dask.errors import KbatchError
 from kbatch_dask.spec.options import SPEC_OPTIONS
+from kbatch_dask.spec.units import parse_seconds
 
 OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
 
@@ -209,7 +210,12 @@ def cancel_cmd(job_ids: tuple[str, ...], backend: str | None) -> None:
 
 @cli.command("wait")
 @click.argument("job_id", metavar="JOB")
-@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="Give up after this long (exit 1).")
+@click.option(
+    "--timeout",
+    metavar="SECONDS",
+    callback=lambda _ctx, _param, value: None if value is None else parse_seconds(value),
+    help="Give up after this many seconds, 0 or more (exit 1).",
+)
 @click.option("--backend", metavar="local|kubernetes")
 def wait_cmd(job_id: str, timeout: float | None, backend: str | None) -> None:
     """Wait for a job to end; exit with its exit code."""

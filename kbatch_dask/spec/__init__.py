@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -19,7 +20,8 @@ from typing import Any
 from kbatch_dask.errors import BadInput
 from kbatch_dask.spec.directives import parse_directives
 from kbatch_dask.spec.options import MULTIPLE_OPTIONS, env_values, explicit_values
-from kbatch_dask.spec.units import parse_size, parse_time
+from kbatch_dask.spec.script import read_script
+from kbatch_dask.spec.units import is_digits, parse_size, parse_time
 
 MAX_NAME_LEN = 128
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -49,7 +51,7 @@ class Workers:
         hint = "expected N (0 for no cluster) or MIN:MAX with 0 <= MIN <= MAX and MAX >= 1"
         raw = str(text).strip()
         parts = raw.split(":")
-        if len(parts) > 2 or not all(p.isdigit() for p in parts):
+        if len(parts) > 2 or not all(is_digits(p) for p in parts):
             raise BadInput(f"--dask-workers {text!r}: {hint}")
         if len(parts) == 1:
             n = int(parts[0])
@@ -173,27 +175,6 @@ def current_user(environ: Mapping[str, str] | None = None) -> str:
     return environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
 
-def read_script(path: str) -> str:
-    """The text of a script to submit, or a BadInput saying why it cannot be one."""
-    if not os.path.exists(path):
-        raise BadInput(f"script {path!r}: no such file")
-    if os.path.isdir(path):
-        raise BadInput(f"script {path!r}: is a directory, expected a script file")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise BadInput(f"script {path!r}: cannot be read ({exc.strerror})") from None
-    if not data.strip():
-        raise BadInput(f"script {path!r}: is empty")
-    if b"\0" in data[:8192]:
-        raise BadInput(f"script {path!r}: is a binary file, expected a script")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadInput(f"script {path!r}: is not UTF-8 text") from None
-
-
 def build_spec(
     script: str,
     args: tuple[str, ...] | list[str] = (),
@@ -278,7 +259,7 @@ def _converted(values: Mapping[str, Any], name: str, default: Any = None) -> Any
 
 def _wait_for_workers(text: Any) -> str:
     value = str(text).strip().lower()
-    if value != "all" and not (value.isdigit() and value.isascii()):
+    if value != "all" and not is_digits(value):
         raise BadInput(f"--wait-for-workers {text!r}: expected a number of workers (0 or more) or 'all'")
     return value if value == "all" else str(int(value))
 
@@ -364,8 +345,9 @@ def _positive_number(option: str, text: Any) -> float | None:
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise BadInput(f"{option} {text!r}: expected a positive number") from None
-    if not value > 0 or value != value or value == float("inf"):
+        value = math.nan
+    # ASCII only: float() also reads other scripts' digits ("٣"), which no other option takes.
+    if not str(text).isascii() or not 0 < value < math.inf:
         raise BadInput(f"{option} {text!r}: expected a positive number")
     return int(value) if value.is_integer() else value
 
@@ -374,7 +356,7 @@ def _count(option: str, text: Any, default: int) -> int:
     if text is None or text == "":
         return default
     raw = str(text).strip()
-    if not raw.isdigit():
+    if not is_digits(raw):
         raise BadInput(f"{option} {text!r}: expected a whole number >= 0")
     return int(raw)
 

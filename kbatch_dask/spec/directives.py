@@ -32,6 +32,9 @@ def parse_directives(
     {'dask_workers': '4', 'name': 'x'}
     """
     found: dict[str, Any] = {}
+    # Editors on Windows start UTF-8 files with a byte order mark; Python skips it,
+    # and so must we, or the first line would not be a comment.
+    text = text.removeprefix("\ufeff")
     for lineno, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):

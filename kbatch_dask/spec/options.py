@@ -34,7 +34,7 @@ SPEC_OPTIONS: list[click.Option] = [
     click.Option(
         ["-t", "--time"],
         metavar="LIMIT",
-        help="Wall-clock limit: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S.",
+        help="Wall-clock limit: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S; 0 or UNLIMITED for none [default: none].",
     ),
     click.Option(
         ["--dask-workers"],

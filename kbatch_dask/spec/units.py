@@ -6,12 +6,24 @@ message names the offending value and what is allowed.
 
 from __future__ import annotations
 
+import math
 import re
 
 from kbatch_dask.errors import BadInput
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGTP]?)(i?)(B?)\s*$", re.IGNORECASE)
+# re.ASCII: \d would also match other scripts' digits, which float() then reads.
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGTP]?)(i?)(B?)\s*$", re.IGNORECASE | re.ASCII)
 _SIZE_HINT = "expected a size like 512M, 4G or 4Gi"
+
+
+def is_digits(text: str) -> bool:
+    """Whether ``text`` is a whole number in ASCII digits: ``str.isdigit`` alone
+    also takes ``²`` (which ``int`` refuses) and other scripts' digits.
+
+    >>> is_digits("42"), is_digits("²"), is_digits("٣"), is_digits("")
+    (True, False, False, False)
+    """
+    return text.isascii() and text.isdigit()
 
 
 def parse_size(text: str, option: str = "--memory") -> int:
@@ -48,25 +60,31 @@ def format_size(n: int) -> str:
     return f"{n / 10**9:.1f}G"
 
 
-_TIME_HINT = "expected minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S (slurm formats)"
+_TIME_HINT = "expected minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S (slurm formats), or 0 or UNLIMITED for none"
+_NO_LIMIT = ("UNLIMITED", "INFINITE")  # slurm's words for no limit
 
 
-def parse_time(text: str, option: str = "--time") -> int:
-    """Parse a slurm time limit into seconds.
+def parse_time(text: str, option: str = "--time") -> int | None:
+    """Parse a slurm time limit into seconds; None for no limit (``0``,
+    ``UNLIMITED`` or ``INFINITE``, as in slurm).
 
     >>> parse_time("30"), parse_time("1:30"), parse_time("2:00:00"), parse_time("1-12")
     (1800, 90, 7200, 129600)
+    >>> parse_time("0"), parse_time("unlimited")
+    (None, None)
     """
     raw = str(text).strip()
+    if raw.upper() in _NO_LIMIT:
+        return None
     days = 0
     rest = raw
     if "-" in raw:
         day_part, _, rest = raw.partition("-")
-        if not day_part.isdigit():
+        if not is_digits(day_part):
             raise BadInput(f"{option} {text!r}: {_TIME_HINT}")
         days = int(day_part)
     parts = rest.split(":")
-    if not rest or not all(p.isdigit() for p in parts) or len(parts) > 3:
+    if not rest or not all(is_digits(p) for p in parts) or len(parts) > 3:
         raise BadInput(f"{option} {text!r}: {_TIME_HINT}")
     nums = [int(p) for p in parts]
     if "-" in raw:
@@ -87,9 +105,25 @@ def parse_time(text: str, option: str = "--time") -> int:
         if value >= limit:
             raise BadInput(f"{option} {text!r}: {what} must be below {limit} ({_TIME_HINT})")
     total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-    if total <= 0:
-        raise BadInput(f"{option} {text!r}: a time limit must be more than 0")
-    return total
+    return total or None
+
+
+def parse_seconds(value: object, option: str = "--timeout") -> float:
+    """A number of seconds to wait: finite and 0 or more (``nan`` would never
+    time out, so it is refused with ``inf``; no timeout is no value at all).
+
+    >>> parse_seconds("2.5"), parse_seconds(10)
+    (2.5, 10.0)
+    """
+    text = str(value)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    # ASCII only: float() also reads other scripts' digits, which no other option takes.
+    if not text.isascii() or not 0 <= seconds < math.inf:
+        raise BadInput(f"{option} {value!r}: expected a number of seconds, 0 or more (leave it out to wait to the end)")
+    return seconds
 
 
 def format_duration(seconds: float | None) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import job_dirs, kbatch
+from conftest import BIN, job_dirs, kbatch
 
 from kbatch_dask.cli import main
 
@@ -28,7 +30,7 @@ CASES = [
     ("bad-size", GOOD, ["--memory", "4GG", "job.py"], "--memory '4GG': expected a size like 512M, 4G or 4Gi"),
     ("zero-size", GOOD, ["--memory", "0", "job.py"], "--memory '0'"),
     ("bad-time", GOOD, ["--time", "1:61:00", "job.py"], "--time '1:61:00': minutes must be below 60"),
-    ("zero-time", GOOD, ["--time", "0", "job.py"], "--time '0': a time limit must be more than 0"),
+    ("time-negative", GOOD, ["--time", "-5", "job.py"], "--time '-5'"),
     ("time-letters", GOOD, ["-t", "soon", "job.py"], "--time 'soon'"),
     ("workers-reversed", GOOD, ["--dask-workers", "5:2", "job.py"], "--dask-workers '5:2'"),
     ("workers-negative", GOOD, ["--dask-workers", "-1", "job.py"], "--dask-workers '-1'"),
@@ -41,6 +43,20 @@ CASES = [
     ("empty-script", "", ["job.py"], "is empty"),
     ("directory-script", "DIR", ["job.py"], "is a directory"),
     ("binary-script", b"\x7fELF\x00\x00\x01", ["job.py"], "binary file"),
+    ("fifo-script", "FIFO", ["job.py"], "is a named pipe (FIFO), expected a regular file"),
+    ("device-script", None, ["/dev/zero"], "script '/dev/zero': is a character device, expected a regular file"),
+    ("huge-script", "HUGE", ["job.py"], "a script may be at most 64 MiB"),
+    ("superscript-workers", GOOD, ["--dask-workers", "²", "job.py"], "--dask-workers '²': expected N"),
+    ("superscript-workers-range", GOOD, ["--dask-workers", "1:²", "job.py"], "--dask-workers '1:²'"),
+    ("superscript-retries", GOOD, ["--retries", "²", "job.py"], "--retries '²': expected a whole number"),
+    ("superscript-gpus", GOOD, ["--gpus", "²", "job.py"], "--gpus '²': expected a whole number"),
+    ("superscript-time", GOOD, ["--time", "²", "job.py"], "--time '²': expected minutes"),
+    ("superscript-days", GOOD, ["--time", "²-1", "job.py"], "--time '²-1': expected minutes"),
+    ("arabic-digit-memory", GOOD, ["--memory", "٣G", "job.py"], "--memory '٣G': expected a size"),
+    ("arabic-digit-cpus", GOOD, ["--cpus", "٣", "job.py"], "--cpus '٣': expected a positive number"),
+    ("arabic-digit-worker-cores", GOOD, ["--worker-cores", "٣", "job.py"], "--worker-cores '٣'"),
+    ("arabic-digit-wait-for", GOOD, ["--wait-for-workers", "٣", "job.py"], "--wait-for-workers '٣'"),
+    ("directive-after-bom", b"\xef\xbb\xbf#KBATCH --dask-wrokers 2\nprint(1)\n", ["job.py"], "job.py, line 1"),
     ("bad-pattern", GOOD, ["-o", "out-%q.txt", "job.py"], "unknown pattern %q"),
     ("bad-backend", GOOD, ["--backend", "slurm", "job.py"], "--backend 'slurm'"),
     ("bad-export", GOOD, ["--export", "A B", "job.py"], "--export 'A B'"),
@@ -62,6 +78,11 @@ def test_bad_input_exits_2_with_one_line_and_creates_nothing(
     script = tmp_path / "job.py"
     if body == "DIR":
         script.mkdir()
+    elif body == "FIFO":
+        os.mkfifo(script)
+    elif body == "HUGE":
+        with script.open("wb") as f:  # sparse: 65 MiB on disk costs nothing
+            f.truncate(65 * 2**20)
     elif isinstance(body, bytes):
         script.write_bytes(body)
     elif isinstance(body, str):
@@ -185,3 +206,141 @@ def test_syntax_error_is_a_runtime_failure_not_a_submit_error(home: Path, tmp_pa
     assert proc.returncode == 1
     assert "Job " in proc.stderr and "FAILED" in proc.stderr
     assert "SyntaxError" in (tmp_path / "b.out").read_text()
+
+
+@pytest.mark.parametrize("limit", ["0", "UNLIMITED", "unlimited", "INFINITE", "0:00"])
+def test_time_zero_or_unlimited_means_no_limit_over_a_directive(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], limit: str
+) -> None:
+    import yaml
+
+    (tmp_path / "job.py").write_text("#KBATCH --time 10\nprint(1)\n")
+    code, out, err = run_main(["--dry-run", "--time", limit, "job.py"], capsys)
+    assert code == 0, err
+    assert yaml.safe_load(out)["spec"]["time_limit"] is None
+    assert job_dirs(home) == []
+
+
+def test_directives_after_a_utf8_byte_order_mark_are_read(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    (tmp_path / "job.py").write_bytes(b"\xef\xbb\xbf#!/usr/bin/env python\n#KBATCH -J from-directive\nprint(1)\n")
+    code, out, err = run_main(["--dry-run", "job.py"], capsys)
+    assert code == 0, err
+    assert yaml.safe_load(out)["spec"]["name"] == "from-directive"
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-1", "soon", "٣"])
+def test_wait_timeout_must_be_finite_seconds(home: Path, tmp_path: Path, timeout: str) -> None:
+    proc = kbatch("wait", "nosuch", "--timeout", timeout, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: --timeout {timeout!r}: expected a number of seconds, 0 or more"
+        + proc.stderr.strip().split("0 or more", 1)[1]
+    ]
+
+
+def test_wait_timeout_in_the_python_api_must_be_finite_seconds(home: Path, tmp_path: Path) -> None:
+    from kbatch_dask import BadInput, submit
+
+    (tmp_path / "job.py").write_text(GOOD)
+    job = submit(str(tmp_path / "job.py"), dask_workers=0, output=str(tmp_path / "job.out"))
+    with pytest.raises(BadInput, match="timeout nan: expected a number of seconds, 0 or more"):
+        job.wait(timeout=float("nan"))
+    assert job.wait(timeout=120).value == "SUCCEEDED"
+
+
+def numbers() -> object:
+    yield 1
+
+
+async def later() -> int:
+    return 1
+
+
+FUNCTION_CASES = [
+    ("generator", numbers, {}, "submit_with_cluster: numbers is a generator function"),
+    ("async", later, {}, "submit_with_cluster: later is an async function"),
+    ("int-kwargs-key", print, {"kwargs": {1: 2}}, "kwargs keys must be the function's parameter names, got 1"),
+    ("kwargs-not-a-mapping", print, {"kwargs": [("a", 1)]}, "kwargs must be a dict of keyword arguments, got list"),
+    ("not-callable", None, {}, "submit_with_cluster: None is not callable"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fn", "options", "expected"), [c[1:] for c in FUNCTION_CASES], ids=[c[0] for c in FUNCTION_CASES]
+)
+def test_function_jobs_that_cannot_work_are_refused_at_submit(
+    home: Path, fn: object, options: dict[str, object], expected: str
+) -> None:
+    from kbatch_dask import BadInput, submit_with_cluster
+
+    with pytest.raises(BadInput) as info:
+        submit_with_cluster(fn, n_workers=0, **options)  # type: ignore[arg-type]
+    assert expected in str(info.value)
+    assert job_dirs(home) == []
+
+
+@pytest.mark.parametrize("script", [None, 3, b"job.py", ""])
+def test_submit_needs_a_script_path(home: Path, tmp_path: Path, script: object) -> None:
+    from kbatch_dask import BadInput, submit
+
+    (tmp_path / "job.py").write_text(GOOD)
+    with pytest.raises(BadInput, match=r"^submit: the script must be a path \(str or os.PathLike\), got "):
+        submit(script)  # type: ignore[arg-type]
+    assert job_dirs(home) == []
+
+
+@pytest.mark.parametrize("command", ["show", "logs", "cancel", "wait"])
+def test_a_truncated_record_is_one_line_exit_1(home: Path, tmp_path: Path, command: str) -> None:
+    broken = home / "jobs" / "zzzzz"
+    broken.mkdir(parents=True)
+    (broken / "record.json").write_text('{"id": "zzzzz", "state": "RUNN')  # half-written
+    proc = kbatch(command, "zzzzz", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == (
+        "Error: job 'zzzzz': record unreadable (JSONDecodeError: Unterminated string starting at: "
+        f"line 1 column 26 (char 25)); see {broken / 'record.json'}"
+    )
+
+
+def without_privileges() -> list[str]:
+    """A command prefix under which file permissions hold: root ignores them, but not
+    root in a user namespace of its own (the files stay its own, the override goes)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-U", "true"]).returncode != 0:
+        pytest.skip("running as root without user namespaces: permissions cannot be tested")
+    return ["unshare", "-U"]
+
+
+READ_ONLY_CASES = [
+    ("jobs", "cannot create a job directory in {jobs}: Permission denied"),
+    ("home", "cannot create the state directory {jobs}: Permission denied"),  # no jobs/ yet
+]
+
+
+@pytest.mark.parametrize(("read_only", "expected"), READ_ONLY_CASES, ids=[c[0] for c in READ_ONLY_CASES])
+def test_a_read_only_state_directory_is_one_line_exit_1(
+    home: Path, tmp_path: Path, read_only: str, expected: str
+) -> None:
+    (tmp_path / "job.py").write_text(GOOD)
+    if read_only == "jobs":
+        (home / "jobs").mkdir()
+    locked = home / "jobs" if read_only == "jobs" else home
+    locked.chmod(0o555)
+    try:
+        proc = subprocess.run(
+            [*without_privileges(), str(BIN / "kbatch"), "job.py", "--dask-workers", "0"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == "Error: " + expected.format(jobs=home / "jobs")
+    assert job_dirs(home) == []

@@ -8,7 +8,8 @@ import pytest
 
 from kbatch_dask.errors import BadInput
 from kbatch_dask.spec import JobSpec, Workers, build_spec, expand_pattern
-from kbatch_dask.spec.units import format_duration, parse_size, parse_time
+from kbatch_dask.spec.directives import parse_directives
+from kbatch_dask.spec.units import format_duration, parse_seconds, parse_size, parse_time
 
 
 @pytest.mark.parametrize(
@@ -52,10 +53,34 @@ def test_slurm_times(text: str, seconds: int) -> None:
     assert parse_time(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["0", "0:00", "1:61:00", "1:60", "1-24", "x", "1:2:3:4", "-5", "1-", ""])
+@pytest.mark.parametrize(
+    "text", ["1:61:00", "1:60", "1-24", "x", "1:2:3:4", "-5", "1-", "", "²", "1:²", "²-1", "٣", "UNLIMITEDx"]
+)
 def test_bad_times(text: str) -> None:
     with pytest.raises(BadInput, match="--time"):
         parse_time(text)
+
+
+@pytest.mark.parametrize("text", ["0", "0:00", "0-0", "UNLIMITED", "unlimited", "INFINITE", " Unlimited "])
+def test_zero_and_unlimited_times_mean_no_limit(text: str) -> None:
+    assert parse_time(text) is None
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("0", 0.0), ("2.5", 2.5), (10, 10.0), ("1e3", 1000.0)])
+def test_timeouts(value: object, seconds: float) -> None:
+    assert parse_seconds(value) == seconds
+
+
+@pytest.mark.parametrize(
+    "value", ["nan", "inf", "-inf", "-1", float("nan"), float("inf"), -0.5, "soon", "٣", None, True]
+)
+def test_bad_timeouts(value: object) -> None:
+    with pytest.raises(BadInput, match=r"--timeout .*: expected a number of seconds, 0 or more"):
+        parse_seconds(value)
+
+
+def test_directives_after_a_byte_order_mark() -> None:
+    assert parse_directives("\ufeff#!/usr/bin/env python\n#KBATCH -J x\n") == {"name": "x"}
 
 
 def test_durations() -> None:

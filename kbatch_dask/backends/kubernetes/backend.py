@@ -31,7 +31,8 @@ from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.settings import Settings
-from kbatch_dask.spec import JobSpec, current_user, expand_pattern, read_script
+from kbatch_dask.spec import JobSpec, current_user, expand_pattern
+from kbatch_dask.spec.script import read_script
 
 NAME = "kubernetes"
 ID_ATTEMPTS = 5

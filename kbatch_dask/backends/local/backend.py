@@ -185,7 +185,7 @@ class LocalBackend:
                     record = self._checked(jobdir, record)
             except FileNotFoundError:
                 continue  # a job directory being created or removed right now
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, BackendError) as exc:
                 record = self._unreadable(jobdir, exc)
             if ended_since and record.state.is_terminal() and (record.finished or record.submitted) < ended_since:
                 continue
@@ -209,7 +209,9 @@ class LocalBackend:
             state=JobState.LOST,
             submitted=submitted,
             script="?",
-            reason=f"job record unreadable ({type(exc).__name__}: {exc}); see {jobdir.file('record.json')}",
+            reason=str(exc)
+            if isinstance(exc, BackendError)
+            else f"job record unreadable ({type(exc).__name__}: {exc}); see {jobdir.file('record.json')}",
         )
 
     def _checked(self, jobdir: JobDir, record: JobRecord | None = None) -> JobRecord:

@@ -67,8 +67,18 @@ class JobDir:
             return dict(json.load(f))
 
     def read_record(self) -> JobRecord:
-        with open(self.file("record.json")) as f:
-            return JobRecord.from_dict(json.load(f))
+        """The job's record; a BackendError naming the file when it is not a whole
+        record (truncated, say). FileNotFoundError: the directory is going or coming."""
+        path = self.file("record.json")
+        try:
+            with open(path) as f:
+                return JobRecord.from_dict(json.load(f))
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BackendError(
+                f"job {self.id!r}: record unreadable ({type(exc).__name__}: {exc}); see {path}"
+            ) from None
 
     def write_record(self, record: JobRecord) -> None:
         write_json_atomic(self.file("record.json"), record.to_dict())
@@ -150,6 +160,8 @@ class JobStore:
                 break
             except FileExistsError:
                 continue
+            except OSError as exc:
+                raise BackendError(f"cannot create a job directory in {self.jobs_dir}: {exc.strerror}") from None
         else:
             raise BackendError(f"could not find a free job id in {self.jobs_dir}")
         jobdir = JobDir(path)
