@@ -71,6 +71,7 @@ class DaskInfo:
     cluster_status: ClusterStatus | None = None  # what the gateway says now (the queue's join)
     live_workers: int | None = None
     dashboard: str | None = None
+    worker_limit: int | None = None  # the most the gateway gave this cluster, when it capped the request
 
     def replace(self, **changes: Any) -> DaskInfo:
         return dataclasses.replace(self, **changes)

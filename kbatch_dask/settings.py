@@ -36,6 +36,7 @@ class Driver:
     gateway_retry: float
     dead_mans_switch_grace: float
     wait_for_workers: str  # N or "all", as --wait-for-workers
+    wait_for_workers_timeout: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ class Timing(TypedDict):
     kill_grace: float
     gateway_retry: float
     switch_grace: float
+    wait_for_workers_timeout: float
 
 
 def timing(driver: settings.Driver) -> Timing:
@@ -25,4 +26,5 @@ def timing(driver: settings.Driver) -> Timing:
         "kill_grace": driver.kill_grace,
         "gateway_retry": driver.gateway_retry,
         "switch_grace": driver.dead_mans_switch_grace,
+        "wait_for_workers_timeout": driver.wait_for_workers_timeout,
     }

@@ -29,10 +29,11 @@ class LocalReporter:
     def started(self) -> None:
         self.jobdir.update_record(state=JobState.RUNNING, started=now(), pid=os.getpid(), host=socket.gethostname())
 
-    def cluster(self, name: str, dashboard: str | None) -> None:
+    def cluster(self, name: str, dashboard: str | None, worker_limit: int | None) -> None:
         record = self.jobdir.read_record()
         workers = record.dask.workers if record.dask else "?"
-        self.jobdir.update_record(dask=DaskInfo(workers=workers, cluster=name, dashboard=dashboard))
+        info = DaskInfo(workers=workers, cluster=name, dashboard=dashboard, worker_limit=worker_limit)
+        self.jobdir.update_record(dask=info)
 
     def owned(self, clusters: tuple[str, ...]) -> None:
         self.jobdir.update_record(owned_clusters=clusters)

@@ -216,7 +216,12 @@ def job_record(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Job
         output=ann.get(names.ANN_OUTPUT) or None,
         comment=ann.get(names.ANN_COMMENT) or None,
         host=str((pod.get("metadata") or {}).get("name")) if pod else None,
-        dask=DaskInfo(workers, cluster=ann.get(names.ANN_CLUSTER), dashboard=ann.get(names.ANN_DASHBOARD))
+        dask=DaskInfo(
+            workers,
+            cluster=ann.get(names.ANN_CLUSTER),
+            dashboard=ann.get(names.ANN_DASHBOARD),
+            worker_limit=_int(ann.get(names.ANN_WORKER_LIMIT)),
+        )
         if workers
         else None,
         owned_clusters=tuple(filter(None, (ann.get(names.ANN_OWNED_CLUSTERS) or "").split(","))),
