@@ -26,6 +26,7 @@ from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.spec import JobSpec, build_spec
 from kbatch_dask.spec.environment import exported_environment
 from kbatch_dask.spec.options import SPEC_OPTION_NAMES
+from kbatch_dask.spec.units import format_size
 
 if TYPE_CHECKING:
     from kbatch_dask.backends.local.backend import LocalBackend
@@ -118,7 +119,12 @@ def _check_cluster_options(spec: JobSpec, backend: Backend) -> None:
             declared = client.cluster_options()
     except KbatchError:
         return  # unreachable now: the driver will retry, and report a refusal itself
-    check_cluster_options(options, declared)
+    said: dict[str, str] = {}
+    if spec.worker_memory is not None:
+        said["worker_memory"] = f"--worker-memory {format_size(spec.worker_memory)}"
+    if spec.worker_cores is not None:
+        said["worker_cores"] = f"--worker-cores {spec.worker_cores:g}"
+    check_cluster_options(options, declared, said)
 
 
 def submit(script: str | os.PathLike[str], *args: str, **options: Any) -> Job:

@@ -73,6 +73,7 @@ class DaskInfo:
     dashboard: str | None = None
     worker_cores: float | None = None  # as asked (--worker-cores); None: the gateway's default
     worker_memory: int | None = None  # bytes, as asked (--worker-memory); None: the gateway's default
+    worker_limit: int | None = None  # the most the gateway gave this cluster, when it capped the request
 
     def replace(self, **changes: Any) -> DaskInfo:
         return dataclasses.replace(self, **changes)

@@ -18,17 +18,21 @@ MAX_NAME = 24
 
 
 def workers_cell(record: JobRecord) -> str:
-    """``live/requested``: ``2/2``, ``3/2-20``; ``?`` when the live count is unknown.
+    """``live/requested``: ``2/2``, ``3/2-20``; ``?`` when the live count is unknown;
+    what the gateway allows when it capped the request: ``8/8 (capped from 20)``.
 
     >>> from kbatch_dask.records import DaskInfo, JobState, now
     >>> r = JobRecord("a", "n", "u", "local", JobState.RUNNING, now(), "s", dask=DaskInfo("2:20", live_workers=3))
-    >>> workers_cell(r)
-    '3/2-20'
+    >>> workers_cell(r), workers_cell(r.replace(dask=DaskInfo("2:20", live_workers=3, worker_limit=8)))
+    ('3/2-20', '3/2-8 (capped from 2-20)')
     """
     d = record.dask
     if d is None:
         return "-"
     requested = d.workers.replace(":", "-")
+    if d.worker_limit is not None:
+        granted = "-".join(str(min(int(n), d.worker_limit)) for n in d.workers.split(":"))
+        requested = f"{granted} (capped from {requested})"
     if record.state.is_terminal() or (d.cluster_status is not None and not d.cluster_status.is_active()):
         live = "0" if d.cluster_status else "-"
     elif d.live_workers is None:

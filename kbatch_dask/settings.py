@@ -37,6 +37,7 @@ class Driver:
     dead_mans_switch_grace: float
     cluster_lost_after: float
     wait_for_workers: str  # N or "all", as --wait-for-workers
+    wait_for_workers_timeout: float
 
 
 @dataclasses.dataclass(frozen=True)

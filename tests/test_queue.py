@@ -129,6 +129,7 @@ def test_json_shape_matches_the_cli_contract() -> None:
         "dashboard": "http://gw/clusters/c1/status",
         "worker_cores": None,
         "worker_memory": None,
+        "worker_limit": None,
     }
     assert JobRecord.from_dict(first).to_dict() == first
 

@@ -17,6 +17,7 @@ class Timing(TypedDict):
     gateway_retry: float
     switch_grace: float
     cluster_lost_after: float
+    wait_for_workers_timeout: float
 
 
 def timing(driver: settings.Driver) -> Timing:
@@ -27,4 +28,5 @@ def timing(driver: settings.Driver) -> Timing:
         "gateway_retry": driver.gateway_retry,
         "switch_grace": driver.dead_mans_switch_grace,
         "cluster_lost_after": driver.cluster_lost_after,
+        "wait_for_workers_timeout": driver.wait_for_workers_timeout,
     }

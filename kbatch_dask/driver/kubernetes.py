@@ -59,8 +59,9 @@ class KubeReporter:
     def started(self) -> None:
         self._annotate({names.ANN_STARTED: now().isoformat(timespec="seconds")})
 
-    def cluster(self, name: str, dashboard: str | None) -> None:
-        self._annotate({names.ANN_CLUSTER: name, names.ANN_DASHBOARD: dashboard})
+    def cluster(self, name: str, dashboard: str | None, worker_limit: int | None) -> None:
+        limit = None if worker_limit is None else str(worker_limit)
+        self._annotate({names.ANN_CLUSTER: name, names.ANN_DASHBOARD: dashboard, names.ANN_WORKER_LIMIT: limit})
 
     def owned(self, clusters: tuple[str, ...]) -> None:
         self._annotate({names.ANN_OWNED_CLUSTERS: ",".join(clusters)})

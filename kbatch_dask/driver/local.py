@@ -28,11 +28,12 @@ class LocalReporter:
     def started(self) -> None:
         self.jobdir.update_record(state=JobState.RUNNING, started=now(), pid=os.getpid(), host=socket.gethostname())
 
-    def cluster(self, name: str, dashboard: str | None) -> None:
+    def cluster(self, name: str, dashboard: str | None, worker_limit: int | None) -> None:
         with self.jobdir.locked():
             record = self.jobdir.read_record()
             dask = record.dask or DaskInfo(workers="?")
-            self.jobdir.write_record(record.replace(dask=dask.replace(cluster=name, dashboard=dashboard)))
+            changes = dask.replace(cluster=name, dashboard=dashboard, worker_limit=worker_limit or dask.worker_limit)
+            self.jobdir.write_record(record.replace(dask=changes))
 
     def owned(self, clusters: tuple[str, ...]) -> None:
         self.jobdir.update_record(owned_clusters=clusters)

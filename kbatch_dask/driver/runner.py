@@ -36,8 +36,21 @@ def connect_default_client() -> Any:
 
     client = get_client()
     workers = int(os.environ.get("KBATCH_DASK_WAIT_FOR_WORKERS") or 0)
-    if workers:  # --wait-for-workers: the job's time limit bounds the wait
-        client.wait_for_workers(workers)
+    if workers:  # --wait-for-workers
+        timeout = float(os.environ["KBATCH_DASK_WAIT_FOR_WORKERS_TIMEOUT"])
+        try:
+            client.wait_for_workers(workers, timeout=timeout)
+        except TimeoutError:
+            # The script starts anyway: workers may still come (a busy Kubernetes
+            # cluster adds nodes), Dask code waits for them, and the job's time limit
+            # bounds the rest; the note says why it may run slowly.
+            came = len(client.scheduler_info(n_workers=-1)["workers"])
+            print(
+                f"kbatch: {came} of {workers} workers came within {timeout:g} s "
+                "(kbatch.driver.wait-for-workers-timeout); the script starts with those",
+                file=sys.stderr,
+                flush=True,
+            )
     return client
 
 
@@ -119,12 +132,11 @@ def run_notebook(path: str) -> int:
     output = os.environ.get("KBATCH_DASK_NOTEBOOK_OUTPUT") or os.path.splitext(path)[0] + ".out.ipynb"
     with tempfile.TemporaryDirectory(prefix="kbatch-ipython-") as ipython_dir:
         # An IPython startup file makes the cluster's client the default inside
-        # the kernel, without adding a cell to the user's notebook.
+        # the kernel (once it has its workers), without adding a cell to the user's notebook.
         startup = os.path.join(ipython_dir, "profile_default", "startup")
         os.makedirs(startup)
         with open(os.path.join(startup, "00-kbatch-dask.py"), "w") as f:
-            f.write("import os\nif os.environ.get('KBATCH_DASK_CLUSTER'):\n")
-            f.write("    from kbatch_dask.driver.session import get_client as _g\n    _g()\n    del _g\n")
+            f.write("from kbatch_dask.driver.runner import connect_default_client as _c\n_c()\ndel _c\n")
         os.environ["IPYTHONDIR"] = ipython_dir
         # The kernel speaks over Unix sockets in this private directory rather than
         # TCP, which any user of the machine could reach (the kernel warns of that).

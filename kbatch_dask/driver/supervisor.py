@@ -29,9 +29,10 @@ from kbatch_dask.driver.switch import DeadMansSwitch
 from kbatch_dask.driver.tee import OutputUnwritable, Tee, note, open_append
 from kbatch_dask.errors import GatewayError, GatewayUnreachable
 from kbatch_dask.gateway import GatewayClient
+from kbatch_dask.gateway.options import worker_limit
 from kbatch_dask.hub import tokens as hub
 from kbatch_dask.records import JobState
-from kbatch_dask.spec import JobSpec
+from kbatch_dask.spec import JobSpec, Workers
 
 RUNNER_MODULE = "kbatch_dask.driver.runner"
 T = TypeVar("T")
@@ -42,7 +43,9 @@ class Reporter(Protocol):
 
     def started(self) -> None: ...
 
-    def cluster(self, name: str, dashboard: str | None) -> None: ...
+    def cluster(self, name: str, dashboard: str | None, worker_limit: int | None) -> None:
+        """The job's cluster runs; ``worker_limit``: the most workers the gateway gives it, when it capped them."""
+        ...
 
     def owned(self, clusters: tuple[str, ...]) -> None: ...  # every cluster the job's code made so far
 
@@ -100,6 +103,7 @@ class Supervisor:
         start_timeout: float = 120.0,
         runner_env: Mapping[str, str] | None = None,
         switch_grace: float = 5.0,
+        wait_for_workers_timeout: float = 300.0,
         log: Callable[[str], None] = print,
         echo: IO[bytes] | None = None,
         start_runner: StartRunner = start_process,
@@ -123,6 +127,7 @@ class Supervisor:
         self.start_timeout = start_timeout
         self.extra_runner_env = dict(runner_env or {})
         self.switch_grace = switch_grace
+        self.wait_for_workers_timeout = wait_for_workers_timeout
         self.log = log
         self.echo = echo  # also copy the job's output here (a pod's log)
         self.start_runner = start_runner
@@ -136,6 +141,7 @@ class Supervisor:
         self.stop: StopReason | None = None  # why the job is stopping: set once, by the first cause
         self.gateway: GatewayClient | None = None
         self.cluster_name: str | None = None
+        self.worker_limit: int | None = None  # the gateway's, once it capped the cluster
         self.switch: DeadMansSwitch | None = None
         self.runner: Runner | None = None
         switch = DeadMansSwitch if switch_grace > 0 else None
@@ -157,7 +163,9 @@ class Supervisor:
         try:
             out, err = self._open_outputs()  # before the cluster: output that cannot be written fails the job
             if self.spec.workers:
-                self._start_cluster()
+                capped = self._start_cluster()
+                if capped:
+                    note(err or out, f"kbatch: {capped}")
             returncode = self._run_runner(out, err, deadline)
         except Interrupted:
             pass  # the signal handler recorded why
@@ -226,7 +234,8 @@ class Supervisor:
 
     # -- cluster ----------------------------------------------------------------
 
-    def _start_cluster(self) -> None:
+    def _start_cluster(self) -> str | None:
+        """Start the job's cluster; what to tell the user when the gateway gave it fewer workers."""
         workers = self.spec.workers
         assert workers is not None
         deadline = self.clock() + self.gateway_retry
@@ -236,17 +245,31 @@ class Supervisor:
         name = self._retrying(lambda: gateway.create_cluster(self.spec.cluster_options()), deadline)
         self.cluster_name = name
         # Recorded before it runs: whatever happens to this driver from here on, `kbatch gc` finds the cluster.
-        self.reporter.cluster(name, None)
+        self.reporter.cluster(name, None, None)
         self.log(f"cluster {name} created; waiting for it to start")
         if self.switch_grace > 0:
             self.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log)
         info = self._retrying(lambda: gateway.wait_running(name, self.start_timeout), deadline)
         if workers.adaptive:
-            gateway.adapt(name, workers.minimum, workers.maximum)
+            capped = gateway.adapt(name, workers.minimum, workers.maximum)
         else:
-            gateway.scale(name, workers.maximum)
+            capped = gateway.scale(name, workers.maximum)
         self.log(f"cluster {name} running: {info.dashboard}")
-        self.reporter.cluster(name, info.dashboard)
+        note = None
+        if capped:
+            self.worker_limit = limit = worker_limit(capped)
+            if limit is None:
+                note = f"--dask-workers {workers}: {capped}"
+            else:
+                granted = Workers(min(workers.minimum, limit), min(workers.maximum, limit), workers.adaptive)
+                plural = "worker" if limit == 1 else "workers"
+                note = (
+                    f"--dask-workers {workers}: the gateway allows at most {limit} {plural} per cluster; "
+                    f"the job runs with {granted}"
+                )
+            self.log(note)
+        self.reporter.cluster(name, info.dashboard, self.worker_limit)
+        return note
 
     def _retrying(self, call: Callable[[], T], deadline: float) -> T:
         """Retry ``call`` while the gateway is unreachable, with backoff, until ``deadline``."""
@@ -337,7 +360,10 @@ class Supervisor:
         env.update(self.owned.prepare(self.gateway, env.get("PYTHONPATH")))
         if self.cluster_name:
             env["KBATCH_DASK_CLUSTER"] = self.cluster_name
-            env["KBATCH_DASK_WAIT_FOR_WORKERS"] = str(self.spec.required_workers())
+            required = self.spec.required_workers()
+            # Not more than the gateway gives: those would never come.
+            env["KBATCH_DASK_WAIT_FOR_WORKERS"] = str(min(required, self.worker_limit or required))
+            env["KBATCH_DASK_WAIT_FOR_WORKERS_TIMEOUT"] = str(self.wait_for_workers_timeout)
         return env
 
     def _run_runner(self, out: IO[bytes] | None, err: IO[bytes] | None, deadline: float | None) -> int | None:

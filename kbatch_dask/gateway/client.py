@@ -106,12 +106,14 @@ class GatewayClient:
         data = self.transport.request("GET", "/api/v1/options") or {}
         return {o["field"]: o.get("spec", {}) for o in data.get("cluster_options", [])}
 
-    def scale(self, name: str, workers: int) -> None:
-        self.transport.request("POST", f"/api/v1/clusters/{name}/scale", {"count": workers})
+    def scale(self, name: str, workers: int) -> str | None:
+        """Ask for ``workers`` workers; the gateway's message when it gave fewer (its limit), else None."""
+        return _capped(self.transport.request("POST", f"/api/v1/clusters/{name}/scale", {"count": workers}))
 
-    def adapt(self, name: str, minimum: int, maximum: int) -> None:
+    def adapt(self, name: str, minimum: int, maximum: int) -> str | None:
+        """Make the cluster adaptive; the gateway's message when it lowered the bounds, else None."""
         body = {"minimum": minimum, "maximum": maximum, "active": True}
-        self.transport.request("POST", f"/api/v1/clusters/{name}/adapt", body)
+        return _capped(self.transport.request("POST", f"/api/v1/clusters/{name}/adapt", body))
 
     def stop_cluster(self, name: str, timeout: float = 10.0) -> None:
         """Stop a cluster; a cluster that is already gone counts as stopped."""
@@ -124,3 +126,11 @@ class GatewayClient:
     def dask_gateway(self) -> Gateway:
         """A ``dask_gateway.Gateway`` for what only it does: connecting a Dask client."""
         return connect(self.settings)
+
+
+def _capped(answer: Any) -> str | None:
+    """dask-gateway-server caps a scale or adapt at its ``cluster_max_workers`` and says
+    so, with ``ok: false``, rather than refusing it."""
+    if isinstance(answer, dict) and answer.get("ok") is False:
+        return str(answer.get("msg") or "the gateway gave fewer workers than asked")
+    return None

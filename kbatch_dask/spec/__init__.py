@@ -93,18 +93,19 @@ class JobSpec:
 
     def required_workers(self) -> int:
         """Workers the cluster must have before the user's code starts: the
-        requested count, capped at the cluster's size (``all``: its size, or an
-        adaptive cluster's minimum).
+        requested count, capped at the cluster's size at rest (``all``: that
+        size): a fixed cluster's count, an adaptive cluster's minimum (it
+        grows only once there is work).
 
         >>> spec = JobSpec("s.py", "s", "me", "/", "o", workers=Workers(2, 10, True), wait_for_workers="all")
-        >>> spec.required_workers()
-        2
+        >>> adaptive_from_zero = dataclasses.replace(spec, workers=Workers(0, 10, True), wait_for_workers="1")
+        >>> spec.required_workers(), adaptive_from_zero.required_workers()
+        (2, 0)
         """
         if self.workers is None:
             return 0
-        if self.wait_for_workers == "all":
-            return self.workers.minimum if self.workers.adaptive else self.workers.maximum
-        return min(int(self.wait_for_workers), self.workers.maximum)
+        size = self.workers.minimum if self.workers.adaptive else self.workers.maximum
+        return size if self.wait_for_workers == "all" else min(int(self.wait_for_workers), size)
 
     @property
     def kind(self) -> str:

@@ -46,20 +46,6 @@ def parse_size(text: str, option: str = "--memory") -> int:
     return int(value)
 
 
-def format_size(n: int) -> str:
-    """A size in bytes in the largest unit that divides it (as :func:`parse_size`
-    reads it back), else in decimal G with one digit.
-
-    >>> format_size(4 * 2**30), format_size(10**9), format_size(1234567891)
-    ('4Gi', '1G', '1.2G')
-    """
-    for power in range(5, 0, -1):
-        for base, suffix in ((1024, "i"), (1000, "")):
-            if n % base**power == 0:
-                return f"{n // base**power}{'KMGTP'[power - 1]}{suffix}"
-    return f"{n / 10**9:.1f}G"
-
-
 _TIME_HINT = "expected minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S (slurm formats), or 0 or UNLIMITED for none"
 _NO_LIMIT = ("UNLIMITED", "INFINITE")  # slurm's words for no limit
 
@@ -143,3 +129,18 @@ def format_duration(seconds: float | None) -> str:
     if hours:
         return f"{hours}:{minutes:02d}:{s:02d}"
     return f"{minutes}:{s:02d}"
+
+
+def format_size(size: int) -> str:
+    """A size of bytes as it was most likely written: the largest unit, decimal
+    or binary, that gives a number of at most three decimals.
+
+    >>> format_size(16_000_000_000), format_size(4 * 2**30), format_size(1_500_000_000), format_size(1023)
+    ('16G', '4Gi', '1.5G', '1023 bytes')
+    """
+    for power in range(5, 0, -1):
+        for base, suffix in ((1024, "i"), (1000, "")):
+            number = size / base**power
+            if number >= 1 and round(number, 3) * base**power == size:
+                return f"{number:g}{'KMGTP'[power - 1]}{suffix}"
+    return f"{size} bytes"

@@ -140,7 +140,7 @@ def test_unknown_dask_option_refused_at_submit_when_gateway_is_up(home: Path, tm
         "Error: cluster option 'worker_corse': the gateway has no such option; it offers: worker_cores, worker_memory"
     )
     proc = kbatch("x.py", "--worker-cores", "99", cwd=tmp_path)
-    assert proc.returncode == 2 and "worker_cores=99: at most 4" in proc.stderr
+    assert proc.returncode == 2 and "--worker-cores 99: at most 4 (the gateway's limit)" in proc.stderr
     assert job_dirs(home) == []
 
 

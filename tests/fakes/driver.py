@@ -162,13 +162,15 @@ class FakeGateway(GatewayClient):
             self.while_starting()
         return ClusterInfo(name, ClusterStatus.RUNNING, f"{ADDRESS}/clusters/{name}/status")
 
-    def scale(self, name: str, workers: int) -> None:
+    def scale(self, name: str, workers: int) -> str | None:
         self._answer("cluster scaled")
         self.sizes.append((name, workers, workers))
+        return None
 
-    def adapt(self, name: str, minimum: int, maximum: int) -> None:
+    def adapt(self, name: str, minimum: int, maximum: int) -> str | None:
         self._answer("cluster adapted")
         self.sizes.append((name, minimum, maximum))
+        return None
 
     def cluster_info(self, name: str, timeout: float = 10.0) -> ClusterInfo | None:
         self._answer("cluster checked")
@@ -201,7 +203,7 @@ class FakeReporter:
     def started(self) -> None:
         self.events.append("record started")
 
-    def cluster(self, name: str, dashboard: str | None) -> None:
+    def cluster(self, name: str, dashboard: str | None, worker_limit: int | None) -> None:
         self.clusters.append((name, dashboard))
 
     def owned(self, clusters: tuple[str, ...]) -> None:

@@ -27,6 +27,7 @@ ANN_RESULT = PREFIX + "result"  # where a function job's pickled result goes
 # Set by the driver while the job runs.
 ANN_CLUSTER = PREFIX + "cluster"
 ANN_DASHBOARD = PREFIX + "dashboard"
+ANN_WORKER_LIMIT = PREFIX + "worker-limit"  # the gateway's, when it capped the cluster
 ANN_OWNED_CLUSTERS = PREFIX + "owned-clusters"  # comma-separated: the clusters the job's code made
 ANN_STARTED = PREFIX + "started"
 ANN_FINISHED = PREFIX + "finished"

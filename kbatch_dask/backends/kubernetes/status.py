@@ -231,6 +231,7 @@ def job_record(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Job
             dashboard=ann.get(names.ANN_DASHBOARD),
             worker_cores=_number(ann.get(names.ANN_WORKER_CORES)),
             worker_memory=_int(ann.get(names.ANN_WORKER_MEMORY)),
+            worker_limit=_int(ann.get(names.ANN_WORKER_LIMIT)),
         )
         if workers
         else None,

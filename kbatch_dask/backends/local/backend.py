@@ -27,6 +27,7 @@ from kbatch_dask.backends.local.store import JobDir, JobStore
 from kbatch_dask.backends.outputs import LogStream, check_writable, log_files, read_files
 from kbatch_dask.errors import BackendError, BadInput, GatewayError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
+from kbatch_dask.gateway.options import check_worker_count
 from kbatch_dask.procs import killpg, pid_alive
 from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
 from kbatch_dask.settings import Settings
@@ -97,6 +98,9 @@ class LocalBackend:
     def check(self, spec: JobSpec) -> None:
         if spec.kind == "notebook" and importlib.util.find_spec("papermill") is None:
             raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
+        if spec.workers and configured_gateway() is None:  # the embedded gateway, whose limit is ours
+            limit = self.config.embedded_gateway.cluster_max_workers
+            check_worker_count(str(spec.workers), spec.workers.maximum, limit)
 
     def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
         """The validated spec a submission would store (the environment is not shown)."""

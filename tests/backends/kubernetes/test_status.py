@@ -151,6 +151,7 @@ def test_record_of_a_running_job_with_a_cluster() -> None:
             "dashboard": "http://gw/clusters/abc123/status",
             "worker_cores": 1.5,
             "worker_memory": 4000000000,
+            "worker_limit": None,
         },
         "owned_clusters": ["own1", "own2"],
         "error": "/home/alice/kbatch-k3x9q.err",
