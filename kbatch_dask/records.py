@@ -102,6 +102,7 @@ class JobRecord:
     pid: int | None = None
     dask: DaskInfo | None = None
     owned_clusters: tuple[str, ...] = ()  # clusters the job's own code made: they end with the job
+    attempt: int | None = None  # which run of a job with --retries runs or ran last (1, 2, ...); None: not known
 
     def elapsed(self, at: datetime | None = None) -> float | None:
         """Seconds run so far (running) or in total (ended); None if never started."""
@@ -136,6 +137,7 @@ class JobRecord:
             "pid": self.pid,
             "dask": self.dask.to_dict() if self.dask else None,
             "owned_clusters": list(self.owned_clusters),
+            "attempt": self.attempt,
         }
 
     @classmethod
@@ -160,6 +162,7 @@ class JobRecord:
             pid=data.get("pid"),
             dask=_dask_info(dask) if dask else None,
             owned_clusters=tuple(data.get("owned_clusters") or ()),
+            attempt=data.get("attempt"),
         )
 
 

@@ -113,6 +113,7 @@ def test_json_shape_matches_the_cli_contract() -> None:
         "pid",
         "dask",
         "owned_clusters",
+        "attempt",
     ]
     assert first["submitted"] == "2026-11-21T21:40:00+00:00"
     assert first["dask"] == {

@@ -34,6 +34,20 @@ def parse_size(text: str, option: str = "--memory") -> int:
     return int(value)
 
 
+def format_size(size: int) -> str:
+    """A size in bytes in the units it was most likely given in: binary when it is a
+    whole number of KiB, MiB, ... (``4Gi``), else decimal.
+
+    >>> format_size(4 * 2**30), format_size(200_000_000), format_size(1_500_000_000)
+    ('4 GiB', '200 MB', '1.5 GB')
+    """
+    for power in range(5, 0, -1):
+        if size % 1024**power == 0:
+            return f"{size // 1024**power} {'KMGTP'[power - 1]}iB"
+    power = max((p for p in range(1, 6) if size >= 1000**p), default=0)
+    return f"{size / 1000**power:g} {'KMGTP'[power - 1]}B" if power else f"{size} B"
+
+
 _TIME_HINT = "expected minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S (slurm formats)"
 
 

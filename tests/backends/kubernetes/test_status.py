@@ -146,6 +146,7 @@ def test_record_of_a_running_job_with_a_cluster() -> None:
             "dashboard": "http://gw/clusters/abc123/status",
         },
         "owned_clusters": ["own1", "own2"],
+        "attempt": None,
     }
 
 
