@@ -78,7 +78,7 @@ def submit_spec(spec: JobSpec) -> Job:
     """Submit a validated spec to its backend."""
     config = settings.load()
     backend = get_backend(spec.backend, config)
-    backend.check(spec)
+    cautions = backend.check(spec)
     _check_cluster_options(spec, backend)
     environment = exported_environment(spec.export, spec.env, os.environ)
     from kbatch_dask.hub import tokens as hub
@@ -94,7 +94,7 @@ def submit_spec(spec: JobSpec) -> Job:
         environment.update(credentials.env)
         record = backend.submit(spec, environment)
     job = Job(record, backend)
-    job.warnings = (credentials.warning,) if credentials.warning else ()
+    job.warnings = (*cautions, *((credentials.warning,) if credentials.warning else ()))
     return job
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from kbatch_dask.backends.outputs import LogStream
-from kbatch_dask.errors import BadInput
+from kbatch_dask.errors import BadInput, KbatchWarning
 from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.records import JobRecord
 from kbatch_dask.settings import Settings
@@ -39,8 +39,9 @@ class Detected(Generic[T]):
 class Backend(Protocol):
     name: str
 
-    def check(self, spec: JobSpec) -> None:
-        """Refuse (BadInput) what this backend cannot run, before anything is created."""
+    def check(self, spec: JobSpec) -> tuple[KbatchWarning, ...]:
+        """Refuse (BadInput) what this backend cannot run, before anything is created;
+        warn of what it runs, but not as asked (an option it cannot enforce)."""
 
     def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
         """What :meth:`submit` would create, as YAML (``--dry-run``); creates nothing."""

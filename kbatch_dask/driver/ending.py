@@ -22,6 +22,7 @@ class Stop(enum.Enum):
     CANCELLED = "cancelled"  # the user asked for it (``kbatch cancel``)
     FAILURE_REQUESTED = "failure requested"  # stopped on purpose, to fail (detail: why, e.g. the gateway's stop)
     TIME_LIMIT = "time limit"  # the job's time limit passed (detail: the limit in seconds)
+    MEMORY_LIMIT = "memory limit"  # the job's code used more than --memory (detail: the limit, as a size)
     CLUSTER_LOST = "cluster lost"  # the job's cluster stopped under it (detail: how)
     GATEWAY_ERROR = "gateway error"  # the gateway could not give the job its cluster (detail: its error)
     OUTPUT_ERROR = "output error"  # the output or error file cannot be written (detail: which, and why)
@@ -65,6 +66,8 @@ def outcome(stop: StopReason, returncode: int | None) -> Outcome:
         return Outcome(JobState.FAILED, exit_code, f"exit code {returncode}")
     if kind is Stop.TIME_LIMIT:
         return Outcome(JobState.TIMEOUT, exit_code, f"time limit of {detail} s reached")
+    if kind is Stop.MEMORY_LIMIT:
+        return Outcome(JobState.OOM, exit_code, f"memory limit of {detail} exceeded")
     if kind is Stop.CANCELLED:
         return Outcome(JobState.CANCELLED, exit_code, "cancelled by user")
     if kind is Stop.SIGNALLED:
@@ -73,3 +76,20 @@ def outcome(stop: StopReason, returncode: int | None) -> Outcome:
         return Outcome(JobState.FAILED, exit_code, f"driver error: {detail}" if detail else "driver error")
     # CLUSTER_LOST, GATEWAY_ERROR, FAILURE_REQUESTED, OUTPUT_ERROR: the detail says it.
     return Outcome(JobState.FAILED, exit_code, detail)
+
+
+# The ends another attempt may follow (Kubernetes' backoffLimit counts failed pods):
+# the job's own run failed. Not a time limit (it covers every attempt, as a Job's
+# activeDeadlineSeconds does), a cancel, or a driver told to stop from outside.
+RETRIED = (Stop.SCRIPT_ENDED, Stop.MEMORY_LIMIT, Stop.CLUSTER_LOST, Stop.GATEWAY_ERROR, Stop.DRIVER_ERROR)
+
+
+def retried(stop: StopReason, end: Outcome) -> bool:
+    """Whether a job with retries left runs again after this end.
+
+    >>> retried(StopReason(Stop.SCRIPT_ENDED), Outcome(JobState.FAILED, 1, "exit code 1"))
+    True
+    >>> retried(StopReason(Stop.TIME_LIMIT, "60"), Outcome(JobState.TIMEOUT, 143, "time limit of 60 s reached"))
+    False
+    """
+    return end.state in (JobState.FAILED, JobState.OOM) and stop.kind in RETRIED

@@ -62,6 +62,20 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def resident_memory(pid: int) -> int:
+    """Bytes of memory resident for ``pid`` and its descendants (the runner's tree:
+    what ``--memory`` limits); pages the processes share count once for each."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for each in {pid} | descendants(pid):
+        try:
+            with open(f"/proc/{each}/statm") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue  # it ended meanwhile
+    return total
+
+
 class Leftovers:
     """The supervisor's watch over what the user's code starts."""
 

@@ -1,4 +1,9 @@
-"""The driver of a local job: reads its job directory, reports into its record."""
+"""The driver of a local job: reads its job directory, reports into its record.
+
+A job with ``--retries N`` runs up to N more times after a failed attempt (see
+:func:`~kbatch_dask.driver.ending.retried`), each attempt a complete
+:class:`Supervisor` run with a cluster of its own; its record shows the attempt.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ import logging
 import os
 import socket
 import sys
+import time
 
 from kbatch_dask import settings
+from kbatch_dask.backends.local import limits
 from kbatch_dask.backends.local.backend import LocalBackend
 from kbatch_dask.backends.local.store import JobDir
 from kbatch_dask.driver import timing
@@ -22,11 +29,24 @@ log = logging.getLogger("kbatch_dask.driver")
 class LocalReporter:
     """Records progress in the job's ``record.json``."""
 
-    def __init__(self, jobdir: JobDir) -> None:
+    def __init__(self, jobdir: JobDir, attempt: int, attempts: int) -> None:
         self.jobdir = jobdir
+        self.attempt = attempt
+        self.label = f"attempt {attempt} of {attempts}" if attempts > 1 else None
 
     def started(self) -> None:
-        self.jobdir.update_record(state=JobState.RUNNING, started=now(), pid=os.getpid(), host=socket.gethostname())
+        self.jobdir.update_record(
+            state=JobState.RUNNING,
+            started=now(),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            attempt=self.attempt,
+            reason=self.label,
+        )
+
+    def retrying(self, reason: str | None) -> None:
+        """This attempt failed for ``reason``; the next one starts now."""
+        self.jobdir.update_record(state=JobState.PENDING, reason=f"retrying after {reason} ({self.label})")
 
     def cluster(self, name: str, dashboard: str | None, worker_limit: int | None) -> None:
         with self.jobdir.locked():
@@ -60,21 +80,35 @@ def main(argv: list[str]) -> int:
     notebook = spec.executed_notebook(jobdir.id, os.path.dirname(output))
     if notebook:
         runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = notebook
-    supervisor = Supervisor(
-        spec=spec,
-        job_id=jobdir.id,
-        script=jobdir.script_path,
-        environment=jobdir.load_environment(),
-        reporter=LocalReporter(jobdir),
-        gateway=lambda: _embedded_or_configured(home, config),
-        output=output,
-        error=record.error,
-        runner_env=runner_env,
-        **timing(config.driver),
-        leftovers=Leftovers(grace=config.driver.kill_grace),
-        log=log.info,
-    )
-    return supervisor.run()
+    environment = jobdir.load_environment()
+    runner_env.update(limits.placement(spec, limits.this_machine(environment)).env)
+    deadline = time.monotonic() + spec.time_limit if spec.time_limit else None
+    for attempt in range(1, spec.retries + 2):
+        reporter = LocalReporter(jobdir, attempt, spec.retries + 1)
+        supervisor = Supervisor(
+            spec=spec,
+            job_id=jobdir.id,
+            script=jobdir.script_path,
+            environment=environment,
+            reporter=reporter,
+            gateway=lambda: _embedded_or_configured(home, config),
+            output=output,
+            error=record.error,
+            runner_env=runner_env,
+            **timing(config.driver),
+            leftovers=Leftovers(grace=config.driver.kill_grace),
+            log=log.info,
+            attempt=attempt,
+            deadline=deadline,
+            memory_limit=spec.memory,
+        )
+        exit_code = supervisor.run()
+        if not supervisor.again:
+            break
+        assert supervisor.end is not None  # run() ended it
+        reporter.retrying(supervisor.end.reason)
+        log.info(f"attempt {attempt} failed ({supervisor.end.reason}); running the job again")
+    return exit_code
 
 
 def _embedded_or_configured(home: str, config: settings.Settings) -> GatewayClient:

@@ -181,8 +181,17 @@ def die_with_supervisor() -> None:
         os._exit(137)
 
 
+def pin_cpus() -> None:
+    """Run on the CPUs the supervisor chose for ``--cpus`` (``$KBATCH_DASK_CPUS``), before
+    any user code: what the script starts inherits them."""
+    cpus = os.environ.pop("KBATCH_DASK_CPUS", None)
+    if cpus:
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+
+
 def main() -> None:
     die_with_supervisor()
+    pin_cpus()
     if len(sys.argv) < 3 or sys.argv[1] not in ("function", "notebook", "python", "executable"):
         sys.exit("usage: python -m kbatch_dask.driver.runner function|notebook|python|executable PATH [ARGS...]")
     kind, path, args = sys.argv[1], sys.argv[2], sys.argv[3:]

@@ -20,11 +20,13 @@ import sys
 import time
 import types
 from collections.abc import Callable, Mapping
-from typing import IO, Protocol, TypeVar
+from typing import IO, TypeVar
 
 from kbatch_dask.driver import owned
-from kbatch_dask.driver.ending import Outcome, Stop, StopReason, outcome
-from kbatch_dask.driver.leftovers import Leftovers
+from kbatch_dask.driver.ending import Outcome, Stop, StopReason, outcome, retried
+from kbatch_dask.driver.leftovers import Leftovers, resident_memory
+from kbatch_dask.driver.process import RUNNER_MODULE, Runner, StartRunner, start_process
+from kbatch_dask.driver.reporting import Reporter
 from kbatch_dask.driver.switch import DeadMansSwitch
 from kbatch_dask.driver.tee import OutputUnwritable, Tee, note, open_append
 from kbatch_dask.errors import GatewayError, GatewayUnreachable
@@ -33,54 +35,9 @@ from kbatch_dask.gateway.options import worker_limit
 from kbatch_dask.hub import tokens as hub
 from kbatch_dask.records import JobState
 from kbatch_dask.spec import JobSpec, Workers
+from kbatch_dask.spec.units import format_size
 
-RUNNER_MODULE = "kbatch_dask.driver.runner"
 T = TypeVar("T")
-
-
-class Reporter(Protocol):
-    """Where the supervisor records the job's progress (state file, Job annotations)."""
-
-    def started(self) -> None: ...
-
-    def cluster(self, name: str, dashboard: str | None, worker_limit: int | None) -> None:
-        """The job's cluster runs; ``worker_limit``: the most workers the gateway gives it, when it capped them."""
-        ...
-
-    def owned(self, clusters: tuple[str, ...]) -> None: ...  # every cluster the job's code made so far
-
-    def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None: ...
-
-    def cancel_requested(self) -> bool: ...
-
-    def failure_requested(self) -> str | None:
-        """Why the job was ended from outside as FAILED (its gateway was stopped), or None."""
-        ...
-
-
-class Runner(Protocol):
-    """The process running the user's code as the supervisor drives it, a
-    ``subprocess.Popen``: ``wait`` raises ``subprocess.TimeoutExpired`` while it runs."""
-
-    def wait(self, timeout: float | None = None) -> int: ...
-
-    def send_signal(self, sig: int) -> None: ...
-
-    def kill(self) -> None: ...
-
-
-class StartRunner(Protocol):
-    def __call__(
-        self, argv: list[str], *, cwd: str, env: Mapping[str, str], stdout: IO[bytes] | None, stderr: IO[bytes] | None
-    ) -> Runner: ...
-
-
-def start_process(
-    argv: list[str], *, cwd: str, env: Mapping[str, str], stdout: IO[bytes] | None, stderr: IO[bytes] | None
-) -> subprocess.Popen[bytes]:
-    """The runner as a child process; without an output file its output is dropped."""
-    devnull = subprocess.DEVNULL
-    return subprocess.Popen(argv, cwd=cwd, env=env, stdin=devnull, stdout=stdout or devnull, stderr=stderr or devnull)
 
 
 class Interrupted(Exception):
@@ -113,6 +70,10 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         leftovers: Leftovers | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        attempt: int | None = None,
+        deadline: float | None = None,
+        memory_limit: int | None = None,
+        memory_used: Callable[[int], int] = resident_memory,
     ) -> None:
         self.spec = spec
         self.job_id = job_id
@@ -138,6 +99,12 @@ class Supervisor:
         self.clock = clock
         self.leftovers = leftovers  # what the user's code leaves running ends with the job
         self.sleep = sleep  # between retries of the gateway
+        self.attempt = attempt  # of a job with --retries; None: not known (a Kubernetes Job's next pod)
+        self.deadline = deadline  # the time limit's end on ``clock``, shared by every attempt
+        self.memory_limit = memory_limit  # bytes the runner's process tree may use
+        self.memory_used = memory_used  # of a runner, by its pid
+        self.end: Outcome | None = None  # once run: how this attempt ended
+        self.again = False  # once run: this attempt failed and another follows (see ending.retried)
         self.stop: StopReason | None = None  # why the job is stopping: set once, by the first cause
         self.gateway: GatewayClient | None = None
         self.cluster_name: str | None = None
@@ -153,16 +120,22 @@ class Supervisor:
         """Run the job to its end; returns the driver's exit code."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        if (self.attempt or 1) > 1 and (self.reporter.failure_requested() or self.reporter.cancel_requested()):
+            # Asked while the last attempt wound down, its signal ignored: the request stops this one.
+            self._record(StopReason(Stop.SIGNALLED, signal.SIGTERM.name))
         self.reporter.started()
         # The time limit covers the whole job, cluster start included (as slurm's
         # and Kubernetes' activeDeadlineSeconds do).
-        deadline = self.clock() + self.spec.time_limit if self.spec.time_limit else None
+        limit = self.spec.time_limit
+        deadline = self.deadline if self.deadline is not None else self.clock() + limit if limit else None
         out: IO[bytes] | None = None
         err: IO[bytes] | None = None
         returncode: int | None = None
         try:
             out, err = self._open_outputs()  # before the cluster: output that cannot be written fails the job
-            if self.spec.workers:
+            if self._attempt_label():
+                note(err or out, f"kbatch: job {self.job_id} {self._attempt_label()}")
+            if self.spec.workers and self.stop is None:
                 capped = self._start_cluster()
                 if capped:
                     note(err or out, f"kbatch: {capped}")
@@ -184,20 +157,32 @@ class Supervisor:
                 self.leftovers.end(self.log)  # before the cluster they may use goes
             self.owned.release()  # the clusters the job's code made, then the runner's private files
             self._release_cluster()  # before the record says the job ended
-            end = outcome(self._stopped_because(), returncode)
-            self._finish(end, out, err)
+            stop = self._stopped_because()
+            self.end = end = outcome(stop, returncode)
+            self._finish(stop, end, out, err)
         return end.exit_code if end.exit_code is not None else 1
 
-    def _finish(self, end: Outcome, out: IO[bytes] | None, err: IO[bytes] | None) -> None:
-        """The job's token, kbatch's last word in its output, its record."""
-        if not hub.keep_token(end.state, self.spec.retries):
+    def _finish(self, stop: StopReason, end: Outcome, out: IO[bytes] | None, err: IO[bytes] | None) -> None:
+        """The job's token, kbatch's last word in its output, its record: for an
+        attempt another follows, the driver that runs it records the retry."""
+        # Unknown which attempt this is, a Kubernetes pod keeps its token while the Job may retry.
+        retries_left = self.spec.retries - (self.attempt - 1 if self.attempt else 0)
+        retrying = retries_left > 0 and retried(stop, end)
+        self.again = retrying and self.attempt is not None
+        if not retrying:
             hub.revoke_at_end(self.environment, self.log)  # the job's own JupyterHub token
         if end.state is not JobState.SUCCEEDED and end.reason:
-            note(err or out, f"kbatch: job {self.job_id} {end.state.value}: {end.reason}")
+            again = f" ({self._attempt_label()}; retrying)" if self.again else ""
+            note(err or out, f"kbatch: job {self.job_id} {end.state.value}: {end.reason}{again}")
         for f in {out, err} - {None}:
             assert f is not None
             f.close()
-        self.reporter.finished(end.state, end.exit_code, end.reason)
+        if not self.again:
+            self.reporter.finished(end.state, end.exit_code, end.reason)
+
+    def _attempt_label(self) -> str | None:
+        """``attempt 2 of 3`` for a job with retries that knows its attempt."""
+        return f"attempt {self.attempt} of {self.spec.retries + 1}" if self.attempt and self.spec.retries else None
 
     # -- why the job stops ------------------------------------------------------
 
@@ -396,6 +381,11 @@ class Supervisor:
                 if lost:
                     self.log(f"{lost}; stopping the job")
                     self._stop(StopReason(Stop.CLUSTER_LOST, lost))
+            if self.stop is None and self.memory_limit and self.memory_used(runner.pid) > self.memory_limit:
+                self._record(StopReason(Stop.MEMORY_LIMIT, format_size(self.memory_limit)))
+                self.log(f"the job's code uses more than its memory limit of {format_size(self.memory_limit)}")
+                runner.kill()  # at once, as the kernel's OOM killer does: it is still allocating
+                kill_at = float("inf")
             if self.stop is not None and kill_at is None:
                 kill_at = current + self.kill_grace
             if kill_at is not None and current >= kill_at:

@@ -35,7 +35,6 @@ from typing import Any
 from kbatch_dask import settings
 from kbatch_dask.errors import HubError, KbatchWarning
 from kbatch_dask.gateway.settings import GatewaySettings
-from kbatch_dask.records import JobState
 
 TOKEN_VAR = "JUPYTERHUB_API_TOKEN"
 TOKEN_ID_VAR = "KBATCH_DASK_HUB_TOKEN_ID"  # the job token's id (not a secret): the driver revokes it
@@ -268,16 +267,6 @@ def job_credentials(
     if policy.revoke_at_end:
         env[TOKEN_ID_VAR] = token.id
     return JobCredentials(env=env, token_id=token.id)
-
-
-def keep_token(state: JobState, retries: int) -> bool:
-    """Whether the job's token must outlive this attempt: a failed attempt with
-    retries left is run again (Kubernetes ``backoffLimit``) with the same token.
-
-    >>> keep_token(JobState.FAILED, 2), keep_token(JobState.SUCCEEDED, 2), keep_token(JobState.FAILED, 0)
-    (True, False, False)
-    """
-    return retries > 0 and state not in (JobState.SUCCEEDED, JobState.CANCELLED)
 
 
 def revoke_at_end(environ: Mapping[str, str], log: Callable[[str], None], timeout: float = 10.0) -> bool:

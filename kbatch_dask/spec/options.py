@@ -28,9 +28,13 @@ SPEC_OPTIONS: list[click.Option] = [
     ),
     click.Option(["-e", "--error"], help="Separate file for stderr (same patterns as --output)."),
     click.Option(["-D", "--chdir"], help="Working directory of the job [default: the current directory]."),
-    click.Option(["--cpus"], metavar="N", help="CPUs for the driver [default: backend default]."),
-    click.Option(["--memory"], metavar="SIZE", help="Memory for the driver: 512M, 4G, 4Gi, 1.5G."),
-    click.Option(["--gpus"], metavar="N", help="GPUs for the driver [default: 0]."),
+    click.Option(
+        ["--cpus"], metavar="N", help="CPUs for the script (local: pinned to that many) [default: backend default]."
+    ),
+    click.Option(
+        ["--memory"], metavar="SIZE", help="Memory for the script: 512M, 4G, 4Gi, 1.5G; more ends the job OOM."
+    ),
+    click.Option(["--gpus"], metavar="N", help="GPUs for the script (local: CUDA_VISIBLE_DEVICES) [default: 0]."),
     click.Option(
         ["-t", "--time"],
         metavar="LIMIT",
@@ -64,7 +68,11 @@ SPEC_OPTIONS: list[click.Option] = [
         help="Which variables of this session the job inherits [default: ALL, minus hub tokens "
         "and host-specific variables; cloud keys pass].",
     ),
-    click.Option(["--retries"], metavar="N", help="Re-run a failed job up to N times [default: 0]."),
+    click.Option(
+        ["--retries"],
+        metavar="N",
+        help="Re-run a failed or OOM job up to N times, each on a fresh cluster [default: 0].",
+    ),
     click.Option(
         ["-p", "--parameter"],
         nargs=2,

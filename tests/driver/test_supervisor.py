@@ -21,6 +21,7 @@ from fakes.driver import Clock, FakeGateway, FakeReporter, FakeRunner, signal_dr
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.errors import GatewayError
 from kbatch_dask.gateway import ClusterStatus
+from kbatch_dask.hub import tokens as hub
 from kbatch_dask.records import JobState
 from kbatch_dask.spec import JobSpec, Workers
 
@@ -56,7 +57,14 @@ class Job:
         self.connects += 1
         return self.gateway
 
-    def run(self, workers: Workers | None = ONE_WORKER, time_limit: int | None = None, error: str | None = None) -> int:
+    def run(
+        self,
+        workers: Workers | None = ONE_WORKER,
+        time_limit: int | None = None,
+        error: str | None = None,
+        retries: int = 0,
+        **more: Any,
+    ) -> int:
         spec = JobSpec(
             script=str(self.workdir / "job.py"),
             name="job",
@@ -65,8 +73,9 @@ class Job:
             output=str(self.output),
             workers=workers,
             time_limit=time_limit,
+            retries=retries,
         )
-        supervisor = Supervisor(
+        self.supervisor = supervisor = Supervisor(
             spec=spec,
             job_id=JOB,
             script=spec.script,
@@ -85,12 +94,17 @@ class Job:
             cluster_lost_after=10.0,
             clock=self.clock,
             sleep=self.clock.sleep,
+            **more,
         )
         return supervisor.run()
 
     def note(self) -> str:
         """The last line of the job's output: kbatch's note, or the script's own line when kbatch had nothing to say."""
         return self.output.read_text().splitlines()[-1]
+
+    def assert_cluster_stopped(self) -> None:
+        assert self.gateway.created == self.gateway.stopped == ["cluster-1"]
+        assert self.gateway.closed
 
     def assert_cluster_stopped_before_the_record_ended(self) -> None:
         assert self.gateway.created == self.gateway.stopped == ["cluster-1"]
@@ -340,3 +354,138 @@ def test_error_file_that_cannot_be_opened_fails_the_job(tmp_path: Path) -> None:
     assert reason == f"cannot write the error file {error}: Not a directory"
     assert job.output.read_text() == ""  # opened, then closed unwritten
     assert "runner started" not in job.events
+
+
+# -- --memory: the runner's memory, measured at every poll ----------------------
+
+LIMIT = 200_000_000
+
+
+class Memory:
+    """The runner's resident memory as the supervisor measures it: ``over`` bytes
+    from ``at`` seconds on, little before; remembers whose memory it was asked."""
+
+    def __init__(self, clock: Clock, at: float, over: int = 300_000_000) -> None:
+        self.clock, self.at, self.over = clock, at, over
+        self.pids: set[int] = set()
+
+    def __call__(self, pid: int) -> int:
+        self.pids.add(pid)
+        return self.over if self.clock.now >= self.at else 10_000_000
+
+
+def test_memory_over_the_limit_kills_the_runner_at_once_and_ends_oom(tmp_path: Path) -> None:
+    job = Job(tmp_path, runs_for=100)
+    memory = Memory(job.clock, at=2.0)
+    assert job.run(memory_limit=LIMIT, memory_used=memory) == 137
+    assert job.runner.killed and job.runner.signals == []  # no grace for a process still allocating
+    assert memory.pids == {job.runner.pid}
+    reason = "memory limit of 200M exceeded"
+    assert job.reporter.final == (JobState.OOM, 137, reason)
+    job.assert_cluster_stopped_before_the_record_ended()
+    assert job.note() == f"kbatch: job {JOB} OOM: {reason}"
+
+
+def test_memory_under_the_limit_leaves_the_job_alone(tmp_path: Path) -> None:
+    job = Job(tmp_path, runs_for=10)
+    assert job.run(memory_limit=LIMIT, memory_used=Memory(job.clock, at=11.0)) == 0
+    assert job.reporter.final == (JobState.SUCCEEDED, 0, None)
+    assert not job.runner.killed
+
+
+# -- --retries: each attempt is a run of its own ------------------------------------
+
+
+@pytest.fixture
+def revoked(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
+    """The environments whose job token the supervisor revoked."""
+    calls: list[dict[str, str]] = []
+    monkeypatch.setattr(hub, "revoke_at_end", lambda environ, log, timeout=10.0: calls.append(dict(environ)) or True)
+    return calls
+
+
+def output_lines(job: Job) -> list[str]:
+    return job.output.read_text().splitlines()
+
+
+def test_failed_attempt_with_retries_left_runs_again_with_its_token(tmp_path: Path, revoked: list) -> None:
+    job = Job(tmp_path, returncode=3)
+    assert job.run(retries=2, attempt=1) == 3
+    assert job.supervisor.again
+    assert job.reporter.final is None  # the next attempt's driver records the retry
+    assert revoked == []
+    job.assert_cluster_stopped()
+    assert output_lines(job) == [
+        f"kbatch: job {JOB} attempt 1 of 3",
+        SCRIPT_LINE,
+        f"kbatch: job {JOB} FAILED: exit code 3 (attempt 1 of 3; retrying)",
+    ]
+
+
+def test_memory_limit_is_a_failure_that_is_retried(tmp_path: Path, revoked: list) -> None:
+    job = Job(tmp_path, runs_for=100)
+    assert job.run(retries=1, attempt=1, memory_limit=LIMIT, memory_used=Memory(job.clock, at=1.0)) == 137
+    assert job.supervisor.again and revoked == []
+
+
+def test_last_attempt_ends_the_job_and_revokes_its_token(tmp_path: Path, revoked: list) -> None:
+    job = Job(tmp_path, returncode=3)
+    assert job.run(retries=2, attempt=3) == 3
+    assert not job.supervisor.again
+    assert job.reporter.final == (JobState.FAILED, 3, "exit code 3")
+    assert len(revoked) == 1
+    assert output_lines(job) == [
+        f"kbatch: job {JOB} attempt 3 of 3",
+        SCRIPT_LINE,
+        f"kbatch: job {JOB} FAILED: exit code 3",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("at", "cancel", "time_limit", "state"),
+    [
+        ({}, False, 1, JobState.TIMEOUT),
+        ({2.0: signal_driver(signal.SIGTERM)}, True, None, JobState.CANCELLED),
+        ({2.0: signal_driver(signal.SIGTERM)}, False, None, JobState.FAILED),
+    ],
+    ids=["time-limit", "cancel", "driver-signalled"],
+)
+def test_ends_that_are_not_retried_end_the_job_with_retries_left(
+    tmp_path: Path, revoked: list, at: dict, cancel: bool, time_limit: int | None, state: JobState
+) -> None:
+    job = Job(tmp_path, runs_for=100, at=at)
+    job.reporter.cancel = cancel
+    job.run(time_limit=time_limit, retries=2, attempt=1)
+    assert not job.supervisor.again
+    assert job.reporter.final is not None and job.reporter.final[0] is state
+    assert len(revoked) == 1
+
+
+def test_a_pod_that_does_not_know_its_attempt_records_its_end_and_keeps_its_token(
+    tmp_path: Path, revoked: list
+) -> None:
+    """On Kubernetes the Job runs the next pod: the driver records its end, and the
+    token lives on while the Job may retry."""
+    job = Job(tmp_path, returncode=3)
+    assert job.run(retries=2) == 3
+    assert not job.supervisor.again
+    assert job.reporter.final == (JobState.FAILED, 3, "exit code 3")
+    assert revoked == []
+    assert job.note() == f"kbatch: job {JOB} FAILED: exit code 3"
+
+
+def test_a_cancel_asked_between_attempts_runs_no_further_attempt(tmp_path: Path, revoked: list) -> None:
+    job = Job(tmp_path)
+    job.reporter.cancel = True  # marked while the last attempt wound down, its signal ignored
+    assert job.run(retries=2, attempt=2) == 1
+    assert "runner started" not in job.events and job.gateway.created == []
+    assert job.reporter.final == (JobState.CANCELLED, None, "cancelled by user")
+    assert not job.supervisor.again
+
+
+def test_attempts_share_the_time_limit(tmp_path: Path) -> None:
+    job = Job(tmp_path, runs_for=100)
+    job.clock.now = 50.0  # the first attempts used 50 s of the job's 60
+    assert job.run(time_limit=60, retries=2, attempt=3, deadline=60.0) == 143
+    assert job.reporter.final == (JobState.TIMEOUT, 143, "time limit of 60 s reached")
+    assert job.clock.now < 50.0 + 60  # stopped at the shared deadline, not 60 s after this attempt began

@@ -69,6 +69,7 @@ class FakeRunner:
         self.ignores_sigterm = ignores_sigterm
         self.at = dict(at or {})
         self.fails_to_start = fails_to_start
+        self.pid = 4242  # what the supervisor measures the memory of
         self.env: Mapping[str, str] | None = None  # the environment it was started with
         self.signals: list[int] = []
         self.killed = False

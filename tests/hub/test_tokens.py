@@ -14,12 +14,10 @@ from kbatch_dask.hub.tokens import (
     JobCredentials,
     TokenPolicy,
     job_credentials,
-    keep_token,
     refusal_warning,
     token_lifetime,
 )
 from kbatch_dask.hub.urls import absolute_address, hub_public_url
-from kbatch_dask.records import JobState
 
 HUB_ENV = {
     "JUPYTERHUB_API_URL": "http://hub:8081/hub/api",
@@ -117,12 +115,6 @@ def test_refusal_warning_names_the_risk_and_the_fix(error: HubError, fix: str) -
     assert "\n" not in text
     assert str(error) in text and fix in text and "when your notebook server stops" in text
     assert text.endswith("(`kbatch doctor` checks job tokens)")
-
-
-def test_a_failed_attempt_with_retries_left_keeps_its_token() -> None:
-    assert keep_token(JobState.FAILED, 1) and keep_token(JobState.TIMEOUT, 1)
-    assert not keep_token(JobState.SUCCEEDED, 1) and not keep_token(JobState.CANCELLED, 1)
-    assert not keep_token(JobState.FAILED, 0)
 
 
 @pytest.mark.parametrize(

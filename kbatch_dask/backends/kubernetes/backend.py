@@ -27,7 +27,7 @@ from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
 from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_by_job
 from kbatch_dask.backends.outputs import LogStream, log_files, read_files
-from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound, KubeError
+from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound, KbatchWarning, KubeError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.settings import Settings
@@ -164,12 +164,13 @@ class KubernetesBackend:
             suspend=True,
         )
 
-    def check(self, spec: JobSpec) -> None:
+    def check(self, spec: JobSpec) -> tuple[KbatchWarning, ...]:
         if spec.workers and configured_gateway() is None:
             raise BadInput(
                 "a Kubernetes job's Dask cluster needs a Dask-Gateway the cluster can reach: "
                 "set gateway.address (e.g. DASK_GATEWAY__ADDRESS), or use --dask-workers 0"
             )
+        return ()  # the pod's resources enforce --cpus, --memory and --gpus
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:
         """The configured gateway: pods cannot reach a gateway on this machine."""

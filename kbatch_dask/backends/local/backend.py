@@ -22,16 +22,17 @@ from typing import Any
 
 from kbatch_dask import settings
 from kbatch_dask.backends import Detected
-from kbatch_dask.backends.local import cluster_processes, embedded_gateway
+from kbatch_dask.backends.local import cluster_processes, embedded_gateway, limits
 from kbatch_dask.backends.local.store import JobDir, JobStore
 from kbatch_dask.backends.outputs import LogStream, check_writable, log_files, read_files
-from kbatch_dask.errors import BackendError, BadInput, GatewayError
+from kbatch_dask.errors import BackendError, BadInput, GatewayError, KbatchWarning
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.gateway.options import check_worker_count
 from kbatch_dask.procs import killpg, pid_alive
 from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec, current_user, expand_pattern
+from kbatch_dask.spec.environment import exported_environment
 
 DRIVER_MODULE = "kbatch_dask.driver"
 
@@ -95,12 +96,16 @@ class LocalBackend:
 
     # -- submit ---------------------------------------------------------------
 
-    def check(self, spec: JobSpec) -> None:
+    def check(self, spec: JobSpec) -> tuple[KbatchWarning, ...]:
         if spec.kind == "notebook" and importlib.util.find_spec("papermill") is None:
             raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
         if spec.workers and configured_gateway() is None:  # the embedded gateway, whose limit is ours
             limit = self.config.embedded_gateway.cluster_max_workers
             check_worker_count(str(spec.workers), spec.workers.maximum, limit)
+        # The driver finds the machine as the job's environment shows it (CUDA_VISIBLE_DEVICES).
+        machine = limits.this_machine(exported_environment(spec.export, spec.env, os.environ))
+        warning = limits.warning(limits.placement(spec, machine).unenforced)
+        return (warning,) if warning else ()
 
     def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
         """The validated spec a submission would store (the environment is not shown)."""
