@@ -76,7 +76,7 @@ def run_case(home: str, tmp: Path, name: str, body: str, args: list[str], fault:
     script = tmp / f"{name}.py"
     own = name.startswith("own-")
     script.write_text(CONNECT + (MAKE_OWN if own else "") + body)
-    job_id = kbatch(str(script), "--dask-workers", "1", "-o", str(out), "--parsable", *args).stdout.strip()
+    job_id = kbatch("-o", str(out), "--parsable", *args, str(script), "--dask-workers", "1").stdout.strip()
     wait(lambda: out.exists() and ("own " if own else "started") in out.read_text())
     if own:  # the job has owned it once its record says so
         wait(lambda: show(job_id)["owned_clusters"])

@@ -56,9 +56,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command(
     "submit",
     context_settings={"allow_interspersed_args": False},
-    epilog="After SCRIPT, kbatch's own options still apply; other arguments, and "
-    "everything after --, go to the script. #KBATCH lines at the top of the script "
-    "take the same options.",
+    epilog="\b\nSubmit options go before SCRIPT. After it, only the Dask options\n"
+    "(--dask-workers, --dask-option, --worker-cores, --worker-memory,\n"
+    "--wait-for-workers) are still kbatch's; every other argument, and\n"
+    "everything after --, goes to the script. #KBATCH lines at the top of\n"
+    "the script take the same options.",
 )
 @click.option("-W", "--wait", is_flag=True, help="Wait for the job to end; exit with its exit code.")
 @click.option("--parsable", is_flag=True, help="Print only the job id.")

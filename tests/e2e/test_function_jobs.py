@@ -141,9 +141,6 @@ def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Pat
     from conftest import kbatch
 
     proc = kbatch(
-        str(ROOT / "examples" / "analysis.ipynb"),
-        "--dask-workers",
-        "2",
         "-p",
         "alpha",
         "0.5",
@@ -153,6 +150,9 @@ def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Pat
         "-o",
         str(tmp_path / "nb-%j.out"),
         "--wait",
+        str(ROOT / "examples" / "analysis.ipynb"),
+        "--dask-workers",
+        "2",
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

@@ -194,8 +194,8 @@ def test_a_notebook_runs_in_a_pod_and_wait_returns_its_exit_code(session: FakeSe
     import nbformat
 
     proc = session.run(
-        "--backend", "kubernetes", str(ROOT / "examples" / "analysis.ipynb"), "--dask-workers", "2",
-        "-p", "alpha", "0.5", "-p", "label", "nightly", "--wait", timeout=300,
+        "--backend", "kubernetes", "-p", "alpha", "0.5", "-p", "label", "nightly", "--wait",
+        str(ROOT / "examples" / "analysis.ipynb"), "--dask-workers", "2", timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.split()[2]
