@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
@@ -83,20 +83,13 @@ def submit_cmd(wait: bool, parsable: bool, dry_run: bool, script: str, args: tup
     for warning in job.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if wait:
-        _exit_with_job(job)
+        from kbatch_dask.cli.waiting import exit_with_job
+
+        exit_with_job(job)
 
 
 for _option in reversed(SPEC_OPTIONS):
     submit_cmd.params.insert(0, _option)
-
-
-def _exit_with_job(job: Any, timeout: float | None = None) -> NoReturn:
-    state = job.wait(timeout=timeout)
-    record = job.record
-    code = record.exit_code if record.exit_code is not None else 1
-    if state.value != "SUCCEEDED":
-        click.echo(f"Job {job.id} {state.value}: {record.reason or f'exit code {code}'}", err=True)
-    sys.exit(code if state.value == "SUCCEEDED" else (code or 1))
 
 
 def _render_records(records: list[Any], output: str) -> str:
@@ -206,10 +199,11 @@ def cancel_cmd(job_ids: tuple[str, ...], backend: str | None) -> None:
 def wait_cmd(job_id: str, timeout: float | None, backend: str | None) -> None:
     """Wait for a job to end; exit with its exit code."""
     from kbatch_dask import api
+    from kbatch_dask.cli.waiting import exit_with_job
 
     job = api.get_job(job_id, backend)
     try:
-        _exit_with_job(job, timeout)
+        exit_with_job(job, timeout)
     except TimeoutError as exc:
         raise KbatchError(str(exc)) from None
 

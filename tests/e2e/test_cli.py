@@ -3,10 +3,21 @@ Ctrl-C, kqueue --watch, gc's words, help and shell completion (real processes)."
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import kbatch, show_json, write_script
+from conftest import BIN, kbatch, show_json, write_script
 
 pytestmark = pytest.mark.gateway
 
@@ -21,3 +32,85 @@ def test_after_the_script_only_the_dask_options_are_kbatchs(home: Path, tmp_path
     assert (job["name"], job["dask"], job["args"]) == ("process", None, ["-o", "results.csv", "--name", "run1"])
     assert "['-o', 'results.csv', '--name', 'run1']" in Path(job["output"]).read_text()
     assert not (tmp_path / "results.csv").exists()
+
+
+class Terminal:
+    """A real `kbatch` process on a pseudo-terminal of a given size, its output read as it comes."""
+
+    def __init__(self, *args: str, columns: int = 100, rows: int = 24) -> None:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        self.master = master
+        self.proc = subprocess.Popen([str(BIN / args[0]), *args[1:]], stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        self.output = ""
+
+    def read_until(self, predicate: Callable[[str], object], timeout: float = 90) -> str:
+        """Read until ``predicate(output so far)`` holds, or the process has closed the terminal."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.output):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; the terminal shows {self.output!r}")
+            if select.select([self.master], [], [], 1)[0]:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:  # EIO: every writer has closed the terminal
+                    data = b""
+                if not data:
+                    break
+                self.output += data.decode(errors="replace")
+        return self.output
+
+    def finish(self) -> int:
+        self.read_until(lambda _: False)
+        os.close(self.master)
+        return self.proc.wait(timeout=30)
+
+
+WORKING = """\
+import time
+from dask.distributed import get_client
+get_client().wait_for_workers(1, timeout=60)
+print("ready", flush=True)
+time.sleep(4)
+"""
+
+
+def test_wait_on_a_terminal_shows_one_updating_line_and_the_end(home: Path, tmp_path: Path) -> None:
+    script = write_script(tmp_path / "work.py", WORKING)
+    term = Terminal("kbatch", "-o", str(tmp_path / "w.out"), "--wait", str(script), "--dask-workers", "1")
+    assert term.finish() == 0, term.output
+    job_id = term.output.split()[2]
+    drawn = [frame.removesuffix("\033[K") for frame in term.output.split("\r") if frame.endswith("\033[K")]
+    assert any(re.fullmatch(rf"Job {job_id} RUNNING  workers 1/1  \d+:\d\d", frame) for frame in drawn), drawn
+    assert re.search(rf"\r\033\[KJob {job_id} SUCCEEDED in \d+:\d\d\r?\n", term.output), term.output
+
+
+def test_wait_on_a_pipe_draws_nothing(home: Path, tmp_path: Path) -> None:
+    script = write_script(tmp_path / "quick.py", "print('hi')\n")
+    proc = kbatch("-o", str(tmp_path / "q.out"), "--wait", "--parsable", str(script), "--dask-workers", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout.count("\n"), proc.stderr) == (1, "")
+
+
+@pytest.mark.parametrize("command", ["wait", "submit --wait"])
+def test_ctrl_c_while_waiting_says_the_job_keeps_running_and_exits_130(
+    home: Path, tmp_path: Path, command: str
+) -> None:
+    script = write_script(tmp_path / "long.py", "import time\nprint('started', flush=True)\ntime.sleep(300)\n")
+    out = tmp_path / "long.out"
+    if command == "wait":
+        job_id = kbatch("--parsable", "-o", str(out), str(script), "--dask-workers", "0", check=True).stdout.strip()
+        term = Terminal("kbatch", "wait", job_id)
+    else:
+        term = Terminal("kbatch", "--wait", "-o", str(out), str(script), "--dask-workers", "0")
+        job_id = term.read_until(lambda text: "Submitted job" in text).split()[2]
+    try:
+        term.read_until(lambda text: f"Job {job_id} RUNNING" in text)
+        term.proc.send_signal(signal.SIGINT)
+        assert term.finish() == 130, term.output
+        assert f"job {job_id} keeps running. Wait again with `kbatch wait {job_id}`" in term.output
+        assert "Traceback" not in term.output
+        assert show_json(job_id)["state"] == "RUNNING"
+    finally:
+        kbatch("cancel", job_id, check=True)
