@@ -3,6 +3,7 @@ the answer."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import Any
@@ -108,7 +109,11 @@ def _render_records(records: list[Any], output: str) -> str:
 @click.option("-u", "--user", help="Only jobs of this user.")
 @click.option("--me", is_flag=True, help="Only your own jobs.")
 @click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True)
-@click.option("--watch", is_flag=True, help="Redraw every 2 seconds until interrupted.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Redraw every 2 seconds, fitted to the terminal, until interrupted; with -o json, one JSON array per line.",
+)
 @click.option("--backend", metavar="local|kubernetes", help="Which backend's jobs to list.")
 def queue_cmd(
     show_all: bool, states: str | None, user: str | None, me: bool, output: str, watch: bool, backend: str | None
@@ -120,18 +125,34 @@ def queue_cmd(
 
     wanted = JobState.parse_list(states) if states else ()
     who = current_user() if me else user
-    while True:
-        records = api.list_records(all=show_all, states=wanted, user=who, backend=backend)
-        text = _render_records(records, output)
-        if not watch:
-            click.echo(text)
-            return
-        click.clear()
-        click.echo(f"{time.strftime('%H:%M:%S')}  (Ctrl-C to stop)\n{text}")
-        try:
+    if not watch:
+        click.echo(_render_records(api.list_records(all=show_all, states=wanted, user=who, backend=backend), output))
+        return
+    try:
+        while True:
+            records = api.list_records(all=show_all, states=wanted, user=who, backend=backend)
+            _draw(records, output)
             time.sleep(2)
-        except KeyboardInterrupt:
-            return
+    except KeyboardInterrupt:
+        return
+
+
+def _draw(records: list[Any], output: str) -> None:
+    """One refresh of ``queue --watch``: a JSON document per line, a YAML document, or
+    the screen redrawn to fit the terminal."""
+    if output == "json":
+        import json
+
+        click.echo(json.dumps([r.to_dict() for r in records]))
+    elif output == "yaml":
+        click.echo("---\n" + _render_records(records, output))
+    else:
+        from kbatch_dask.cli.screen import fit
+
+        size = shutil.get_terminal_size()
+        click.clear()
+        text = f"{time.strftime('%H:%M:%S')}  (Ctrl-C to stop)\n{_render_records(records, output)}"
+        click.echo(fit(text, size.columns, size.lines))
 
 
 @cli.command("show")

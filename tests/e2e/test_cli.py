@@ -4,6 +4,7 @@ Ctrl-C, kqueue --watch, gc's words, help and shell completion (real processes)."
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -41,7 +42,9 @@ class Terminal:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         self.master = master
-        self.proc = subprocess.Popen([str(BIN / args[0]), *args[1:]], stdin=slave, stdout=slave, stderr=slave)
+        # The size is the terminal's, as in a shell that does not export COLUMNS (pytest sets it).
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        self.proc = subprocess.Popen([str(BIN / args[0]), *args[1:]], stdin=slave, stdout=slave, stderr=slave, env=env)
         os.close(slave)
         self.output = ""
 
@@ -114,3 +117,38 @@ def test_ctrl_c_while_waiting_says_the_job_keeps_running_and_exits_130(
         assert show_json(job_id)["state"] == "RUNNING"
     finally:
         kbatch("cancel", job_id, check=True)
+
+
+def _ended_jobs(tmp_path: Path, count: int) -> list[str]:
+    script = write_script(tmp_path / "a-job-with-a-rather-long-name.py", "print('x')\n")
+    return [
+        kbatch(
+            "--wait", "--parsable", "-o", str(tmp_path / "x.out"), str(script), "--dask-workers", "0", check=True
+        ).stdout.strip()
+        for _ in range(count)
+    ]
+
+
+def test_queue_watch_fits_the_terminal_and_keeps_the_header(home: Path, tmp_path: Path) -> None:
+    _ended_jobs(tmp_path, 4)
+    term = Terminal("kqueue", "--watch", columns=30, rows=5)
+    term.read_until(lambda text: text.count("\033[2J") >= 2 and text.endswith("\n"))
+    term.proc.send_signal(signal.SIGINT)
+    assert term.finish() == 0, term.output
+    frame = term.output.split("\033[2J")[1].removeprefix("\033[1;1H")
+    lines = frame.rstrip("\r\n").split("\r\n")
+    assert lines[1].startswith("JOBID") and "(Ctrl-C to stop)"[:20] in lines[0], lines
+    assert len(lines) <= 4 and lines[-1].startswith("… "), lines
+    assert max(len(line) for line in lines) <= 30, lines
+
+
+def test_queue_watch_json_is_one_document_per_refresh(home: Path, tmp_path: Path) -> None:
+    (job_id,) = _ended_jobs(tmp_path, 1)
+    proc = subprocess.Popen([str(BIN / "kqueue"), "--watch", "-o", "json"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    refreshes = [proc.stdout.readline(), proc.stdout.readline()]
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    for line in [*refreshes, *rest.splitlines()]:
+        assert [job["id"] for job in json.loads(line)] == [job_id], line
