@@ -238,19 +238,29 @@ def gc_cmd(dry_run: bool, all_clusters: bool, yes: bool, backend: str | None) ->
     """Stop Dask clusters whose job has ended or vanished."""
     from kbatch_dask import api
 
-    if all_clusters and not dry_run and not yes:
-        orphans = [a for a in api.gc(dry_run=True, all_clusters=True, backend=backend) if a.job_id is None]
-        if orphans:
-            click.echo("Running clusters that belong to no kbatch job:")
-            for action in orphans:
-                click.echo(f"  {action.cluster}")
-            click.confirm("Stop them too?", abort=True)
+    # One look at every running cluster, so that gc can say what it leaves alone too.
+    planned = api.gc(dry_run=True, all_clusters=True, backend=backend)
+    orphans = [a.cluster for a in planned if a.job_id is None]
+    if all_clusters and orphans and not dry_run and not yes:
+        click.echo("Running clusters that belong to no kbatch job:")
+        for name in orphans:
+            click.echo(f"  {name}")
+        if not click.confirm("Stop them too?"):
+            all_clusters = False  # declined: stop only those of ended jobs, and say so below
     actions = api.gc(dry_run=dry_run, all_clusters=all_clusters, backend=backend)
     for action in actions:
         verb = "stopped" if action.stopped else "would stop"
         click.echo(f"{verb} cluster {action.cluster} ({action.why})")
-    if not actions:
+    left = orphans and not all_clusters
+    if not actions and left:
+        click.echo("Nothing to stop: no running cluster belongs to an ended or vanished job.")
+    elif not actions:
         click.echo("Nothing to stop: every running cluster belongs to a running job.")
+    if left:
+        click.echo(
+            f"Left running: {len(orphans)} cluster(s) that belong to no kbatch job ({', '.join(orphans)}); "
+            "`kbatch gc --all` stops them."
+        )
 
 
 @cli.command("doctor")

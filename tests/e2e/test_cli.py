@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BIN, kbatch, show_json, write_script
+from conftest import BIN, cluster_status, gateway_client, kbatch, show_json, write_script
 
 pytestmark = pytest.mark.gateway
 
@@ -152,3 +152,22 @@ def test_queue_watch_json_is_one_document_per_refresh(home: Path, tmp_path: Path
     assert proc.returncode == 0
     for line in [*refreshes, *rest.splitlines()]:
         assert [job["id"] for job in json.loads(line)] == [job_id], line
+
+
+def test_gc_says_what_it_left_running_and_declining_is_not_an_error(home: Path) -> None:
+    with gateway_client(home, start=True) as client:
+        orphan = client.create_cluster({})
+        client.wait_running(orphan, timeout=60)
+        try:
+            proc = kbatch("gc")
+            assert proc.returncode == 0, proc.stderr
+            assert proc.stdout.splitlines() == [
+                "Nothing to stop: no running cluster belongs to an ended or vanished job.",
+                f"Left running: 1 cluster(s) that belong to no kbatch job ({orphan}); `kbatch gc --all` stops them.",
+            ]
+            declined = kbatch("gc", "--all", input="n\n")
+            assert declined.returncode == 0, declined.stderr
+            assert f"Left running: 1 cluster(s) that belong to no kbatch job ({orphan})" in declined.stdout
+            assert cluster_status(home, orphan) == "RUNNING"
+        finally:
+            client.stop_cluster(orphan)
