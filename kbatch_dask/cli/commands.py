@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from kbatch_dask.cli.completion import DefaultSubmitGroup, job_ids, script_files
 from kbatch_dask.errors import KbatchError
 from kbatch_dask.spec.options import SPEC_OPTIONS
 
@@ -32,7 +33,10 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
         ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(cls=DefaultSubmitGroup, context_settings=HELP_OPTIONS)
 @click.option(
     "--version",
     is_flag=True,
@@ -50,6 +54,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
       kbatch train.py --dask-workers 20     submit; prints the job id
       kbatch queue                          jobs, states, workers, dashboards
       kbatch logs JOB -f                    follow a job's output
+
+    Shell completion (script files, commands, job ids): add
+    eval "$(_KBATCH_COMPLETE=bash_source kbatch)" to ~/.bashrc (zsh_source in
+    ~/.zshrc; for fish, _KBATCH_COMPLETE=fish_source kbatch | source).
     """
     ctx.obj = {"debug": debug}
 
@@ -66,7 +74,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("-W", "--wait", is_flag=True, help="Wait for the job to end; exit with its exit code.")
 @click.option("--parsable", is_flag=True, help="Print only the job id.")
 @click.option("--dry-run", is_flag=True, help="Validate and print what would be submitted; create nothing.")
-@click.argument("script")
+@click.argument("script", shell_complete=script_files)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def submit_cmd(wait: bool, parsable: bool, dry_run: bool, script: str, args: tuple[str, ...], **options: Any) -> None:
     """Submit SCRIPT as a batch job (the default command)."""
@@ -103,7 +111,7 @@ def _render_records(records: list[Any], output: str) -> str:
     return render.table(records, wide=output == "wide")
 
 
-@cli.command("queue")
+@cli.command("queue", context_settings=HELP_OPTIONS)  # also the kqueue command
 @click.option("--all", "show_all", is_flag=True, help="Include jobs that ended more than a day ago.")
 @click.option("--state", "states", metavar="STATE[,STATE]", help="Only jobs in these states.")
 @click.option("-u", "--user", help="Only jobs of this user.")
@@ -156,7 +164,7 @@ def _draw(records: list[Any], output: str) -> None:
 
 
 @cli.command("show")
-@click.argument("job_id", metavar="JOB")
+@click.argument("job_id", metavar="JOB", shell_complete=job_ids)
 @click.option("-o", "--output", type=click.Choice(("table", "json", "yaml")), default="table", show_default=True)
 @click.option("--backend", metavar="local|kubernetes")
 def show_cmd(job_id: str, output: str, backend: str | None) -> None:
@@ -173,7 +181,7 @@ def show_cmd(job_id: str, output: str, backend: str | None) -> None:
 
 
 @cli.command("logs")
-@click.argument("job_id", metavar="JOB")
+@click.argument("job_id", metavar="JOB", shell_complete=job_ids)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing output until the job ends.")
 @click.option("--backend", metavar="local|kubernetes")
 def logs_cmd(job_id: str, follow: bool, backend: str | None) -> None:
@@ -189,7 +197,7 @@ def logs_cmd(job_id: str, follow: bool, backend: str | None) -> None:
 
 
 @cli.command("cancel")
-@click.argument("job_ids", metavar="JOB...", nargs=-1, required=True)
+@click.argument("job_ids", metavar="JOB...", nargs=-1, required=True, shell_complete=job_ids)
 @click.option("--backend", metavar="local|kubernetes")
 def cancel_cmd(job_ids: tuple[str, ...], backend: str | None) -> None:
     """Cancel jobs; their Dask clusters are stopped."""
@@ -214,7 +222,7 @@ def cancel_cmd(job_ids: tuple[str, ...], backend: str | None) -> None:
 
 
 @cli.command("wait")
-@click.argument("job_id", metavar="JOB")
+@click.argument("job_id", metavar="JOB", shell_complete=job_ids)
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="Give up after this long (exit 1).")
 @click.option("--backend", metavar="local|kubernetes")
 def wait_cmd(job_id: str, timeout: float | None, backend: str | None) -> None:

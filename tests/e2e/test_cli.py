@@ -171,3 +171,39 @@ def test_gc_says_what_it_left_running_and_declining_is_not_an_error(home: Path) 
             assert cluster_status(home, orphan) == "RUNNING"
         finally:
             client.stop_cluster(orphan)
+
+
+def test_kqueue_h_is_its_help_as_for_kbatch_queue(home: Path) -> None:
+    short = subprocess.run([str(BIN / "kqueue"), "-h"], capture_output=True, text=True)
+    assert (short.returncode, short.stderr) == (0, ""), short.stderr
+    assert short.stdout == kbatch("queue", "-h", check=True).stdout.replace("kbatch queue", "kqueue")
+
+
+def test_bare_kbatch_prints_its_help_and_exits_0(home: Path) -> None:
+    proc = kbatch()
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert proc.stdout == kbatch("--help", check=True).stdout
+
+
+def complete(*words: str, **env: str) -> list[tuple[str, str]]:
+    """What bash completion offers after ``words`` (the last one being typed), as (type, value)."""
+    proc = kbatch(
+        env={**os.environ, "_KBATCH_COMPLETE": "bash_complete", "COMP_WORDS": " ".join(["kbatch", *words]),
+             "COMP_CWORD": str(len(words)), **env},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return [tuple(line.split(",", 1)) for line in proc.stdout.splitlines() if line]  # type: ignore[misc]
+
+
+def test_completion_offers_files_for_the_script_and_commands(home: Path) -> None:
+    assert ("file", "tr") in complete("tr")
+    assert ("plain", "queue") in complete("qu")
+    assert complete("submit", "tr") == [("file", "tr")]
+
+
+@pytest.mark.parametrize("command", ["show", "logs", "cancel", "wait"])
+def test_completion_offers_job_ids(home: Path, tmp_path: Path, command: str) -> None:
+    (job_id,) = _ended_jobs(tmp_path, 1)
+    assert complete(command, "") == [("plain", job_id)]
+    assert complete(command, job_id[:2]) == [("plain", job_id)]
+    assert complete(command, "#") == []
