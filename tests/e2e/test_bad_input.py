@@ -103,7 +103,7 @@ def test_console_script_reports_bad_input_the_same_way(home: Path, tmp_path: Pat
 
 def test_dry_run_validates_and_creates_nothing(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "job.py").write_text("#KBATCH --dask-workers 1:4\nprint(1)\n")
-    code, out, err = run_main(["--dry-run", "job.py", "--memory", "4Gi"], capsys)
+    code, out, err = run_main(["--dry-run", "--memory", "4Gi", "job.py"], capsys)
     assert code == 0, err
     assert "workers: '1:4'" in out and "memory: 4294967296" in out
     assert job_dirs(home) == []
