@@ -99,13 +99,13 @@ def submit(ctx: Context) -> list[Row]:
 
     def local() -> float:
         start = time.perf_counter()
-        proc = _run([KBATCH, str(script), "--dask-workers", "0", "--parsable", "-o", out], local_env)
+        proc = _run([KBATCH, "--parsable", "-o", out, str(script), "--dask-workers", "0"], local_env)
         elapsed = time.perf_counter() - start
         _wait_ended(home, proc.strip())  # not timed: the next submission starts on a quiet machine
         return elapsed
 
     def kubernetes() -> float:
-        cmd = [KBATCH, "--backend", "kubernetes", str(script), "--dask-workers", "0", "--parsable", "-o", out]
+        cmd = [KBATCH, "--backend", "kubernetes", "--parsable", "-o", out, str(script), "--dask-workers", "0"]
         return timed(cmd, kube_env)
 
     runs = {"submit, local (returns the job id)": local, "submit, kubernetes (fake API server)": kubernetes}

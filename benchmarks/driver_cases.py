@@ -87,7 +87,7 @@ def _kbatch_run(ctx: Context, home: Path, script: Path, n: int) -> Measured:
     output = ctx.scratch / f"driver-{n}.out"
     env = ctx.env(KBATCH_DASK_HOME=str(home))
     proc = subprocess.run(
-        [KBATCH, str(script), "--dask-workers", "1", "-o", str(output), "--parsable"],
+        [KBATCH, "-o", str(output), "--parsable", str(script), "--dask-workers", "1"],
         env=env,
         capture_output=True,
         text=True,

@@ -95,7 +95,7 @@ def run_case(home: str, tmp: Path, name: str, body: str, args: list[str], fault:
     script = tmp / f"{name}.py"
     own = name.startswith("own-")
     script.write_text(CONNECT + (MAKE_OWN if own else "") + body)
-    job_id = kbatch(str(script), "--dask-workers", "1", "-o", str(out), "--parsable", *args).stdout.strip()
+    job_id = kbatch("-o", str(out), "--parsable", *args, str(script), "--dask-workers", "1").stdout.strip()
     if fault == "kill-while-starting":
         cluster, fault_at = kill_while_starting(home, job_id)
         return float(str(wait(lambda: stop_time(home, cluster)))) - fault_at

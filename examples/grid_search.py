@@ -3,7 +3,7 @@
 """A scikit-learn grid search on the job's Dask cluster, through joblib's Dask backend.
 
     pip install "kbatch-dask[examples]"
-    kbatch examples/grid_search.py --dask-workers 2 --wait
+    kbatch --wait examples/grid_search.py --dask-workers 2
 
 The Pangeo prototype's workload: the search's fits are spread over the
 cluster's workers; nothing here names the cluster, the job makes it the default.

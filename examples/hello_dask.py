@@ -1,4 +1,4 @@
-"""A small Dask computation: `kbatch examples/hello_dask.py --dask-workers 2 --wait`.
+"""A small Dask computation: `kbatch --wait examples/hello_dask.py --dask-workers 2`.
 
 Inside a kbatch job the job's cluster is the default Dask client, so plain
 dask code runs on the cluster's workers unchanged.

@@ -13,7 +13,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(
     "command",
-    ["submit", "queue", "show", "logs", "cancel", "wait", "gc", "gateway", "gateway stop", "gateway status", "doctor"],
+    [
+        "",
+        "submit",
+        "queue",
+        "show",
+        "logs",
+        "cancel",
+        "wait",
+        "gc",
+        "gateway",
+        "gateway stop",
+        "gateway status",
+        "doctor",
+    ],
 )
 def test_cli_reference_holds_the_current_help(command: str) -> None:
     argv = [str(BIN / "kbatch"), *command.split(), "--help"]

@@ -60,7 +60,7 @@ def test_help_and_version_import_no_heavy_package(home: Path, tmp_path: Path) ->
 
 def test_local_commands_on_ended_jobs_import_no_heavy_package(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "x.py", "print('hello')\n")
-    job_id = kbatch(str(script), "--dask-workers", "0", "-o", str(tmp_path / "x.out"), "--parsable", check=True)
+    job_id = kbatch("-o", str(tmp_path / "x.out"), "--parsable", str(script), "--dask-workers", "0", check=True)
     job_id_text = job_id.stdout.strip()
     wait_for(lambda: show_json(job_id_text)["state"] == "SUCCEEDED", what="the job to end")
     for args in (
@@ -83,7 +83,7 @@ def test_local_commands_on_a_job_with_a_running_cluster_import_no_heavy_package(
         f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\n"
         f"while not pathlib.Path({str(release)!r}).exists():\n    time.sleep(0.1)\n",
     )
-    proc = kbatch(str(script), "--dask-workers", "1", "-o", str(tmp_path / "w.out"), "--parsable", check=True)
+    proc = kbatch("-o", str(tmp_path / "w.out"), "--parsable", str(script), "--dask-workers", "1", check=True)
     job_id = proc.stdout.strip()
     wait_for(started.exists, timeout=120, what="the script to start")
     for args in (["queue", "-o", "json"], ["show", job_id], ["logs", job_id]):

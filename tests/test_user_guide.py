@@ -20,7 +20,7 @@ def guide_script() -> str:
 def test_the_guide_script_finishes_with_its_output(home: Path, tmp_path: Path) -> None:
     script = tmp_path / "climatology.py"
     script.write_text(guide_script())
-    proc = kbatch(str(script), "-o", str(tmp_path / "kbatch-%j.out"), "--wait", timeout=240)
+    proc = kbatch("-o", str(tmp_path / "kbatch-%j.out"), "--wait", str(script), timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "Submitted job" in proc.stdout and "(climatology)" in proc.stdout
     job_id = proc.stdout.split()[2]

@@ -2,7 +2,10 @@
 to exit codes. Nothing else in the package prints or exits.
 
 - :mod:`.arguments`: which arguments are kbatch's and which the script's;
-- :mod:`.commands`: the click commands.
+- :mod:`.commands`: the click commands;
+- :mod:`.waiting`: ``wait`` and ``--wait``, drawn on a terminal;
+- :mod:`.screen`: ``queue --watch`` fitted to the terminal;
+- :mod:`.completion`: shell completion.
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ def main(args: list[str] | None = None) -> NoReturn:
     lead = []
     while args and args[0] == "--debug":
         lead.append(args.pop(0))
-    if args and args[0] == "submit":
+    if not args:  # bare `kbatch`: its help, not a usage error
+        args = ["--help"]
+    elif args[0] == "submit":
         args = ["submit", *split_submit_args(args[1:])]
     elif args and args[0] not in cli.commands and args[0] not in ("--help", "-h", "--version"):
         args = ["submit", *split_submit_args(args)]

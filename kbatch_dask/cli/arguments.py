@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from kbatch_dask.spec.options import SPEC_OPTIONS
 
-SUBMIT_FLAGS = ("--wait", "-W", "--parsable", "--dry-run")
+# After the script, only these are kbatch's (as sbatch gives every other argument to
+# the script): they size the cluster, which is what `kbatch train.py --dask-workers 20`
+# is typed for; a script's own `-o` or `--name` must reach the script.
+DASK_OPTIONS = ("--dask-workers", "--dask-option", "--worker-cores", "--worker-memory", "--wait-for-workers")
 
 
 def _value_options() -> dict[str, int]:
@@ -15,15 +18,14 @@ def _value_options() -> dict[str, int]:
 def split_submit_args(args: list[str]) -> list[str]:
     """Reorder ``kbatch [OPTS] SCRIPT [ARGS]`` so that click sees kbatch's options first.
 
-    Before the script, every option is kbatch's. After it, kbatch's submit
-    options (``--dask-workers 2``, ``-o out``, ``--wait``) are still kbatch's;
-    anything else, and everything after ``--``, belongs to the script.
+    Before the script, every option is kbatch's. After it, only the Dask options
+    (:data:`DASK_OPTIONS`) are still kbatch's; anything else, and everything
+    after ``--``, belongs to the script.
 
-    >>> split_submit_args(["train.py", "--dask-workers", "2", "--epochs", "3", "--", "-o", "x"])
-    ['--dask-workers', '2', 'train.py', '--epochs', '3', '-o', 'x']
+    >>> split_submit_args(["train.py", "--dask-workers", "2", "-o", "r.csv", "--", "--worker-cores", "1"])
+    ['--dask-workers', '2', 'train.py', '-o', 'r.csv', '--worker-cores', '1']
     """
     takes_value = _value_options()
-    known = set(takes_value) | set(SUBMIT_FLAGS)
     head: list[str] = []
     i = 0
     while i < len(args):
@@ -46,9 +48,9 @@ def split_submit_args(args: list[str]) -> list[str]:
         if token == "--":
             script_args += rest[j + 1 :]
             break
-        name = token.split("=", 1)[0] if token.startswith("--") else token
-        if name in known:
-            n = takes_value.get(token, 0) if name == token else 0
+        name = token.split("=", 1)[0]
+        if name in DASK_OPTIONS:
+            n = takes_value[name] if name == token else 0
             moved += rest[j : j + 1 + n]
             j += n
         else:

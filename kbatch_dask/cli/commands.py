@@ -3,12 +3,14 @@ the answer."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
+from kbatch_dask.cli.completion import DefaultSubmitGroup, job_ids, script_files
 from kbatch_dask.errors import KbatchError
 from kbatch_dask.spec.options import SPEC_OPTIONS
 from kbatch_dask.spec.units import parse_seconds
@@ -32,7 +34,10 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
         ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(cls=DefaultSubmitGroup, context_settings=HELP_OPTIONS)
 @click.option(
     "--version",
     is_flag=True,
@@ -50,6 +55,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
       kbatch train.py --dask-workers 20     submit; prints the job id
       kbatch queue                          jobs, states, workers, dashboards
       kbatch logs JOB -f                    follow a job's output
+
+    Shell completion (script files, commands, job ids): add
+    eval "$(_KBATCH_COMPLETE=bash_source kbatch)" to ~/.bashrc (zsh_source in
+    ~/.zshrc; for fish, _KBATCH_COMPLETE=fish_source kbatch | source).
     """
     ctx.obj = {"debug": debug}
 
@@ -57,14 +66,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command(
     "submit",
     context_settings={"allow_interspersed_args": False},
-    epilog="After SCRIPT, kbatch's own options still apply; other arguments, and "
-    "everything after --, go to the script. #KBATCH lines at the top of the script "
-    "take the same options.",
+    epilog="\b\nSubmit options go before SCRIPT. After it, only the Dask options\n"
+    "(--dask-workers, --dask-option, --worker-cores, --worker-memory,\n"
+    "--wait-for-workers) are still kbatch's; every other argument, and\n"
+    "everything after --, goes to the script. #KBATCH lines at the top of\n"
+    "the script take the same options.",
 )
 @click.option("-W", "--wait", is_flag=True, help="Wait for the job to end; exit with its exit code.")
 @click.option("--parsable", is_flag=True, help="Print only the job id.")
 @click.option("--dry-run", is_flag=True, help="Validate and print what would be submitted; create nothing.")
-@click.argument("script")
+@click.argument("script", shell_complete=script_files)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def submit_cmd(wait: bool, parsable: bool, dry_run: bool, script: str, args: tuple[str, ...], **options: Any) -> None:
     """Submit SCRIPT as a batch job (the default command)."""
@@ -82,20 +93,13 @@ def submit_cmd(wait: bool, parsable: bool, dry_run: bool, script: str, args: tup
     for warning in job.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if wait:
-        _exit_with_job(job)
+        from kbatch_dask.cli.waiting import exit_with_job
+
+        exit_with_job(job)
 
 
 for _option in reversed(SPEC_OPTIONS):
     submit_cmd.params.insert(0, _option)
-
-
-def _exit_with_job(job: Any, timeout: float | None = None) -> NoReturn:
-    state = job.wait(timeout=timeout)
-    record = job.record
-    code = record.exit_code if record.exit_code is not None else 1
-    if state.value != "SUCCEEDED":
-        click.echo(f"Job {job.id} {state.value}: {record.reason or f'exit code {code}'}", err=True)
-    sys.exit(code if state.value == "SUCCEEDED" else (code or 1))
 
 
 def _render_records(records: list[Any], output: str) -> str:
@@ -108,13 +112,17 @@ def _render_records(records: list[Any], output: str) -> str:
     return render.table(records, wide=output == "wide")
 
 
-@cli.command("queue")
+@cli.command("queue", context_settings=HELP_OPTIONS)  # also the kqueue command
 @click.option("--all", "show_all", is_flag=True, help="Include jobs that ended more than a day ago.")
 @click.option("--state", "states", metavar="STATE[,STATE]", help="Only jobs in these states.")
 @click.option("-u", "--user", help="Only jobs of this user.")
 @click.option("--me", is_flag=True, help="Only your own jobs.")
 @click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True)
-@click.option("--watch", is_flag=True, help="Redraw every 2 seconds until interrupted.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Redraw every 2 seconds, fitted to the terminal, until interrupted; with -o json, one JSON array per line.",
+)
 @click.option("--backend", metavar="local|kubernetes", help="Which backend's jobs to list.")
 def queue_cmd(
     show_all: bool, states: str | None, user: str | None, me: bool, output: str, watch: bool, backend: str | None
@@ -126,22 +134,38 @@ def queue_cmd(
 
     wanted = JobState.parse_list(states) if states else ()
     who = current_user() if me else user
-    while True:
-        records = api.list_records(all=show_all, states=wanted, user=who, backend=backend)
-        text = _render_records(records, output)
-        if not watch:
-            click.echo(text)
-            return
-        click.clear()
-        click.echo(f"{time.strftime('%H:%M:%S')}  (Ctrl-C to stop)\n{text}")
-        try:
+    if not watch:
+        click.echo(_render_records(api.list_records(all=show_all, states=wanted, user=who, backend=backend), output))
+        return
+    try:
+        while True:
+            records = api.list_records(all=show_all, states=wanted, user=who, backend=backend)
+            _draw(records, output)
             time.sleep(2)
-        except KeyboardInterrupt:
-            return
+    except KeyboardInterrupt:
+        return
+
+
+def _draw(records: list[Any], output: str) -> None:
+    """One refresh of ``queue --watch``: a JSON document per line, a YAML document, or
+    the screen redrawn to fit the terminal."""
+    if output == "json":
+        import json
+
+        click.echo(json.dumps([r.to_dict() for r in records]))
+    elif output == "yaml":
+        click.echo("---\n" + _render_records(records, output))
+    else:
+        from kbatch_dask.cli.screen import fit
+
+        size = shutil.get_terminal_size()
+        click.clear()
+        text = f"{time.strftime('%H:%M:%S')}  (Ctrl-C to stop)\n{_render_records(records, output)}"
+        click.echo(fit(text, size.columns, size.lines))
 
 
 @cli.command("show")
-@click.argument("job_id", metavar="JOB")
+@click.argument("job_id", metavar="JOB", shell_complete=job_ids)
 @click.option("-o", "--output", type=click.Choice(("table", "json", "yaml")), default="table", show_default=True)
 @click.option("--backend", metavar="local|kubernetes")
 def show_cmd(job_id: str, output: str, backend: str | None) -> None:
@@ -160,7 +184,7 @@ def show_cmd(job_id: str, output: str, backend: str | None) -> None:
 
 
 @cli.command("logs")
-@click.argument("job_id", metavar="JOB")
+@click.argument("job_id", metavar="JOB", shell_complete=job_ids)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing output until the job ends.")
 @click.option("--stderr", "error", is_flag=True, help="Print the error file (-e) instead of the output.")
 @click.option("--all", "both", is_flag=True, help="Print the output and the error file, each under ==> FILE <==.")
@@ -184,7 +208,7 @@ def logs_cmd(job_id: str, follow: bool, error: bool, both: bool, tail: int | Non
 
 
 @cli.command("cancel")
-@click.argument("job_ids", metavar="JOB...", nargs=-1, required=True)
+@click.argument("job_ids", metavar="JOB...", nargs=-1, required=True, shell_complete=job_ids)
 @click.option("--backend", metavar="local|kubernetes")
 def cancel_cmd(job_ids: tuple[str, ...], backend: str | None) -> None:
     """Cancel jobs; their Dask clusters are stopped."""
@@ -209,7 +233,7 @@ def cancel_cmd(job_ids: tuple[str, ...], backend: str | None) -> None:
 
 
 @cli.command("wait")
-@click.argument("job_id", metavar="JOB")
+@click.argument("job_id", metavar="JOB", shell_complete=job_ids)
 @click.option(
     "--timeout",
     metavar="SECONDS",
@@ -220,10 +244,11 @@ def cancel_cmd(job_ids: tuple[str, ...], backend: str | None) -> None:
 def wait_cmd(job_id: str, timeout: float | None, backend: str | None) -> None:
     """Wait for a job to end; exit with its exit code."""
     from kbatch_dask import api
+    from kbatch_dask.cli.waiting import exit_with_job
 
     job = api.get_job(job_id, backend)
     try:
-        _exit_with_job(job, timeout)
+        exit_with_job(job, timeout)
     except TimeoutError as exc:
         raise KbatchError(str(exc)) from None
 
@@ -237,19 +262,29 @@ def gc_cmd(dry_run: bool, all_clusters: bool, yes: bool, backend: str | None) ->
     """Stop Dask clusters whose job has ended or vanished."""
     from kbatch_dask import api
 
-    if all_clusters and not dry_run and not yes:
-        orphans = [a for a in api.gc(dry_run=True, all_clusters=True, backend=backend) if a.job_id is None]
-        if orphans:
-            click.echo("Running clusters that belong to no kbatch job:")
-            for action in orphans:
-                click.echo(f"  {action.cluster}")
-            click.confirm("Stop them too?", abort=True)
+    # One look at every running cluster, so that gc can say what it leaves alone too.
+    planned = api.gc(dry_run=True, all_clusters=True, backend=backend)
+    orphans = [a.cluster for a in planned if a.job_id is None]
+    if all_clusters and orphans and not dry_run and not yes:
+        click.echo("Running clusters that belong to no kbatch job:")
+        for name in orphans:
+            click.echo(f"  {name}")
+        if not click.confirm("Stop them too?"):
+            all_clusters = False  # declined: stop only those of ended jobs, and say so below
     actions = api.gc(dry_run=dry_run, all_clusters=all_clusters, backend=backend)
     for action in actions:
         verb = "stopped" if action.stopped else "would stop"
         click.echo(f"{verb} cluster {action.cluster} ({action.why})")
-    if not actions:
+    left = orphans and not all_clusters
+    if not actions and left:
+        click.echo("Nothing to stop: no running cluster belongs to an ended or vanished job.")
+    elif not actions:
         click.echo("Nothing to stop: every running cluster belongs to a running job.")
+    if left:
+        click.echo(
+            f"Left running: {len(orphans)} cluster(s) that belong to no kbatch job ({', '.join(orphans)}); "
+            "`kbatch gc --all` stops them."
+        )
 
 
 @cli.command("doctor")

@@ -149,7 +149,7 @@ def dashboard_then_cancel(session: Session, timeout: float = 120) -> None:
 
 def time_limit(session: Session, timeout: float = 60) -> None:
     script = session.write("slow.py", "import time\nprint('working', flush=True)\ntime.sleep(600)\n")
-    job_id = session.submit(script, "--dask-workers", "0", "--time", "0:03")
+    job_id = session.submit("--time", "0:03", script, "--dask-workers", "0")
     session.wait_done(job_id, timeout)
     record = session.show(job_id)
     assert (record["state"], record["reason"]) == ("TIMEOUT", "time limit of 3 s reached"), record
@@ -169,7 +169,7 @@ def dry_run(session: Session) -> list[dict[str, Any]]:
 
     before = session.objects("jobs")
     script = session.write("train.py", "print('train')\n")
-    proc = session.run("--backend", "kubernetes", "--dry-run", script, "--dask-workers", "2", "--time", "1:00:00")
+    proc = session.run("--backend", "kubernetes", "--dry-run", "--time", "1:00:00", script, "--dask-workers", "2")
     assert proc.returncode == 0, proc.stderr
     objects = list(yaml.safe_load_all(proc.stdout))
     assert [o["kind"] for o in objects] == ["Job", "ConfigMap", "Secret"]

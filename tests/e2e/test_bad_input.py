@@ -116,7 +116,7 @@ def test_unknown_job_id_is_one_line_exit_1(home: Path, capsys: pytest.CaptureFix
 
 def test_console_script_reports_bad_input_the_same_way(home: Path, tmp_path: Path) -> None:
     (tmp_path / "job.py").write_text(GOOD)
-    proc = kbatch("job.py", "--memory", "4GG", cwd=tmp_path)
+    proc = kbatch("--memory", "4GG", "job.py", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "Error: --memory '4GG': expected a size like 512M, 4G or 4Gi"
     assert job_dirs(home) == []
@@ -124,7 +124,7 @@ def test_console_script_reports_bad_input_the_same_way(home: Path, tmp_path: Pat
 
 def test_dry_run_validates_and_creates_nothing(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "job.py").write_text("#KBATCH --dask-workers 1:4\nprint(1)\n")
-    code, out, err = run_main(["--dry-run", "job.py", "--memory", "4Gi"], capsys)
+    code, out, err = run_main(["--dry-run", "--memory", "4Gi", "job.py"], capsys)
     assert code == 0, err
     assert "workers: '1:4'" in out and "memory: 4294967296" in out
     assert job_dirs(home) == []
@@ -202,7 +202,7 @@ def test_names_with_spaces_unicode_and_100_characters_are_kept(
 @pytest.mark.gateway
 def test_syntax_error_is_a_runtime_failure_not_a_submit_error(home: Path, tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("print('unclosed'\n")
-    proc = kbatch("broken.py", "--dask-workers", "0", "-o", "b.out", "--wait", cwd=tmp_path)
+    proc = kbatch("-o", "b.out", "--wait", "broken.py", "--dask-workers", "0", cwd=tmp_path)
     assert proc.returncode == 1
     assert "Job " in proc.stderr and "FAILED" in proc.stderr
     assert "SyntaxError" in (tmp_path / "b.out").read_text()

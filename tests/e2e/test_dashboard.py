@@ -46,7 +46,7 @@ def doctor_dashboard_check(env: dict[str, str] | None = None) -> dict:
 def test_dashboard_link_shows_the_bokeh_status_page_and_doctor_says_it_renders(home: Path, tmp_path: Path) -> None:
     release, out = tmp_path / "release", tmp_path / "d.out"
     script = write_script(tmp_path / "held.py", HELD.format(release=str(release)))
-    job_id = kbatch(str(script), "--dask-workers", "1", "-o", str(out), "--parsable", check=True).stdout.strip()
+    job_id = kbatch("-o", str(out), "--parsable", str(script), "--dask-workers", "1", check=True).stdout.strip()
     try:
         wait_for(lambda: out.exists() and "workers ready" in out.read_text(), what="the job's workers")
         row = next(r for r in kqueue_json() if r["id"] == job_id)

@@ -37,7 +37,7 @@ CONNECT = (
 
 
 def submit(*args: str, env: dict[str, str] | None = None) -> str:
-    proc = kbatch(*args, "--parsable", env=env)
+    proc = kbatch("--parsable", *args, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
@@ -68,7 +68,7 @@ def test_hard_exits_fail_with_code_or_signal_and_stop_the_cluster(
     home: Path, tmp_path: Path, body: str, exit_code: int, reason: str
 ) -> None:
     script = write_script(tmp_path / "hard.py", CONNECT + body + "\n")
-    job = ended(submit(str(script), "--dask-workers", "1", "-o", str(tmp_path / "h.out")))
+    job = ended(submit("-o", str(tmp_path / "h.out"), str(script), "--dask-workers", "1"))
     assert (job["state"], job["exit_code"], job["reason"]) == ("FAILED", exit_code, reason)
     assert_cluster_stopped_by_its_job(home, job["dask"]["cluster"])
 
@@ -76,7 +76,7 @@ def test_hard_exits_fail_with_code_or_signal_and_stop_the_cluster(
 def test_supervisor_killed_cluster_stopped_by_dead_mans_switch(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "k.out"
     script = write_script(tmp_path / "victim.py", CONNECT + "import time\ntime.sleep(300)\n")
-    job_id = submit(str(script), "--dask-workers", "1", "-o", str(out))
+    job_id = submit("-o", str(out), str(script), "--dask-workers", "1")
     wait_for(lambda: started(out), what="the script to start")
     driver_log = home / "jobs" / job_id / "driver.log"  # the switch is armed while the script starts
     wait_for(lambda: "dead-man's switch armed" in driver_log.read_text(), what="the dead-man's switch")
@@ -105,14 +105,14 @@ def test_dead_mans_switch_ignores_other_clients(home: Path, tmp_path: Path) -> N
         "print('still here', flush=True)\n"
     )
     script = write_script(tmp_path / "peek.py", CONNECT + peek)
-    job = ended(submit(str(script), "--dask-workers", "1", "-o", str(out)))
+    job = ended(submit("-o", str(out), str(script), "--dask-workers", "1"))
     assert job["state"] == "SUCCEEDED", out.read_text()
     assert "still here" in out.read_text()
 
 
 def test_time_limit_ends_timeout_and_stops_the_cluster(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "slow.py", CONNECT + "import time\ntime.sleep(60)\nprint('finished')\n")
-    job = ended(submit(str(script), "--dask-workers", "1", "--time", "0:05", "-o", str(tmp_path / "t.out")))
+    job = ended(submit("--time", "0:05", "-o", str(tmp_path / "t.out"), str(script), "--dask-workers", "1"))
     # SIGTERM ended the script (128 + 15) long before its 60 s sleep was over.
     assert (job["state"], job["exit_code"], job["reason"]) == ("TIMEOUT", 143, "time limit of 5 s reached")
     assert "finished" not in (tmp_path / "t.out").read_text()
@@ -125,7 +125,7 @@ def test_bad_cluster_option_fails_with_the_gateways_message(home: Path, tmp_path
     gateway that isn't running yet); never stuck PENDING or RUNNING."""
     embedded.stop(str(home))  # so that submit cannot check the option first
     script = write_script(tmp_path / "x.py", "print('never')\n")
-    job = ended(submit(str(script), "--dask-workers", "1", "--worker-cores", "99", "-o", str(tmp_path / "b.out")))
+    job = ended(submit("-o", str(tmp_path / "b.out"), str(script), "--dask-workers", "1", "--worker-cores", "99"))
     assert job["state"] == "FAILED"
     assert "worker_cores" in job["reason"] and "99" in job["reason"], job["reason"]
     assert "never" not in (tmp_path / "b.out").read_text()
@@ -146,7 +146,7 @@ def test_unknown_dask_option_refused_at_submit_when_gateway_is_up(home: Path, tm
 
 def test_corrupt_record_is_an_error_row_not_a_crash(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "ok.py", "print('ok')\n")
-    good = submit(str(script), "--dask-workers", "0", "-o", str(tmp_path / "ok.out"))
+    good = submit("-o", str(tmp_path / "ok.out"), str(script), "--dask-workers", "0")
     ended(good)
     broken = home / "jobs" / "zzzzz"
     broken.mkdir()
@@ -217,7 +217,7 @@ def test_gateway_down_at_start_then_up_within_the_retry_window(
     home: Path, tmp_path: Path, own_gateway: _Gateway
 ) -> None:
     script = write_script(tmp_path / "late.py", CONNECT + "print('ran')\n")
-    job_id = submit(str(script), "--dask-workers", "1", "-o", str(tmp_path / "late.out"), env=own_gateway.env())
+    job_id = submit("-o", str(tmp_path / "late.out"), str(script), "--dask-workers", "1", env=own_gateway.env())
     driver_log = home / "jobs" / job_id / "driver.log"
     # Start the gateway only once the driver has found it down, so the job runs only if it retried.
     wait_for(lambda: driver_log.exists() and "retrying in" in driver_log.read_text(), what="the driver to retry")
@@ -234,7 +234,7 @@ def test_gateway_restarted_mid_job_ends_terminal_with_no_cluster_left(
     own_gateway.start()
     out = tmp_path / "r.out"
     script = write_script(tmp_path / "restart.py", CONNECT + "import time\ntime.sleep(120)\n")
-    job_id = submit(str(script), "--dask-workers", "1", "-o", str(out), env=own_gateway.env())
+    job_id = submit("-o", str(out), str(script), "--dask-workers", "1", env=own_gateway.env())
     wait_for(lambda: started(out), what="the script to start")
     own_gateway.stop()  # stops its clusters, as a gateway restart does
     own_gateway.start()
@@ -249,7 +249,7 @@ def test_gc_stops_clusters_of_ended_jobs_and_is_idempotent(home: Path, tmp_path:
     # Without the dead-man's switch, a job killed outright leaves its cluster running:
     # the orphan gc is the last backstop for.
     no_switch = {**os.environ, "DASK_KBATCH__DRIVER__DEAD_MANS_SWITCH_GRACE": "0"}
-    job_id = submit(str(script), "--dask-workers", "1", "-o", str(out), env=no_switch)
+    job_id = submit("-o", str(out), str(script), "--dask-workers", "1", env=no_switch)
     wait_for(lambda: started(out), what="the script to start")
     record = show_json(job_id)
     cluster = record["dask"]["cluster"]
@@ -276,12 +276,12 @@ def test_gc_after_faults_finds_nothing(home: Path, tmp_path: Path) -> None:
     and gc leaves the cluster of a job still running alone."""
     out = tmp_path / "run.out"
     sleeper = write_script(tmp_path / "run.py", CONNECT + "import time\ntime.sleep(300)\n")
-    running = submit(str(sleeper), "--dask-workers", "1", "-o", str(out))
+    running = submit("-o", str(out), str(sleeper), "--dask-workers", "1")
     try:
         wait_for(lambda: started(out), what="the running job's script to start")
         cluster = show_json(running)["dask"]["cluster"]
         crash = write_script(tmp_path / "crash.py", CONNECT + "import os; os._exit(4)\n")
-        crashed = ended(submit(str(crash), "--dask-workers", "1", "-o", str(tmp_path / "crash.out")))
+        crashed = ended(submit("-o", str(tmp_path / "crash.out"), str(crash), "--dask-workers", "1"))
         assert (crashed["state"], crashed["reason"]) == ("FAILED", "exit code 4")
 
         assert kbatch("gc", "--dry-run", check=True).stdout.splitlines() == [

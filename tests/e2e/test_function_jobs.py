@@ -141,9 +141,6 @@ def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Pat
     from conftest import kbatch
 
     proc = kbatch(
-        str(ROOT / "examples" / "analysis.ipynb"),
-        "--dask-workers",
-        "2",
         "-p",
         "alpha",
         "0.5",
@@ -153,6 +150,9 @@ def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Pat
         "-o",
         str(tmp_path / "nb-%j.out"),
         "--wait",
+        str(ROOT / "examples" / "analysis.ipynb"),
+        "--dask-workers",
+        "2",
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -189,7 +189,7 @@ def test_failing_notebook_names_the_users_cell_and_nothing_else(home: Path, tmp_
     )
     nbformat.write(notebook, tmp_path / "two_cells.ipynb")
     out = tmp_path / "two.out"
-    proc = kbatch(str(tmp_path / "two_cells.ipynb"), "-p", "rows", "5", "-o", str(out), "--wait", timeout=300)
+    proc = kbatch("-p", "rows", "5", "-o", str(out), "--wait", str(tmp_path / "two_cells.ipynb"), timeout=300)
     assert proc.returncode != 0
     job_id = proc.stdout.split()[2]
     text = out.read_text()

@@ -74,7 +74,7 @@ def test_job_cancelled_while_the_gateway_starts_leaves_one_visible_gateway_that_
 ) -> None:
     gwdir = fresh_home / "gateway"
     script = write_script(tmp_path / "connect.py", CONNECT)
-    first = submit(str(script), "--dask-workers", "1", "-o", str(tmp_path / "first.out"))
+    first = submit("-o", str(tmp_path / "first.out"), str(script), "--dask-workers", "1")
     # Freeze the gateway the first job's driver started, so that it is still starting
     # (not yet answering) when the job is cancelled.
     (pid,) = wait_for(lambda: gateway_pids(gwdir), interval=0.01, what="the first job to start the gateway")
@@ -89,7 +89,7 @@ def test_job_cancelled_while_the_gateway_starts_leaves_one_visible_gateway_that_
         assert status.returncode == 0 and f"pid {pid}" in status.stdout, status
     finally:
         os.kill(pid, signal.SIGCONT)
-    second = submit(str(script), "--dask-workers", "1", "-o", str(tmp_path / "second.out"))
+    second = submit("-o", str(tmp_path / "second.out"), str(script), "--dask-workers", "1")
     assert ended(second)["state"] == "SUCCEEDED", (tmp_path / "second.out").read_text()
     status = kbatch("gateway", "status")
     assert status.returncode == 0 and "running" in status.stdout and f"pid {pid}" in status.stdout, status
@@ -99,7 +99,7 @@ def test_job_cancelled_while_the_gateway_starts_leaves_one_visible_gateway_that_
 def test_gateway_stop_refuses_while_a_job_uses_it_naming_the_job(fresh_home: Path, tmp_path: Path) -> None:
     out = tmp_path / "busy.out"
     script = write_script(tmp_path / "busy.py", CONNECT + "import time\ntime.sleep(300)\n")
-    job_id = submit(str(script), "--dask-workers", "1", "-o", str(out))
+    job_id = submit("-o", str(out), str(script), "--dask-workers", "1")
     wait_for(lambda: started(out), what="the script to start")
     cluster = show_json(job_id)["dask"]["cluster"]
     gateways = gateway_pids(fresh_home / "gateway")
@@ -117,10 +117,10 @@ def test_gateway_stop_refuses_while_a_job_uses_it_naming_the_job(fresh_home: Pat
 def test_gateway_stop_force_fails_the_jobs_using_it_and_leaves_no_process(fresh_home: Path, tmp_path: Path) -> None:
     out = tmp_path / "busy.out"
     script = write_script(tmp_path / "busy.py", CONNECT + "import time\ntime.sleep(300)\n")
-    job_id = submit(str(script), "--dask-workers", "1", "-o", str(out))
+    job_id = submit("-o", str(out), str(script), "--dask-workers", "1")
     plain = write_script(tmp_path / "plain.py", "import time\nprint('started', flush=True)\ntime.sleep(300)\n")
     plain_out = tmp_path / "plain.out"
-    plain_id = submit(str(plain), "--dask-workers", "0", "-o", str(plain_out))  # no cluster, no gateway
+    plain_id = submit("-o", str(plain_out), str(plain), "--dask-workers", "0")  # no cluster, no gateway
     wait_for(lambda: started(out) and started(plain_out), what="the scripts to start")
     assert processes_under(fresh_home / "gateway")
 

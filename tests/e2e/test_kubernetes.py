@@ -194,8 +194,8 @@ def test_a_notebook_runs_in_a_pod_and_wait_returns_its_exit_code(session: FakeSe
     import nbformat
 
     proc = session.run(
-        "--backend", "kubernetes", str(ROOT / "examples" / "analysis.ipynb"), "--dask-workers", "2",
-        "-p", "alpha", "0.5", "-p", "label", "nightly", "--wait", timeout=300,
+        "--backend", "kubernetes", "-p", "alpha", "0.5", "-p", "label", "nightly", "--wait",
+        str(ROOT / "examples" / "analysis.ipynb"), "--dask-workers", "2", timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.split()[2]
@@ -287,7 +287,7 @@ def test_logs_tail_and_stderr_and_show_of_the_jobs_spec(session: FakeSession) ->
         "import sys\nfor i in range(5):\n    print('line', i, flush=True)\n"
         "print('warning: row 7', file=sys.stderr, flush=True)\nraise ValueError('bad row 7')\n",
     )
-    job_id = session.submit(script, "--dask-workers", "0", "-e", "noisy-%j.err", "-t", "10:00")
+    job_id = session.submit("-e", "noisy-%j.err", "-t", "10:00", script, "--dask-workers", "0")
     session.wait_done(job_id, timeout=60)
     record = session.show(job_id)
     assert record["state"] == "FAILED", record
@@ -314,7 +314,7 @@ def test_output_naming_a_directory_fails_the_job_in_its_pod(session: FakeSession
     # Only the pod can see its volumes: the submitting session refuses what the spec alone says.
     (session.home / "results").mkdir()
     script = session.write("s.py", "print('lost?')\n")
-    job_id = session.submit(script, "--dask-workers", "0", "-o", "results")
+    job_id = session.submit("-o", "results", script, "--dask-workers", "0")
     session.wait_done(job_id, timeout=60)
     record = session.show(job_id)
     assert record["state"] == "FAILED", record

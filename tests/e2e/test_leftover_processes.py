@@ -41,7 +41,7 @@ def spawned(tmp_path: Path) -> list[int]:
 
 def test_processes_a_script_leaves_end_with_its_job(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "spawn.py", SPAWNS)
-    proc = kbatch(str(script), "--dask-workers", "0", "--wait", "--parsable", "-o", str(tmp_path / "out"), cwd=tmp_path)
+    proc = kbatch("--wait", "--parsable", "-o", str(tmp_path / "out"), str(script), "--dask-workers", "0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     pids = spawned(tmp_path)  # written before the job ended; --wait returned once it had
     assert show_json(proc.stdout.split()[0])["state"] == "SUCCEEDED"
@@ -53,7 +53,7 @@ def test_processes_a_script_leaves_end_with_its_job(home: Path, tmp_path: Path) 
 
 def test_cancel_ends_every_process_of_the_job(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "spawn.py", SPAWNS)
-    job_id = kbatch(str(script), "--dask-workers", "0", "--parsable", "-o", str(tmp_path / "out"), "--", "linger",
+    job_id = kbatch("--parsable", "-o", str(tmp_path / "out"), str(script), "--dask-workers", "0", "--", "linger",
                     cwd=tmp_path, check=True).stdout.strip()  # fmt: skip
     pids = spawned(tmp_path)
     assert all(alive(p) for p in pids)
@@ -64,7 +64,7 @@ def test_cancel_ends_every_process_of_the_job(home: Path, tmp_path: Path) -> Non
 
 def test_a_job_that_leaves_nothing_says_nothing(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "quiet.py", "print('done')\n")
-    proc = kbatch(str(script), "--dask-workers", "0", "--wait", "--parsable", "-o", str(tmp_path / "out"), cwd=tmp_path)
+    proc = kbatch("--wait", "--parsable", "-o", str(tmp_path / "out"), str(script), "--dask-workers", "0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     log = (Path(home) / "jobs" / proc.stdout.split()[0] / "driver.log").read_text()
     assert "left running" not in log, log

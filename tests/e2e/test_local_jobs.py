@@ -27,7 +27,7 @@ print("done", flush=True)
 
 
 def submit(*args: str) -> str:
-    proc = kbatch(*args, "--parsable", check=True)
+    proc = kbatch("--parsable", *args, check=True)
     return proc.stdout.strip()
 
 
@@ -46,7 +46,7 @@ def assert_cluster_stopped(home: Path, job: dict) -> None:
 
 def test_hello_dask_waits_and_writes_its_result(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "hello-%j.out"
-    proc = kbatch("-o", str(out), str(ROOT / "examples" / "hello_dask.py"), "--dask-workers", "2", "--wait")
+    proc = kbatch("-o", str(out), "--wait", str(ROOT / "examples" / "hello_dask.py"), "--dask-workers", "2")
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.split()[2]
     text = (tmp_path / f"hello-{job_id}.out").read_text()
@@ -58,7 +58,7 @@ def test_hello_dask_waits_and_writes_its_result(home: Path, tmp_path: Path) -> N
 
 def test_running_job_shows_cluster_workers_and_dashboard(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "sleeper.py", SLEEPER.format(seconds=8))
-    job_id = submit(str(script), "--dask-workers", "2", "-o", str(tmp_path / "s.out"))
+    job_id = submit("-o", str(tmp_path / "s.out"), str(script), "--dask-workers", "2")
 
     def running_with_workers() -> dict | None:
         rows = [r for r in kqueue_json() if r["id"] == job_id]
@@ -87,7 +87,7 @@ def test_failing_scripts_end_failed_and_stop_their_cluster(
     home: Path, tmp_path: Path, body: str, exit_code: int, in_output: str | None
 ) -> None:
     script = write_script(tmp_path / "fails.py", f"from dask.distributed import get_client\nget_client()\n{body}\n")
-    job_id = submit(str(script), "--dask-workers", "1", "-o", str(tmp_path / "f.out"))
+    job_id = submit("-o", str(tmp_path / "f.out"), str(script), "--dask-workers", "1")
     job = wait_ended(job_id)
     assert job["state"] == "FAILED"
     assert job["exit_code"] == exit_code
@@ -102,7 +102,7 @@ def test_failing_scripts_end_failed_and_stop_their_cluster(
 
 def test_cancel_ends_cancelled_and_stops_the_cluster(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "long.py", SLEEPER.format(seconds=300))
-    job_id = submit(str(script), "--dask-workers", "2", "-o", str(tmp_path / "c.out"))
+    job_id = submit("-o", str(tmp_path / "c.out"), str(script), "--dask-workers", "2")
     wait_for(
         lambda: "workers ready" in (tmp_path / "c.out").read_text() if (tmp_path / "c.out").exists() else False,
         timeout=60,
@@ -148,7 +148,7 @@ def test_submit_returns_without_waiting_for_the_gateway(home: Path, tmp_path: Pa
     the benchmark's business)."""
     script = write_script(tmp_path / "x.py", "print('never')\n")
     env = {**os.environ, "DASK_GATEWAY__ADDRESS": "http://127.0.0.1:9", "DASK_KBATCH__DRIVER__GATEWAY_RETRY": "2"}
-    proc = kbatch(str(script), "--dask-workers", "2", "--parsable", "-o", str(tmp_path / "x.out"), env=env)
+    proc = kbatch("--parsable", "-o", str(tmp_path / "x.out"), str(script), "--dask-workers", "2", env=env)
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip()
     job = wait_for(
@@ -170,14 +170,14 @@ def test_job_without_cluster_and_script_arguments(home: Path, tmp_path: Path) ->
         tmp_path / "args.py", "import os, sys\nprint(sys.argv[1:], os.environ.get('KBATCH_DASK_CLUSTER'))\n"
     )
     proc = kbatch(
+        "-o",
+        str(tmp_path / "a.out"),
+        "--wait",
         str(script),
         "--dask-workers",
         "0",
         "--epochs",
         "3",
-        "-o",
-        str(tmp_path / "a.out"),
-        "--wait",
         "--",
         "-o",
         "x",
@@ -193,7 +193,7 @@ def test_shell_script_runs_with_cluster_name(home: Path, tmp_path: Path) -> None
         tmp_path / "job.sh",
         "#!/bin/sh\n#KBATCH --dask-workers 1\necho cluster=$KBATCH_DASK_CLUSTER job=$KBATCH_DASK_JOB_ID\n",
     )
-    proc = kbatch(str(script), "--output", str(tmp_path / "sh.out"), "--wait")
+    proc = kbatch("--output", str(tmp_path / "sh.out"), "--wait", str(script))
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "sh.out").read_text()
     assert "cluster=" in text and "cluster= " not in text
@@ -203,7 +203,7 @@ def test_logs_prints_and_follows_output(home: Path, tmp_path: Path) -> None:
     script = write_script(
         tmp_path / "talk.py", "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.5)\n"
     )
-    job_id = submit(str(script), "--dask-workers", "0", "-o", str(tmp_path / "t.out"))
+    job_id = submit("-o", str(tmp_path / "t.out"), str(script), "--dask-workers", "0")
     followed = kbatch("logs", job_id, "-f", timeout=60)
     assert followed.returncode == 0
     assert followed.stdout.splitlines() == ["line 0", "line 1", "line 2"]
@@ -212,7 +212,7 @@ def test_logs_prints_and_follows_output(home: Path, tmp_path: Path) -> None:
 
 def test_lost_driver_is_reported_lost(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "lost.py", "import time\ntime.sleep(60)\n")
-    job_id = submit(str(script), "--dask-workers", "0", "-o", str(tmp_path / "l.out"))
+    job_id = submit("-o", str(tmp_path / "l.out"), str(script), "--dask-workers", "0")
     record = wait_for(lambda: (r := show_json(job_id))["state"] == "RUNNING" and r, what="RUNNING")
     os.killpg(record["pid"], signal.SIGKILL)
     job = wait_for(lambda: (r := show_json(job_id))["state"] == "LOST" and r, timeout=10, what="LOST")

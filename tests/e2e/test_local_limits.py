@@ -34,7 +34,7 @@ raise SystemExit(0 if n == 3 else 1)
 
 def submit(*args: str, env: dict[str, str] | None = None) -> tuple[str, str]:
     """The job's id and what `kbatch` said on stderr."""
-    proc = kbatch(*args, "--parsable", env=env)
+    proc = kbatch("--parsable", *args, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip(), proc.stderr
 
@@ -54,7 +54,7 @@ def warnings(stderr: str) -> list[str]:
 def test_retries_run_a_failed_job_again_on_a_fresh_cluster_with_the_attempt_shown(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "flaky.py", FLAKY.format(folder=str(tmp_path)))
     out = tmp_path / "flaky.out"
-    job_id, _ = submit(str(script), "--retries", "2", "--dask-workers", "1", "-o", str(out))
+    job_id, _ = submit("--retries", "2", "-o", str(out), str(script), "--dask-workers", "1")
 
     wait_for(lambda: (tmp_path / "second").exists(), timeout=120, what="the second attempt to start")
     row = next(r for r in kqueue_json() if r["id"] == job_id)
@@ -81,7 +81,7 @@ def test_retries_run_a_failed_job_again_on_a_fresh_cluster_with_the_attempt_show
 def test_retries_used_up_end_failed_with_the_last_attempt(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "fails.py", "raise SystemExit(5)\n")
     out = tmp_path / "fails.out"
-    job_id, _ = submit(str(script), "--retries", "1", "-o", str(out))
+    job_id, _ = submit("--retries", "1", "-o", str(out), str(script))
     job = ended(job_id)
     assert (job["state"], job["exit_code"], job["reason"], job["attempt"]) == ("FAILED", 5, "exit code 5", 2)
     assert [line for line in out.read_text().splitlines() if line.startswith("kbatch:")] == [
@@ -96,7 +96,7 @@ def test_retries_used_up_end_failed_with_the_last_attempt(home: Path, tmp_path: 
 def test_a_job_without_retries_runs_once_and_says_nothing_of_attempts(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "fails.py", "raise SystemExit(5)\n")
     out = tmp_path / "once.out"
-    job = ended(submit(str(script), "-o", str(out))[0])
+    job = ended(submit("-o", str(out), str(script))[0])
     assert (job["state"], job["attempt"]) == ("FAILED", 1)
     assert out.read_text() == f"kbatch: job {job['id']} FAILED: exit code 5\n"
 
@@ -107,7 +107,7 @@ AFFINITY = "import os\nprint('cpus', sorted(os.sched_getaffinity(0)))\n"
 def test_cpus_pin_the_script_to_that_many_cpus(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "affinity.py", AFFINITY)
     out = tmp_path / "affinity.out"
-    job_id, stderr = submit(str(script), "--cpus", "1", "-o", str(out))
+    job_id, stderr = submit("--cpus", "1", "-o", str(out), str(script))
     assert ended(job_id)["state"] == "SUCCEEDED"
     assert warnings(stderr) == []
     (line,) = [line for line in out.read_text().splitlines() if line.startswith("cpus")]
@@ -121,7 +121,7 @@ def test_gpus_choose_that_many_of_the_sessions_devices(home: Path, tmp_path: Pat
     script = write_script(tmp_path / "gpus.py", ENVIRONMENT)
     out = tmp_path / "gpus.out"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "4,5,6"}
-    job_id, stderr = submit(str(script), "--gpus", "2", "-o", str(out), env=env)
+    job_id, stderr = submit("--gpus", "2", "-o", str(out), str(script), env=env)
     assert ended(job_id)["state"] == "SUCCEEDED"
     assert warnings(stderr) == []
     assert "devices '4,5'" in out.read_text()
@@ -133,7 +133,7 @@ def test_gpus_on_a_machine_without_one_warn_and_give_the_script_none(home: Path,
     script = write_script(tmp_path / "gpus.py", ENVIRONMENT)
     out = tmp_path / "nogpu.out"
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    job_id, stderr = submit(str(script), "--gpus", "1", "-o", str(out), env=env)
+    job_id, stderr = submit("--gpus", "1", "-o", str(out), str(script), env=env)
     assert warnings(stderr) == ["Warning: not enforced here: --gpus 1 (this machine has no GPU)"]
     assert ended(job_id)["state"] == "SUCCEEDED"
     assert "devices ''" in out.read_text()
@@ -144,7 +144,7 @@ def test_what_cannot_be_enforced_is_one_warning_line(home: Path, tmp_path: Path)
     out = tmp_path / "many.out"
     cpus = len(os.sched_getaffinity(0))
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    job_id, stderr = submit(str(script), "--cpus", "64", "--gpus", "3", "-o", str(out), env=env)
+    job_id, stderr = submit("--cpus", "64", "--gpus", "3", "-o", str(out), str(script), env=env)
     assert warnings(stderr) == [
         f"Warning: not enforced here: --cpus 64 (this machine has {cpus} CPU(s): the job gets them all), "
         "--gpus 3 (this machine has no GPU)"
@@ -167,7 +167,7 @@ print("survived", flush=True)
 def test_memory_over_the_limit_ends_the_job_oom_with_the_reason(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "hog.py", HOG)
     out = tmp_path / "hog.out"
-    job_id, stderr = submit(str(script), "--memory", "200M", "-o", str(out))
+    job_id, stderr = submit("--memory", "200M", "-o", str(out), str(script))
     assert warnings(stderr) == []
     job = ended(job_id)
     reason = "memory limit of 200M exceeded"

@@ -34,7 +34,7 @@ class HeldJob:
         self.release_file, self.out = tmp_path / "release", tmp_path / "held.out"
         text = HELD.format(workers=workers, secret=SECRET, release=str(self.release_file))
         script = write_script(tmp_path / "held.py", text)
-        args = (str(script), "--dask-workers", str(workers), "-o", str(self.out), "--parsable")
+        args = ("-o", str(self.out), "--parsable", str(script), "--dask-workers", str(workers))
         self.id = kbatch(*args, check=True).stdout.strip()
         wait_for(lambda: self.out.exists() and "workers ready" in self.out.read_text(), what="the job's workers")
 

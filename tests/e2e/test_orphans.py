@@ -107,7 +107,7 @@ def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OwnGate
 
 
 def submit(*args: str, env: dict[str, str] | None = None) -> str:
-    proc = kbatch(*args, "--parsable", env={**os.environ, **(env or {})})
+    proc = kbatch("--parsable", *args, env={**os.environ, **(env or {})})
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
@@ -128,7 +128,7 @@ def driver_log(gateway: OwnGateway, job_id: str) -> str:
 def running_job(gateway: OwnGateway, tmp_path: Path, env: dict[str, str]) -> tuple[str, str]:
     """A job whose script runs on its cluster; its id and cluster."""
     out = tmp_path / "job.out"
-    job_id = submit(str(write_script(tmp_path / "sleep.py", SLEEP)), "--dask-workers", "1", "-o", str(out), env=env)
+    job_id = submit("-o", str(out), str(write_script(tmp_path / "sleep.py", SLEEP)), "--dask-workers", "1", env=env)
     wait_for(lambda: out.exists() and "started" in out.read_text(), what="the script to start")
     return job_id, show_json(job_id)["dask"]["cluster"]
 

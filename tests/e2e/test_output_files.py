@@ -24,7 +24,7 @@ raise ValueError("bad row 7")
 
 
 def submit(*args: str) -> str:
-    proc = kbatch(*args, "--parsable", check=True)
+    proc = kbatch("--parsable", *args, check=True)
     return proc.stdout.strip()
 
 
@@ -87,7 +87,7 @@ def test_output_in_a_folder_without_write_permission_is_refused_at_submit(home: 
 def test_output_in_a_folder_that_does_not_exist_yet_is_made(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "s.py", "print('made')\n")
     out = tmp_path / "new" / "deeper" / "out.txt"
-    proc = kbatch("-o", str(out), str(script), "--dask-workers", "0", "--wait")
+    proc = kbatch("-o", str(out), "--wait", str(script), "--dask-workers", "0")
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().startswith("made")
 
@@ -98,7 +98,7 @@ def test_output_in_a_folder_that_does_not_exist_yet_is_made(home: Path, tmp_path
 def test_logs_stderr_and_all_show_the_error_file(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "fail.py", FAILING)
     out, err = tmp_path / "f.out", tmp_path / "f.err"
-    job_id = submit(str(script), "--dask-workers", "0", "-o", str(out), "-e", str(err))
+    job_id = submit("-o", str(out), "-e", str(err), str(script), "--dask-workers", "0")
     assert wait_ended(job_id)["state"] == "FAILED"
 
     assert kbatch("logs", job_id, check=True).stdout == out.read_text()
@@ -112,7 +112,7 @@ def test_logs_stderr_and_all_show_the_error_file(home: Path, tmp_path: Path) -> 
 
 def test_logs_stderr_of_a_job_without_an_error_file_says_where_stderr_went(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "fail.py", FAILING)
-    job_id = submit(str(script), "--dask-workers", "0", "-o", str(tmp_path / "f.out"))
+    job_id = submit("-o", str(tmp_path / "f.out"), str(script), "--dask-workers", "0")
     wait_ended(job_id)
     proc = kbatch("logs", "--stderr", job_id)
     assert proc.returncode == 2
@@ -122,7 +122,7 @@ def test_logs_stderr_of_a_job_without_an_error_file_says_where_stderr_went(home:
 
 def test_logs_tail_prints_the_last_lines(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "count.py", "for i in range(1000):\n    print('line', i)\n")
-    job_id = submit(str(script), "--dask-workers", "0", "-o", str(tmp_path / "c.out"))
+    job_id = submit("-o", str(tmp_path / "c.out"), str(script), "--dask-workers", "0")
     wait_ended(job_id)
     assert kbatch("logs", "--tail", "3", job_id, check=True).stdout == "line 997\nline 998\nline 999\n"
     assert kbatch("logs", "--tail", "0", job_id, check=True).stdout == ""
@@ -142,7 +142,7 @@ def test_logs_follow_all_labels_each_file_as_its_output_comes(home: Path, tmp_pa
         "    print('err', i, file=sys.stderr, flush=True)\n    time.sleep(0.3)\n",
     )
     out, err = tmp_path / "t.out", tmp_path / "t.err"
-    job_id = submit(str(script), "--dask-workers", "0", "-o", str(out), "-e", str(err))
+    job_id = submit("-o", str(out), "-e", str(err), str(script), "--dask-workers", "0")
     followed = kbatch("logs", "-f", "--all", job_id, timeout=60)
     assert followed.returncode == 0, followed.stderr
     lines = followed.stdout.splitlines()
@@ -164,7 +164,7 @@ def test_logs_of_a_big_output_read_it_in_bounded_memory(home: Path, tmp_path: Pa
         f"import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range({size // 1024}):\n    sys.stdout.write(line)\n",
     )
     out = tmp_path / "big.out"
-    job_id = submit(str(script), "--dask-workers", "0", "-o", str(out))
+    job_id = submit("-o", str(out), str(script), "--dask-workers", "0")
     assert wait_ended(job_id, timeout=180)["state"] == "SUCCEEDED"
     assert out.stat().st_size >= size
 
@@ -190,8 +190,8 @@ def test_show_says_the_jobs_spec(home: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     job_id = submit(
-        str(script), "--dask-workers", "1", "--worker-cores", "1", "--worker-memory", "1G",
         "-t", "1:30:00", "-D", str(work), "-o", "out-%j.txt", "-e", "err-%j.txt",
+        str(script), "--dask-workers", "1", "--worker-cores", "1", "--worker-memory", "1G",
     )  # fmt: skip
     record = wait_ended(job_id)
     assert record["state"] == "SUCCEEDED", record
@@ -217,7 +217,7 @@ def test_show_says_the_jobs_spec(home: Path, tmp_path: Path) -> None:
 def test_show_says_where_the_executed_notebook_goes(home: Path, tmp_path: Path) -> None:
     pytest.importorskip("papermill")
     job_id = submit(
-        str(ROOT / "examples" / "analysis.ipynb"), "--dask-workers", "0", "-o", str(tmp_path / "nb" / "%j.out")
+        "-o", str(tmp_path / "nb" / "%j.out"), str(ROOT / "examples" / "analysis.ipynb"), "--dask-workers", "0"
     )
     record = show_json(job_id)
     assert record["notebook_output"] == str(tmp_path / "nb" / f"analysis-{job_id}.ipynb")
@@ -226,7 +226,7 @@ def test_show_says_where_the_executed_notebook_goes(home: Path, tmp_path: Path) 
 
 def test_show_of_a_job_without_a_time_limit_says_unlimited(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "s.py", "print('hi')\n")
-    job_id = submit(str(script), "--dask-workers", "0", "-o", str(tmp_path / "s.out"))
+    job_id = submit("-o", str(tmp_path / "s.out"), str(script), "--dask-workers", "0")
     wait_ended(job_id)
     assert show_json(job_id)["time_limit"] is None
     fields = dict(line.split(None, 1) for line in kbatch("show", job_id, check=True).stdout.splitlines())
@@ -235,8 +235,8 @@ def test_show_of_a_job_without_a_time_limit_says_unlimited(home: Path, tmp_path:
 
 def test_wide_queue_has_a_time_limit_column(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "s.py", "print('hi')\n")
-    limited = submit(str(script), "--dask-workers", "0", "-t", "45", "-o", str(tmp_path / "a.out"))
-    unlimited = submit(str(script), "--dask-workers", "0", "-o", str(tmp_path / "b.out"))
+    limited = submit("-t", "45", "-o", str(tmp_path / "a.out"), str(script), "--dask-workers", "0")
+    unlimited = submit("-o", str(tmp_path / "b.out"), str(script), "--dask-workers", "0")
     for job_id in (limited, unlimited):
         wait_ended(job_id)
     proc = subprocess.run([str(BIN / "kqueue"), "-o", "wide"], capture_output=True, text=True, timeout=60)

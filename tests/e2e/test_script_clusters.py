@@ -30,7 +30,7 @@ MAKE_CLUSTER = (
 
 
 def submit(*args: str, env: dict[str, str] | None = None) -> str:
-    proc = kbatch(*args, "--parsable", env=env)
+    proc = kbatch("--parsable", *args, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
@@ -71,7 +71,7 @@ def test_cluster_the_script_makes_is_the_jobs_and_stops_with_it(
 ) -> None:
     out = tmp_path / "own.out"
     script = write_script(tmp_path / "own.py", MAKE_CLUSTER + ending)
-    job_id = submit(str(script), "--dask-workers", "1", "-o", str(out), *extra)
+    job_id = submit("-o", str(out), *extra, str(script), "--dask-workers", "1")
     name = None
     try:
         name = wait_for(lambda: made(out), timeout=90, what="the script to make its cluster")
@@ -96,7 +96,7 @@ def test_cluster_the_script_makes_is_the_jobs_and_stops_with_it(
 def test_supervisor_killed_the_scripts_cluster_is_stopped_by_the_dead_mans_switch(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "k.out"
     script = write_script(tmp_path / "victim.py", MAKE_CLUSTER + "import time\ntime.sleep(300)\n")
-    job_id = submit(str(script), "--dask-workers", "1", "-o", str(out))
+    job_id = submit("-o", str(out), str(script), "--dask-workers", "1")
     name = None
     try:
         name = wait_for(lambda: made(out), timeout=90, what="the script to make its cluster")
@@ -123,7 +123,7 @@ def test_gc_without_all_finds_the_scripts_cluster_of_an_ended_job(home: Path, tm
     script = write_script(tmp_path / "gc.py", MAKE_CLUSTER + "import time\ntime.sleep(300)\n")
     # Without the switch, a job killed outright leaves both clusters to gc.
     no_switch = {**os.environ, "DASK_KBATCH__DRIVER__DEAD_MANS_SWITCH_GRACE": "0"}
-    job_id = submit(str(script), "--dask-workers", "1", "-o", str(out), env=no_switch)
+    job_id = submit("-o", str(out), str(script), "--dask-workers", "1", env=no_switch)
     name = None
     cluster = None
     try:
@@ -172,7 +172,7 @@ def report(out: Path) -> dict:
 def test_client_without_an_address_connects_to_the_jobs_cluster(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.out"
     script = client_script(tmp_path / "c.py", "Client()")
-    job = ended(submit(str(script), "--dask-workers", "1", "-o", str(out)))
+    job = ended(submit("-o", str(out), str(script), "--dask-workers", "1"))
     assert job["state"] == "SUCCEEDED", out.read_text()
     seen = report(out)
     assert seen["address"] == seen["job_address"] and seen["address"].startswith("gateway://")
@@ -185,7 +185,7 @@ def test_client_without_an_address_connects_to_the_jobs_cluster(home: Path, tmp_
 def test_client_of_an_explicit_local_cluster_stays_local(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "l.out"
     script = client_script(tmp_path / "l.py", "Client(LocalCluster(n_workers=1))")
-    job = ended(submit(str(script), "--dask-workers", "1", "-o", str(out)))
+    job = ended(submit("-o", str(out), str(script), "--dask-workers", "1"))
     assert job["state"] == "SUCCEEDED", out.read_text()
     seen = report(out)
     assert seen["address"].startswith("tcp://127.0.0.1:")

@@ -34,7 +34,7 @@ while not os.path.exists({{release!r}}):
 def run(tmp_path: Path, *args: str, script: str = COUNT_WORKERS) -> tuple[dict, str]:
     path = write_script(tmp_path / "count.py", script)
     out = tmp_path / "count.out"
-    proc = kbatch(str(path), *args, "-o", str(out), "--wait", timeout=240)
+    proc = kbatch("-o", str(out), "--wait", str(path), *args, timeout=240)
     job = show_json(proc.stdout.split()[2])
     return job, out.read_text()
 
@@ -101,7 +101,7 @@ def test_a_gateway_that_caps_the_cluster_is_reported_and_shown_in_the_queue(
     release = tmp_path / "release"
     script = write_script(tmp_path / "hold.py", HOLD.format(release=str(release)))
     out = tmp_path / "hold.out"
-    proc = kbatch(str(script), "--dask-workers", "3", "--wait-for-workers", "all", "-o", str(out), "--parsable")
+    proc = kbatch("-o", str(out), "--parsable", str(script), "--dask-workers", "3", "--wait-for-workers", "all")
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip()
 

@@ -142,7 +142,7 @@ def test_a_job_runs_on_a_gateway_with_a_custom_auth(
         "print('scheduler', get_client().scheduler.address.split(':')[0])\n"
         "print('sum', db.range(100, npartitions=4).sum().compute())\n",
     )
-    proc = kbatch(str(script), "--dask-workers", "1", "--wait", "--parsable", "-o", str(tmp_path / "job.out"))
+    proc = kbatch("--wait", "--parsable", "-o", str(tmp_path / "job.out"), str(script), "--dask-workers", "1")
     assert proc.returncode == 0, proc.stderr + (tmp_path / "job.out").read_text()
     output = (tmp_path / "job.out").read_text()
     assert "sum 4950" in output and "scheduler gateway" in output, output

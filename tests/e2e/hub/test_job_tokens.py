@@ -43,7 +43,7 @@ def submit(session: Session, tmp_path: Path, *extra: str) -> tuple[str, str]:
     """Submit the job with the gate closed; (job id, stderr)."""
     session.gate.close()
     script = write_script(tmp_path / "train.py", SCRIPT)
-    proc = kbatch(str(script), "--dask-workers", "1", "-o", str(tmp_path / "train-%j.out"), "--parsable", *extra)
+    proc = kbatch("-o", str(tmp_path / "train-%j.out"), "--parsable", *extra, str(script), "--dask-workers", "1")
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip(), proc.stderr
 
@@ -131,7 +131,7 @@ def test_dashboard_link_works_for_a_person_and_cancel_deletes_the_token(
     session = hub_session
     session.login(SESSION_SCOPES)
     script = write_script(tmp_path / "sleeper.py", "import time\ntime.sleep(60)\n")
-    proc = kbatch(str(script), "--dask-workers", "1", "--parsable")
+    proc = kbatch("--parsable", str(script), "--dask-workers", "1")
     job_id = proc.stdout.strip()
     job_token = json.loads((home / "jobs" / job_id / "env.json").read_text())["JUPYTERHUB_API_TOKEN"]
     try:
@@ -200,7 +200,7 @@ def test_no_token_outside_jupyterhub_auth(
     session = hub_session
     session.login(SESSION_SCOPES)
     script = write_script(tmp_path / "train.py", "print('no cluster')\n")
-    proc = kbatch(str(script), "--dask-workers", "0", "--parsable", "--wait")
+    proc = kbatch("--parsable", "--wait", str(script), "--dask-workers", "0")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert job_tokens(session) == []
     env = json.loads((Path(os.environ["KBATCH_DASK_HOME"]) / "jobs" / proc.stdout.strip() / "env.json").read_text())
