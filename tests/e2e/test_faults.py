@@ -162,7 +162,7 @@ def test_parallel_submissions_get_distinct_ids_and_complete_records(home: Path, 
     script = write_script(tmp_path / "p.py", "print('p')\n")
     procs = [
         subprocess.Popen(
-            [str(BIN / "kbatch"), str(script), "--dask-workers", "0", "--parsable", "-o", str(tmp_path / "p-%j.out")],
+            [str(BIN / "kbatch"), "--parsable", "-o", str(tmp_path / "p-%j.out"), str(script), "--dask-workers", "0"],
             stdout=subprocess.PIPE,
             text=True,
         )

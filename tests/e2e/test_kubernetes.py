@@ -323,5 +323,5 @@ def test_output_naming_a_directory_fails_the_job_in_its_pod(session: FakeSession
     assert record["reason"].endswith(f"{session.home / 'results'}: Is a directory"), record
     assert "lost?" not in session.logs(job_id)  # the script never ran
 
-    proc = session.run("--backend", "kubernetes", script, "--dask-workers", "0", "-o", "results/")
+    proc = session.run("--backend", "kubernetes", "-o", "results/", script, "--dask-workers", "0")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "names a directory" in proc.stderr

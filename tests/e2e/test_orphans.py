@@ -200,11 +200,14 @@ def test_gc_ends_the_processes_of_a_dead_gateways_clusters(gateway: OwnGateway, 
     assert sorted(procs) == sorted([cluster, stray])  # orphans, and the gateway is gone
     n, m = (f"{len(procs[c])} process{'es' if len(procs[c]) > 1 else ''}" for c in (cluster, stray))
 
+    hint = f"Left running: 1 cluster(s) that belong to no kbatch job ({stray}); `kbatch gc --all` stops them."
     assert kbatch("gc", "--dry-run", check=True).stdout.splitlines() == [
-        f"would stop cluster {cluster} (job {job_id} LOST; no gateway runs: would end its {n})"
+        f"would stop cluster {cluster} (job {job_id} LOST; no gateway runs: would end its {n})",
+        hint,
     ]
     assert kbatch("gc", check=True).stdout.splitlines() == [
-        f"stopped cluster {cluster} (job {job_id} LOST; no gateway runs: ended its {n})"
+        f"stopped cluster {cluster} (job {job_id} LOST; no gateway runs: ended its {n})",
+        hint,
     ]
     assert list(gateway.processes()) == [stray]
     assert "Nothing to stop" in kbatch("gc", check=True).stdout
