@@ -42,14 +42,11 @@ ATTACH_TIMEOUT_VARIABLE = "KBATCH_DASK_ATTACH_TIMEOUT"
 _closing: set[asyncio.Task[None]] = set()
 
 
-class SupervisorWatch(SchedulerPlugin):  # type: ignore[misc]
-    name = "kbatch-dask-supervisor-watch"
+class _Watch(SchedulerPlugin):  # type: ignore[misc]
+    """A plugin that runs :meth:`_watch` on the scheduler's loop until it returns or the scheduler closes."""
 
-    def __init__(self, client_id: str, grace: float, poll: float = 0.5) -> None:
-        self.client_id = client_id
-        self.grace = grace
-        self.poll = poll
-        self._task: asyncio.Task[None] | None = None
+    poll = 0.5
+    _task: asyncio.Task[None] | None = None
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
@@ -58,6 +55,18 @@ class SupervisorWatch(SchedulerPlugin):  # type: ignore[misc]
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+    async def _watch(self) -> None:
+        raise NotImplementedError
+
+
+class SupervisorWatch(_Watch):
+    name = "kbatch-dask-supervisor-watch"
+
+    def __init__(self, client_id: str, grace: float, poll: float = 0.5) -> None:
+        self.client_id = client_id
+        self.grace = grace
+        self.poll = poll
 
     async def _watch(self) -> None:
         gone_since: float | None = None
@@ -77,7 +86,7 @@ class SupervisorWatch(SchedulerPlugin):  # type: ignore[misc]
                 return
 
 
-class AttachWatch(SchedulerPlugin):  # type: ignore[misc]
+class AttachWatch(_Watch):
     """Stops a cluster no client has joined ``timeout`` seconds after its scheduler
     started; the first client (the driver's switch, or the job's own) ends the watch."""
 
@@ -86,15 +95,6 @@ class AttachWatch(SchedulerPlugin):  # type: ignore[misc]
     def __init__(self, timeout: float, poll: float = 0.5) -> None:
         self.timeout = timeout
         self.poll = poll
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, scheduler: Any) -> None:
-        self.scheduler = scheduler
-        self._task = asyncio.ensure_future(self._watch())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
     async def _watch(self) -> None:
         started = time.monotonic()
