@@ -11,6 +11,7 @@ pytest fixtures. Typical use::
         server.kubeconfig(tmp_path / "kubeconfig", namespace="ns")   # for the code under test
         server.deny("patch", "batch", "jobs", caller="pod")          # RBAC: the driver may not patch
         kubelet.hold("job-b", "ImagePullBackOff")                    # job-b's pod stays Pending
+        kubelet.remove_node("fake-node-2")                           # its pods are garbage-collected
         ...                                                          # the code under test creates Jobs
         job = kubelet.wait_for_job("job-a", "ns")                    # Complete or Failed
         assert len(server.requests("GET", "/jobs")) <= 1             # API traffic, from the request log

@@ -8,7 +8,9 @@ defaulting and validation (``admission.py``) and selectors (``selection.py``).
 
 Served:
 
-* ``v1`` pods (+ ``status``, ``log``), configmaps, secrets, events; ``batch/v1``
+* ``v1`` pods (+ ``status``, ``log``), configmaps, secrets, events,
+  persistentvolumeclaims (+ ``status``; their access modes decide attachment,
+  see ``nodes.py``); ``batch/v1``
   jobs (+ ``status``); namespaces (get/list, synthesised: every namespace exists);
   ``authorization.k8s.io/v1`` selfsubjectaccessreviews (answered from the RBAC
   rules below).

@@ -36,6 +36,15 @@ What it does with a Job:
    like Kubernetes: ``deletionTimestamp`` set, SIGTERM to the main process,
    SIGKILL to the group after the grace period, then the pod object is removed.
 7. ``ttlSecondsAfterFinished``: the finished Job is deleted (Background).
+8. Nodes (``nodes.py``): the kubelet stands for every node of a small cluster
+   (two by default). A pod is bound to one by its ``nodeName`` or its required
+   node affinity, the least loaded first; a ``ReadWriteOnce`` claim attached to
+   another node keeps it in ``ContainerCreating`` with a ``FailedAttachVolume``
+   event ("Multi-Attach error ...") until the pods using it there are gone.
+   :meth:`FakeKubelet.remove_node` takes a node away as a scale-down or a dead
+   VM does: its processes are killed and its pods removed from the server (the
+   pod garbage collector's work), their logs with them; the Job controller
+   counts them failed and retries elsewhere if it may.
 
 The container's environment is only what the pod spec gives it, plus:
 ``PATH`` and ``HOME`` from the test process unless the container sets them;
@@ -58,7 +67,7 @@ argv[0] (bare or an absolute path) runs the test interpreter (``sys.executable``
 
 Limits: one container per pod, no init containers, ``restartPolicy:
 OnFailure`` treated as ``Never``, one pod at a time per Job (parallelism 1),
-no Events, no resource enforcement (``oom_kill()`` simulates an OOM kill).
+no Events but ``FailedAttachVolume``, no resource enforcement (``oom_kill()`` simulates an OOM kill).
 Jobs that exist before the kubelet starts are not run.
 """
 
@@ -77,14 +86,15 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .fake_apiserver import FakeApiServer
+from .nodes import multi_attach_error, pods_on, schedule
 from .pod_setup import Launch, NotReady, PodContext, prepare
-from .resources import JOB, POD, ResourceType
+from .resources import EVENT, JOB, POD, ResourceType
 from .seeding import condition
 from .store import ApiError, JsonObj, now_iso
 
@@ -130,6 +140,7 @@ class PodRun:
     finished: bool = False
     bound: bool = True
     token: str = ""
+    attach_reported: bool = False  # its FailedAttachVolume event was written
 
 
 @dataclass
@@ -160,7 +171,8 @@ class FakeKubelet:
 
     ``volumes`` maps a PersistentVolumeClaim name or a hostPath path to a local
     directory (e.g. a fake home volume); ``extra_env`` is added to every
-    container's environment (e.g. ``DASK_GATEWAY__ADDRESS``, ``PYTHONPATH``).
+    container's environment (e.g. ``DASK_GATEWAY__ADDRESS``, ``PYTHONPATH``);
+    ``nodes`` are the cluster's node names, in the scheduler's order of preference.
     """
 
     def __init__(
@@ -170,7 +182,7 @@ class FakeKubelet:
         root: Path | None = None,
         volumes: Mapping[str, Path] | None = None,
         extra_env: Mapping[str, str] | None = None,
-        node_name: str = "fake-node",
+        nodes: Sequence[str] = ("fake-node", "fake-node-2"),
         tick: float = 0.02,
         retry_delay: float = 0.0,
         start_delay: float = 0.0,
@@ -182,7 +194,7 @@ class FakeKubelet:
         self.root = Path(tempfile.mkdtemp(prefix="fake-kubelet-")) if root is None else Path(root)
         self._volumes = {k: Path(v) for k, v in (volumes or {}).items()}
         self.extra_env: dict[str, str] = dict(extra_env or {})
-        self.node_name = node_name
+        self.nodes = list(nodes)
         self.tick, self.retry_delay, self.start_delay, self.stop_grace = tick, retry_delay, start_delay, stop_grace
         self.errors: list[str] = []
         self._jobs: dict[tuple[str, str], JobRun] = {}
@@ -251,6 +263,19 @@ class FakeKubelet:
                 raise KeyError(f"no running pod {pod_name!r}")
             run.oom = True
             _signal_group(run.process, signal.SIGKILL)
+
+    def remove_node(self, node: str) -> None:
+        """Take ``node`` out of the cluster: what ran there dies with it, and its pods
+        are deleted at once (no grace: nobody is left to terminate them), as the pod
+        garbage collector deletes the pods of a node that no longer exists."""
+        with self._lock:
+            self.nodes.remove(node)
+            for pod in pods_on(self.store, node):
+                meta = pod["metadata"]
+                run = self._pods.get((meta["namespace"], meta["name"]))
+                if run is not None and run.process is not None:
+                    _signal_group(run.process, signal.SIGKILL)
+                self.store.remove(POD, meta["namespace"], meta["name"])
 
     def map_volume(self, key: str, directory: Path) -> None:
         """Back the PersistentVolumeClaim (or hostPath) ``key`` with ``directory``."""
@@ -403,11 +428,8 @@ class FakeKubelet:
     def _create_pod(self, job: JobRun, now: float) -> None:
         template = job.template
         name = self._unused_pod_name(job)
-        hold = self._hold_for(job.namespace, job.name)
-        bound = not (hold and hold.reason == "Unschedulable")
         spec = copy.deepcopy(template.get("spec") or {})
-        if bound:
-            spec["nodeName"] = self.node_name
+        bound = bool(spec.get("nodeName"))  # else the scheduler binds it (in _try_start)
         template_meta = template.get("metadata") or {}
         pod = {
             "metadata": {
@@ -524,7 +546,8 @@ class FakeKubelet:
             return
         meta = pod["metadata"]
         owners = [r for r in meta.get("ownerReferences") or [] if r.get("kind") == "Job"]
-        self._new_run(meta["namespace"], meta["name"], owners[0]["name"] if owners else None, bound=True)
+        job = owners[0]["name"] if owners else None
+        self._new_run(meta["namespace"], meta["name"], job, bound=bool((pod.get("spec") or {}).get("nodeName")))
 
     def _step_pod(self, run: PodRun, now: float) -> None:
         if run.finished:
@@ -549,16 +572,34 @@ class FakeKubelet:
             return
         image = str(((pod["spec"].get("containers") or [{}])[0]).get("image", ""))
         hold = self._hold_for(run.namespace, run.job or run.name)
-        if hold is not None:
+        if hold is not None and hold.reason == "Unschedulable":
             message = hold.message if hold.message is not None else hold_message(hold.reason, image)
-            self._write_waiting(run, pod, hold.reason, message, scheduled=hold.reason != "Unschedulable")
+            self._write_waiting(run, pod, hold.reason, message, scheduled=False)
             return
         if not run.bound:
+            placement = schedule(self.store, pod, self.nodes)
+            if placement.node is None:
+                self._write_waiting(run, pod, "Unschedulable", placement.message, scheduled=False)
+                return
             self.store.patch(
-                POD, run.namespace, run.name, "application/merge-patch+json", {"spec": {"nodeName": self.node_name}}
+                POD, run.namespace, run.name, "application/merge-patch+json", {"spec": {"nodeName": placement.node}}
             )
             run.bound = True
             pod = self.store.get(POD, run.namespace, run.name)
+        if hold is not None:
+            message = hold.message if hold.message is not None else hold_message(hold.reason, image)
+            self._write_waiting(run, pod, hold.reason, message, scheduled=True)
+            return
+        if pod["spec"]["nodeName"] not in self.nodes:
+            self.store.remove(POD, run.namespace, run.name)  # bound to no node: the pod garbage collector's
+            return
+        attach_error = multi_attach_error(self.store, pod)
+        if attach_error is not None:
+            if not run.attach_reported:
+                run.attach_reported = True
+                self._warn(pod, "FailedAttachVolume", attach_error, "attachdetach-controller")
+            self._write_waiting(run, pod, "ContainerCreating", "", scheduled=True)
+            return
         if now < run.created + self.start_delay:
             self._write_waiting(run, pod, "ContainerCreating", "", scheduled=True)
             return
@@ -570,6 +611,30 @@ class FakeKubelet:
             self._write_waiting(run, pod, exc.reason, exc.message, scheduled=True)
             return
         self._start_process(run, pod)
+
+    def _warn(self, pod: JsonObj, reason: str, message: str, component: str) -> None:
+        """A Warning Event about ``pod``, as a controller records one."""
+        meta, when = pod["metadata"], now_iso()
+        event = {
+            "metadata": {"name": f"{meta['name']}.{random.getrandbits(64):016x}"},
+            "involvedObject": {
+                "kind": "Pod",
+                "apiVersion": "v1",
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta["uid"],
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "source": {"component": component},
+            "reportingComponent": component,
+            "reportingInstance": "",
+            "firstTimestamp": when,
+            "lastTimestamp": when,
+            "count": 1,
+        }
+        self.store.create(EVENT, meta["namespace"], event)
 
     def _context(self, run: PodRun, pod: JsonObj) -> PodContext:
         if not run.token:

@@ -49,6 +49,10 @@ JOB = ResourceType("batch", "v1", "jobs", "Job", "job", subresources=("status",)
 CONFIGMAP = ResourceType("", "v1", "configmaps", "ConfigMap", "configmap", ("cm",))
 SECRET = ResourceType("", "v1", "secrets", "Secret", "secret")
 EVENT = ResourceType("", "v1", "events", "Event", "event", ("ev",))
+PVC = ResourceType(
+    "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", "persistentvolumeclaim", ("pvc",),
+    subresources=("status",),
+)  # fmt: skip
 NAMESPACE = ResourceType(
     "", "v1", "namespaces", "Namespace", "namespace", ("ns",), namespaced=False, verbs=("get", "list")
 )
@@ -63,7 +67,7 @@ SSAR = ResourceType(
 )
 
 #: Resources kept in the object store, by plural name.
-STORED: dict[str, ResourceType] = {r.plural: r for r in (POD, JOB, CONFIGMAP, SECRET, EVENT)}
+STORED: dict[str, ResourceType] = {r.plural: r for r in (POD, JOB, CONFIGMAP, SECRET, EVENT, PVC)}
 #: Every resource, by (group, version, plural).
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {
     (r.group, r.version, r.plural): r for r in (*STORED.values(), NAMESPACE, SSAR)
