@@ -86,6 +86,7 @@ class Kubernetes:
     termination_grace: int
     page_size: int
     pod_template: dict[str, Any]
+    rwo_home: str  # pin, without or refuse (checked where it is used: pod_settings.plan_claims)
 
 
 @dataclasses.dataclass(frozen=True)

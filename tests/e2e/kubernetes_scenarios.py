@@ -192,6 +192,60 @@ def refused(session: Session, case: str, env: dict[str, str] | None = None) -> s
     proc = session.run("--backend", "kubernetes", script, "--dask-workers", "0", env=env)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
-    assert proc.returncode == (2 if case in ("script over 1 MiB", "no image") else 1), proc.stderr
+    assert proc.returncode == (2 if case in ("script over 1 MiB", "no image", "rwo-home refuse") else 1), proc.stderr
     assert {k: len(session.objects(k)) for k in before} == before
     return str(lines[0])
+
+
+# -- a home volume other nodes cannot mount (ReadWriteOnce) ----------------------------
+
+
+def job_pod(session: Session, job_id: str) -> dict[str, Any]:
+    """The job's (last) pod."""
+    pods = [p for p in session.objects("pods") if p["metadata"]["labels"].get("kbatch-dask.io/job-id") == job_id]
+    assert pods, f"job {job_id} has no pod"
+    return max(pods, key=lambda p: str(p["metadata"]["creationTimestamp"]))
+
+
+def read_write_once_home_pinned(session: Session, notebook_node: str, timeout: float = 120) -> dict[str, Any]:
+    """The notebook's home claim is ReadWriteOnce (z2jh's default): the job's pod
+    is pinned to the notebook's node by a required node affinity, so it mounts the
+    claim beside the notebook instead of hanging in ContainerCreating on another
+    node ("Multi-Attach error"); it runs and its output is in its log."""
+    script = session.write("pinned.py", "print('ran beside the notebook', flush=True)\n")
+    job_id = session.submit(script, "--dask-workers", "0")
+    session.wait_done(job_id, timeout)
+    record = session.show(job_id)
+    assert record["state"] == "SUCCEEDED", record
+    pod = job_pod(session, job_id)
+    assert pod["spec"]["nodeName"] == notebook_node
+    required = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    for term in required["nodeSelectorTerms"]:
+        assert {"key": "metadata.name", "operator": "In", "values": [notebook_node]} in term["matchFields"]
+    assert "ran beside the notebook" in session.logs(job_id)
+    return record
+
+
+def read_write_once_home_left_out(session: Session, claim: str, timeout: float = 120) -> dict[str, Any]:
+    """With ``kbatch.kubernetes.rwo-home: without`` the job runs on any node without
+    the home claim, submit says so in one warning, and the output reaches the
+    user through ``kbatch logs`` (the pod's log)."""
+    env = {**session.env, "DASK_KBATCH__KUBERNETES__RWO_HOME": "without"}
+    script = session.write("without.py", "print('ran without the home volume', flush=True)\n")
+    proc = session.run("--backend", "kubernetes", "--parsable", script, "--dask-workers", "0", env=env)
+    assert proc.returncode == 0, proc.stderr
+    (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("Warning: ")]
+    assert f"your volume {claim} (ReadWriteOnce" in warning and "kbatch logs" in warning, warning
+    job_id = str(proc.stdout.strip().splitlines()[-1])
+    session.wait_done(job_id, timeout)
+    pod = job_pod(session, job_id)
+    claims = [v for v in pod["spec"].get("volumes") or [] if "persistentVolumeClaim" in v]
+    assert claims == [], claims
+    required = ((pod["spec"].get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    assert not any(t.get("matchFields") for t in required.get("nodeSelectorTerms") or []), required
+    record = session.show(job_id)
+    assert (record["state"], record["output"]) == ("SUCCEEDED", None), record
+    assert "ran without the home volume" in session.logs(job_id)
+    return record

@@ -25,7 +25,14 @@ from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
-from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_by_job
+from kbatch_dask.backends.kubernetes.status import (
+    ATTACH_FAILED,
+    attach_errors,
+    job_record,
+    latest_pod,
+    pods_by_job,
+    waiting_to_attach,
+)
 from kbatch_dask.backends.outputs import LogStream, log_files, read_files
 from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound, KbatchWarning, KubeError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
@@ -67,6 +74,7 @@ class KubernetesBackend:
         self.context = self.config.kubernetes.context or None
         self.page_size = self.config.kubernetes.page_size
         self._namespace: Detected[str] | None = None
+        self._session: tuple[session.NotebookPod, session.ClaimPlan] | None = None
 
     @property
     def api(self) -> KubeAPI:
@@ -102,27 +110,46 @@ class KubernetesBackend:
     def notebook_pod(self) -> session.NotebookPod:
         """The notebook pod this session runs in, or why it cannot be read (then
         only the admin's pod template applies to jobs)."""
-        return session.read_notebook_pod(self.namespace, os.environ, lambda ns, name: self.api.read_pod(ns, name))
+        return self._notebook()[0]
+
+    def notebook_claims(self, pod: session.NotebookPod) -> tuple[session.Claim, ...]:
+        """The claims the notebook mounts, with their access modes where readable."""
+        return session.notebook_claims(pod, lambda ns, name: self.api.read_claim(ns, name))
+
+    def claim_plan(self) -> session.ClaimPlan:
+        """What jobs of this session do about claims other nodes cannot mount
+        (``kbatch.kubernetes.rwo-home``); BadInput when that is to refuse them."""
+        return self._notebook()[1]
+
+    def _notebook(self) -> tuple[session.NotebookPod, session.ClaimPlan]:
+        """The notebook pod and the plan for its claims, read once per backend."""
+        if self._session is None:
+            pod = session.read_notebook_pod(self.namespace, os.environ, lambda ns, name: self.api.read_pod(ns, name))
+            claims = self.notebook_claims(pod)
+            plan = session.plan_claims(claims, self.config.kubernetes.rwo_home, session.notebook_node(pod))
+            self._session = pod, plan
+        return self._session
 
     def detect_image(self, option: str | None, pod: session.NotebookPod) -> Detected[str]:
         """The image of a job submitted with ``--image option`` from ``pod``, and where it came from."""
         return session.detect_image(option, os.environ, self.config.kubernetes.image or None, pod.image)
 
-    def job_mounts(self, pod: session.NotebookPod) -> list[Mapping[str, Any]]:
-        """The volume mounts a job submitted from ``pod`` gets."""
-        return session.job_mounts(pod, self._pod_template())
+    def job_mounts(self, pod: session.NotebookPod, plan: session.ClaimPlan | None = None) -> list[Mapping[str, Any]]:
+        """The volume mounts a job submitted from ``pod`` gets (``plan`` applied)."""
+        return session.job_mounts(pod, self._pod_template(), plan)
 
     def _pod_template(self) -> Mapping[str, Any]:
         return self.config.kubernetes.pod_template
 
     def _pod_settings(self, spec: JobSpec) -> m.PodSettings:
-        pod = self.notebook_pod()
+        pod, plan = self._notebook()
         return session.detect(
             namespace=self.namespace,
             image=self.detect_image(spec.image, pod).value,
             template=self._pod_template(),
             workdir=spec.workdir,
             pod=pod,
+            plan=plan,
         )
 
     # -- submit ---------------------------------------------------------------
@@ -170,7 +197,9 @@ class KubernetesBackend:
                 "a Kubernetes job's Dask cluster needs a Dask-Gateway the cluster can reach: "
                 "set gateway.address (e.g. DASK_GATEWAY__ADDRESS), or use --dask-workers 0"
             )
-        return ()  # the pod's resources enforce --cpus, --memory and --gpus
+        # The pod's resources enforce --cpus, --memory and --gpus; what is said is
+        # about the volumes the job cannot share with the notebook.
+        return tuple(KbatchWarning(w) for w in self.claim_plan().warnings)
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:
         """The configured gateway: pods cannot reach a gateway on this machine."""
@@ -241,11 +270,12 @@ class KubernetesBackend:
     def list(self, *, ended_since: datetime | None = None) -> list[JobRecord]:
         selector = m.user_selector(self.user)
         jobs = self.api.list_jobs(self.namespace, selector, self.page_size)
-        pods = pods_by_job(self.api.list_pods(self.namespace, selector)) if jobs else {}
+        listed = self.api.list_pods(self.namespace, selector) if jobs else []
+        pods, attach = pods_by_job(listed), self._attach_errors(listed)
         records = []
         for job in jobs:
             job_id = ((job.get("metadata") or {}).get("labels") or {}).get(names.LABEL_JOB_ID, "")
-            record = job_record(job, pods.get(job_id, []))
+            record = job_record(job, pods.get(job_id, []), attach)
             if ended_since and record.state.is_terminal() and (record.finished or record.submitted) < ended_since:
                 continue
             records.append(record)
@@ -267,7 +297,21 @@ class KubernetesBackend:
         return self.api.list_pods(self.namespace, selector)
 
     def get(self, job_id: str) -> JobRecord:
-        return job_record(self._job(job_id), self._pods(job_id))
+        pods = self._pods(job_id)
+        return job_record(self._job(job_id), pods, self._attach_errors(pods))
+
+    def _attach_errors(self, pods: Objects) -> dict[str, str]:
+        """Why pods waiting in ContainerCreating cannot attach a volume (their
+        ``FailedAttachVolume`` events, by pod name): one request, made only when
+        such a pod exists; nothing when events may not be read."""
+        waiting = {str(p["metadata"]["name"]) for p in pods if waiting_to_attach(p)}
+        if not waiting:
+            return {}
+        try:
+            events = self.api.list_events(self.namespace, f"involvedObject.kind=Pod,reason={ATTACH_FAILED}")
+        except KubeError:
+            return {}  # no permission to read events: the queue says ContainerCreating
+        return attach_errors(events, waiting)
 
     # -- logs -----------------------------------------------------------------
 

@@ -194,6 +194,25 @@ class KubeAPI:
     def read_pod(self, namespace: str, name: str) -> dict[str, Any]:
         return dict(self._call("get", "pods", namespace, self.core.read_namespaced_pod, name, namespace))
 
+    def read_claim(self, namespace: str, name: str) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "get",
+                "persistentvolumeclaims",
+                namespace,
+                self.core.read_namespaced_persistent_volume_claim,
+                name,
+                namespace,
+            )
+        )
+
+    def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        """The namespace's Events matching ``field_selector``, in one request."""
+        page = self._call(
+            "list", "events", namespace, self.core.list_namespaced_event, namespace, field_selector=field_selector
+        )
+        return list(page.get("items") or [])
+
     def can_i(self, namespace: str, verb: str, group: str, resource: str) -> bool | None:
         """A SelfSubjectAccessReview: may these credentials ``verb`` the ``resource``
         (``pods/log``: with its subresource)? None if that cannot be asked."""

@@ -14,7 +14,12 @@ notebook pod it came from.
   (read by its name, ``$HOSTNAME``) when it can be read; an admin's pod-spec
   fragment (``kbatch.kubernetes.pod-template``) is merged over them, and is
   all there is when the pod cannot be read;
-- **working directory**: the submit directory when it lies on a copied volume.
+- **working directory**: the submit directory when it lies on a copied volume;
+- **claims that cannot follow the job to any node** (a home volume that is
+  ``ReadWriteOnce``, z2jh's default, or ``ReadWriteOncePod``): config
+  ``kbatch.kubernetes.rwo-home`` says whether the job is pinned to the
+  notebook's node (``pin``), runs without them (``without``), or is not
+  submitted (``refuse``); see :func:`plan_claims`.
 
 :func:`read_notebook_pod` takes the one I/O it needs (reading the pod) as a
 function, so this module never imports ``kubernetes``; the rest is pure. The
@@ -24,6 +29,7 @@ shows.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -44,8 +50,15 @@ SKIPPED_VOLUME_PREFIXES = ("kube-api-access-", "default-token-")
 # Environment variable names every container runtime accepts.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-# Reads a pod by namespace and name; raises KbatchError when it cannot.
+# Reads a pod (or a claim) by namespace and name; raises KbatchError when it cannot.
 ReadPod = Callable[[str, str], "Mapping[str, Any]"]
+ReadClaim = Callable[[str, str], "Mapping[str, Any]"]
+RWO_HOME_POLICIES = ("pin", "without", "refuse")
+SHARED_MODES = ("ReadWriteMany", "ReadOnlyMany")  # attachable to many nodes at once
+# Where the job's pod must run to share a ReadWriteOnce claim: the notebook's node,
+# by name (its kubernetes.io/hostname label need not equal it, and reading Nodes
+# takes a cluster-wide permission users do not have).
+NODE_NAME_FIELD = "metadata.name"
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,60 @@ def detect_image(
     )
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A PersistentVolumeClaim the notebook container mounts; ``access_modes`` is
+    None when the claim could not be read, and ``why_not`` says why."""
+
+    volume: str  # the volume's name in the pod spec
+    name: str
+    mount_path: str
+    access_modes: tuple[str, ...] | None
+    why_not: str | None = None
+
+    @property
+    def sharing(self) -> str:
+        """Which pods may mount it besides the notebook: ``any`` (ReadWriteMany,
+        ReadOnlyMany), ``node`` (ReadWriteOnce: pods on the notebook's node; also
+        assumed when unknown, as z2jh's default storage is) or ``none``
+        (ReadWriteOncePod).
+
+        >>> Claim("home", "claim-a", "/home/jovyan", ("ReadWriteOncePod",)).sharing
+        'none'
+        """
+        modes = self.access_modes or ()
+        if any(mode in modes for mode in SHARED_MODES):
+            return "any"
+        if "ReadWriteOncePod" in modes and "ReadWriteOnce" not in modes:
+            return "none"
+        return "node"
+
+    def describe(self) -> str:
+        """The claim, its access mode and what that means for a second pod."""
+        if self.access_modes is None:
+            return f"{self.name} (access mode unknown: {self.why_not}; assumed ReadWriteOnce, z2jh's default)"
+        modes = ", ".join(self.access_modes) or "no access modes"
+        meaning = {
+            "any": "any node can mount it",
+            "node": "only pods on the notebook's node can mount it",
+            "none": "no other pod can mount it while the notebook runs, not even on its node",
+        }[self.sharing]
+        return f"{self.name} ({modes}: {meaning})"
+
+
+@dataclass(frozen=True)
+class ClaimPlan:
+    """What a job does about the notebook's claims that cannot be mounted on any
+    node: run on ``node`` (None: anywhere), without the claims ``dropped``."""
+
+    node: str | None = None
+    dropped: tuple[Claim, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def drops(self, volume: str) -> bool:
+        return any(c.volume == volume for c in self.dropped)
+
+
 def notebook_container(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The pod's notebook container: the one named ``notebook``, else the first."""
     containers = (pod.get("spec") or {}).get("containers") or []
@@ -135,29 +202,117 @@ def mount_for(path: str, mounts: Iterable[Mapping[str, Any]]) -> Mapping[str, An
     return None
 
 
-def settings_from_pod(pod: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The pieces of a notebook pod a job copies, as :class:`PodSettings` fields.
+def settings_from_pod(pod: Mapping[str, Any] | None, plan: ClaimPlan | None = None) -> dict[str, Any]:
+    """The pieces of a notebook pod a job copies, as :class:`PodSettings` fields,
+    with ``plan`` applied (its claims left out, the job pinned to its node).
 
     Only volumes the notebook container mounts are copied, never its service
     account token, secrets or downward-API volumes.
     """
     if not pod:
         return {}
+    plan = plan or ClaimPlan()
     spec = pod.get("spec") or {}
     container = notebook_container(pod) or {}
-    volumes = {v["name"]: v for v in spec.get("volumes") or [] if _copied_volume(v)}
+    volumes = {v["name"]: v for v in spec.get("volumes") or [] if _copied_volume(v) and not plan.drops(str(v["name"]))}
     mounts = [m for m in container.get("volumeMounts") or [] if m.get("name") in volumes]
     used = {m["name"] for m in mounts}
+    affinity = spec.get("affinity") or None
     return {
         "volumes": tuple(v for name, v in volumes.items() if name in used),
         "volume_mounts": tuple(mounts),
         "node_selector": dict(spec.get("nodeSelector") or {}),
         "tolerations": tuple(spec.get("tolerations") or ()),
-        "affinity": spec.get("affinity") or None,
+        "affinity": pin_to_node(affinity, plan.node) if plan.node else affinity,
         "security_context": spec.get("securityContext") or None,
         "container_security_context": container.get("securityContext") or None,
         "image_pull_secrets": tuple(spec.get("imagePullSecrets") or ()),
     }
+
+
+def pin_to_node(affinity: Mapping[str, Any] | None, node: str) -> dict[str, Any]:
+    """``affinity`` with a required node affinity to ``node`` added to each of its
+    required terms (they are ORed, so each must carry it), or as the one term.
+
+    >>> pin_to_node(None, "node-a")["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    {'nodeSelectorTerms': [{'matchFields': [{'key': 'metadata.name', 'operator': 'In', 'values': ['node-a']}]}]}
+    """
+    field = {"key": NODE_NAME_FIELD, "operator": "In", "values": [node]}
+    pinned = copy.deepcopy(dict(affinity or {}))
+    node_affinity = pinned.setdefault("nodeAffinity", {})
+    required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    required["nodeSelectorTerms"] = [{**t, "matchFields": [*(t.get("matchFields") or []), field]} for t in terms]
+    return pinned
+
+
+def notebook_claims(pod: NotebookPod, read_claim: ReadClaim) -> tuple[Claim, ...]:
+    """The PersistentVolumeClaims the notebook container mounts, each read with
+    ``read_claim`` for its access modes (the bound volume's, else those asked for)."""
+    if not pod.pod:
+        return ()
+    namespace = str((pod.pod.get("metadata") or {}).get("namespace") or "")
+    volumes = {
+        str(v["name"]): str(v["persistentVolumeClaim"].get("claimName", ""))
+        for v in (pod.pod.get("spec") or {}).get("volumes") or []
+        if "persistentVolumeClaim" in v
+    }
+    claims: list[Claim] = []
+    for mount in (notebook_container(pod.pod) or {}).get("volumeMounts") or []:
+        volume = str(mount.get("name", ""))
+        if volume not in volumes or any(c.volume == volume for c in claims):
+            continue
+        name, path = volumes[volume], str(mount.get("mountPath", ""))
+        try:
+            claim = read_claim(namespace, name)
+        except KbatchError as exc:
+            claims.append(Claim(volume, name, path, None, str(exc)))
+            continue
+        modes = (claim.get("status") or {}).get("accessModes") or (claim.get("spec") or {}).get("accessModes")
+        claims.append(Claim(volume, name, path, tuple(str(m) for m in modes or ())))
+    return tuple(claims)
+
+
+def plan_claims(claims: Iterable[Claim], policy: str, node: str | None) -> ClaimPlan:
+    """What a job does about ``claims`` that cannot be mounted on any node, as
+    ``kbatch.kubernetes.rwo-home`` (``policy``) says; ``node``: the notebook's.
+
+    - ``pin``: the job runs on the notebook's node, where a ReadWriteOnce claim
+      can be mounted by both; a ReadWriteOncePod claim cannot be shared at all,
+      so the job runs without it, saying so.
+    - ``without``: the job runs anywhere, without those claims, saying so: its
+      output is in its pod's log (``kbatch logs``).
+    - ``refuse``: BadInput; nothing is submitted.
+
+    >>> rwo = Claim("home", "claim-a", "/home/jovyan", ("ReadWriteOnce",))
+    >>> plan_claims([rwo], "pin", "node-a").node
+    'node-a'
+    """
+    if policy not in RWO_HOME_POLICIES:
+        allowed = ", ".join(RWO_HOME_POLICIES)
+        raise BadInput(f"config kbatch.kubernetes.rwo-home = {policy!r}: expected one of {allowed}")
+    unshared = [c for c in claims if c.sharing != "any"]
+    if not unshared:
+        return ClaimPlan()
+    if policy == "refuse":
+        raise BadInput(
+            f"your volume {unshared[0].describe()}, and kbatch.kubernetes.rwo-home is 'refuse': no job is submitted "
+            "from this session; an admin can give you a ReadWriteMany home volume, or set rwo-home to pin or without"
+        )
+    dropped = tuple(c for c in unshared if c.sharing == "none" or policy == "without")
+    warnings = tuple(
+        f"the job runs without {c.mount_path}: your volume {c.describe()} (kbatch.kubernetes.rwo-home: {policy}); "
+        "the job sees none of its files and writes its output only to its log: read it with `kbatch logs JOB`"
+        for c in dropped
+    )
+    # No node known (a pod not yet bound): nothing to pin to; the claims stay.
+    pinned = len(dropped) < len(unshared)
+    return ClaimPlan(node if pinned else None, dropped, warnings)
+
+
+def notebook_node(pod: NotebookPod) -> str | None:
+    """The node the notebook pod runs on, if known."""
+    return str(((pod.pod or {}).get("spec") or {}).get("nodeName") or "") or None
 
 
 def read_notebook_pod(namespace: str, environ: Mapping[str, str], read_pod: ReadPod) -> NotebookPod:
@@ -172,21 +327,29 @@ def read_notebook_pod(namespace: str, environ: Mapping[str, str], read_pod: Read
         return NotebookPod(None, str(exc))
 
 
-def job_mounts(pod: NotebookPod, template: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The volume mounts a job's driver gets: those copied from the notebook pod,
-    then those of the admin's pod template."""
-    return [*settings_from_pod(pod.pod).get("volume_mounts", ()), *_template_mounts(template)]
+def job_mounts(pod: NotebookPod, template: Mapping[str, Any], plan: ClaimPlan | None = None) -> list[Mapping[str, Any]]:
+    """The volume mounts a job's driver gets: those copied from the notebook pod
+    (less the claims ``plan`` leaves out), then those of the admin's pod template."""
+    return [*settings_from_pod(pod.pod, plan).get("volume_mounts", ()), *_template_mounts(template)]
 
 
-def detect(*, namespace: str, image: str, template: Mapping[str, Any], workdir: str, pod: NotebookPod) -> PodSettings:
+def detect(
+    *,
+    namespace: str,
+    image: str,
+    template: Mapping[str, Any],
+    workdir: str,
+    pod: NotebookPod,
+    plan: ClaimPlan | None = None,
+) -> PodSettings:
     """The :class:`PodSettings` of a job submitted from this session."""
     template = dict(template)
     return PodSettings(
         namespace=namespace,
         image=image,
-        working_dir=workdir if mount_for(workdir, job_mounts(pod, template)) else None,
+        working_dir=workdir if mount_for(workdir, job_mounts(pod, template, plan)) else None,
         template=template,
-        **settings_from_pod(pod.pod),
+        **settings_from_pod(pod.pod, plan),
     )
 
 

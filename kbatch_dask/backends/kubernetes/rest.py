@@ -109,6 +109,12 @@ class CoreV1(_Group):
     def read_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> Any:
         return self._request("GET", _ns(namespace, "pods", name), **kw)
 
+    def read_namespaced_persistent_volume_claim(self, name: str, namespace: str, **kw: Any) -> Any:
+        return self._request("GET", _ns(namespace, "persistentvolumeclaims", name), **kw)
+
+    def list_namespaced_event(self, namespace: str, field_selector: str | None = None, **kw: Any) -> Any:
+        return self._request("GET", _ns(namespace, "events"), {"fieldSelector": field_selector}, **kw)
+
     def read_namespaced_pod_log(
         self,
         name: str,

@@ -11,12 +11,15 @@ Job ``Failed``, container terminated ``OOMKilled``         OOM
 Job ``Failed``, the driver recorded its end                the driver's state, reason
 Job ``Failed``, container exit code N                      FAILED (exit code N)
 Job ``Failed``, pod failed without a container exit        FAILED (pod reason: Evicted)
+Job ``Failed``, no pod left, the driver recorded success   SUCCEEDED (the pod went after the end)
 Job ``Failed``, no pod left and nothing recorded           LOST (driver pod vanished)
 Job condition ``Complete``                                 SUCCEEDED
 Job being deleted                                          CANCELLED
 Job ``Suspended``                                          PENDING (Suspended)
 pod not scheduled / container waiting                      PENDING (Unschedulable, ImagePullBackOff, …)
+pod waiting on a volume attached to another node           PENDING (FailedAttachVolume: Multi-Attach error …)
 pod failed, retries left                                   PENDING (retrying after …)
+no pod, an attempt failed, retries left                    PENDING (retrying after the driver pod vanished)
 pod running                                                RUNNING
 =========================================================  ===========================
 """
@@ -35,6 +38,8 @@ from kbatch_dask.records import DaskInfo, JobRecord, JobState
 
 BACKEND = "kubernetes"
 OOM_REASON = "OOMKilled"
+ATTACH_FAILED = "FailedAttachVolume"  # the attach/detach controller's event reason
+VANISHED = "driver pod vanished"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -118,6 +123,10 @@ def _failure(job: Mapping[str, Any], pod: Mapping[str, Any] | None, condition_re
         return Status(JobState.OOM, OOM_REASON, exit_code)
     ann = _annotations(job)
     recorded = str(ann.get(names.ANN_STATE, ""))
+    if recorded == "SUCCEEDED" and pod is None:
+        # The driver recorded its end and the pod went before the Job controller
+        # counted it (its node was removed): the record is what is known.
+        return Status(JobState.SUCCEEDED, None, 0)
     if recorded in JobState.__members__ and recorded not in ("PENDING", "RUNNING", "SUCCEEDED"):
         code = _int(ann.get(names.ANN_EXIT_CODE))
         return Status(JobState(recorded), ann.get(names.ANN_REASON) or None, code if code is not None else exit_code)
@@ -127,13 +136,42 @@ def _failure(job: Mapping[str, Any], pod: Mapping[str, Any] | None, condition_re
     if pod_status.get("reason"):
         return Status(JobState.FAILED, f"pod {pod_status['reason']}: {pod_status.get('message', '')}".rstrip(": "))
     if pod is None:
-        return Status(JobState.LOST, "driver pod vanished")
+        return Status(JobState.LOST, VANISHED)
     return Status(JobState.FAILED, condition_reason)
 
 
-def _pending_reason(pod: Mapping[str, Any]) -> str | None:
+def waiting_to_attach(pod: Mapping[str, Any]) -> bool:
+    """True while the driver container waits in ``ContainerCreating`` (where a
+    volume that cannot be attached keeps it)."""
+    return (_driver_state(pod).get("waiting") or {}).get("reason") == "ContainerCreating"
+
+
+def attach_errors(events: Iterable[Mapping[str, Any]], pods: Iterable[str]) -> dict[str, str]:
+    """The latest ``FailedAttachVolume`` message of each of ``pods``, from Events.
+
+    >>> event = {"involvedObject": {"kind": "Pod", "name": "p"}, "reason": "FailedAttachVolume",
+    ...          "message": 'Multi-Attach error for volume "pvc-1"', "lastTimestamp": "2026-01-01T00:00:00Z"}
+    >>> attach_errors([event], ["p"])
+    {'p': 'Multi-Attach error for volume "pvc-1"'}
+    """
+    wanted, found = set(pods), {}
+
+    def when(event: Mapping[str, Any]) -> datetime:
+        return parse_time(event.get("lastTimestamp") or event.get("eventTime")) or _EPOCH
+
+    for event in sorted(events, key=when):
+        involved = event.get("involvedObject") or {}
+        if event.get("reason") == ATTACH_FAILED and involved.get("kind") == "Pod" and involved.get("name") in wanted:
+            found[str(involved["name"])] = str(event.get("message") or "")
+    return found
+
+
+def _pending_reason(pod: Mapping[str, Any], attach: Mapping[str, str]) -> str | None:
     status = pod.get("status") or {}
     waiting = _driver_state(pod).get("waiting") or {}
+    name = str((pod.get("metadata") or {}).get("name", ""))
+    if waiting.get("reason") == "ContainerCreating" and name in attach:
+        return f"{ATTACH_FAILED}: {attach[name]}"
     if waiting.get("reason"):
         return str(waiting["reason"])
     for condition in status.get("conditions") or []:
@@ -142,8 +180,11 @@ def _pending_reason(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
-def job_status(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Status:
-    """The :class:`Status` of ``job`` given its pods (pure; see the module's table)."""
+def job_status(
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], attach: Mapping[str, str] | None = None
+) -> Status:
+    """The :class:`Status` of ``job`` given its pods (pure; see the module's table);
+    ``attach``: why pods cannot attach their volumes (:func:`attach_errors`)."""
     pod = latest_pod(pods)
     failed = _condition(job, "Failed", "FailureTarget")
     if failed:
@@ -159,7 +200,8 @@ def job_status(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Sta
     if _condition(job, "Suspended"):
         return Status(JobState.PENDING, "Suspended")
     if pod is None:
-        return Status(JobState.PENDING)
+        retrying = _int((job.get("status") or {}).get("failed"))
+        return Status(JobState.PENDING, f"retrying after the {VANISHED}" if retrying else None)
     phase = (pod.get("status") or {}).get("phase")
     if phase == "Running":
         return Status(JobState.RUNNING)
@@ -173,7 +215,7 @@ def job_status(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Sta
         return outcome
     if phase == "Unknown":
         return Status(JobState.RUNNING, "node not responding")
-    return Status(JobState.PENDING, _pending_reason(pod))
+    return Status(JobState.PENDING, _pending_reason(pod, attach or {}))
 
 
 def _started(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> datetime | None:
@@ -197,13 +239,16 @@ def _finished(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> datetime
     return next(filter(None, map(parse_time, candidates)), None)
 
 
-def job_record(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobRecord:
-    """The :class:`JobRecord` of a Job (raw API JSON) and its pods."""
+def job_record(
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], attach: Mapping[str, str] | None = None
+) -> JobRecord:
+    """The :class:`JobRecord` of a Job (raw API JSON) and its pods (``attach``: as
+    for :func:`job_status`)."""
     meta = job.get("metadata") or {}
     labels = meta.get("labels") or {}
     ann = _annotations(job)
     pod = latest_pod(pods)
-    status = job_status(job, pods)
+    status = job_status(job, pods, attach)
     try:
         args = tuple(str(a) for a in json.loads(ann.get(names.ANN_ARGS) or "[]"))
     except ValueError:
