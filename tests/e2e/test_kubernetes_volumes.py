@@ -146,9 +146,12 @@ def test_a_retried_job_whose_node_goes_runs_again_on_another_node(rwx: FakeSessi
         "print('attempt', os.environ['KBATCH_DASK_POD_NAME'], flush=True)\ntime.sleep(600 if first else 0)\n",
     )
     job_id = rwx.submit("--retries", "1", script, "--dask-workers", "0")
-    wait_for(lambda: rwx.show(job_id)["state"] == "RUNNING", timeout=60, what="the first attempt")
+    wait_for(lambda: (rwx.home / "ran").exists(), timeout=60, what="the first attempt's script")
     first = scenarios.job_pod(rwx, job_id)
+    rwx.kubelet.retry_delay = 10  # Kubernetes' first back-off: no pod exists meanwhile
     rwx.kubelet.remove_node(first["spec"]["nodeName"])
+    between = rwx.show(job_id)
+    assert (between["state"], between["reason"]) == ("PENDING", "retrying after the driver pod vanished"), between
     rwx.wait_done(job_id, 60)
     record = rwx.show(job_id)
     assert (record["state"], record["attempt"]) == ("SUCCEEDED", 2), record

@@ -11,12 +11,17 @@ from kbatch_dask import backends
 from kbatch_dask.backends import Detected
 from kbatch_dask.backends.kubernetes.manifests import PodSettings
 from kbatch_dask.backends.kubernetes.pod_settings import (
+    Claim,
+    ClaimPlan,
     NotebookPod,
     detect,
     detect_image,
     detect_namespace,
     job_environment,
+    notebook_claims,
     output_on_volume,
+    pin_to_node,
+    plan_claims,
     read_notebook_pod,
     settings_from_pod,
 )
@@ -182,3 +187,100 @@ def test_job_environment_keeps_gateway_settings_whatever_export_said() -> None:
         "DASK_GATEWAY__ADDRESS": "http://traefik-dask-gateway",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
+
+
+PIN = {"key": "metadata.name", "operator": "In", "values": ["node-a"]}
+RWO = Claim("home", "claim-alice", "/home/jovyan", ("ReadWriteOnce",))
+RWOP = Claim("home", "claim-alice", "/home/jovyan", ("ReadWriteOncePod",))
+RWX = Claim("home", "claim-alice", "/home/jovyan", ("ReadWriteMany",))
+
+
+def test_claims_are_read_for_their_access_modes() -> None:
+    claims = {
+        "claim-alice": {"spec": {"accessModes": ["ReadWriteOnce"]}, "status": {"accessModes": ["ReadWriteMany"]}},
+    }
+
+    def read(namespace: str, name: str) -> dict[str, Any]:
+        assert namespace == "hub"
+        if name not in claims:
+            raise BackendError("403 Forbidden")
+        return claims[name]
+
+    (home,) = notebook_claims(NotebookPod(NOTEBOOK_POD), read)
+    assert (home.volume, home.name, home.mount_path, home.access_modes) == (
+        "home", "claim-alice", "/home/jovyan", ("ReadWriteMany",)  # the bound volume's modes win
+    )  # fmt: skip
+    del claims["claim-alice"]
+    (unread,) = notebook_claims(NotebookPod(NOTEBOOK_POD), read)
+    assert unread.access_modes is None and unread.sharing == "node"  # z2jh's default assumed
+    assert "403 Forbidden" in unread.describe()
+    assert notebook_claims(NotebookPod(None, "no $HOSTNAME"), read) == ()
+
+
+def test_pinning_adds_the_node_to_every_required_term() -> None:
+    zone = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}
+    gpu = {"key": "gpu", "operator": "Exists"}
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [zone]}, {"matchExpressions": [gpu]}]
+            },
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "preference": {}}],
+        }
+    }
+    pinned = pin_to_node(affinity, "node-a")
+    required = pinned["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required["nodeSelectorTerms"] == [
+        {"matchExpressions": [zone], "matchFields": [PIN]},
+        {"matchExpressions": [gpu], "matchFields": [PIN]},
+    ]
+    preferred = pinned["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred == [{"weight": 1, "preference": {}}]
+    original = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert "matchFields" not in original[0]  # not changed in place
+
+
+@pytest.mark.parametrize(
+    ("claim", "policy", "node", "dropped"),
+    [
+        (RWX, "pin", "node-a", False),
+        (RWX, "without", "node-a", False),
+        (RWO, "pin", "node-a", False),
+        (RWO, "without", "node-a", True),
+        (RWOP, "pin", "node-a", True),
+        (RWO, "pin", None, False),
+    ],
+)
+def test_claim_plans(claim: Claim, policy: str, node: str | None, dropped: bool) -> None:
+    plan = plan_claims([claim], policy, node)
+    pinned = claim.sharing == "node" and policy == "pin" and node is not None
+    assert plan.node == ("node-a" if pinned else None)
+    assert plan.dropped == ((claim,) if dropped else ())
+    assert len(plan.warnings) == int(dropped)
+    if dropped:
+        assert "/home/jovyan" in plan.warnings[0] and "kbatch logs JOB" in plan.warnings[0]
+
+
+def test_a_read_write_once_pod_claim_cannot_be_shared_even_on_the_node() -> None:
+    (warning,) = plan_claims([RWOP], "pin", "node-a").warnings
+    assert "no other pod can mount it while the notebook runs, not even on its node" in warning
+
+
+def test_refuse_and_a_bad_policy_are_one_clear_line() -> None:
+    with pytest.raises(BadInput, match=r"kbatch\.kubernetes\.rwo-home is 'refuse'"):
+        plan_claims([RWO], "refuse", "node-a")
+    assert plan_claims([RWX], "refuse", "node-a") == ClaimPlan()
+    with pytest.raises(BadInput, match=r"rwo-home = 'pinned': expected one of pin, without, refuse"):
+        plan_claims([], "pinned", None)
+
+
+def test_the_plan_is_applied_to_what_is_copied() -> None:
+    pod = {**NOTEBOOK_POD, "spec": {**NOTEBOOK_POD["spec"], "nodeName": "node-a"}}
+    pinned = settings_from_pod(pod, ClaimPlan(node="node-a"))
+    assert "home" in [v["name"] for v in pinned["volumes"]]
+    terms = pinned["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchFields": [PIN]}]
+    without = settings_from_pod(pod, ClaimPlan(dropped=(RWO,)))
+    assert "home" not in [v["name"] for v in without["volumes"]]
+    assert "home" not in [m["name"] for m in without["volume_mounts"]]
+    assert without["affinity"] == NOTEBOOK_POD["spec"]["affinity"]

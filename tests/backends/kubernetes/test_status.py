@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from kbatch_dask.backends.kubernetes.status import Status, job_record, job_status, latest_pod, parse_time, pods_by_job
+from kbatch_dask.backends.kubernetes.status import (
+    Status,
+    attach_errors,
+    job_record,
+    job_status,
+    latest_pod,
+    parse_time,
+    pods_by_job,
+)
 from kbatch_dask.records import JobState
 
 T0 = "2026-11-21T21:40:00Z"
@@ -92,6 +100,14 @@ CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], Status]] = [
     ("evicted", job(("Failed", "BackoffLimitExceeded")), [pod("Failed", reason="Evicted", message="low on memory")],
      Status(JobState.FAILED, "pod Evicted: low on memory")),
     ("vanished", job(("Failed", "BackoffLimitExceeded")), [], Status(JobState.LOST, "driver pod vanished")),
+    ("vanished after the driver recorded success", job(("Failed", "BackoffLimitExceeded"),
+     annotations={"kbatch-dask.io/state": "SUCCEEDED", "kbatch-dask.io/exit-code": "0"}), [],
+     Status(JobState.SUCCEEDED, None, 0)),
+    ("recorded success, pod failed after", job(("Failed", "BackoffLimitExceeded"),
+     annotations={"kbatch-dask.io/state": "SUCCEEDED"}), [pod("Failed", terminated(2))],
+     Status(JobState.FAILED, "exit code 2", 2)),
+    ("vanished, retrying", job(backoff=2, failed=1, active=1), [],
+     Status(JobState.PENDING, "retrying after the driver pod vanished")),
     ("being deleted", {**job(), "metadata": {**job()["metadata"], "deletionTimestamp": T2}}, [pod("Running")],
      Status(JobState.CANCELLED, "cancelled by user")),
     ("retrying", job(backoff=2, failed=1), [pod("Failed", terminated(1))],
@@ -174,3 +190,26 @@ def test_latest_pod_and_grouping() -> None:
     assert latest_pod([new, old]) is new
     assert latest_pod([]) is None
     assert pods_by_job([old, new, {"metadata": {}}]) == {"k3x9q": [old, new]}
+
+
+def test_a_pod_waiting_on_a_volume_attached_elsewhere_says_so() -> None:
+    creating = pod("Pending", waiting("ContainerCreating"))
+    name = creating["metadata"]["name"]
+    message = 'Multi-Attach error for volume "pvc-1" Volume is already used by pod(s) jupyter-alice'
+
+    def event(pod_name: str, reason: str, text: str, when: str) -> dict[str, Any]:
+        involved = {"kind": "Pod", "name": pod_name}
+        return {"involvedObject": involved, "reason": reason, "message": text, "lastTimestamp": when}
+
+    events = [
+        event(name, "FailedAttachVolume", "an older attempt", T0),
+        event(name, "FailedAttachVolume", message, T1),
+        event(name, "FailedMount", "Unable to attach or mount volumes", T2),
+        event("someone-else", "FailedAttachVolume", "not ours", T2),
+    ]
+    attach = attach_errors(events, [name])
+    assert attach == {name: message}
+    assert job_status(job(), [creating], attach) == Status(JobState.PENDING, f"FailedAttachVolume: {message}")
+    assert job_record(job(), [creating], attach).reason == f"FailedAttachVolume: {message}"
+    running = pod("Running", {"running": {"startedAt": T1}})
+    assert job_status(job(), [running], {running["metadata"]["name"]: message}) == Status(JobState.RUNNING)
