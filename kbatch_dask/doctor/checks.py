@@ -17,6 +17,7 @@ from kbatch_dask.errors import GatewayError, HubError, KbatchError
 from kbatch_dask.hub import tokens as hub
 
 if TYPE_CHECKING:
+    from kbatch_dask.backends.kubernetes.pod_settings import Claim
     from kbatch_dask.gateway import GatewaySettings
 
 WORKER_OPTIONS = ("worker_cores", "worker_memory")
@@ -44,6 +45,10 @@ PERMISSIONS = (
     # jobs; without it only kbatch.kubernetes.pod-template applies.
     Permission("pods", "", ("get", "list"), optional=("get",)),
     Permission("pods/log", "", ("get",)),
+    # get: the home claim's access mode decides where jobs run (rwo-home);
+    # without it ReadWriteOnce is assumed. list events: why a pod waits to attach.
+    Permission("persistentvolumeclaims", "", ("get",), optional=("get",)),
+    Permission("events", "", ("list",), optional=("list",)),
 )
 
 
@@ -296,3 +301,37 @@ def check_home_volume(home: str, mounts: Sequence[Mapping[str, Any]], pod_error:
         f"{home} is on no volume jobs mount{why}: jobs see neither your files nor write output there",
         "an admin can allow `get pods`, or add the home volume to kbatch.kubernetes.pod-template",
     )
+
+
+def check_home_claims(claims: Sequence[Claim], policy: str, node: str | None) -> list[Check]:
+    """Each claim the notebook mounts: its access mode and what it means for jobs
+    (``policy``: ``kbatch.kubernetes.rwo-home``; ``node``: the notebook's)."""
+    from kbatch_dask.backends.kubernetes.pod_settings import RWO_HOME_POLICIES
+
+    rows = []
+    for claim in claims:
+        name, found = f"volume {claim.mount_path}", claim.describe()
+        fix = "an admin can give users a ReadWriteMany home volume (NFS, or a CSI driver that shares)"
+        if claim.access_modes is None:
+            fix = "an admin can allow `get persistentvolumeclaims`, so that kbatch knows the access mode"
+        if claim.sharing == "any":
+            rows.append(Check(name, OK, f"{found}: jobs mount it on any node"))
+        elif policy not in RWO_HOME_POLICIES:
+            allowed = ", ".join(RWO_HOME_POLICIES)
+            rows.append(Check(name, FAIL, f"{found}; kbatch.kubernetes.rwo-home = {policy!r} is unknown", allowed))
+        elif policy == "refuse":
+            rows.append(Check(name, FAIL, f"{found}; rwo-home: refuse, so no job can be submitted from here", fix))
+        elif policy == "pin" and claim.sharing == "node" and node:
+            pinned = (
+                f"{found}; jobs run on the notebook's node {node} (rwo-home: pin): they wait there for room, "
+                "and the notebook server cannot move to another node while they run"
+            )
+            known = claim.access_modes is not None
+            rows.append(Check(name, OK if known else WARN, pinned, None if known else fix))
+        else:
+            without = (
+                f"{found}; jobs run without it (rwo-home: {policy}): they see none of its files and write "
+                "their output only to their log (`kbatch logs JOB`)"
+            )
+            rows.append(Check(name, WARN, without, fix))
+    return rows

@@ -26,6 +26,7 @@ from kbatch_dask.doctor.checks import (
     check_dashboard_links,
     check_gateway,
     check_gateway_auth,
+    check_home_claims,
     check_home_volume,
     check_image,
     check_job_tokens,
@@ -215,6 +216,14 @@ def _kube_checks(backend: KubernetesBackend) -> list[Check]:
     except KbatchError as exc:
         checks.append(check_image(None, "", exc))
     home = os.environ.get("HOME") or os.path.expanduser("~")
-    checks.append(check_home_volume(home, backend.job_mounts(pod), pod.why_not))
+    try:
+        plan = backend.claim_plan()
+    except KbatchError:  # rwo-home is refuse, or unknown: the claims' rows say so
+        plan = None
+    checks.append(check_home_volume(home, backend.job_mounts(pod, plan), pod.why_not))
+    from kbatch_dask.backends.kubernetes.pod_settings import notebook_node
+
+    node = notebook_node(pod)
+    checks += check_home_claims(backend.notebook_claims(pod), backend.config.kubernetes.rwo_home, node)
     api.close()
     return checks

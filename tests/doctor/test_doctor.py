@@ -134,6 +134,31 @@ def test_home_volume() -> None:
     assert check.status == "warn" and "403 Forbidden" in check.message and "pod-template" in (check.fix or "")
 
 
+def test_home_claims_say_their_access_mode_and_what_it_means_for_jobs() -> None:
+    from kbatch_dask.backends.kubernetes.pod_settings import Claim
+
+    rwo = Claim("home", "claim-alice", "/home/jovyan", ("ReadWriteOnce",))
+    rwx = Claim("home", "claim-alice", "/home/jovyan", ("ReadWriteMany",))
+    rwop = Claim("home", "claim-alice", "/home/jovyan", ("ReadWriteOncePod",))
+    unread = Claim("home", "claim-alice", "/home/jovyan", None, "403 Forbidden")
+
+    (shared,) = doctor.check_home_claims([rwx], "pin", "node-a")
+    assert (shared.name, shared.status) == ("volume /home/jovyan", "ok") and "any node" in shared.message
+    (pinned,) = doctor.check_home_claims([rwo], "pin", "node-a")
+    assert pinned.status == "ok" and "ReadWriteOnce" in pinned.message and "node node-a" in pinned.message
+    (without,) = doctor.check_home_claims([rwo], "without", "node-a")
+    assert (
+        without.status == "warn" and "`kbatch logs JOB`" in without.message and "ReadWriteMany" in (without.fix or "")
+    )
+    (once_pod,) = doctor.check_home_claims([rwop], "pin", "node-a")
+    assert once_pod.status == "warn" and "not even on its node" in once_pod.message
+    (refused,) = doctor.check_home_claims([rwo], "refuse", "node-a")
+    assert refused.status == "fail"
+    (unknown,) = doctor.check_home_claims([unread], "pin", "node-a")
+    assert unknown.status == "warn" and "403 Forbidden" in unknown.message
+    assert "get persistentvolumeclaims" in (unknown.fix or "")
+
+
 def test_dashboard_placeholder_fails_naming_the_bokeh_the_scheduler_needs() -> None:
     url = "http://gw/clusters/a/status"
     placeholder = "<p>Dask needs bokeh>=3.1.0 for the dashboard.</p><p>Install with pip: ...</p>"
@@ -248,3 +273,33 @@ def test_kubernetes_missing_verb_is_reported_with_its_fix(
     proc = kbatch("doctor", "--backend", "kubernetes", env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     assert "✗ permission jobs.batch: may not create jobs.batch in namespace default" in proc.stdout
     assert "fix: an admin must grant create on jobs.batch" in proc.stdout
+
+
+def test_kubernetes_reports_the_home_claims_access_mode(
+    kube_session: None,
+    fake_apiserver: FakeApiServer,  # noqa: F811
+) -> None:
+    from fakes.kube.notebook import home_claim
+    from fakes.kube.resources import PVC
+
+    fake_apiserver.store.insert(PVC, home_claim("claim-alice", ("ReadWriteOnce",)))
+    notebook = {
+        "metadata": {"name": "jupyter-alice", "namespace": "default"},
+        "spec": {
+            "nodeName": "node-a",
+            "containers": [{"name": "notebook", "image": "pangeo/pangeo-notebook:2026.1",
+                            "volumeMounts": [{"name": "home", "mountPath": str(Path.home())}]}],
+            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}}],
+        },
+    }  # fmt: skip
+    fake_apiserver.create("pods", "default", notebook)
+    _, checks = doctor_json("--backend", "kubernetes")
+    claim = checks[f"volume {Path.home()}"]
+    assert claim.status == "ok", claim
+    assert claim.message.startswith("claim-alice (ReadWriteOnce: only pods on the notebook's node can mount it)")
+    assert "jobs run on the notebook's node node-a" in claim.message
+
+    env = {**os.environ, "DASK_KBATCH__KUBERNETES__RWO_HOME": "without"}
+    _, checks = doctor_json("--backend", "kubernetes", env=env)
+    assert checks[f"volume {Path.home()}"].status == "warn"
+    assert checks["home volume"].status == "warn"  # jobs do not mount it then
