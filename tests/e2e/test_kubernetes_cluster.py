@@ -155,3 +155,64 @@ def test_refusals(real: RealSession, case: str) -> None:
         env.pop("JUPYTER_IMAGE", None)
         env["DASK_KBATCH__KUBERNETES__IMAGE"] = ""
     scenarios.refused(real, case, env)
+
+
+NOTEBOOK = "kbatch-dask-test-notebook"
+HOME_CLAIM = "kbatch-dask-test-home"
+
+
+@pytest.fixture
+def notebook(real: RealSession) -> Iterator[tuple[RealSession, str]]:
+    """A notebook-like pod on the cluster with a ReadWriteOnce home claim (the
+    default StorageClass, as z2jh's default storage); the session submits as if
+    from inside it (``HOSTNAME``). Yields the session and the pod's node. The
+    scenario shows most on a cluster of several nodes."""
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": HOME_CLAIM},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": NOTEBOOK, "labels": {"component": "singleuser-server"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "notebook",
+                    "image": real.env["JUPYTER_IMAGE_SPEC"],
+                    "command": ["sleep", "3600"],
+                    "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}],
+                }
+            ],
+            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": HOME_CLAIM}}],
+            "terminationGracePeriodSeconds": 1,
+        },
+    }
+    real.core.create_namespaced_persistent_volume_claim(real.namespace, claim, _preload_content=False)
+    try:
+        real.core.create_namespaced_pod(real.namespace, pod, _preload_content=False)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            response = real.core.read_namespaced_pod(NOTEBOOK, real.namespace, _preload_content=False)
+            found = json.loads(response.data)
+            if found["status"].get("phase") == "Running":
+                break
+            assert time.monotonic() < deadline, f"the notebook pod is still {found['status'].get('phase')}"
+            time.sleep(2)
+        session = RealSession(real.home, {**real.env, "HOSTNAME": NOTEBOOK}, real.core.api_client, real.namespace)
+        yield session, str(found["spec"]["nodeName"])
+    finally:
+        real.core.delete_namespaced_pod(NOTEBOOK, real.namespace, grace_period_seconds=0, _preload_content=False)
+        real.core.delete_namespaced_persistent_volume_claim(HOME_CLAIM, real.namespace, _preload_content=False)
+
+
+def test_a_read_write_once_home_pins_the_job_to_the_notebooks_node(notebook: tuple[RealSession, str]) -> None:
+    session, node = notebook
+    scenarios.read_write_once_home_pinned(session, node, timeout=TIMEOUT)
+
+
+def test_without_the_read_write_once_home_the_output_is_in_the_log(notebook: tuple[RealSession, str]) -> None:
+    session, _ = notebook
+    scenarios.read_write_once_home_left_out(session, HOME_CLAIM, timeout=TIMEOUT)
