@@ -17,7 +17,7 @@ from kbatch_dask.errors import GatewayError, HubError, KbatchError
 from kbatch_dask.hub import tokens as hub
 
 if TYPE_CHECKING:
-    from kbatch_dask.backends.kubernetes.pod_settings import Claim
+    from kbatch_dask.backends.kubernetes.claims import Claim
     from kbatch_dask.gateway import GatewaySettings
 
 WORKER_OPTIONS = ("worker_cores", "worker_memory")
@@ -306,7 +306,7 @@ def check_home_volume(home: str, mounts: Sequence[Mapping[str, Any]], pod_error:
 def check_home_claims(claims: Sequence[Claim], policy: str, node: str | None) -> list[Check]:
     """Each claim the notebook mounts: its access mode and what it means for jobs
     (``policy``: ``kbatch.kubernetes.rwo-home``; ``node``: the notebook's)."""
-    from kbatch_dask.backends.kubernetes.pod_settings import RWO_HOME_POLICIES
+    from kbatch_dask.backends.kubernetes.claims import RWO_HOME_POLICIES
 
     rows = []
     for claim in claims:

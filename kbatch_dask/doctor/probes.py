@@ -184,6 +184,7 @@ def _token_check(settings: GatewaySettings | None) -> Check:
 def _kube_checks(backend: KubernetesBackend) -> list[Check]:
     """The API, the namespace, each verb the backend uses, and what jobs take from the notebook pod."""
     from kbatch_dask.backends.kubernetes.client import import_kubernetes
+    from kbatch_dask.backends.kubernetes.pod_settings import notebook_node
     from kbatch_dask.errors import KubeError
 
     try:
@@ -209,7 +210,8 @@ def _kube_checks(backend: KubernetesBackend) -> list[Check]:
             verb: api.can_i(namespace.value, verb, permission.group, permission.resource) for verb in permission.verbs
         }
         checks.append(check_permission(permission, namespace.value, allowed))
-    pod = backend.notebook_pod()
+    notebook = backend.notebook_session()
+    pod = notebook.pod
     try:
         image = backend.detect_image(None, pod)
         checks.append(check_image(image.value, image.source, None))
@@ -217,13 +219,10 @@ def _kube_checks(backend: KubernetesBackend) -> list[Check]:
         checks.append(check_image(None, "", exc))
     home = os.environ.get("HOME") or os.path.expanduser("~")
     try:
-        plan = backend.claim_plan()
+        plan = notebook.plan
     except KbatchError:  # rwo-home is refuse, or unknown: the claims' rows say so
         plan = None
     checks.append(check_home_volume(home, backend.job_mounts(pod, plan), pod.why_not))
-    from kbatch_dask.backends.kubernetes.pod_settings import notebook_node
-
-    node = notebook_node(pod)
-    checks += check_home_claims(backend.notebook_claims(pod), backend.config.kubernetes.rwo_home, node)
+    checks += check_home_claims(notebook.claims, notebook.policy, notebook_node(pod))
     api.close()
     return checks

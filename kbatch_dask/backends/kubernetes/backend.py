@@ -23,16 +23,10 @@ from kbatch_dask.backends.ids import new_job_id
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
+from kbatch_dask.backends.kubernetes.claims import ClaimPlan, read_attach_errors
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
-from kbatch_dask.backends.kubernetes.status import (
-    ATTACH_FAILED,
-    attach_errors,
-    job_record,
-    latest_pod,
-    pods_by_job,
-    waiting_to_attach,
-)
+from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_by_job
 from kbatch_dask.backends.outputs import LogStream, log_files, read_files
 from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound, KbatchWarning, KubeError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
@@ -74,7 +68,7 @@ class KubernetesBackend:
         self.context = self.config.kubernetes.context or None
         self.page_size = self.config.kubernetes.page_size
         self._namespace: Detected[str] | None = None
-        self._session: tuple[session.NotebookPod, session.ClaimPlan] | None = None
+        self._notebook: session.NotebookSession | None = None
 
     @property
     def api(self) -> KubeAPI:
@@ -107,34 +101,24 @@ class KubernetesBackend:
 
     # -- what a job takes from this session -----------------------------------
 
-    def notebook_pod(self) -> session.NotebookPod:
-        """The notebook pod this session runs in, or why it cannot be read (then
-        only the admin's pod template applies to jobs)."""
-        return self._notebook()[0]
-
-    def notebook_claims(self, pod: session.NotebookPod) -> tuple[session.Claim, ...]:
-        """The claims the notebook mounts, with their access modes where readable."""
-        return session.notebook_claims(pod, lambda ns, name: self.api.read_claim(ns, name))
-
-    def claim_plan(self) -> session.ClaimPlan:
-        """What jobs of this session do about claims other nodes cannot mount
-        (``kbatch.kubernetes.rwo-home``); BadInput when that is to refuse them."""
-        return self._notebook()[1]
-
-    def _notebook(self) -> tuple[session.NotebookPod, session.ClaimPlan]:
-        """The notebook pod and the plan for its claims, read once per backend."""
-        if self._session is None:
-            pod = session.read_notebook_pod(self.namespace, os.environ, lambda ns, name: self.api.read_pod(ns, name))
-            claims = self.notebook_claims(pod)
-            plan = session.plan_claims(claims, self.config.kubernetes.rwo_home, session.notebook_node(pod))
-            self._session = pod, plan
-        return self._session
+    def notebook_session(self) -> session.NotebookSession:
+        """The notebook pod this session runs in (or why it cannot be read: then only
+        the admin's pod template applies to jobs) and the claims it mounts, read once."""
+        if self._notebook is None:
+            self._notebook = session.read_session(
+                self.namespace,
+                os.environ,
+                lambda ns, name: self.api.read_pod(ns, name),
+                lambda ns, name: self.api.read_claim(ns, name),
+                self.config.kubernetes.rwo_home,
+            )
+        return self._notebook
 
     def detect_image(self, option: str | None, pod: session.NotebookPod) -> Detected[str]:
         """The image of a job submitted with ``--image option`` from ``pod``, and where it came from."""
         return session.detect_image(option, os.environ, self.config.kubernetes.image or None, pod.image)
 
-    def job_mounts(self, pod: session.NotebookPod, plan: session.ClaimPlan | None = None) -> list[Mapping[str, Any]]:
+    def job_mounts(self, pod: session.NotebookPod, plan: ClaimPlan | None = None) -> list[Mapping[str, Any]]:
         """The volume mounts a job submitted from ``pod`` gets (``plan`` applied)."""
         return session.job_mounts(pod, self._pod_template(), plan)
 
@@ -142,7 +126,8 @@ class KubernetesBackend:
         return self.config.kubernetes.pod_template
 
     def _pod_settings(self, spec: JobSpec) -> m.PodSettings:
-        pod, plan = self._notebook()
+        notebook = self.notebook_session()
+        pod, plan = notebook.pod, notebook.plan
         return session.detect(
             namespace=self.namespace,
             image=self.detect_image(spec.image, pod).value,
@@ -199,7 +184,7 @@ class KubernetesBackend:
             )
         # The pod's resources enforce --cpus, --memory and --gpus; what is said is
         # about the volumes the job cannot share with the notebook.
-        return tuple(KbatchWarning(w) for w in self.claim_plan().warnings)
+        return tuple(KbatchWarning(w) for w in self.notebook_session().plan.warnings)
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:
         """The configured gateway: pods cannot reach a gateway on this machine."""
@@ -301,17 +286,7 @@ class KubernetesBackend:
         return job_record(self._job(job_id), pods, self._attach_errors(pods))
 
     def _attach_errors(self, pods: Objects) -> dict[str, str]:
-        """Why pods waiting in ContainerCreating cannot attach a volume (their
-        ``FailedAttachVolume`` events, by pod name): one request, made only when
-        such a pod exists; nothing when events may not be read."""
-        waiting = {str(p["metadata"]["name"]) for p in pods if waiting_to_attach(p)}
-        if not waiting:
-            return {}
-        try:
-            events = self.api.list_events(self.namespace, f"involvedObject.kind=Pod,reason={ATTACH_FAILED}")
-        except KubeError:
-            return {}  # no permission to read events: the queue says ContainerCreating
-        return attach_errors(events, waiting)
+        return read_attach_errors(pods, lambda selector: self.api.list_events(self.namespace, selector))
 
     # -- logs -----------------------------------------------------------------
 

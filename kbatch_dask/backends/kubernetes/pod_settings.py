@@ -19,7 +19,7 @@ notebook pod it came from.
   ``ReadWriteOnce``, z2jh's default, or ``ReadWriteOncePod``): config
   ``kbatch.kubernetes.rwo-home`` says whether the job is pinned to the
   notebook's node (``pin``), runs without them (``without``), or is not
-  submitted (``refuse``); see :func:`plan_claims`.
+  submitted (``refuse``); see :mod:`.claims`.
 
 :func:`read_notebook_pod` takes the one I/O it needs (reading the pod) as a
 function, so this module never imports ``kubernetes``; the rest is pure. The
@@ -29,7 +29,6 @@ shows.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +37,7 @@ from typing import Any
 
 from kbatch_dask import backends
 from kbatch_dask.backends import Detected
+from kbatch_dask.backends.kubernetes.claims import Claim, ClaimPlan, pin_to_node, plan_claims
 from kbatch_dask.backends.kubernetes.manifests import PodSettings
 from kbatch_dask.errors import BadInput, KbatchError
 from kbatch_dask.spec.environment import is_denied
@@ -53,12 +53,6 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Reads a pod (or a claim) by namespace and name; raises KbatchError when it cannot.
 ReadPod = Callable[[str, str], "Mapping[str, Any]"]
 ReadClaim = Callable[[str, str], "Mapping[str, Any]"]
-RWO_HOME_POLICIES = ("pin", "without", "refuse")
-SHARED_MODES = ("ReadWriteMany", "ReadOnlyMany")  # attachable to many nodes at once
-# Where the job's pod must run to share a ReadWriteOnce claim: the notebook's node,
-# by name (its kubernetes.io/hostname label need not equal it, and reading Nodes
-# takes a cluster-wide permission users do not have).
-NODE_NAME_FIELD = "metadata.name"
 
 
 @dataclass(frozen=True)
@@ -121,60 +115,6 @@ def detect_image(
     )
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A PersistentVolumeClaim the notebook container mounts; ``access_modes`` is
-    None when the claim could not be read, and ``why_not`` says why."""
-
-    volume: str  # the volume's name in the pod spec
-    name: str
-    mount_path: str
-    access_modes: tuple[str, ...] | None
-    why_not: str | None = None
-
-    @property
-    def sharing(self) -> str:
-        """Which pods may mount it besides the notebook: ``any`` (ReadWriteMany,
-        ReadOnlyMany), ``node`` (ReadWriteOnce: pods on the notebook's node; also
-        assumed when unknown, as z2jh's default storage is) or ``none``
-        (ReadWriteOncePod).
-
-        >>> Claim("home", "claim-a", "/home/jovyan", ("ReadWriteOncePod",)).sharing
-        'none'
-        """
-        modes = self.access_modes or ()
-        if any(mode in modes for mode in SHARED_MODES):
-            return "any"
-        if "ReadWriteOncePod" in modes and "ReadWriteOnce" not in modes:
-            return "none"
-        return "node"
-
-    def describe(self) -> str:
-        """The claim, its access mode and what that means for a second pod."""
-        if self.access_modes is None:
-            return f"{self.name} (access mode unknown: {self.why_not}; assumed ReadWriteOnce, z2jh's default)"
-        modes = ", ".join(self.access_modes) or "no access modes"
-        meaning = {
-            "any": "any node can mount it",
-            "node": "only pods on the notebook's node can mount it",
-            "none": "no other pod can mount it while the notebook runs, not even on its node",
-        }[self.sharing]
-        return f"{self.name} ({modes}: {meaning})"
-
-
-@dataclass(frozen=True)
-class ClaimPlan:
-    """What a job does about the notebook's claims that cannot be mounted on any
-    node: run on ``node`` (None: anywhere), without the claims ``dropped``."""
-
-    node: str | None = None
-    dropped: tuple[Claim, ...] = ()
-    warnings: tuple[str, ...] = ()
-
-    def drops(self, volume: str) -> bool:
-        return any(c.volume == volume for c in self.dropped)
-
-
 def notebook_container(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The pod's notebook container: the one named ``notebook``, else the first."""
     containers = (pod.get("spec") or {}).get("containers") or []
@@ -230,22 +170,6 @@ def settings_from_pod(pod: Mapping[str, Any] | None, plan: ClaimPlan | None = No
     }
 
 
-def pin_to_node(affinity: Mapping[str, Any] | None, node: str) -> dict[str, Any]:
-    """``affinity`` with a required node affinity to ``node`` added to each of its
-    required terms (they are ORed, so each must carry it), or as the one term.
-
-    >>> pin_to_node(None, "node-a")["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    {'nodeSelectorTerms': [{'matchFields': [{'key': 'metadata.name', 'operator': 'In', 'values': ['node-a']}]}]}
-    """
-    field = {"key": NODE_NAME_FIELD, "operator": "In", "values": [node]}
-    pinned = copy.deepcopy(dict(affinity or {}))
-    node_affinity = pinned.setdefault("nodeAffinity", {})
-    required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
-    terms = required.get("nodeSelectorTerms") or [{}]
-    required["nodeSelectorTerms"] = [{**t, "matchFields": [*(t.get("matchFields") or []), field]} for t in terms]
-    return pinned
-
-
 def notebook_claims(pod: NotebookPod, read_claim: ReadClaim) -> tuple[Claim, ...]:
     """The PersistentVolumeClaims the notebook container mounts, each read with
     ``read_claim`` for its access modes (the bound volume's, else those asked for)."""
@@ -273,46 +197,32 @@ def notebook_claims(pod: NotebookPod, read_claim: ReadClaim) -> tuple[Claim, ...
     return tuple(claims)
 
 
-def plan_claims(claims: Iterable[Claim], policy: str, node: str | None) -> ClaimPlan:
-    """What a job does about ``claims`` that cannot be mounted on any node, as
-    ``kbatch.kubernetes.rwo-home`` (``policy``) says; ``node``: the notebook's.
-
-    - ``pin``: the job runs on the notebook's node, where a ReadWriteOnce claim
-      can be mounted by both; a ReadWriteOncePod claim cannot be shared at all,
-      so the job runs without it, saying so.
-    - ``without``: the job runs anywhere, without those claims, saying so: its
-      output is in its pod's log (``kbatch logs``).
-    - ``refuse``: BadInput; nothing is submitted.
-
-    >>> rwo = Claim("home", "claim-a", "/home/jovyan", ("ReadWriteOnce",))
-    >>> plan_claims([rwo], "pin", "node-a").node
-    'node-a'
-    """
-    if policy not in RWO_HOME_POLICIES:
-        allowed = ", ".join(RWO_HOME_POLICIES)
-        raise BadInput(f"config kbatch.kubernetes.rwo-home = {policy!r}: expected one of {allowed}")
-    unshared = [c for c in claims if c.sharing != "any"]
-    if not unshared:
-        return ClaimPlan()
-    if policy == "refuse":
-        raise BadInput(
-            f"your volume {unshared[0].describe()}, and kbatch.kubernetes.rwo-home is 'refuse': no job is submitted "
-            "from this session; an admin can give you a ReadWriteMany home volume, or set rwo-home to pin or without"
-        )
-    dropped = tuple(c for c in unshared if c.sharing == "none" or policy == "without")
-    warnings = tuple(
-        f"the job runs without {c.mount_path}: your volume {c.describe()} (kbatch.kubernetes.rwo-home: {policy}); "
-        "the job sees none of its files and writes its output only to its log: read it with `kbatch logs JOB`"
-        for c in dropped
-    )
-    # No node known (a pod not yet bound): nothing to pin to; the claims stay.
-    pinned = len(dropped) < len(unshared)
-    return ClaimPlan(node if pinned else None, dropped, warnings)
-
-
 def notebook_node(pod: NotebookPod) -> str | None:
     """The node the notebook pod runs on, if known."""
     return str(((pod.pod or {}).get("spec") or {}).get("nodeName") or "") or None
+
+
+@dataclass(frozen=True)
+class NotebookSession:
+    """The notebook a job is submitted from: its pod, the claims it mounts, and
+    ``kbatch.kubernetes.rwo-home`` (``policy``) for those other nodes cannot mount."""
+
+    pod: NotebookPod
+    claims: tuple[Claim, ...]
+    policy: str
+
+    @property
+    def plan(self) -> ClaimPlan:
+        """What jobs do about the claims (:func:`plan_claims`; BadInput for ``refuse``)."""
+        return plan_claims(self.claims, self.policy, notebook_node(self.pod))
+
+
+def read_session(
+    namespace: str, environ: Mapping[str, str], read_pod: ReadPod, read_claim: ReadClaim, policy: str
+) -> NotebookSession:
+    """The notebook pod (by ``$HOSTNAME``) and its claims, read with the two functions."""
+    pod = read_notebook_pod(namespace, environ, read_pod)
+    return NotebookSession(pod, notebook_claims(pod, read_claim), policy)
 
 
 def read_notebook_pod(namespace: str, environ: Mapping[str, str], read_pod: ReadPod) -> NotebookPod:

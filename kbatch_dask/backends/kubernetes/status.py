@@ -34,11 +34,11 @@ from typing import Any
 
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
+from kbatch_dask.backends.kubernetes.claims import ATTACH_FAILED
 from kbatch_dask.records import DaskInfo, JobRecord, JobState
 
 BACKEND = "kubernetes"
 OOM_REASON = "OOMKilled"
-ATTACH_FAILED = "FailedAttachVolume"  # the attach/detach controller's event reason
 VANISHED = "driver pod vanished"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -138,32 +138,6 @@ def _failure(job: Mapping[str, Any], pod: Mapping[str, Any] | None, condition_re
     if pod is None:
         return Status(JobState.LOST, VANISHED)
     return Status(JobState.FAILED, condition_reason)
-
-
-def waiting_to_attach(pod: Mapping[str, Any]) -> bool:
-    """True while the driver container waits in ``ContainerCreating`` (where a
-    volume that cannot be attached keeps it)."""
-    return (_driver_state(pod).get("waiting") or {}).get("reason") == "ContainerCreating"
-
-
-def attach_errors(events: Iterable[Mapping[str, Any]], pods: Iterable[str]) -> dict[str, str]:
-    """The latest ``FailedAttachVolume`` message of each of ``pods``, from Events.
-
-    >>> event = {"involvedObject": {"kind": "Pod", "name": "p"}, "reason": "FailedAttachVolume",
-    ...          "message": 'Multi-Attach error for volume "pvc-1"', "lastTimestamp": "2026-01-01T00:00:00Z"}
-    >>> attach_errors([event], ["p"])
-    {'p': 'Multi-Attach error for volume "pvc-1"'}
-    """
-    wanted, found = set(pods), {}
-
-    def when(event: Mapping[str, Any]) -> datetime:
-        return parse_time(event.get("lastTimestamp") or event.get("eventTime")) or _EPOCH
-
-    for event in sorted(events, key=when):
-        involved = event.get("involvedObject") or {}
-        if event.get("reason") == ATTACH_FAILED and involved.get("kind") == "Pod" and involved.get("name") in wanted:
-            found[str(involved["name"])] = str(event.get("message") or "")
-    return found
 
 
 def _pending_reason(pod: Mapping[str, Any], attach: Mapping[str, str]) -> str | None:

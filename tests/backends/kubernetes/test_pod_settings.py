@@ -9,10 +9,9 @@ import pytest
 
 from kbatch_dask import backends
 from kbatch_dask.backends import Detected
+from kbatch_dask.backends.kubernetes.claims import Claim, ClaimPlan, pin_to_node, plan_claims
 from kbatch_dask.backends.kubernetes.manifests import PodSettings
 from kbatch_dask.backends.kubernetes.pod_settings import (
-    Claim,
-    ClaimPlan,
     NotebookPod,
     detect,
     detect_image,
@@ -20,8 +19,6 @@ from kbatch_dask.backends.kubernetes.pod_settings import (
     job_environment,
     notebook_claims,
     output_on_volume,
-    pin_to_node,
-    plan_claims,
     read_notebook_pod,
     settings_from_pod,
 )

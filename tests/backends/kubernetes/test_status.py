@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from kbatch_dask.backends.kubernetes.claims import attach_errors
 from kbatch_dask.backends.kubernetes.status import (
     Status,
-    attach_errors,
     job_record,
     job_status,
     latest_pod,
