@@ -4,8 +4,8 @@
 ``singleuser`` and ``hub.config`` have ``additionalProperties: false``), so each
 values fragment in docs/ and README (and any values file under deploy/) is
 validated, as helm would, merged over the chart's defaults, against the z2jh
-schema in ``/work/shared/anchors/z2jh/`` — a daskhub fragment's ``jupyterhub:``
-part over daskhub's own defaults for it. Dotted chart keys named in prose
+schema in ``../shared/anchors/z2jh/`` (next to the checkout) — a daskhub
+fragment's ``jupyterhub:`` part over daskhub's own defaults for it. Dotted chart keys named in prose
 (``singleuser.serviceAccountName``) must exist in the schema too. Kubernetes
 objects in the same places validate strictly for every version we support.
 """
@@ -28,7 +28,7 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 from backends.kubernetes.versions import K8S_VERSIONS  # noqa: E402
 
-ANCHORS = Path("/work/shared/anchors")
+ANCHORS = ROOT.parent / "shared" / "anchors"  # next to the checkout, as ../shared/anchors
 if not ANCHORS.is_dir():
     pytest.skip(f"the chart anchors are not on this machine ({ANCHORS})", allow_module_level=True)
 
