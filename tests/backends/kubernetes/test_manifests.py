@@ -15,9 +15,10 @@ from kbatch_dask.backends.kubernetes.slugs import is_dns_label, safe_slug
 from kbatch_dask.errors import BadInput
 from kbatch_dask.spec import JobSpec, Workers
 
+from .versions import K8S_VERSIONS
+
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
-K8S_VERSIONS = ("1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33")
 SUBMITTED = "2026-11-21T21:40:00+00:00"
 
 

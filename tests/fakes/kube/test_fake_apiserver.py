@@ -584,6 +584,6 @@ def test_version_and_discovery(fake_apiserver: FakeApiServer) -> None:
     api = fake_apiserver.client()
     assert client.VersionApi(api).get_code().minor == "33"  # the client asks for /version/
     groups = client.ApisApi(api).get_api_versions()
-    assert [g.name for g in groups.groups] == ["authorization.k8s.io", "batch"]
+    assert [g.name for g in groups.groups] == ["authorization.k8s.io", "batch", "rbac.authorization.k8s.io"]
     resources = client.BatchV1Api(api).get_api_resources()
     assert {r.name for r in resources.resources} == {"jobs", "jobs/status"}
