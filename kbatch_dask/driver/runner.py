@@ -128,7 +128,10 @@ def run_notebook(path: str) -> int:
     parameters = json.loads(os.environ.get("KBATCH_DASK_PARAMETERS") or "{}")
     parameters["kbatch_cluster"] = os.environ.get("KBATCH_DASK_CLUSTER")
     # kbatch_cluster is offered to every notebook: one that does not declare it is no mistake of its author's.
-    logging.getLogger("papermill").addFilter(lambda r: r.getMessage() != "Passed unknown parameter: kbatch_cluster")
+    noise = {"Passed unknown parameter: kbatch_cluster"}
+    if len(parameters) == 1:  # no -p: that the notebook has no parameters cell is no news to its user
+        noise.add("Input notebook does not contain a cell with tag 'parameters'")
+    logging.getLogger("papermill").addFilter(lambda r: r.getMessage() not in noise)
     output = os.environ.get("KBATCH_DASK_NOTEBOOK_OUTPUT") or os.path.splitext(path)[0] + ".out.ipynb"
     with tempfile.TemporaryDirectory(prefix="kbatch-ipython-") as ipython_dir:
         # An IPython startup file makes the cluster's client the default inside

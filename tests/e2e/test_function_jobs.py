@@ -167,6 +167,33 @@ def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Pat
     assert_quiet((tmp_path / f"nb-{job_id}.out").read_text(), (home / "jobs" / job_id / "driver.log").read_text())
 
 
+def test_notebook_starts_once_its_workers_have_come(home: Path, tmp_path: Path) -> None:
+    """--wait-for-workers holds a notebook's first cell as it holds a script's first line."""
+    pytest.importorskip("papermill")
+    import nbformat
+    from conftest import kbatch
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            "from dask.distributed import get_client\n"
+            "print('workers at the first cell =', len(get_client().scheduler_info(n_workers=-1)['workers']))"
+        )
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "count.ipynb"
+    nbformat.write(notebook, path)
+    proc = kbatch("-o", str(tmp_path / "count.out"), "--wait", str(path), "--dask-workers", "2",
+                  "--wait-for-workers", "all", timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    executed = nbformat.read(tmp_path / f"count-{proc.stdout.split()[2]}.ipynb", as_version=4)
+    outputs = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
+    assert "workers at the first cell = 2" in outputs, executed.cells[-1].outputs
+    # The notebook has no parameters cell, but the user gave no -p: papermill's note
+    # that it has none is about kbatch's own kbatch_cluster, noise to this user.
+    assert "does not contain a cell with tag 'parameters'" not in (tmp_path / "count.out").read_text()
+
+
 # What a job's output and driver.log used to hold on every run, though nothing was wrong.
 NOISE = ("Passed unknown parameter", "running over TCP without encryption", "Exception ignored", "Traceback")
 

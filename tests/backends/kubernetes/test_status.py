@@ -174,3 +174,17 @@ def test_latest_pod_and_grouping() -> None:
     assert latest_pod([new, old]) is new
     assert latest_pod([]) is None
     assert pods_by_job([old, new, {"metadata": {}}]) == {"k3x9q": [old, new]}
+
+
+def test_a_cluster_the_gateway_capped_shows_what_it_gives() -> None:
+    """The driver annotates the gateway's cap; the queue shows it instead of waiting for ever on 8/20."""
+    from kbatch_dask.render import workers_cell
+
+    annotations = {
+        "kbatch-dask.io/workers": "20",
+        "kbatch-dask.io/cluster": "abc123",
+        "kbatch-dask.io/worker-limit": "8",
+    }
+    record = job_record(job(annotations=annotations), [pod("Running", {"running": {"startedAt": T1}})])
+    assert record.dask is not None and record.dask.worker_limit == 8
+    assert workers_cell(record.replace(dask=record.dask.replace(live_workers=8))) == "8/8 (capped from 20)"
