@@ -16,7 +16,7 @@ from conftest import ROOT, kbatch, wait_for
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.spec import current_user
 
-K8S_VERSIONS = ("1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33")
+K8S_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 MANAGED = "app.kubernetes.io/managed-by=kbatch-dask"
 
 

@@ -16,6 +16,7 @@ returns.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import re
@@ -36,6 +37,11 @@ SPEC_KEY = "spec.json"
 JOB_KEY = "job.json"
 DRIVER_COMMAND = ("python", "-m", "kbatch_dask.driver")
 GPU_RESOURCE = "nvidia.com/gpu"
+# A pod disrupted (evicted by a drain or the autoscaler, preempted, its node tainted
+# away) did not fail: its replacement must not use up one of the job's --retries.
+POD_FAILURE_POLICY = {
+    "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+}
 # The API server refuses ConfigMaps and Secrets whose data exceed 1 MiB.
 MAX_OBJECT_DATA = 1024 * 1024
 _CONFIG_KEY_UNSAFE = re.compile(r"[^-._a-zA-Z0-9]")
@@ -269,6 +275,10 @@ def build_job(
 ) -> dict[str, Any]:
     """The Job: one driver pod, never restarted in place, retried ``spec.retries`` times.
 
+    A disrupted pod (evicted, preempted) is replaced without counting as a
+    retry, and only once it has stopped (``podReplacementPolicy: Failed``): two
+    drivers never run one job at a time.
+
     ``output``, ``error`` and ``result`` are paths the pod writes on a volume
     the submitting session sees too (None: not written to a file)."""
     name = job_name(spec.user, job_id)
@@ -316,7 +326,12 @@ def build_job(
             backoffLimit=spec.retries,
             activeDeadlineSeconds=spec.time_limit,
             ttlSecondsAfterFinished=options.ttl_seconds,
-            template={"metadata": {"labels": labels}, "spec": pod_spec},
+            podFailurePolicy=copy.deepcopy(POD_FAILURE_POLICY),
+            podReplacementPolicy="Failed",
+            template={
+                "metadata": {"labels": labels, "annotations": {names.ANN_SAFE_TO_EVICT: "false"}},
+                "spec": pod_spec,
+            },
         ),
     }
 

@@ -17,7 +17,7 @@ from kbatch_dask.spec import JobSpec, Workers
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
-K8S_VERSIONS = ("1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33")
+K8S_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 SUBMITTED = "2026-11-21T21:40:00+00:00"
 
 
@@ -83,13 +83,18 @@ GOLDEN_JOB = {
     "spec": {
         "backoffLimit": 0,
         "ttlSecondsAfterFinished": 604800,
+        "podFailurePolicy": {
+            "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+        },
+        "podReplacementPolicy": "Failed",
         "template": {
             "metadata": {
                 "labels": {
                     "app.kubernetes.io/managed-by": "kbatch-dask",
                     "kbatch-dask.io/user": "jovyan",
                     "kbatch-dask.io/job-id": "k3x9q",
-                }
+                },
+                "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
             },
             "spec": {
                 "restartPolicy": "Never",
