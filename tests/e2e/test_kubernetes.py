@@ -53,6 +53,9 @@ class FakeSession(Session):
     def cluster_stopped(self, name: str) -> bool:
         return cluster_status(self.gateway_home, name) in (None, "STOPPED")
 
+    def evict(self, pod: str) -> None:
+        self.kubelet.evict(pod, NAMESPACE)
+
 
 @pytest.fixture
 def session(
@@ -115,6 +118,13 @@ def test_failed_and_oom_jobs(session: FakeSession) -> None:
     session.kubelet.oom_kill(session.kubelet.pods_of(name)[0])
     session.kubelet.wait_for_job(name, timeout=60)
     assert session.show(job_id)["state"] == "OOM"
+
+
+def test_an_evicted_job_runs_again_in_one_new_pod_without_using_a_retry(session: FakeSession) -> None:
+    record = scenarios.evicted_then_replaced(session)
+    name = session.job_name(record["id"])
+    assert len(session.kubelet.pods_made(name, NAMESPACE)) == 2
+    assert session.kubelet.most_running_at_once(name, NAMESPACE) == 1  # never two drivers at a time
 
 
 def test_dry_run_prints_the_exact_manifests_and_creates_nothing(session: FakeSession) -> None:
