@@ -291,6 +291,26 @@ def test_driver_killed_in_the_pod_cluster_stopped_by_the_dead_mans_switch(sessio
     assert session.show(job_id)["state"] == "FAILED"
 
 
+def test_an_oom_kill_of_the_whole_container_ends_oom_and_the_switch_stops_the_cluster(session: FakeSession) -> None:
+    """cgroup v2 OOM-kills the whole container, driver included: no cleanup runs in
+    the pod, yet the job ends OOM (from the pod's status) and its cluster stops."""
+    script = session.write("hog.py", CONNECT + "import time\ntime.sleep(300)\n")
+    job_id = session.submit("--memory", "1Gi", script, "--dask-workers", "1")
+    wait_for(lambda: "started" in session.logs(job_id), timeout=60, what="the script to start")
+    cluster = session.show(job_id)["dask"]["cluster"]
+    (pod,) = session.kubelet.pods_of(session.job_name(job_id))
+    driver = session.kubelet.process(pod)
+    session.kubelet.oom_kill(pod)
+    assert driver is not None and driver.wait(timeout=10) == -9  # the supervisor died with the script
+    wait_for(lambda: session.cluster_stopped(cluster), timeout=15, what="the dead-man's switch to stop the cluster")
+    job = session.wait_done(job_id, timeout=30)
+    assert "kbatch-dask.io/state" not in job["metadata"]["annotations"]  # the driver recorded no end
+    record = session.show(job_id)
+    assert (record["state"], record["exit_code"], record["reason"]) == (
+        "OOM", 137, "memory limit of 1Gi exceeded (OOMKilled)",
+    ), record  # fmt: skip
+
+
 def test_logs_tail_and_stderr_and_show_of_the_jobs_spec(session: FakeSession) -> None:
     script = session.write(
         "noisy.py",
