@@ -65,6 +65,13 @@ class PodSettings:
     image_pull_secrets: tuple[Mapping[str, Any], ...] = ()
     working_dir: str | None = None
     template: Mapping[str, Any] = field(default_factory=dict)
+    # The notebook pod's service account (its cloud identity: IRSA, Workload Identity)
+    # and whether it mounts its token; a configured service account wins over both.
+    service_account: str | None = None
+    automount_token: bool | None = None
+    # Where the notebook has files the job's pod lacks (volumes not copied): the job
+    # gets no variable pointing there.
+    unshared_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -301,8 +308,8 @@ def build_job(
     pod_spec = xdict(
         restartPolicy="Never",
         terminationGracePeriodSeconds=options.termination_grace,
-        serviceAccountName=options.service_account,
-        automountServiceAccountToken=True if options.service_account else None,
+        serviceAccountName=options.service_account or pod.service_account,
+        automountServiceAccountToken=True if options.service_account else pod.automount_token,
         nodeSelector=dict(pod.node_selector),
         tolerations=[dict(t) for t in pod.tolerations],
         affinity=dict(pod.affinity) if pod.affinity else None,

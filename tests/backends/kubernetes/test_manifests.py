@@ -213,6 +213,18 @@ def test_service_account_is_used_when_configured() -> None:
     assert pod_spec["automountServiceAccountToken"] is True
 
 
+def test_the_notebooks_service_account_unless_one_is_configured() -> None:
+    pod = m.PodSettings(namespace="hub", image="img", service_account="analyst", automount_token=False)
+    notebooks = m.build_job(make_spec(), "k3x9q", pod, m.JobOptions(), submitted=SUBMITTED)["spec"]["template"]["spec"]
+    assert (notebooks["serviceAccountName"], notebooks["automountServiceAccountToken"]) == ("analyst", False)
+    options = m.JobOptions(service_account="kbatch-dask-driver")
+    configured = m.build_job(make_spec(), "k3x9q", pod, options, submitted=SUBMITTED)["spec"]["template"]["spec"]
+    assert (configured["serviceAccountName"], configured["automountServiceAccountToken"]) == (
+        "kbatch-dask-driver",
+        True,
+    )
+
+
 def test_admin_template_is_merged_over_the_pod_spec() -> None:
     template = {
         "nodeSelector": {"pool": "batch"},
