@@ -42,6 +42,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 POD_FAILURE_POLICY = {
     "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
 }
+# Zero to JupyterHub's hub admits only pods with this label (its NetworkPolicy): the
+# driver deletes the job's hub token through the hub's API.
+POD_LABELS = {"hub.jupyter.org/network-access-hub": "true"}
 # The API server refuses ConfigMaps and Secrets whose data exceed 1 MiB.
 MAX_OBJECT_DATA = 1024 * 1024
 _CONFIG_KEY_UNSAFE = re.compile(r"[^-._a-zA-Z0-9]")
@@ -72,6 +75,7 @@ class PodSettings:
     # Where the notebook has files the job's pod lacks (volumes not copied): the job
     # gets no variable pointing there.
     unshared_paths: tuple[str, ...] = ()
+    init_containers: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -316,6 +320,7 @@ def build_job(
         securityContext=dict(pod.security_context) if pod.security_context else None,
         imagePullSecrets=[dict(s) for s in pod.image_pull_secrets],
         volumes=[*map(dict, pod.volumes), {"name": JOB_VOLUME, "configMap": {"name": name}}],
+        initContainers=[dict(c) for c in pod.init_containers],
         containers=[container],
     )
     pod_spec = merge_pod_template(pod_spec, pod.template)
@@ -336,7 +341,10 @@ def build_job(
             podFailurePolicy=copy.deepcopy(POD_FAILURE_POLICY),
             podReplacementPolicy="Failed",
             template={
-                "metadata": {"labels": labels, "annotations": {names.ANN_SAFE_TO_EVICT: "false"}},
+                "metadata": {
+                    "labels": {**labels, **POD_LABELS},
+                    "annotations": {names.ANN_SAFE_TO_EVICT: "false"},
+                },
                 "spec": pod_spec,
             },
         ),

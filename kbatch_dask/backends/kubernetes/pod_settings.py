@@ -23,6 +23,10 @@ notebook pod it came from.
 - **environment**: no variable whose value is a path on a volume of the
   notebook the job's pod lacks (``AWS_WEB_IDENTITY_TOKEN_FILE`` without its
   token, ``AWS_ROLE_ARN`` with it, a key file of ``extraFiles``);
+- **init containers**: z2jh's ``block-cloud-metadata`` only (it keeps user
+  code off the cloud metadata server; other init containers may need the
+  notebook's volumes or do the notebook's setup, and are an admin's to add
+  through the pod template);
 - **working directory**: the submit directory when it lies on a copied volume.
 
 :func:`read_notebook_pod` takes the one I/O it needs (reading the pod) as a
@@ -59,6 +63,9 @@ COMPANIONS = {
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": ("AWS_CONTAINER_CREDENTIALS_FULL_URI",),
     "AZURE_FEDERATED_TOKEN_FILE": ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_AUTHORITY_HOST"),
 }
+# The notebook's init containers a job's pod gets too: z2jh's guard of the cloud
+# metadata server (root and NET_ADMIN, allowed in the namespace since the notebook runs it).
+COPIED_INIT_CONTAINERS = ("block-cloud-metadata",)
 # Environment variable names every container runtime accepts.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -188,6 +195,12 @@ def settings_from_pod(pod: Mapping[str, Any] | None, service_account: str | None
         if m.get("name") not in used and not str(m.get("name", "")).startswith(SKIPPED_VOLUME_PREFIXES)
     ]
     return {
+        "init_containers": tuple(
+            c
+            for c in spec.get("initContainers") or []
+            if c.get("name") in COPIED_INIT_CONTAINERS
+            and all(m.get("name") in used for m in c.get("volumeMounts") or [])
+        ),
         "service_account": account,
         "automount_token": spec.get("automountServiceAccountToken"),
         "unshared_paths": tuple(unshared),

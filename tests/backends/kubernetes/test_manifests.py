@@ -93,6 +93,7 @@ GOLDEN_JOB = {
                     "app.kubernetes.io/managed-by": "kbatch-dask",
                     "kbatch-dask.io/user": "jovyan",
                     "kbatch-dask.io/job-id": "k3x9q",
+                    "hub.jupyter.org/network-access-hub": "true",
                 },
                 "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
             },
@@ -316,7 +317,27 @@ def _variants() -> dict[str, m.Manifests]:
         "bare pod": build(pod=m.PodSettings(namespace="default", image="img"), output=None),
         "template": build(pod=m.PodSettings(namespace="default", image="img", template=template)),
         "no cluster": build(make_spec(workers=None, args=())),
+        "cloud identity": build(pod=IDENTITY_POD),
     }
+
+
+# As copied from an IRSA notebook pod with z2jh's cloud-metadata guard.
+IDENTITY_POD = m.PodSettings(
+    namespace="hub",
+    image="img",
+    service_account="analyst",
+    automount_token=True,
+    volumes=({"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},),
+    volume_mounts=({"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"},),
+    init_containers=(
+        {
+            "name": "block-cloud-metadata",
+            "image": "quay.io/jupyterhub/k8s-network-tools:4.2.0",
+            "command": ["iptables", "--append", "OUTPUT", "--destination", "169.254.169.254", "--jump", "DROP"],
+            "securityContext": {"runAsUser": 0, "capabilities": {"add": ["NET_ADMIN"]}},
+        },
+    ),
+)
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)

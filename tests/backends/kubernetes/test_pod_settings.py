@@ -73,6 +73,7 @@ def test_settings_copied_from_the_notebook_pod() -> None:
         "service_account": "notebook",
         "automount_token": None,
         "unshared_paths": ("/etc/creds",),  # the Secret volume stays the notebook's
+        "init_containers": (),
     }
 
 
@@ -266,3 +267,19 @@ def test_without_the_notebook_pod_no_variable_points_at_its_projected_credential
     env = job_environment(IRSA_ENV, {}, settings.unshared_paths)
     assert "AWS_ROLE_ARN" not in env and "AWS_WEB_IDENTITY_TOKEN_FILE" not in env
     assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/etc/gcp/key.json"  # unknown to be missing: kept
+
+
+# z2jh's init container guarding the cloud metadata server, and one of singleuser.initContainers.
+BLOCK_METADATA = {
+    "name": "block-cloud-metadata",
+    "image": "quay.io/jupyterhub/k8s-network-tools:4.2.0",
+    "command": ["iptables", "--append", "OUTPUT", "--protocol", "tcp", "--destination", "169.254.169.254",
+                "--destination-port", "80", "--jump", "DROP"],
+    "securityContext": {"runAsUser": 0, "privileged": False, "capabilities": {"add": ["NET_ADMIN"]}},
+}  # fmt: skip
+PULL_REPO = {"name": "nbgitpuller", "image": "puller", "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}]}
+
+
+def test_only_the_cloud_metadata_guard_of_the_notebooks_init_containers_is_copied() -> None:
+    pod = {**NOTEBOOK_POD, "spec": {**NOTEBOOK_POD["spec"], "initContainers": [BLOCK_METADATA, PULL_REPO]}}
+    assert settings_from_pod(pod)["init_containers"] == (BLOCK_METADATA,)
