@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import dask.config
 import pytest
 from fakes.kube.fake_apiserver import FakeApiServer
 from fakes.kube.fixtures import fake_apiserver, kube_env  # noqa: F401
@@ -201,13 +202,13 @@ def test_the_cloud_identity_jobs_get_is_what_doctor_reports(
         "ok", "jobs run as the notebook's service account analyst, with its cloud identity",
     )  # fmt: skip
 
-    monkeypatch.setenv("DASK_KBATCH__KUBERNETES__SERVICE_ACCOUNT", "kbatch-dask-driver")
-    pod_spec, env = job_and_env()
+    with dask.config.set({"kbatch.kubernetes.service-account": "kbatch-dask-driver"}):
+        pod_spec, env = job_and_env()
+        identity = kube_doctor()["cloud identity"]
     assert pod_spec["serviceAccountName"] == "kbatch-dask-driver" and not env & {
         "AWS_ROLE_ARN",
         "AWS_WEB_IDENTITY_TOKEN_FILE",
     }
     assert "aws-iam-token" not in [v["name"] for v in pod_spec["volumes"]]
-    identity = kube_doctor()["cloud identity"]
     assert identity.status == "warn" and "not the notebook's analyst" in identity.message
     assert "not copied: AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN" in identity.message
