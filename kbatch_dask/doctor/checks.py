@@ -281,6 +281,44 @@ def check_image(image: str | None, source: str, error: KbatchError | None) -> Ch
     return Check("image", OK, f"{image} ({source})")
 
 
+def check_cloud_identity(
+    notebook_account: str | None, configured: str | None, dropped: Sequence[str], pod_error: str | None
+) -> Check:
+    """Whether jobs get the notebook's cloud identity (IRSA, GKE / Azure Workload
+    Identity bind it to the pod's service account); ``dropped``: the session's
+    variables a job does not get because they point at files its pod lacks.
+
+    >>> check_cloud_identity("analyst", None, [], None).message
+    "jobs run as the notebook's service account analyst, with its cloud identity"
+    """
+    name = "cloud identity"
+    lost = f"; not copied: {', '.join(dropped)} (they point at files a job's pod does not have)" if dropped else ""
+    if pod_error is not None:
+        return Check(
+            name,
+            WARN if dropped else OK,
+            f"the notebook pod could not be read ({pod_error}): jobs run as "
+            f"{configured or 'the namespace default service account'}{lost}",
+            "an admin can allow `get pods`, so that jobs run as the notebook's service account" if dropped else None,
+        )
+    if configured and configured != notebook_account:
+        return Check(
+            name,
+            WARN,
+            f"jobs run as service account {configured} (kbatch.kubernetes.service-account), not the notebook's "
+            f"{notebook_account or 'default'}: a cloud identity bound to it (IRSA, Workload Identity) "
+            f"is not theirs{lost}",
+            f"an admin can bind the same cloud role to {configured} (eks.amazonaws.com/role-arn, "
+            "iam.gke.io/gcp-service-account), or unset kbatch.kubernetes.service-account",
+        )
+    account = notebook_account or "default"
+    return Check(
+        name,
+        WARN if dropped else OK,
+        f"jobs run as the notebook's service account {account}, with its cloud identity{lost}",
+    )
+
+
 def check_home_volume(home: str, mounts: Sequence[Mapping[str, Any]], pod_error: str | None) -> Check:
     """Whether jobs see the home directory (a volume copied from the notebook pod or the admin's template)."""
     from kbatch_dask.backends.kubernetes.pod_settings import mount_for

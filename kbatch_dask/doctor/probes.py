@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kbatch_dask.doctor.checks import (
     PERMISSIONS,
     check_backend,
+    check_cloud_identity,
     check_cluster_options,
     check_dashboard,
     check_dashboard_links,
@@ -221,6 +222,7 @@ def _kube_checks(backend: KubernetesBackend) -> list[Check]:
         checks.append(check_image(None, "", exc))
     home = os.environ.get("HOME") or os.path.expanduser("~")
     checks.append(check_home_volume(home, backend.job_mounts(pod), pod.why_not))
+    checks.append(check_cloud_identity(*backend.cloud_identity(pod), pod.why_not))
     api.close()
     return checks
 
