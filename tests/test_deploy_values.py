@@ -37,6 +37,8 @@ Z2JH_DEFAULTS = yaml.safe_load((ANCHORS / "z2jh" / "values.yaml").read_text())
 DASKHUB_DEFAULTS = yaml.safe_load((ANCHORS / "daskhub" / "values.yaml").read_text())
 #: daskhub's own top-level keys: its z2jh and dask-gateway subcharts and its rbac switch.
 DASKHUB_KEYS = {*DASKHUB_DEFAULTS, "jupyterhub", "dask-gateway"}
+#: Fields of a Job's spec: an excerpt of the Jobs kbatch builds, validated inside a minimal Job.
+JOB_SPEC_KEYS = {"podFailurePolicy", "podReplacementPolicy", "backoffLimit", "activeDeadlineSeconds", "suspend"}
 #: Top-level keys of our own dask config (``kbatch.yaml`` snippets), not chart values.
 DASK_CONFIG_KEYS = {"kbatch"}
 #: Where chart keys are written in prose: `singleuser.serviceAccountName` or `…: true`.
@@ -73,11 +75,13 @@ def snippets(path: Path) -> Iterator[Snippet]:
 
 
 def kind_of(body: Any) -> str:
-    """``manifest``, ``dask-config``, ``daskhub`` or ``z2jh`` (values of that chart)."""
+    """``manifest``, ``job-spec``, ``dask-config``, ``daskhub`` or ``z2jh`` (values of that chart)."""
     if not isinstance(body, Mapping):
         return "other"
     if "apiVersion" in body and "kind" in body:
         return "manifest"
+    if set(body) <= JOB_SPEC_KEYS:
+        return "job-spec"
     if set(body) <= DASK_CONFIG_KEYS:
         return "dask-config"
     if {"jupyterhub", "dask-gateway"} & set(body):
@@ -133,15 +137,24 @@ def is_our_module(path: str) -> bool:
     return (ROOT / "kbatch_dask" / Path(*path.split("."))).with_suffix(".py").exists()
 
 
+def in_a_job(spec: dict[str, Any]) -> dict[str, Any]:
+    """A Job spec excerpt in the smallest Job around it (podFailurePolicy needs restartPolicy Never)."""
+    pod = {"restartPolicy": "Never", "containers": [{"name": "driver", "image": "python:3.11"}]}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "excerpt"},
+            "spec": {**spec, "template": {"spec": pod}}}  # fmt: skip
+
+
 ALL = [s for path in published_files() for s in snippets(path)]
 VALUES = [s for s in ALL if kind_of(s.body) in ("z2jh", "daskhub")]
-MANIFESTS = [s for s in ALL if kind_of(s.body) == "manifest"]
+MANIFESTS = [s for s in ALL if kind_of(s.body) == "manifest"] + [
+    Snippet(s.where, in_a_job(s.body)) for s in ALL if kind_of(s.body) == "job-spec"
+]
 
 
 def test_the_docs_hold_values_fragments_and_manifests() -> None:
     # Guards the classification: if it went wrong, the tests below would check nothing.
     assert {kind_of(s.body) for s in VALUES} == {"z2jh", "daskhub"}, [s.where for s in ALL]
-    assert {m.body["kind"] for m in MANIFESTS} >= {"ServiceAccount", "Role", "RoleBinding"}
+    assert {m.body["kind"] for m in MANIFESTS} >= {"ServiceAccount", "Role", "RoleBinding", "Job"}
 
 
 @pytest.mark.parametrize("snippet", VALUES, ids=[s.where for s in VALUES])
@@ -165,6 +178,13 @@ def test_values_fragments_pass_the_chart_schema(snippet: Snippet) -> None:
 def test_a_fragment_with_an_unknown_key_fails(fragment: dict[str, Any], error: str) -> None:
     errors = values_errors(fragment, kind_of(fragment))
     assert any(error in e for e in errors), errors
+
+
+def test_a_job_spec_excerpt_with_a_wrong_field_fails() -> None:
+    excerpt = {"podFailurePolicy": {"rules": [{"action": "Ignore", "onPodCondition": [{"type": "DisruptionTarget"}]}]}}
+    assert kind_of(excerpt) == "job-spec"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(in_a_job(excerpt), K8S_VERSIONS[-1], strict=True)
 
 
 def test_the_right_keys_pass() -> None:
