@@ -71,10 +71,17 @@ def gateway_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture
 def home(tmp_path: Path, gateway_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """This test's KBATCH_DASK_HOME; its gateway/ is the shared one."""
-    path = tmp_path / "kbatch-home"
-    path.mkdir()
+    path = isolated_session(tmp_path, monkeypatch, "kbatch-home")
     (path / "gateway").symlink_to(gateway_home / "gateway", target_is_directory=True)
     (gateway_home / "gateway").mkdir(exist_ok=True)
+    return path
+
+
+def isolated_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Path:
+    """A new, empty KBATCH_DASK_HOME ``tmp_path/name`` for this test, with ``tmp_path`` as
+    HOME and working directory, and no KBATCH_* or gateway address from the outer session."""
+    path = tmp_path / name
+    path.mkdir()
     monkeypatch.setenv("KBATCH_DASK_HOME", str(path))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("DASK_GATEWAY__ADDRESS", raising=False)
@@ -102,6 +109,25 @@ def kqueue_json(*args: str) -> list[dict[str, Any]]:
 def show_json(job_id: str) -> dict[str, Any]:
     proc = kbatch("show", job_id, "-o", "json", check=True)
     return dict(json.loads(proc.stdout))
+
+
+def submit(*args: str, env: dict[str, str] | None = None) -> str:
+    """Submit with the real `kbatch --parsable` (``env`` added to this process's); the job's id."""
+    proc = kbatch("--parsable", *args, env={**os.environ, **env} if env else None)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def ended(job_id: str, timeout: float = 120, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The job's `kbatch show -o json` once it has ended."""
+
+    def check() -> dict[str, Any] | None:
+        proc = kbatch("show", job_id, "-o", "json", env={**os.environ, **env} if env else None)
+        assert proc.returncode == 0, proc.stderr
+        record: dict[str, Any] = json.loads(proc.stdout)
+        return record if record["state"] not in ("PENDING", "RUNNING") else None
+
+    return dict(wait_for(check, timeout=timeout, what=f"job {job_id} to end"))
 
 
 def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.2, what: str = "condition") -> Any:

@@ -286,6 +286,44 @@ def check_image(image: str | None, source: str, error: KbatchError | None) -> Ch
     return Check("image", OK, f"{image} ({source})")
 
 
+def check_cloud_identity(
+    notebook_account: str | None, configured: str | None, dropped: Sequence[str], pod_error: str | None
+) -> Check:
+    """Whether jobs get the notebook's cloud identity (IRSA, GKE / Azure Workload
+    Identity bind it to the pod's service account); ``dropped``: the session's
+    variables a job does not get because they point at files its pod lacks.
+
+    >>> check_cloud_identity("analyst", None, [], None).message
+    "jobs run as the notebook's service account analyst, with its cloud identity"
+    """
+    name = "cloud identity"
+    lost = f"; not copied: {', '.join(dropped)} (they point at files a job's pod does not have)" if dropped else ""
+    if pod_error is not None:
+        return Check(
+            name,
+            WARN if dropped else OK,
+            f"the notebook pod could not be read ({pod_error}): jobs run as "
+            f"{configured or 'the namespace default service account'}{lost}",
+            "an admin can allow `get pods`, so that jobs run as the notebook's service account" if dropped else None,
+        )
+    if configured and configured != notebook_account:
+        return Check(
+            name,
+            WARN,
+            f"jobs run as service account {configured} (kbatch.kubernetes.service-account), not the notebook's "
+            f"{notebook_account or 'default'}: a cloud identity bound to it (IRSA, Workload Identity) "
+            f"is not theirs{lost}",
+            f"an admin can bind the same cloud role to {configured} (eks.amazonaws.com/role-arn, "
+            "iam.gke.io/gcp-service-account), or unset kbatch.kubernetes.service-account",
+        )
+    account = notebook_account or "default"
+    return Check(
+        name,
+        WARN if dropped else OK,
+        f"jobs run as the notebook's service account {account}, with its cloud identity{lost}",
+    )
+
+
 def check_home_volume(home: str, mounts: Sequence[Mapping[str, Any]], pod_error: str | None) -> Check:
     """Whether jobs see the home directory (a volume copied from the notebook pod or the admin's template)."""
     from kbatch_dask.backends.kubernetes.pod_settings import mount_for
@@ -335,3 +373,100 @@ def check_home_claims(claims: Sequence[Claim], policy: str, node: str | None) ->
             )
             rows.append(Check(name, WARN, without, fix))
     return rows
+
+
+#: Grants a notebook's Role never needs, each a way around what kbatch-dask
+#: keeps apart: reading Secrets (the hub's among them), a shell in other pods,
+#: minting tokens or writing Roles. (group, resource, verbs; "*": any verb.)
+RISKY_GRANTS = (
+    ("", "secrets", ("get", "list", "watch")),
+    ("", "pods/exec", ("*",)),
+    ("", "pods/attach", ("*",)),
+    ("", "pods/portforward", ("*",)),
+    ("", "pods/proxy", ("*",)),
+    ("", "serviceaccounts/token", ("create",)),
+    ("rbac.authorization.k8s.io", "roles", ("create", "update", "patch", "bind", "escalate")),
+    ("rbac.authorization.k8s.io", "rolebindings", ("create", "update", "patch")),
+)
+
+
+def _rule_text(verbs: Sequence[str], groups: Sequence[str], resources: Sequence[str]) -> str:
+    def label(resource: str, group: str) -> str:
+        return f"{resource}.{group}" if group else resource
+
+    return f"{', '.join(verbs)} {', '.join(label(r, g) for g in groups for r in resources)}"
+
+
+def broad_grants(rules: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The rules of a SelfSubjectRulesReview that grant more than jobs need: any
+    ``*``, and the :data:`RISKY_GRANTS` (unless limited to named objects).
+
+    >>> broad_grants([{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["secrets", "configmaps"]}])
+    ['get, list secrets']
+    >>> broad_grants([{"verbs": ["*"], "apiGroups": ["batch"], "resources": ["jobs"]}])
+    ['* jobs.batch']
+    """
+    found: list[str] = []
+    for rule in rules:
+        verbs = list(rule.get("verbs") or [])
+        groups = list(rule.get("apiGroups") or [])
+        resources = list(rule.get("resources") or [])
+        if "*" in verbs or "*" in groups or "*" in resources:
+            found.append(_rule_text(verbs, groups, resources))
+            continue
+        if rule.get("resourceNames"):
+            continue
+        for group, resource, risky in RISKY_GRANTS:
+            granted = [v for v in verbs if "*" in risky or v in risky]
+            if group in groups and resource in resources and granted:
+                found.append(_rule_text(granted, [group], [resource]))
+    return list(dict.fromkeys(found))
+
+
+def check_permission_scope(namespace: str, review: Mapping[str, Any] | None) -> Check:
+    """Whether this session's rules (a SelfSubjectRulesReview's status) grant more than jobs need."""
+    name = "rbac scope"
+    if review is None:
+        return Check(name, SKIP, "the API server did not answer a SelfSubjectRulesReview")
+    rules = list(review.get("resourceRules") or [])
+    if review.get("incomplete") and not rules:
+        return Check(name, SKIP, f"the API server did not list this session's rules: {review.get('evaluationError')}")
+    broad = broad_grants(rules)
+    if broad:
+        return Check(
+            name,
+            WARN,
+            f"this session may {'; '.join(broad)} in namespace {namespace}: more than jobs need",
+            "an admin should narrow the notebook's Role to the one in docs/kubernetes.md § RBAC",
+        )
+    return Check(name, OK, f"no wildcard, Secret-reading or pod exec/attach grant in namespace {namespace}")
+
+
+def check_tenancy(
+    namespace: str, other_users: Sequence[str], hub_pods: Sequence[str], error: KbatchError | None
+) -> Check:
+    """Whether the namespace jobs go to is shared: other users' notebook pods, or the hub's own.
+
+    >>> check_tenancy("jhub", ["bob"], ["hub-7f9c"], None).status
+    'warn'
+    """
+    name = "tenancy"
+    if error is not None:
+        return Check(name, SKIP, f"could not list the notebook and hub pods of namespace {namespace}: {error}")
+    shared = []
+    if other_users:
+        count = len(other_users)
+        shared.append(f"notebooks of {count} other user{'s' if count != 1 else ''}")
+    if hub_pods:
+        shared.append("the hub's own pod")
+    if not shared:
+        return Check(name, OK, f"namespace {namespace} holds no other user's notebook and not the hub")
+    return Check(
+        name,
+        WARN,
+        f"namespace {namespace} is shared ({' and '.join(shared)}): direct mode is not multi-tenant, whoever"
+        " may create Jobs here can run them as any service account of the namespace (the hub's included)"
+        " and mount any Secret or volume claim in it",
+        "direct mode is for single-user clusters and per-user namespaces (KubeSpawner's enable_user_namespaces);"
+        " a shared hub should use the kbatch-dask JupyterHub service (docs/service.md, coming)",
+    )

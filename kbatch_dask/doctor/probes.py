@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kbatch_dask.doctor.checks import (
     PERMISSIONS,
     check_backend,
+    check_cloud_identity,
     check_cluster_options,
     check_dashboard,
     check_dashboard_links,
@@ -33,7 +34,9 @@ from kbatch_dask.doctor.checks import (
     check_kube_api,
     check_namespace,
     check_permission,
+    check_permission_scope,
     check_state_dir,
+    check_tenancy,
 )
 from kbatch_dask.doctor.report import FAIL, Check
 from kbatch_dask.errors import GatewayError, HubError, KbatchError
@@ -41,6 +44,7 @@ from kbatch_dask.hub import tokens as hub
 
 if TYPE_CHECKING:
     from kbatch_dask.backends.kubernetes.backend import KubernetesBackend
+    from kbatch_dask.backends.kubernetes.client import KubeAPI
     from kbatch_dask.gateway import GatewaySettings
 
 HEALTH_TIMEOUT = 5.0
@@ -210,6 +214,8 @@ def _kube_checks(backend: KubernetesBackend) -> list[Check]:
             verb: api.can_i(namespace.value, verb, permission.group, permission.resource) for verb in permission.verbs
         }
         checks.append(check_permission(permission, namespace.value, allowed))
+    checks.append(check_permission_scope(namespace.value, api.rules_review(namespace.value)))
+    checks.append(_tenancy_check(api, namespace.value))
     notebook = backend.notebook_session()
     pod = notebook.pod
     try:
@@ -224,5 +230,32 @@ def _kube_checks(backend: KubernetesBackend) -> list[Check]:
         plan = None
     checks.append(check_home_volume(home, backend.job_mounts(pod, plan), pod.why_not))
     checks += check_home_claims(notebook.claims, notebook.policy, notebook_node(pod))
+    checks.append(check_cloud_identity(*backend.cloud_identity(pod), pod.why_not))
     api.close()
     return checks
+
+
+#: z2jh's labels: ``component`` of its notebook and hub pods, and whose notebook a pod is.
+COMPONENT, USERNAME = "component", "hub.jupyter.org/username"
+
+
+def _tenancy_check(api: KubeAPI, namespace: str) -> Check:
+    """Whether other users' notebook pods, or the hub's own, share the namespace jobs go to."""
+    from kbatch_dask.errors import KubeError
+
+    try:
+        pods = api.list_pods(namespace, f"{COMPONENT} in (singleuser-server,hub)")
+    except KubeError as exc:
+        return check_tenancy(namespace, (), (), exc)
+
+    def labels(pod: dict[str, Any]) -> dict[str, str]:
+        return dict((pod.get("metadata") or {}).get("labels") or {})
+
+    own_name = os.environ.get("HOSTNAME")
+    own = next((labels(p) for p in pods if (p.get("metadata") or {}).get("name") == own_name), {})
+    # KubeSpawner escapes the name in the label; our own pod's label is the form to compare with.
+    me = own.get(USERNAME) or os.environ.get("JUPYTERHUB_USER")
+    notebooks = [labels(p) for p in pods if labels(p).get(COMPONENT) == "singleuser-server"]
+    others = sorted({str(n.get(USERNAME)) for n in notebooks if n.get(USERNAME) and n.get(USERNAME) != me})
+    hubs = [str((p.get("metadata") or {}).get("name")) for p in pods if labels(p).get(COMPONENT) == "hub"]
+    return check_tenancy(namespace, others, hubs, None)

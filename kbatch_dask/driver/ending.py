@@ -20,6 +20,7 @@ class Stop(enum.Enum):
     SCRIPT_ENDED = "script ended"  # the user's code ended by itself
     SIGNALLED = "signalled"  # the driver got SIGTERM or SIGINT (detail: the signal's name)
     CANCELLED = "cancelled"  # the user asked for it (``kbatch cancel``)
+    DISRUPTED = "disrupted"  # the pod was evicted or preempted; Kubernetes replaces it (detail: its reason)
     FAILURE_REQUESTED = "failure requested"  # stopped on purpose, to fail (detail: why, e.g. the gateway's stop)
     TIME_LIMIT = "time limit"  # the job's time limit passed (detail: the limit in seconds)
     MEMORY_LIMIT = "memory limit"  # the job's code used more than --memory (detail: the limit, as a size)
@@ -70,6 +71,8 @@ def outcome(stop: StopReason, returncode: int | None) -> Outcome:
         return Outcome(JobState.OOM, exit_code, f"memory limit of {detail} exceeded")
     if kind is Stop.CANCELLED:
         return Outcome(JobState.CANCELLED, exit_code, "cancelled by user")
+    if kind is Stop.DISRUPTED:
+        return Outcome(JobState.FAILED, exit_code, f"pod disrupted ({detail}); a new pod runs the job again")
     if kind is Stop.SIGNALLED:
         return Outcome(JobState.FAILED, exit_code, f"driver received {detail}")
     if kind is Stop.DRIVER_ERROR:

@@ -39,10 +39,18 @@ log = logging.getLogger("kbatch_dask.driver")
 class KubeReporter:
     """Records the job's progress as annotations on its own Job."""
 
-    def __init__(self, api: KubeAPI | None, namespace: str, job_name: str, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        api: KubeAPI | None,
+        namespace: str,
+        job_name: str,
+        say: Callable[[str], None],
+        pod_name: str | None = None,
+    ) -> None:
         self.api = api
         self.namespace = namespace
         self.job_name = job_name
+        self.pod_name = pod_name
         self.say = say
         self.warned = api is None
 
@@ -88,6 +96,21 @@ class KubeReporter:
 
     def failure_requested(self) -> str | None:
         """Never: a pod's gateway is not stopped by kbatch."""
+        return None
+
+    def disrupted(self) -> str | None:
+        """The reason of this pod's ``DisruptionTarget`` condition (an eviction by a
+        drain or the autoscaler, a preemption): the Job replaces the pod without
+        counting a retry. None when not disrupted, or when the pod cannot be read."""
+        if self.api is None or not self.pod_name:
+            return None
+        try:
+            pod = self.api.read_pod(self.namespace, self.pod_name)
+        except KubeError:
+            return None
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+                return str(condition.get("reason") or "DisruptionTarget")
         return None
 
 
@@ -136,7 +159,13 @@ def main(argv: list[str]) -> int:
         job_id=job["id"],
         script=os.path.join(args.job_dir, job["script"]),
         environment=os.environ,
-        reporter=KubeReporter(_connect(config.kubernetes.context, log.info), namespace, job["job_name"], log.info),
+        reporter=KubeReporter(
+            _connect(config.kubernetes.context, log.info),
+            namespace,
+            job["job_name"],
+            log.info,
+            pod_name=os.environ.get("KBATCH_DASK_POD_NAME"),
+        ),
         gateway=_configured_gateway,
         output=args.output,
         error=args.error,

@@ -67,6 +67,9 @@ class LocalReporter:
     def failure_requested(self) -> str | None:
         return self.jobdir.failure_requested
 
+    def disrupted(self) -> str | None:
+        return None  # a local job's process is nobody else's to move
+
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)

@@ -17,11 +17,12 @@ import sys
 import traceback
 import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from kbatch_dask.errors import BadInput, PayloadMismatch, RemoteTraceback
 
 HEADER_PROTOCOL = 4  # the header is plain pickle, readable by any Python >= 3.8
+_DYNAMIC_CODE = "<dynamic-code>"  # cloudpickle's file name for the code it ships by value
 
 
 def _versions() -> dict[str, str]:
@@ -36,7 +37,8 @@ def pack_function(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[s
     Raises :class:`BadInput` naming what could not be pickled.
 
     >>> data = pack_function(max, (1, 2), {})
-    >>> unpack_function(data)[0](*unpack_function(data)[1])
+    >>> call = unpack_function(data)
+    >>> call.fn(*call.args)
     2
     """
     import cloudpickle
@@ -92,10 +94,18 @@ def _describe_call(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}(...)"
 
 
-def unpack_function(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
-    """Unpickle a call, first checking the versions it was pickled with."""
-    import cloudpickle
+class Call(NamedTuple):
+    """A function call loaded from a payload."""
 
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    # Where the code the payload shipped by value was written: (function name, line) -> file.
+    files: Mapping[tuple[str, int], str]
+
+
+def unpack_function(data: bytes) -> Call:
+    """Unpickle a call, first checking the versions it was pickled with."""
     buf = io.BytesIO(data)
     header = pickle.load(buf)
     here = _versions()
@@ -105,8 +115,70 @@ def unpack_function(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], d
             f"{header.get('cloudpickle')}, but the job has Python {here['python']} and cloudpickle "
             f"{here['cloudpickle']}; use a job image with the same versions as your session"
         )
-    fn, args, kwargs = cloudpickle.loads(buf.read())
-    return fn, args, kwargs
+    unpickler = _CodeRecordingUnpickler(buf)
+    fn, args, kwargs = unpickler.load()
+    return Call(fn, args, kwargs, _where_written(unpickler.code))
+
+
+class _CodeRecordingUnpickler(pickle.Unpickler):
+    """Unpickles a payload (cloudpickle's ``loads`` is plain pickle's) and keeps the code
+    objects it carried, as :func:`_dumps_keeping_file_names` wrote them."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file)
+        self.code: list[types.CodeType] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("marshal", "loads"):
+            return self._load_code
+        return super().find_class(module, name)
+
+    def _load_code(self, data: bytes) -> types.CodeType:
+        code: types.CodeType = marshal.loads(data)
+        self.code.append(code)
+        return code
+
+
+def _where_written(code: Sequence[types.CodeType]) -> dict[tuple[str, int], str]:
+    """(function name, line) -> file, for the given code and the code nested in it."""
+    found: dict[tuple[str, int], set[str]] = {}
+    pending = list(code)
+    while pending:
+        each = pending.pop()
+        pending.extend(c for c in each.co_consts if isinstance(c, types.CodeType))
+        for _, _, line in each.co_lines():
+            if line is not None:
+                found.setdefault((each.co_name, line), set()).add(each.co_filename)
+    # A name and line written in two files cannot tell which one a frame ran.
+    return {key: files.pop() for key, files in found.items() if len(files) == 1}
+
+
+def format_exception(error: BaseException, tb: types.TracebackType | None, files: Mapping[tuple[str, int], str]) -> str:
+    """The traceback of ``error`` from ``tb``, with the frames that ran on Dask workers
+    named by the file the payload's code was written in.
+
+    The job's Python ships the user's functions to its workers with cloudpickle, which
+    names their code's file ``<dynamic-code>``; the traceback a worker sends back keeps
+    each frame's function name and line, which ``files`` maps back to the real file.
+    """
+    shown = traceback.TracebackException(type(error), error, tb)
+    pending, seen = [shown], set()
+    while pending:
+        each = pending.pop()
+        if id(each) in seen:
+            continue
+        seen.add(id(each))
+        each.stack = traceback.StackSummary.from_list([_named(frame, files) for frame in each.stack])
+        pending.extend(e for e in (each.__cause__, each.__context__) if e is not None)
+        pending.extend(getattr(each, "exceptions", None) or ())  # an exception group's members
+    return "".join(shown.format())
+
+
+def _named(frame: traceback.FrameSummary, files: Mapping[tuple[str, int], str]) -> traceback.FrameSummary:
+    filename = files.get((frame.name, frame.lineno or 0)) if frame.filename == _DYNAMIC_CODE else None
+    if filename is None:
+        return frame
+    return traceback.FrameSummary(filename, frame.lineno, frame.name, locals=frame.locals)
 
 
 def pack_result(value: Any) -> bytes:

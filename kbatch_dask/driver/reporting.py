@@ -26,3 +26,7 @@ class Reporter(Protocol):
     def failure_requested(self) -> str | None:
         """Why the job was ended from outside as FAILED (its gateway was stopped), or None."""
         ...
+
+    def disrupted(self) -> str | None:
+        """Why the job's pod is being replaced by another (evicted, preempted), or None."""
+        ...

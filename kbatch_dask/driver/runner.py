@@ -91,23 +91,23 @@ def _close(client: Any) -> None:
 
 
 def run_function(payload_path: str) -> int:
-    from kbatch_dask.driver.payload import pack_error, pack_result, unpack_function
+    from kbatch_dask.driver.payload import format_exception, pack_error, pack_result, unpack_function
 
     result_path = os.environ.get("KBATCH_DASK_RESULT_FILE") or os.path.join(os.getcwd(), "result.pkl")
     try:
         with open(payload_path, "rb") as f:
-            fn, args, kwargs = unpack_function(f.read())
+            call = unpack_function(f.read())
     except Exception as exc:
         print(f"kbatch: cannot load the function: {exc}", file=sys.stderr)
         write_atomic(result_path, pack_error(exc), 0o600)
         return 1
     client = connect_default_client()
     try:
-        value = fn(*args, **kwargs)
+        value = call.fn(*call.args, **call.kwargs)
     except BaseException as exc:
         tb = exc.__traceback__
         # From the function's own frame: the user wants to see their code's, not the runner's.
-        text = "".join(traceback.format_exception(type(exc), exc, tb.tb_next if tb else None))
+        text = format_exception(exc, tb.tb_next if tb else None, call.files)
         print(text, file=sys.stderr, end="")
         write_atomic(result_path, pack_error(exc, text), 0o600)
         return _exit_code(exc) if isinstance(exc, SystemExit) and exc.code else 1
@@ -128,7 +128,10 @@ def run_notebook(path: str) -> int:
     parameters = json.loads(os.environ.get("KBATCH_DASK_PARAMETERS") or "{}")
     parameters["kbatch_cluster"] = os.environ.get("KBATCH_DASK_CLUSTER")
     # kbatch_cluster is offered to every notebook: one that does not declare it is no mistake of its author's.
-    logging.getLogger("papermill").addFilter(lambda r: r.getMessage() != "Passed unknown parameter: kbatch_cluster")
+    noise = {"Passed unknown parameter: kbatch_cluster"}
+    if len(parameters) == 1:  # no -p: that the notebook has no parameters cell is no news to its user
+        noise.add("Input notebook does not contain a cell with tag 'parameters'")
+    logging.getLogger("papermill").addFilter(lambda r: r.getMessage() not in noise)
     output = os.environ.get("KBATCH_DASK_NOTEBOOK_OUTPUT") or os.path.splitext(path)[0] + ".out.ipynb"
     with tempfile.TemporaryDirectory(prefix="kbatch-ipython-") as ipython_dir:
         # An IPython startup file makes the cluster's client the default inside

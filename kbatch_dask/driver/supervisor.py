@@ -169,15 +169,19 @@ class Supervisor:
         retries_left = self.spec.retries - (self.attempt - 1 if self.attempt else 0)
         retrying = retries_left > 0 and retried(stop, end)
         self.again = retrying and self.attempt is not None
-        if not retrying:
+        # A disrupted pod's replacement runs the job again, with the same token and record.
+        replaced = stop.kind is Stop.DISRUPTED
+        if not (retrying or replaced):
             hub.revoke_at_end(self.environment, self.log)  # the job's own JupyterHub token
-        if end.state is not JobState.SUCCEEDED and end.reason:
+        if replaced:
+            note(err or out, f"kbatch: job {self.job_id} interrupted: {end.reason}")
+        elif end.state is not JobState.SUCCEEDED and end.reason:
             again = f" ({self._attempt_label()}; retrying)" if self.again else ""
             note(err or out, f"kbatch: job {self.job_id} {end.state.value}: {end.reason}{again}")
         for f in {out, err} - {None}:
             assert f is not None
             f.close()
-        if not self.again:
+        if not (self.again or replaced):
             self.reporter.finished(end.state, end.exit_code, end.reason)
 
     def _attempt_label(self) -> str | None:
@@ -215,6 +219,10 @@ class Supervisor:
                 return StopReason(Stop.FAILURE_REQUESTED, failure)
             if self.reporter.cancel_requested():
                 return StopReason(Stop.CANCELLED)
+            if stop.kind is Stop.SIGNALLED:
+                disruption = self.reporter.disrupted()  # evicted: SIGTERM, and a new pod to come
+                if disruption:
+                    return StopReason(Stop.DISRUPTED, disruption)
         return stop
 
     # -- cluster ----------------------------------------------------------------

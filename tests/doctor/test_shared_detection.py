@@ -3,9 +3,11 @@ what that code sees (or the code itself) and both answers change together."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+import dask.config
 import pytest
 from fakes.kube.fake_apiserver import FakeApiServer
 from fakes.kube.fixtures import fake_apiserver, kube_env  # noqa: F401
@@ -150,3 +152,63 @@ def test_the_home_volume_is_one_jobs_mount(
     )
     assert submitted(tmp_path)["spec"]["template"]["spec"]["containers"][0]["workingDir"] == str(tmp_path)
     assert kube_doctor()["home volume"].message == f"home at {tmp_path} is mounted in jobs"
+
+
+def test_the_cloud_identity_jobs_get_is_what_doctor_reports(
+    kube_session: None,
+    tmp_path: Path,
+    fake_apiserver: FakeApiServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token_dir = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+    monkeypatch.setenv("HOSTNAME", "jupyter-alice")
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::111122223333:role/analyst")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", f"{token_dir}/token")
+    token = {"serviceAccountToken": {"audience": "sts.amazonaws.com", "path": "token"}}
+    fake_apiserver.create(
+        "pods",
+        "default",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "jupyter-alice"},
+            "spec": {
+                "serviceAccountName": "analyst",
+                "containers": [
+                    {
+                        "name": "notebook",
+                        "image": "pangeo/pangeo-notebook:2026.1",
+                        "volumeMounts": [{"name": "aws-iam-token", "mountPath": token_dir}],
+                    }
+                ],
+                "volumes": [{"name": "aws-iam-token", "projected": {"sources": [token]}}],
+            },
+        },
+    )
+
+    def job_and_env() -> tuple[dict[str, Any], set[str]]:
+        script = tmp_path / "train.py"
+        script.write_text("print('train')\n")
+        spec = JobSpec(script=str(script), name="train", user=current_user(), workdir=str(tmp_path), output="%j.out")
+        exported = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+        manifests = KubernetesBackend().manifests(spec, exported, "k3x9q")
+        return manifests.job["spec"]["template"]["spec"], set(manifests.secret["data"])
+
+    pod_spec, env = job_and_env()
+    assert pod_spec["serviceAccountName"] == "analyst" and {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"} <= env
+    assert "aws-iam-token" in [v["name"] for v in pod_spec["volumes"]]
+    identity = kube_doctor()["cloud identity"]
+    assert (identity.status, identity.message) == (
+        "ok", "jobs run as the notebook's service account analyst, with its cloud identity",
+    )  # fmt: skip
+
+    with dask.config.set({"kbatch.kubernetes.service-account": "kbatch-dask-driver"}):
+        pod_spec, env = job_and_env()
+        identity = kube_doctor()["cloud identity"]
+    assert pod_spec["serviceAccountName"] == "kbatch-dask-driver" and not env & {
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    }
+    assert "aws-iam-token" not in [v["name"] for v in pod_spec["volumes"]]
+    assert identity.status == "warn" and "not the notebook's analyst" in identity.message
+    assert "not copied: AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN" in identity.message

@@ -489,3 +489,16 @@ def test_attempts_share_the_time_limit(tmp_path: Path) -> None:
     assert job.run(time_limit=60, retries=2, attempt=3, deadline=60.0) == 143
     assert job.reporter.final == (JobState.TIMEOUT, 143, "time limit of 60 s reached")
     assert job.clock.now < 50.0 + 60  # stopped at the shared deadline, not 60 s after this attempt began
+
+
+def test_an_evicted_pod_leaves_the_job_to_its_replacement(tmp_path: Path, revoked: list) -> None:
+    """Evicted (SIGTERM, and a DisruptionTarget on its pod), the driver stops its
+    cluster but records no end and keeps the token: the Job's next pod runs the job."""
+    job = Job(tmp_path, runs_for=100, at={2.0: signal_driver(signal.SIGTERM)})
+    job.reporter.disruption = "EvictionByEvictionAPI"
+    assert job.run() == 143
+    assert job.reporter.final is None and revoked == []
+    job.assert_cluster_stopped()
+    assert job.note() == (
+        f"kbatch: job {JOB} interrupted: pod disrupted (EvictionByEvictionAPI); a new pod runs the job again"
+    )

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from backends.kubernetes.versions import K8S_VERSIONS
 from conftest import ROOT, kbatch, wait_for
 
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.spec import current_user
 
-K8S_VERSIONS = ("1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33")
 MANAGED = "app.kubernetes.io/managed-by=kbatch-dask"
 
 
@@ -39,6 +39,10 @@ class Session:
         raise NotImplementedError
 
     def cluster_stopped(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def evict(self, pod: str) -> None:
+        """Evict a pod as a node drain or cluster-autoscaler scale-down does (the Eviction API)."""
         raise NotImplementedError
 
     # -- the CLI ----------------------------------------------------------------
@@ -161,6 +165,38 @@ def exit_code(session: Session, timeout: float = 60) -> None:
     session.wait_done(job_id, timeout)
     record = session.show(job_id)
     assert (record["state"], record["exit_code"], record["reason"]) == ("FAILED", 3, "exit code 3"), record
+
+
+def evicted_then_replaced(session: Session, timeout: float = 120) -> dict[str, Any]:
+    """An evicted job (``--retries 0``) runs again in a new pod, uncounted as a
+    retry: it ends SUCCEEDED as attempt 1, the first driver stopped its cluster
+    and wrote its note before the second started, which ran on a new cluster."""
+    marker = session.home / "evicted.marker"
+    script = session.write(
+        "evictable.py",
+        "import pathlib, time\nfrom dask.distributed import get_client\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "get_client().wait_for_workers(1, timeout=120)\n"
+        "if marker.exists():\n    print('second run', flush=True)\n"
+        "else:\n    marker.write_text('x')\n    print('first run', flush=True)\n    time.sleep(600)\n",
+    )
+    job_id = session.submit(script, "--dask-workers", "1")
+    wait_for(lambda: "first run" in session.logs(job_id), timeout=timeout, what="the first run")
+    first = session.show(job_id)
+    (pod,) = [p["metadata"]["name"] for p in session.objects("pods") if p["metadata"]["name"] == first["host"]]
+    session.evict(pod)
+    done = session.wait_done(job_id, timeout)
+    record = session.show(job_id)
+    assert (record["state"], record["attempt"]) == ("SUCCEEDED", 1), record
+    assert not done["status"].get("failed"), done["status"]  # the eviction used up no retry
+    assert record["host"] != pod and record["dask"]["cluster"] != first["dask"]["cluster"]
+    assert session.cluster_stopped(first["dask"]["cluster"])
+    lines = Path(record["output"]).read_text().splitlines()
+    interrupted = (
+        f"kbatch: job {job_id} interrupted: pod disrupted (EvictionByEvictionAPI); a new pod runs the job again"
+    )
+    assert lines.index("first run") < lines.index(interrupted) < lines.index("second run"), lines
+    return record
 
 
 def dry_run(session: Session) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,11 +13,13 @@ from conftest import (
     assert_cluster_stopped_by_its_job,
     cluster_status,
     clusters,
+    ended,
     gateway_client,
     job_dirs,
     kbatch,
     kqueue_json,
     show_json,
+    submit,
     wait_for,
     write_script,
 )
@@ -34,21 +35,6 @@ CONNECT = (
     "get_client().wait_for_workers(1, timeout=60)\n"
     "print('started', flush=True)\n"
 )
-
-
-def submit(*args: str, env: dict[str, str] | None = None) -> str:
-    proc = kbatch("--parsable", *args, env=env)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
-
-
-def ended(job_id: str, timeout: float = 90, env: dict[str, str] | None = None) -> dict:
-    def check() -> dict | None:
-        proc = kbatch("show", job_id, "-o", "json", env=env)
-        record = json.loads(proc.stdout)
-        return record if record["state"] not in ("PENDING", "RUNNING") else None
-
-    return wait_for(check, timeout=timeout, what=f"job {job_id} to end")
 
 
 def started(path: Path) -> bool:

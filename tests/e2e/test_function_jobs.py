@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,33 @@ def test_notebook_runs_with_parameters_and_the_cluster(home: Path, tmp_path: Pat
     assert_quiet((tmp_path / f"nb-{job_id}.out").read_text(), (home / "jobs" / job_id / "driver.log").read_text())
 
 
+def test_notebook_starts_once_its_workers_have_come(home: Path, tmp_path: Path) -> None:
+    """--wait-for-workers holds a notebook's first cell as it holds a script's first line."""
+    pytest.importorskip("papermill")
+    import nbformat
+    from conftest import kbatch
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            "from dask.distributed import get_client\n"
+            "print('workers at the first cell =', len(get_client().scheduler_info(n_workers=-1)['workers']))"
+        )
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "count.ipynb"
+    nbformat.write(notebook, path)
+    proc = kbatch("-o", str(tmp_path / "count.out"), "--wait", str(path), "--dask-workers", "2",
+                  "--wait-for-workers", "all", timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    executed = nbformat.read(tmp_path / f"count-{proc.stdout.split()[2]}.ipynb", as_version=4)
+    outputs = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
+    assert "workers at the first cell = 2" in outputs, executed.cells[-1].outputs
+    # The notebook has no parameters cell, but the user gave no -p: papermill's note
+    # that it has none is about kbatch's own kbatch_cluster, noise to this user.
+    assert "does not contain a cell with tag 'parameters'" not in (tmp_path / "count.out").read_text()
+
+
 # What a job's output and driver.log used to hold on every run, though nothing was wrong.
 NOISE = ("Passed unknown parameter", "running over TCP without encryption", "Exception ignored", "Traceback")
 
@@ -217,6 +245,44 @@ def test_function_traceback_shows_each_job_frame_once_by_its_real_name(home: Pat
     assert shown.count(", in helper_that_raises") == 1, shown
     assert f'File "{__file__}", line' in shown and "<dynamic-code>" not in shown, shown
     assert "helper_that_raises(value + 1)" in shown  # the job's frames show their source lines
+
+
+def fails_on_a_worker(value: int) -> int:
+    raise Boom(f"the worker could not take {value}")
+
+
+def function_whose_task_fails(value: int) -> int:
+    from dask.distributed import get_client
+
+    client = get_client()
+    client.wait_for_workers(1, timeout=60)
+    return int(client.submit(fails_on_a_worker, value + 1).result())
+
+
+def function_whose_map_fails(value: int) -> list[int]:
+    from dask.distributed import get_client
+
+    client = get_client()
+    client.wait_for_workers(1, timeout=60)
+    return list(client.gather(client.map(fails_on_a_worker, [value + 1])))
+
+
+@pytest.mark.parametrize("function", [function_whose_task_fails, function_whose_map_fails])
+def test_traceback_from_a_worker_shows_each_frame_once_by_its_real_name(
+    home: Path, tmp_path: Path, function: Callable[[int], object]
+) -> None:
+    out = tmp_path / "w.out"
+    job = submit_with_cluster(function, 1, n_workers=1, output=str(out))
+    with pytest.raises(Boom, match="the worker could not take 2") as info:
+        job.result(timeout=120)
+    remote = info.value.__cause__
+    assert isinstance(remote, RemoteTraceback)  # what the re-raised error shows of the job
+    for text in (remote.text, out.read_text()):
+        assert "<dynamic-code>" not in text, text
+        assert text.count(f", in {function.__name__}") == 1, text
+        assert text.count(", in fails_on_a_worker") == 1, text
+        assert text.count(f'File "{__file__}", line') == 2, text  # the worker's frame by its real file, too
+        assert 'raise Boom(f"the worker could not take {value}")' in text  # with its source line
 
 
 def test_function_job_example_runs(home: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import kbatch, show_json, wait_for, write_script
+from conftest import isolated_session, kbatch, show_json, wait_for, write_script
 
 from e2e.test_faults import CONNECT, ended, started, submit
 from kbatch_dask.backends.local import embedded_gateway as embedded
@@ -50,15 +50,7 @@ def gateway_pids(gwdir: Path) -> list[int]:
 @pytest.fixture
 def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A state directory with no gateway yet; whatever runs in it is ended afterwards."""
-    path = tmp_path / "fresh-home"
-    path.mkdir()
-    monkeypatch.setenv("KBATCH_DASK_HOME", str(path))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("DASK_GATEWAY__ADDRESS", raising=False)
-    for key in list(os.environ):
-        if key.startswith("KBATCH_") and key != "KBATCH_DASK_HOME":
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
+    path = isolated_session(tmp_path, monkeypatch, "fresh-home")
     yield path
     for job_dir in (path / "jobs").glob("*"):
         kbatch("cancel", job_dir.name)

@@ -53,6 +53,9 @@ class FakeSession(Session):
     def cluster_stopped(self, name: str) -> bool:
         return cluster_status(self.gateway_home, name) in (None, "STOPPED")
 
+    def evict(self, pod: str) -> None:
+        self.kubelet.evict(pod, NAMESPACE)
+
 
 @pytest.fixture
 def session(
@@ -115,6 +118,13 @@ def test_failed_and_oom_jobs(session: FakeSession) -> None:
     session.kubelet.oom_kill(session.kubelet.pods_of(name)[0])
     session.kubelet.wait_for_job(name, timeout=60)
     assert session.show(job_id)["state"] == "OOM"
+
+
+def test_an_evicted_job_runs_again_in_one_new_pod_without_using_a_retry(session: FakeSession) -> None:
+    record = scenarios.evicted_then_replaced(session)
+    name = session.job_name(record["id"])
+    assert len(session.kubelet.pods_made(name, NAMESPACE)) == 2
+    assert session.kubelet.most_running_at_once(name, NAMESPACE) == 1  # never two drivers at a time
 
 
 def test_dry_run_prints_the_exact_manifests_and_creates_nothing(session: FakeSession) -> None:
@@ -279,6 +289,26 @@ def test_driver_killed_in_the_pod_cluster_stopped_by_the_dead_mans_switch(sessio
     wait_for(lambda: session.cluster_stopped(cluster), timeout=15, what="the dead-man's switch to stop the cluster")
     session.wait_done(job_id, timeout=30)
     assert session.show(job_id)["state"] == "FAILED"
+
+
+def test_an_oom_kill_of_the_whole_container_ends_oom_and_the_switch_stops_the_cluster(session: FakeSession) -> None:
+    """cgroup v2 OOM-kills the whole container, driver included: no cleanup runs in
+    the pod, yet the job ends OOM (from the pod's status) and its cluster stops."""
+    script = session.write("hog.py", CONNECT + "import time\ntime.sleep(300)\n")
+    job_id = session.submit("--memory", "1Gi", script, "--dask-workers", "1")
+    wait_for(lambda: "started" in session.logs(job_id), timeout=60, what="the script to start")
+    cluster = session.show(job_id)["dask"]["cluster"]
+    (pod,) = session.kubelet.pods_of(session.job_name(job_id))
+    driver = session.kubelet.process(pod)
+    session.kubelet.oom_kill(pod)
+    assert driver is not None and driver.wait(timeout=10) == -9  # the supervisor died with the script
+    wait_for(lambda: session.cluster_stopped(cluster), timeout=15, what="the dead-man's switch to stop the cluster")
+    job = session.wait_done(job_id, timeout=30)
+    assert "kbatch-dask.io/state" not in job["metadata"]["annotations"]  # the driver recorded no end
+    record = session.show(job_id)
+    assert (record["state"], record["exit_code"], record["reason"]) == (
+        "OOM", 137, "memory limit of 1Gi exceeded (OOMKilled)",
+    ), record  # fmt: skip
 
 
 def test_logs_tail_and_stderr_and_show_of_the_jobs_spec(session: FakeSession) -> None:

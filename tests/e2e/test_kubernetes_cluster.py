@@ -79,6 +79,12 @@ class RealSession(Session):
             info = client.list_clusters().get(name)
         return info is None or info.status is ClusterStatus.STOPPED
 
+    def evict(self, pod: str) -> None:
+        from kubernetes import client
+
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=self.namespace))
+        self.core.create_namespaced_pod_eviction(pod, self.namespace, body)
+
     def delete_all(self) -> None:
         for job in self.objects("jobs"):
             self.batch.delete_namespaced_job(
@@ -133,6 +139,13 @@ def test_hello_dask(real: RealSession) -> None:
 def test_dashboard_then_cancel(real: RealSession) -> None:
     needs_gateway()
     scenarios.dashboard_then_cancel(real, timeout=TIMEOUT)
+
+
+def test_evicted_job_runs_again_without_using_a_retry(real: RealSession) -> None:
+    """Needs the output file on a volume both the pods and this machine see: run
+    from a notebook pod, or with the home volume shared (the test reads it)."""
+    needs_gateway()
+    scenarios.evicted_then_replaced(real, timeout=TIMEOUT)
 
 
 def test_time_limit(real: RealSession) -> None:

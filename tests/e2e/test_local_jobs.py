@@ -11,7 +11,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, assert_cluster_stopped_by_its_job, kbatch, kqueue_json, show_json, wait_for, write_script
+from conftest import (
+    ROOT,
+    assert_cluster_stopped_by_its_job,
+    ended,
+    kbatch,
+    kqueue_json,
+    show_json,
+    submit,
+    wait_for,
+    write_script,
+)
 
 pytestmark = pytest.mark.gateway
 
@@ -24,19 +34,6 @@ print("workers ready", flush=True)
 time.sleep({seconds})
 print("done", flush=True)
 """
-
-
-def submit(*args: str) -> str:
-    proc = kbatch("--parsable", *args, check=True)
-    return proc.stdout.strip()
-
-
-def wait_ended(job_id: str, timeout: float = 90) -> dict:
-    return wait_for(
-        lambda: (r := show_json(job_id))["state"] not in ("PENDING", "RUNNING") and r,
-        timeout=timeout,
-        what=f"job {job_id} to end",
-    )
 
 
 def assert_cluster_stopped(home: Path, job: dict) -> None:
@@ -70,7 +67,7 @@ def test_running_job_shows_cluster_workers_and_dashboard(home: Path, tmp_path: P
     with urllib.request.urlopen(row["dask"]["dashboard"], timeout=10) as resp:
         assert resp.status == 200
 
-    job = wait_ended(job_id)
+    job = ended(job_id)
     assert job["state"] == "SUCCEEDED" and job["exit_code"] == 0
     assert_cluster_stopped(home, job)
     assert "done" in (tmp_path / "s.out").read_text()
@@ -88,7 +85,7 @@ def test_failing_scripts_end_failed_and_stop_their_cluster(
 ) -> None:
     script = write_script(tmp_path / "fails.py", f"from dask.distributed import get_client\nget_client()\n{body}\n")
     job_id = submit("-o", str(tmp_path / "f.out"), str(script), "--dask-workers", "1")
-    job = wait_ended(job_id)
+    job = ended(job_id)
     assert job["state"] == "FAILED"
     assert job["exit_code"] == exit_code
     text = (tmp_path / "f.out").read_text()
@@ -137,7 +134,7 @@ def test_job_survives_the_process_that_submitted_it(home: Path, tmp_path: Path) 
     job_id = submitter.stdout.readline().strip()
     os.killpg(submitter.pid, signal.SIGKILL)
     submitter.wait()
-    job = wait_ended(job_id)
+    job = ended(job_id)
     assert job["state"] == "SUCCEEDED"
     assert "survived" in (tmp_path / "v.out").read_text()
 

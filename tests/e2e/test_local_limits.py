@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import assert_cluster_stopped_by_its_job, kbatch, kqueue_json, show_json, wait_for, write_script
+from conftest import assert_cluster_stopped_by_its_job, ended, kbatch, kqueue_json, wait_for, write_script
 
 pytestmark = pytest.mark.gateway
 
@@ -37,14 +37,6 @@ def submit(*args: str, env: dict[str, str] | None = None) -> tuple[str, str]:
     proc = kbatch("--parsable", *args, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip(), proc.stderr
-
-
-def ended(job_id: str, timeout: float = 120) -> dict:
-    return wait_for(
-        lambda: (r := show_json(job_id))["state"] not in ("PENDING", "RUNNING") and r,
-        timeout=timeout,
-        what=f"job {job_id} to end",
-    )
 
 
 def warnings(stderr: str) -> list[str]:

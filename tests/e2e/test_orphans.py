@@ -10,7 +10,6 @@ by their working directory, ``<home>/gateway/clusters/<cluster>``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import kbatch, show_json, wait_for, write_script
+from conftest import ended, isolated_session, kbatch, show_json, submit, wait_for, write_script
 
 from kbatch_dask import api, settings
 from kbatch_dask.backends.local import backend as local_backend
@@ -92,32 +91,10 @@ class OwnGateway:
 
 @pytest.fixture
 def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OwnGateway]:
-    home = tmp_path / "kbatch-home"
-    home.mkdir()
-    monkeypatch.setenv("KBATCH_DASK_HOME", str(home))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("DASK_GATEWAY__ADDRESS", raising=False)
-    for key in list(os.environ):
-        if key.startswith("KBATCH_") and key != "KBATCH_DASK_HOME":
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
+    home = isolated_session(tmp_path, monkeypatch, "kbatch-home")
     own = OwnGateway(home)
     yield own
     own.clean_up()
-
-
-def submit(*args: str, env: dict[str, str] | None = None) -> str:
-    proc = kbatch("--parsable", *args, env={**os.environ, **(env or {})})
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
-
-
-def ended(job_id: str, timeout: float = 120) -> dict:
-    def check() -> dict | None:
-        record = json.loads(kbatch("show", job_id, "-o", "json").stdout)
-        return record if record["state"] not in ("PENDING", "RUNNING") else None
-
-    return wait_for(check, timeout=timeout, what=f"job {job_id} to end")
 
 
 def driver_log(gateway: OwnGateway, job_id: str) -> str:

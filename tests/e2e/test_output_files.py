@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, ROOT, job_dirs, kbatch, kqueue_json, show_json, wait_for, write_script
+from conftest import BIN, ROOT, ended, job_dirs, kbatch, kqueue_json, show_json, submit, write_script
 
 pytestmark = pytest.mark.gateway
 
@@ -22,19 +22,6 @@ print("computing", flush=True)
 print("halfway", file=sys.stderr, flush=True)
 raise ValueError("bad row 7")
 """
-
-
-def submit(*args: str) -> str:
-    proc = kbatch("--parsable", *args, check=True)
-    return proc.stdout.strip()
-
-
-def wait_ended(job_id: str, timeout: float = 90) -> dict:
-    return wait_for(
-        lambda: (r := show_json(job_id))["state"] not in ("PENDING", "RUNNING") and r,
-        timeout=timeout,
-        what=f"job {job_id} to end",
-    )
 
 
 def assert_refused(proc: subprocess.CompletedProcess[str], home: Path, *words: str) -> None:
@@ -100,7 +87,7 @@ def test_logs_stderr_and_all_show_the_error_file(home: Path, tmp_path: Path) -> 
     script = write_script(tmp_path / "fail.py", FAILING)
     out, err = tmp_path / "f.out", tmp_path / "f.err"
     job_id = submit("-o", str(out), "-e", str(err), str(script), "--dask-workers", "0")
-    assert wait_ended(job_id)["state"] == "FAILED"
+    assert ended(job_id)["state"] == "FAILED"
 
     assert kbatch("logs", job_id, check=True).stdout == out.read_text()
     stderr = kbatch("logs", "--stderr", job_id, check=True).stdout
@@ -114,7 +101,7 @@ def test_logs_stderr_and_all_show_the_error_file(home: Path, tmp_path: Path) -> 
 def test_logs_stderr_of_a_job_without_an_error_file_says_where_stderr_went(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "fail.py", FAILING)
     job_id = submit("-o", str(tmp_path / "f.out"), str(script), "--dask-workers", "0")
-    wait_ended(job_id)
+    ended(job_id)
     proc = kbatch("logs", "--stderr", job_id)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [f"Error: job {job_id} has no error file (-e): its stderr is in its output"]
@@ -124,7 +111,7 @@ def test_logs_stderr_of_a_job_without_an_error_file_says_where_stderr_went(home:
 def test_logs_tail_prints_the_last_lines(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "count.py", "for i in range(1000):\n    print('line', i)\n")
     job_id = submit("-o", str(tmp_path / "c.out"), str(script), "--dask-workers", "0")
-    wait_ended(job_id)
+    ended(job_id)
     assert kbatch("logs", "--tail", "3", job_id, check=True).stdout == "line 997\nline 998\nline 999\n"
     assert kbatch("logs", "--tail", "0", job_id, check=True).stdout == ""
     assert kbatch("logs", "--tail", "5000", job_id, check=True).stdout.count("\n") == 1000
@@ -175,7 +162,7 @@ def test_logs_of_a_big_output_read_it_in_bounded_memory(home: Path, tmp_path: Pa
     )
     out = tmp_path / "big.out"
     job_id = submit("-o", str(out), str(script), "--dask-workers", "0")
-    assert wait_ended(job_id, timeout=180)["state"] == "SUCCEEDED"
+    assert ended(job_id, timeout=180)["state"] == "SUCCEEDED"
     assert out.stat().st_size >= size
 
     for args, expected in ((("logs", job_id), out.stat().st_size), (("logs", "--tail", "2", job_id), 2048)):
@@ -204,7 +191,7 @@ def test_show_says_the_jobs_spec(home: Path, tmp_path: Path) -> None:
         "-t", "1:30:00", "-D", str(work), "-o", "out-%j.txt", "-e", "err-%j.txt",
         str(script), "--dask-workers", "1", "--worker-cores", "1", "--worker-memory", "1G",
     )  # fmt: skip
-    record = wait_ended(job_id)
+    record = ended(job_id)
     assert record["state"] == "SUCCEEDED", record
     assert record["time_limit"] == 5400
     assert record["workdir"] == str(work)
@@ -238,7 +225,7 @@ def test_show_says_where_the_executed_notebook_goes(home: Path, tmp_path: Path) 
 def test_show_of_a_job_without_a_time_limit_says_unlimited(home: Path, tmp_path: Path) -> None:
     script = write_script(tmp_path / "s.py", "print('hi')\n")
     job_id = submit("-o", str(tmp_path / "s.out"), str(script), "--dask-workers", "0")
-    wait_ended(job_id)
+    ended(job_id)
     assert show_json(job_id)["time_limit"] is None
     fields = dict(line.split(None, 1) for line in kbatch("show", job_id, check=True).stdout.splitlines())
     assert fields["time_limit"] == "UNLIMITED"
@@ -249,7 +236,7 @@ def test_wide_queue_has_a_time_limit_column(home: Path, tmp_path: Path) -> None:
     limited = submit("-t", "45", "-o", str(tmp_path / "a.out"), str(script), "--dask-workers", "0")
     unlimited = submit("-o", str(tmp_path / "b.out"), str(script), "--dask-workers", "0")
     for job_id in (limited, unlimited):
-        wait_ended(job_id)
+        ended(job_id)
     proc = subprocess.run([str(BIN / "kqueue"), "-o", "wide"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     header, *rows = proc.stdout.splitlines()

@@ -12,9 +12,11 @@ import pytest
 from conftest import (
     assert_cluster_stopped_by_its_job,
     cluster_status,
+    ended,
     gateway_client,
     kbatch,
     show_json,
+    submit,
     wait_for,
     write_script,
 )
@@ -27,20 +29,6 @@ MAKE_CLUSTER = (
     "cluster = Gateway().new_cluster(shutdown_on_close=False)\n"
     "print('made', cluster.name, flush=True)\n"
 )
-
-
-def submit(*args: str, env: dict[str, str] | None = None) -> str:
-    proc = kbatch("--parsable", *args, env=env)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
-
-
-def ended(job_id: str, timeout: float = 120) -> dict:
-    def check() -> dict | None:
-        record = json.loads(kbatch("show", job_id, "-o", "json").stdout)
-        return record if record["state"] not in ("PENDING", "RUNNING") else None
-
-    return wait_for(check, timeout=timeout, what=f"job {job_id} to end")
 
 
 def made(out: Path) -> str | None:

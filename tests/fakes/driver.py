@@ -200,6 +200,7 @@ class FakeReporter:
         self.clusters: list[tuple[str, str | None]] = []
         self.owned_clusters: list[tuple[str, ...]] = []  # what each call of :meth:`owned` was told
         self.final: tuple[JobState, int | None, str | None] | None = None
+        self.disruption: str | None = None  # what disrupted() answers
 
     def started(self) -> None:
         self.events.append("record started")
@@ -220,3 +221,6 @@ class FakeReporter:
 
     def failure_requested(self) -> str | None:
         return self.failure
+
+    def disrupted(self) -> str | None:
+        return self.disruption

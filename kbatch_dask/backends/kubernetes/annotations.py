@@ -8,6 +8,10 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_USER = PREFIX + "user"
 LABEL_JOB_ID = PREFIX + "job-id"
 
+# On the pod template: cluster-autoscaler evicts a Job's pods when it scales a node
+# down (bare pods, like z2jh's notebooks, it leaves alone); this keeps it from doing so.
+ANN_SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+
 # Set at submit time.
 ANN_NAME = PREFIX + "name"
 ANN_USER = PREFIX + "user"

@@ -120,7 +120,18 @@ class KubernetesBackend:
 
     def job_mounts(self, pod: session.NotebookPod, plan: ClaimPlan | None = None) -> list[Mapping[str, Any]]:
         """The volume mounts a job submitted from ``pod`` gets (``plan`` applied)."""
-        return session.job_mounts(pod, self._pod_template(), plan)
+        return session.job_mounts(pod, self._pod_template(), self.config.kubernetes.service_account or None, plan)
+
+    def cloud_identity(self, pod: session.NotebookPod) -> tuple[str | None, str | None, list[str]]:
+        """The notebook's service account, the one configured for jobs, and the
+        session's variables a job from ``pod`` would not get (they point at its files)."""
+        configured = self.config.kubernetes.service_account or None
+        settings = session.settings_from_pod(pod.pod, configured)
+        return (
+            settings.get("service_account"),
+            configured,
+            session.unshared_variables(os.environ, settings["unshared_paths"]),
+        )
 
     def _pod_template(self) -> Mapping[str, Any]:
         return self.config.kubernetes.pod_template
@@ -134,6 +145,7 @@ class KubernetesBackend:
             template=self._pod_template(),
             workdir=spec.workdir,
             pod=pod,
+            service_account=self.config.kubernetes.service_account or None,
             plan=plan,
         )
 
@@ -167,7 +179,7 @@ class KubernetesBackend:
             job_id,
             pod,
             job_options(self.config),
-            env=session.job_environment(environment, os.environ),
+            env=session.job_environment(environment, os.environ, pod.unshared_paths),
             script=script,
             submitted=now().isoformat(timespec="seconds"),
             output=session.output_on_volume(output, pod),

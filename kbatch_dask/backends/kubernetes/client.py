@@ -240,6 +240,30 @@ class KubeAPI:
             return None
         return bool((review.get("status") or {}).get("allowed"))
 
+    def rules_review(self, namespace: str) -> dict[str, Any] | None:
+        """A SelfSubjectRulesReview: the status listing what these credentials may do
+        in ``namespace`` (``resourceRules``, ``incomplete``), or None if that cannot be asked."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        body: Any = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectRulesReview",
+            "spec": {"namespace": namespace},
+        }
+        authorization = client.AuthorizationV1Api(self.client)
+        try:
+            response: Any = authorization.create_self_subject_rules_review(body, _preload_content=False)
+            try:
+                review = json.loads(response.data)
+            finally:
+                response.release_conn()
+        except (ApiException, HTTPError, ValueError):
+            return None
+        status = review.get("status") if isinstance(review, dict) else None
+        return dict(status) if isinstance(status, dict) else None
+
     def pod_log(
         self, namespace: str, name: str, container: str, follow: bool, tail: int | None = None
     ) -> Iterator[bytes]:

@@ -16,6 +16,7 @@ returns.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import re
@@ -36,6 +37,14 @@ SPEC_KEY = "spec.json"
 JOB_KEY = "job.json"
 DRIVER_COMMAND = ("python", "-m", "kbatch_dask.driver")
 GPU_RESOURCE = "nvidia.com/gpu"
+# A pod disrupted (evicted by a drain or the autoscaler, preempted, its node tainted
+# away) did not fail: its replacement must not use up one of the job's --retries.
+POD_FAILURE_POLICY = {
+    "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+}
+# Zero to JupyterHub's hub admits only pods with this label (its NetworkPolicy): the
+# driver deletes the job's hub token through the hub's API.
+POD_LABELS = {"hub.jupyter.org/network-access-hub": "true"}
 # The API server refuses ConfigMaps and Secrets whose data exceed 1 MiB.
 MAX_OBJECT_DATA = 1024 * 1024
 _CONFIG_KEY_UNSAFE = re.compile(r"[^-._a-zA-Z0-9]")
@@ -59,6 +68,14 @@ class PodSettings:
     image_pull_secrets: tuple[Mapping[str, Any], ...] = ()
     working_dir: str | None = None
     template: Mapping[str, Any] = field(default_factory=dict)
+    # The notebook pod's service account (its cloud identity: IRSA, Workload Identity)
+    # and whether it mounts its token; a configured service account wins over both.
+    service_account: str | None = None
+    automount_token: bool | None = None
+    # Where the notebook has files the job's pod lacks (volumes not copied): the job
+    # gets no variable pointing there.
+    unshared_paths: tuple[str, ...] = ()
+    init_containers: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -269,6 +286,10 @@ def build_job(
 ) -> dict[str, Any]:
     """The Job: one driver pod, never restarted in place, retried ``spec.retries`` times.
 
+    A disrupted pod (evicted, preempted) is replaced without counting as a
+    retry, and only once it has stopped (``podReplacementPolicy: Failed``): two
+    drivers never run one job at a time.
+
     ``output``, ``error`` and ``result`` are paths the pod writes on a volume
     the submitting session sees too (None: not written to a file)."""
     name = job_name(spec.user, job_id)
@@ -291,14 +312,15 @@ def build_job(
     pod_spec = xdict(
         restartPolicy="Never",
         terminationGracePeriodSeconds=options.termination_grace,
-        serviceAccountName=options.service_account,
-        automountServiceAccountToken=True if options.service_account else None,
+        serviceAccountName=options.service_account or pod.service_account,
+        automountServiceAccountToken=True if options.service_account else pod.automount_token,
         nodeSelector=dict(pod.node_selector),
         tolerations=[dict(t) for t in pod.tolerations],
         affinity=dict(pod.affinity) if pod.affinity else None,
         securityContext=dict(pod.security_context) if pod.security_context else None,
         imagePullSecrets=[dict(s) for s in pod.image_pull_secrets],
         volumes=[*map(dict, pod.volumes), {"name": JOB_VOLUME, "configMap": {"name": name}}],
+        initContainers=[dict(c) for c in pod.init_containers],
         containers=[container],
     )
     pod_spec = merge_pod_template(pod_spec, pod.template)
@@ -316,7 +338,15 @@ def build_job(
             backoffLimit=spec.retries,
             activeDeadlineSeconds=spec.time_limit,
             ttlSecondsAfterFinished=options.ttl_seconds,
-            template={"metadata": {"labels": labels}, "spec": pod_spec},
+            podFailurePolicy=copy.deepcopy(POD_FAILURE_POLICY),
+            podReplacementPolicy="Failed",
+            template={
+                "metadata": {
+                    "labels": {**labels, **POD_LABELS},
+                    "annotations": {names.ANN_SAFE_TO_EVICT: "false"},
+                },
+                "spec": pod_spec,
+            },
         ),
     }
 

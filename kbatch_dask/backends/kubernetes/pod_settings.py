@@ -14,6 +14,19 @@ notebook pod it came from.
   (read by its name, ``$HOSTNAME``) when it can be read; an admin's pod-spec
   fragment (``kbatch.kubernetes.pod-template``) is merged over them, and is
   all there is when the pod cannot be read;
+- **cloud identity**: IRSA and GKE / Azure Workload Identity bind it to the
+  pod's service account, so the job runs as the notebook's service account
+  (unless ``kbatch.kubernetes.service-account`` names another) and gets its
+  projected service-account-token volumes (IRSA's ``aws-iam-token``), which
+  are bound to that account; Secret and downward-API volumes (z2jh's
+  ``singleuser.extraFiles``) are not copied;
+- **environment**: no variable whose value is a path on a volume of the
+  notebook the job's pod lacks (``AWS_WEB_IDENTITY_TOKEN_FILE`` without its
+  token, ``AWS_ROLE_ARN`` with it, a key file of ``extraFiles``);
+- **init containers**: z2jh's ``block-cloud-metadata`` only (it keeps user
+  code off the cloud metadata server; other init containers may need the
+  notebook's volumes or do the notebook's setup, and are an admin's to add
+  through the pod template);
 - **working directory**: the submit directory when it lies on a copied volume;
 - **claims that cannot follow the job to any node** (a home volume that is
   ``ReadWriteOnce``, z2jh's default, or ``ReadWriteOncePod``): config
@@ -47,6 +60,18 @@ NOTEBOOK_CONTAINER = "notebook"  # what zero-to-jupyterhub calls it
 # its credentials through its own Secret), and data about the notebook pod.
 SKIPPED_VOLUME_TYPES = ("projected", "secret", "downwardAPI")
 SKIPPED_VOLUME_PREFIXES = ("kube-api-access-", "default-token-")
+# Where the notebook pod's own credentials are projected: when the pod cannot be
+# read, a variable pointing there points at nothing in the job's pod.
+POD_SECRETS_DIR = "/var/run/secrets"
+# Variables meaningless without the token file their key names (dropped with it).
+COMPANIONS = {
+    "AWS_WEB_IDENTITY_TOKEN_FILE": ("AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME"),
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": ("AWS_CONTAINER_CREDENTIALS_FULL_URI",),
+    "AZURE_FEDERATED_TOKEN_FILE": ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_AUTHORITY_HOST"),
+}
+# The notebook's init containers a job's pod gets too: z2jh's guard of the cloud
+# metadata server (root and NET_ADMIN, allowed in the namespace since the notebook runs it).
+COPIED_INIT_CONTAINERS = ("block-cloud-metadata",)
 # Environment variable names every container runtime accepts.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -124,9 +149,20 @@ def notebook_container(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return dict(containers[0]) if containers else None
 
 
-def _copied_volume(volume: Mapping[str, Any]) -> bool:
+def is_identity_token(volume: Mapping[str, Any]) -> bool:
+    """A projected volume of service-account tokens only (IRSA's ``aws-iam-token``,
+    Azure's ``azure-identity-token``): the pod's cloud identity, not its API access."""
+    sources = (volume.get("projected") or {}).get("sources") or []
+    return bool(sources) and all(set(s) == {"serviceAccountToken"} for s in sources)
+
+
+def _copied_volume(volume: Mapping[str, Any], same_account: bool) -> bool:
     name = str(volume.get("name", ""))
-    return not name.startswith(SKIPPED_VOLUME_PREFIXES) and not any(t in volume for t in SKIPPED_VOLUME_TYPES)
+    if name.startswith(SKIPPED_VOLUME_PREFIXES):
+        return False
+    if is_identity_token(volume):
+        return same_account  # a token of the notebook's account, for a pod running as it
+    return not any(t in volume for t in SKIPPED_VOLUME_TYPES)
 
 
 def mount_for(path: str, mounts: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -142,23 +178,44 @@ def mount_for(path: str, mounts: Iterable[Mapping[str, Any]]) -> Mapping[str, An
     return None
 
 
-def settings_from_pod(pod: Mapping[str, Any] | None, plan: ClaimPlan | None = None) -> dict[str, Any]:
-    """The pieces of a notebook pod a job copies, as :class:`PodSettings` fields,
-    with ``plan`` applied (its claims left out, the job pinned to its node).
+def settings_from_pod(
+    pod: Mapping[str, Any] | None, service_account: str | None = None, plan: ClaimPlan | None = None
+) -> dict[str, Any]:
+    """The pieces of a notebook pod a job copies, as :class:`PodSettings` fields;
+    ``service_account``: the one configured for jobs, if any; ``plan``: what to do
+    about its claims (those left out, the job pinned to the notebook's node).
 
-    Only volumes the notebook container mounts are copied, never its service
-    account token, secrets or downward-API volumes.
+    Only volumes the notebook container mounts are copied, never its API
+    token, secrets or downward-API volumes; its identity tokens only when the
+    job runs as the notebook's service account.
     """
     if not pod:
-        return {}
+        return {"unshared_paths": (POD_SECRETS_DIR,)}
     plan = plan or ClaimPlan()
     spec = pod.get("spec") or {}
     container = notebook_container(pod) or {}
-    volumes = {v["name"]: v for v in spec.get("volumes") or [] if _copied_volume(v) and not plan.drops(str(v["name"]))}
+    account = spec.get("serviceAccountName") or None
+    same_account = service_account is None or service_account == account
+    every = {v["name"]: v for v in spec.get("volumes") or []}
+    volumes = {name: v for name, v in every.items() if _copied_volume(v, same_account) and not plan.drops(str(name))}
     mounts = [m for m in container.get("volumeMounts") or [] if m.get("name") in volumes]
     used = {m["name"] for m in mounts}
+    unshared = [
+        str(m.get("mountPath"))
+        for m in container.get("volumeMounts") or []
+        if m.get("name") not in used and not str(m.get("name", "")).startswith(SKIPPED_VOLUME_PREFIXES)
+    ]
     affinity = spec.get("affinity") or None
     return {
+        "init_containers": tuple(
+            c
+            for c in spec.get("initContainers") or []
+            if c.get("name") in COPIED_INIT_CONTAINERS
+            and all(m.get("name") in used for m in c.get("volumeMounts") or [])
+        ),
+        "service_account": account,
+        "automount_token": spec.get("automountServiceAccountToken"),
+        "unshared_paths": tuple(unshared),
         "volumes": tuple(v for name, v in volumes.items() if name in used),
         "volume_mounts": tuple(mounts),
         "node_selector": dict(spec.get("nodeSelector") or {}),
@@ -237,10 +294,13 @@ def read_notebook_pod(namespace: str, environ: Mapping[str, str], read_pod: Read
         return NotebookPod(None, str(exc))
 
 
-def job_mounts(pod: NotebookPod, template: Mapping[str, Any], plan: ClaimPlan | None = None) -> list[Mapping[str, Any]]:
+def job_mounts(
+    pod: NotebookPod, template: Mapping[str, Any], service_account: str | None = None, plan: ClaimPlan | None = None
+) -> list[Mapping[str, Any]]:
     """The volume mounts a job's driver gets: those copied from the notebook pod
     (less the claims ``plan`` leaves out), then those of the admin's pod template."""
-    return [*settings_from_pod(pod.pod, plan).get("volume_mounts", ()), *_template_mounts(template)]
+    copied = settings_from_pod(pod.pod, service_account, plan).get("volume_mounts", ())
+    return [*copied, *_template_mounts(template)]
 
 
 def detect(
@@ -250,23 +310,46 @@ def detect(
     template: Mapping[str, Any],
     workdir: str,
     pod: NotebookPod,
+    service_account: str | None = None,
     plan: ClaimPlan | None = None,
 ) -> PodSettings:
-    """The :class:`PodSettings` of a job submitted from this session."""
+    """The :class:`PodSettings` of a job submitted from this session
+    (``service_account``: the one configured for jobs, if any; ``plan``: what
+    to do about the notebook's claims)."""
     template = dict(template)
+    settings = settings_from_pod(pod.pod, service_account, plan)
+    shared = [str(m.get("mountPath")) for m in _template_mounts(template)]
+    settings["unshared_paths"] = tuple(p for p in settings["unshared_paths"] if p not in shared)
     return PodSettings(
         namespace=namespace,
         image=image,
-        working_dir=workdir if mount_for(workdir, job_mounts(pod, template, plan)) else None,
+        working_dir=workdir if mount_for(workdir, job_mounts(pod, template, service_account, plan)) else None,
         template=template,
-        **settings_from_pod(pod.pod, plan),
+        **settings,
     )
 
 
-def job_environment(environment: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+def unshared_variables(environment: Mapping[str, str], unshared_paths: Iterable[str]) -> list[str]:
+    """The variables that point at files of the notebook the job's pod lacks (a
+    path under ``unshared_paths``), and those meaningless without them.
+
+    >>> unshared_variables({"AWS_ROLE_ARN": "arn:aws:iam::1:role/r", "AWS_WEB_IDENTITY_TOKEN_FILE":
+    ...     "/var/run/secrets/eks.amazonaws.com/serviceaccount/token", "A": "/home/a"}, ["/var/run/secrets"])
+    ['AWS_WEB_IDENTITY_TOKEN_FILE', 'AWS_ROLE_ARN']
+    """
+    mounts = [{"mountPath": path} for path in unshared_paths]
+    pointing = [k for k, v in environment.items() if v.startswith("/") and mount_for(os.path.normpath(v), mounts)]
+    companions = [c for k in pointing for c in COMPANIONS.get(k, ()) if c in environment]
+    return list(dict.fromkeys([*pointing, *companions]))
+
+
+def job_environment(
+    environment: Mapping[str, str], environ: Mapping[str, str], unshared_paths: Iterable[str] = ()
+) -> dict[str, str]:
     """The variables a Kubernetes job gets: the exported ``environment``, plus
     the session's ``DASK_GATEWAY__*`` settings whatever ``--export`` said (the
-    driver must reach the same gateway), minus names a container cannot take.
+    driver must reach the same gateway), minus names a container cannot take
+    and :func:`unshared_variables`.
 
     >>> job_environment({"A": "1", "bad.name": "x"}, {"DASK_GATEWAY__ADDRESS": "http://gw"})
     {'A': '1', 'DASK_GATEWAY__ADDRESS': 'http://gw'}
@@ -275,6 +358,8 @@ def job_environment(environment: Mapping[str, str], environ: Mapping[str, str]) 
     for key, value in environ.items():
         if key.startswith("DASK_GATEWAY__") and key not in env and not is_denied(key):
             env[key] = value
+    for key in unshared_variables(env, unshared_paths):
+        del env[key]
     return env
 
 

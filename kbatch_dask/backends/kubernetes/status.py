@@ -7,7 +7,7 @@ thousand jobs never builds client models. The state mapping (DESIGN.md §4):
 what the API says                                          state (reason)
 =========================================================  ===========================
 Job condition ``Failed`` with reason ``DeadlineExceeded``  TIMEOUT
-Job ``Failed``, container terminated ``OOMKilled``         OOM
+Job ``Failed``, container terminated ``OOMKilled``         OOM (memory limit of 2Gi exceeded)
 Job ``Failed``, the driver recorded its end                the driver's state, reason
 Job ``Failed``, container exit code N                      FAILED (exit code N)
 Job ``Failed``, pod failed without a container exit        FAILED (pod reason: Evicted)
@@ -120,7 +120,12 @@ def _failure(job: Mapping[str, Any], pod: Mapping[str, Any] | None, condition_re
     terminated = _driver_state(pod).get("terminated") or {}
     exit_code = _int(terminated.get("exitCode"))
     if terminated.get("reason") == OOM_REASON:
-        return Status(JobState.OOM, OOM_REASON, exit_code)
+        # Read from the pod, not the driver: on cgroup v2 the kernel kills the whole
+        # container, the driver with the script, so nothing of its end is recorded.
+        limit = _memory_limit(pod)
+        return Status(
+            JobState.OOM, f"memory limit of {limit} exceeded ({OOM_REASON})" if limit else OOM_REASON, exit_code
+        )
     ann = _annotations(job)
     recorded = str(ann.get(names.ANN_STATE, ""))
     if recorded == "SUCCEEDED" and pod is None:
@@ -138,6 +143,15 @@ def _failure(job: Mapping[str, Any], pod: Mapping[str, Any] | None, condition_re
     if pod is None:
         return Status(JobState.LOST, VANISHED)
     return Status(JobState.FAILED, condition_reason)
+
+
+def _memory_limit(pod: Mapping[str, Any] | None) -> str | None:
+    """The driver container's memory limit as the pod spec says it (``4Gi``)."""
+    for container in ((pod or {}).get("spec") or {}).get("containers") or []:
+        if container.get("name") == m.CONTAINER:
+            limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+            return str(limit) if limit else None
+    return None
 
 
 def _pending_reason(pod: Mapping[str, Any], attach: Mapping[str, str]) -> str | None:

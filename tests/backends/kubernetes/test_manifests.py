@@ -15,9 +15,10 @@ from kbatch_dask.backends.kubernetes.slugs import is_dns_label, safe_slug
 from kbatch_dask.errors import BadInput
 from kbatch_dask.spec import JobSpec, Workers
 
+from .versions import K8S_VERSIONS
+
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
-K8S_VERSIONS = ("1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33")
 SUBMITTED = "2026-11-21T21:40:00+00:00"
 
 
@@ -83,13 +84,19 @@ GOLDEN_JOB = {
     "spec": {
         "backoffLimit": 0,
         "ttlSecondsAfterFinished": 604800,
+        "podFailurePolicy": {
+            "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+        },
+        "podReplacementPolicy": "Failed",
         "template": {
             "metadata": {
                 "labels": {
                     "app.kubernetes.io/managed-by": "kbatch-dask",
                     "kbatch-dask.io/user": "jovyan",
                     "kbatch-dask.io/job-id": "k3x9q",
-                }
+                    "hub.jupyter.org/network-access-hub": "true",
+                },
+                "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
             },
             "spec": {
                 "restartPolicy": "Never",
@@ -208,6 +215,18 @@ def test_service_account_is_used_when_configured() -> None:
     assert pod_spec["automountServiceAccountToken"] is True
 
 
+def test_the_notebooks_service_account_unless_one_is_configured() -> None:
+    pod = m.PodSettings(namespace="hub", image="img", service_account="analyst", automount_token=False)
+    notebooks = m.build_job(make_spec(), "k3x9q", pod, m.JobOptions(), submitted=SUBMITTED)["spec"]["template"]["spec"]
+    assert (notebooks["serviceAccountName"], notebooks["automountServiceAccountToken"]) == ("analyst", False)
+    options = m.JobOptions(service_account="kbatch-dask-driver")
+    configured = m.build_job(make_spec(), "k3x9q", pod, options, submitted=SUBMITTED)["spec"]["template"]["spec"]
+    assert (configured["serviceAccountName"], configured["automountServiceAccountToken"]) == (
+        "kbatch-dask-driver",
+        True,
+    )
+
+
 def test_admin_template_is_merged_over_the_pod_spec() -> None:
     template = {
         "nodeSelector": {"pool": "batch"},
@@ -299,7 +318,27 @@ def _variants() -> dict[str, m.Manifests]:
         "bare pod": build(pod=m.PodSettings(namespace="default", image="img"), output=None),
         "template": build(pod=m.PodSettings(namespace="default", image="img", template=template)),
         "no cluster": build(make_spec(workers=None, args=())),
+        "cloud identity": build(pod=IDENTITY_POD),
     }
+
+
+# As copied from an IRSA notebook pod with z2jh's cloud-metadata guard.
+IDENTITY_POD = m.PodSettings(
+    namespace="hub",
+    image="img",
+    service_account="analyst",
+    automount_token=True,
+    volumes=({"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},),
+    volume_mounts=({"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"},),
+    init_containers=(
+        {
+            "name": "block-cloud-metadata",
+            "image": "quay.io/jupyterhub/k8s-network-tools:4.2.0",
+            "command": ["iptables", "--append", "OUTPUT", "--destination", "169.254.169.254", "--jump", "DROP"],
+            "securityContext": {"runAsUser": 0, "capabilities": {"add": ["NET_ADMIN"]}},
+        },
+    ),
+)
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)

@@ -72,6 +72,10 @@ def test_settings_copied_from_the_notebook_pod() -> None:
         "security_context": {"fsGroup": 100},
         "container_security_context": {"runAsUser": 1000, "allowPrivilegeEscalation": False},
         "image_pull_secrets": ({"name": "registry"},),
+        "service_account": "notebook",
+        "automount_token": None,
+        "unshared_paths": ("/etc/creds",),  # the Secret volume stays the notebook's
+        "init_containers": (),
     }
 
 
@@ -273,11 +277,108 @@ def test_refuse_and_a_bad_policy_are_one_clear_line() -> None:
 
 def test_the_plan_is_applied_to_what_is_copied() -> None:
     pod = {**NOTEBOOK_POD, "spec": {**NOTEBOOK_POD["spec"], "nodeName": "node-a"}}
-    pinned = settings_from_pod(pod, ClaimPlan(node="node-a"))
+    pinned = settings_from_pod(pod, plan=ClaimPlan(node="node-a"))
     assert "home" in [v["name"] for v in pinned["volumes"]]
     terms = pinned["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchFields": [PIN]}]
-    without = settings_from_pod(pod, ClaimPlan(dropped=(RWO,)))
+    without = settings_from_pod(pod, plan=ClaimPlan(dropped=(RWO,)))
     assert "home" not in [v["name"] for v in without["volumes"]]
     assert "home" not in [m["name"] for m in without["volume_mounts"]]
     assert without["affinity"] == NOTEBOOK_POD["spec"]["affinity"]
+
+
+# IRSA as the EKS pod-identity webhook leaves a notebook pod: a service account
+# bound to a role, its projected token, and the variables pointing at it; plus a
+# z2jh `singleuser.extraFiles` Secret volume with a key file.
+IRSA_TOKEN_DIR = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+IRSA_POD: dict[str, Any] = {
+    "metadata": {"name": "jupyter-alice", "namespace": "hub"},
+    "spec": {
+        "serviceAccountName": "analyst",
+        "automountServiceAccountToken": True,
+        "containers": [
+            {
+                "name": "notebook",
+                "image": "pangeo/ml-notebook:2026.1",
+                "volumeMounts": [
+                    {"name": "home", "mountPath": "/home/jovyan"},
+                    {"name": "aws-iam-token", "mountPath": IRSA_TOKEN_DIR, "readOnly": True},
+                    {"name": "files", "mountPath": "/etc/gcp"},
+                    {"name": "kube-api-access-x1y2z", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}},
+            {
+                "name": "aws-iam-token",
+                "projected": {
+                    "sources": [
+                        {
+                            "serviceAccountToken": {
+                                "audience": "sts.amazonaws.com",
+                                "expirationSeconds": 86400,
+                                "path": "token",
+                            }
+                        }
+                    ]
+                },
+            },
+            {"name": "files", "secret": {"secretName": "singleuser", "items": [{"key": "k", "path": "key.json"}]}},
+            {
+                "name": "kube-api-access-x1y2z",
+                "projected": {
+                    "sources": [{"serviceAccountToken": {"path": "token"}}, {"configMap": {"name": "kube-root-ca.crt"}}]
+                },
+            },
+        ],
+    },
+}
+IRSA_ENV = {
+    "AWS_ROLE_ARN": "arn:aws:iam::111122223333:role/analyst",
+    "AWS_WEB_IDENTITY_TOKEN_FILE": f"{IRSA_TOKEN_DIR}/token",
+    "AWS_REGION": "us-west-2",
+    "GOOGLE_APPLICATION_CREDENTIALS": "/etc/gcp/key.json",
+    "DATA": "/home/jovyan/data",
+}
+
+
+def test_a_job_runs_as_the_notebooks_service_account_with_its_identity_token() -> None:
+    settings = _detect({}, IRSA_POD)
+    assert (settings.service_account, settings.automount_token) == ("analyst", True)
+    assert [v["name"] for v in settings.volumes] == ["home", "aws-iam-token"]  # never the API token's
+    assert {"name": "aws-iam-token", "mountPath": IRSA_TOKEN_DIR, "readOnly": True} in settings.volume_mounts
+    env = job_environment(IRSA_ENV, {}, settings.unshared_paths)
+    # The identity goes with the token; the extraFiles key file stays behind, and so does its variable.
+    assert env == {k: v for k, v in IRSA_ENV.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+
+
+def test_a_configured_service_account_gets_neither_the_token_nor_the_variables_pointing_at_it() -> None:
+    settings = _detect({}, IRSA_POD, service_account="kbatch-dask-driver")
+    assert [v["name"] for v in settings.volumes] == ["home"]
+    env = job_environment(IRSA_ENV, {}, settings.unshared_paths)
+    assert env == {"AWS_REGION": "us-west-2", "DATA": "/home/jovyan/data"}
+
+
+def test_without_the_notebook_pod_no_variable_points_at_its_projected_credentials() -> None:
+    settings = _detect({"JUPYTER_IMAGE_SPEC": "img"}, None)
+    assert settings.service_account is None and settings.unshared_paths == ("/var/run/secrets",)
+    env = job_environment(IRSA_ENV, {}, settings.unshared_paths)
+    assert "AWS_ROLE_ARN" not in env and "AWS_WEB_IDENTITY_TOKEN_FILE" not in env
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/etc/gcp/key.json"  # unknown to be missing: kept
+
+
+# z2jh's init container guarding the cloud metadata server, and one of singleuser.initContainers.
+BLOCK_METADATA = {
+    "name": "block-cloud-metadata",
+    "image": "quay.io/jupyterhub/k8s-network-tools:4.2.0",
+    "command": ["iptables", "--append", "OUTPUT", "--protocol", "tcp", "--destination", "169.254.169.254",
+                "--destination-port", "80", "--jump", "DROP"],
+    "securityContext": {"runAsUser": 0, "privileged": False, "capabilities": {"add": ["NET_ADMIN"]}},
+}  # fmt: skip
+PULL_REPO = {"name": "nbgitpuller", "image": "puller", "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}]}
+
+
+def test_only_the_cloud_metadata_guard_of_the_notebooks_init_containers_is_copied() -> None:
+    pod = {**NOTEBOOK_POD, "spec": {**NOTEBOOK_POD["spec"], "initContainers": [BLOCK_METADATA, PULL_REPO]}}
+    assert settings_from_pod(pod)["init_containers"] == (BLOCK_METADATA,)

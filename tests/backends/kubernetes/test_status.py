@@ -89,6 +89,10 @@ CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], Status]] = [
      Status(JobState.OOM, "OOMKilled", 137)),
     ("oom before job condition", job(), [pod("Failed", terminated(137, "OOMKilled"))],
      Status(JobState.OOM, "OOMKilled", 137)),
+    ("oom names the limit", job(("Failed", "BackoffLimitExceeded")),
+     [{**pod("Failed", terminated(137, "OOMKilled")),
+       "spec": {"containers": [{"name": "driver", "resources": {"limits": {"memory": "2Gi"}}}]}}],
+     Status(JobState.OOM, "memory limit of 2Gi exceeded (OOMKilled)", 137)),
     ("deadline", job(("Failed", "DeadlineExceeded")), [pod("Failed", terminated(143))],
      Status(JobState.TIMEOUT, "time limit of 600 s reached", 143)),
     ("deadline, pod gone", job(("Failed", "DeadlineExceeded")), [],
@@ -213,3 +217,17 @@ def test_a_pod_waiting_on_a_volume_attached_elsewhere_says_so() -> None:
     assert job_record(job(), [creating], attach).reason == f"FailedAttachVolume: {message}"
     running = pod("Running", {"running": {"startedAt": T1}})
     assert job_status(job(), [running], {running["metadata"]["name"]: message}) == Status(JobState.RUNNING)
+
+
+def test_a_cluster_the_gateway_capped_shows_what_it_gives() -> None:
+    """The driver annotates the gateway's cap; the queue shows it instead of waiting for ever on 8/20."""
+    from kbatch_dask.render import workers_cell
+
+    annotations = {
+        "kbatch-dask.io/workers": "20",
+        "kbatch-dask.io/cluster": "abc123",
+        "kbatch-dask.io/worker-limit": "8",
+    }
+    record = job_record(job(annotations=annotations), [pod("Running", {"running": {"startedAt": T1}})])
+    assert record.dask is not None and record.dask.worker_limit == 8
+    assert workers_cell(record.replace(dask=record.dask.replace(live_workers=8))) == "8/8 (capped from 20)"

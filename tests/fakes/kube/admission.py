@@ -12,14 +12,18 @@ messages so a failing test reads like a real rejection:
   ``Always`` is refused, as in Kubernetes), volume mounts naming real volumes,
   resource quantities that parse and requests ≤ limits, env entries with a name;
 * ownerReferences carrying apiVersion, kind, name and uid;
-* Jobs: ``spec.template`` immutable after create, non-negative counters.
+* Jobs: ``spec.template`` immutable after create, non-negative counters; a
+  ``podFailurePolicy`` only with restartPolicy ``Never`` and
+  ``podReplacementPolicy: Failed``, its rules' actions and operators known;
+* init containers like containers (names unique across both lists).
 
 Defaults applied (as the real server does, so tests see realistic objects): Secret
 ``stringData`` folded into base64 ``data``; Pod spec defaults (restartPolicy
 ``Always``, ``terminationGracePeriodSeconds: 30``, ``serviceAccountName: default``,
 ...); Job defaults (``backoffLimit: 6`` — Kubernetes' default, not 0 —,
-completions/parallelism 1, selector and the ``controller-uid`` / ``job-name``
-labels on the pod template).
+completions/parallelism 1, ``podReplacementPolicy`` ``TerminatingOrFailed``, or
+``Failed`` with a ``podFailurePolicy``, selector and the ``controller-uid`` /
+``job-name`` labels on the pod template).
 """
 
 from __future__ import annotations
@@ -180,7 +184,7 @@ def _default_pod_spec(spec: JsonObj, *, restart_policy: str) -> None:
     spec.setdefault("securityContext", {})
     spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
     spec.setdefault("enableServiceLinks", True)
-    for container in spec.get("containers") or []:
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
         if not isinstance(container, dict):
             continue
         image = str(container.get("image", ""))
@@ -199,7 +203,7 @@ def _default_job(obj: JsonObj) -> None:
         ("backoffLimit", 6),
         ("completionMode", "NonIndexed"),
         ("suspend", False),
-        ("podReplacementPolicy", "TerminatingOrFailed"),
+        ("podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed"),
     ):
         spec.setdefault(key, value)
     controller_labels = {
@@ -340,6 +344,40 @@ def _validate_job(obj: JsonObj, old: JsonObj | None) -> list[FieldError]:
         errors.append(invalid("spec.activeDeadlineSeconds", deadline, "must be greater than 0"))
     if old is not None and spec.get("template") != (old.get("spec") or {}).get("template"):
         errors.append(invalid("spec.template", "<template>", "field is immutable"))
+    return errors + _pod_failure_policy_errors(spec, template.get("spec") or {})
+
+
+POD_FAILURE_ACTIONS = ["Count", "FailIndex", "FailJob", "Ignore"]
+
+
+def _pod_failure_policy_errors(spec: JsonObj, pod_spec: JsonObj) -> list[FieldError]:
+    policy = spec.get("podFailurePolicy")
+    if policy is None:
+        return []
+    errors = []
+    if pod_spec.get("restartPolicy") != "Never":
+        errors.append(
+            invalid(
+                "spec.template.spec.restartPolicy",
+                pod_spec.get("restartPolicy"),
+                'only "Never" is supported when podFailurePolicy is specified',
+            )
+        )
+    replacement = spec.get("podReplacementPolicy")
+    if replacement != "Failed":
+        errors.append(not_supported("spec.podReplacementPolicy", replacement, ["Failed"]))
+    for i, rule in enumerate(policy.get("rules") or []):
+        path = f"spec.podFailurePolicy.rules[{i}]"
+        if rule.get("action") not in POD_FAILURE_ACTIONS:
+            errors.append(not_supported(f"{path}.action", rule.get("action"), POD_FAILURE_ACTIONS))
+        if ("onExitCodes" in rule) == ("onPodConditions" in rule):
+            errors.append(invalid(path, "", "specifying one of onExitCodes and onPodConditions is required"))
+        for j, cond in enumerate(rule.get("onPodConditions") or []):
+            if not cond.get("type"):
+                errors.append(required(f"{path}.onPodConditions[{j}].type"))
+        codes = rule.get("onExitCodes") or {}
+        if "onExitCodes" in rule and codes.get("operator") not in ("In", "NotIn"):
+            errors.append(not_supported(f"{path}.onExitCodes.operator", codes.get("operator"), ["In", "NotIn"]))
     return errors
 
 
@@ -354,14 +392,15 @@ def validate_pod_spec(spec: JsonObj, path: str, restart_policies: list[str]) -> 
     containers = spec.get("containers")
     if not containers:
         return [*errors, required(f"{path}.containers")]
-    seen: set[str] = set()
-    for i, container in enumerate(containers):
-        cpath = f"{path}.containers[{i}]"
-        errors += _container_errors(container or {}, cpath, volume_names)
-        name = (container or {}).get("name", "")
-        if name in seen:
-            errors.append(duplicate(f"{cpath}.name", name))
-        seen.add(name)
+    seen: set[str] = set()  # a container's name is unique among the init containers too
+    for field_name in ("initContainers", "containers"):
+        for i, container in enumerate(spec.get(field_name) or []):
+            cpath = f"{path}.{field_name}[{i}]"
+            errors += _container_errors(container or {}, cpath, volume_names)
+            name = (container or {}).get("name", "")
+            if name in seen:
+                errors.append(duplicate(f"{cpath}.name", name))
+            seen.add(name)
     return errors
 
 

@@ -12,8 +12,10 @@ Served:
   persistentvolumeclaims (+ ``status``; their access modes decide attachment,
   see ``nodes.py``); ``batch/v1``
   jobs (+ ``status``); namespaces (get/list, synthesised: every namespace exists);
-  ``authorization.k8s.io/v1`` selfsubjectaccessreviews (answered from the RBAC
-  rules below).
+  ``authorization.k8s.io/v1`` selfsubjectaccessreviews and
+  selfsubjectrulesreviews (answered from the RBAC simulation below);
+  ``rbac.authorization.k8s.io/v1`` roles, rolebindings, clusterroles and
+  clusterrolebindings (stored; evaluated in RBAC mode).
 * Verbs: create (409 AlreadyExists, generateName), get (404), list (label and
   field selectors, ``limit``/``continue`` pagination), watch (``watch=true``,
   ``timeoutSeconds``), update (PUT), patch (JSON, merge, strategic-as-merge),
@@ -30,8 +32,15 @@ Served:
   ``allow_anonymous=False``: kubectl (client-go) does not send bearer tokens over
   plain http, and the server is plain http. The request log records the user, so
   a test can check that the project's own calls were authenticated.
-* RBAC simulation: everything is allowed except what tests deny with
-  :meth:`FakeApiServer.deny`; denied calls get Kubernetes' 403 message.
+* RBAC simulation, two modes. By default everything is allowed except what
+  tests deny with :meth:`FakeApiServer.deny`. With ``rbac=True`` nothing is
+  allowed unless a Role or ClusterRole bound to the caller grants it
+  (``rbac.py`` evaluates verbs, apiGroups, resources, resourceNames and ``*``);
+  deny rules still apply on top. The caller is the token's user: a pod's
+  service account (``system:serviceaccount:<ns>:<sa>``) for tokens the fake
+  kubelet gives pods, the user of :meth:`issue_token` for kubeconfigs.
+  Refused calls get Kubernetes' 403 message. In the default mode a
+  selfsubjectrulesreview answers ``incomplete`` (deny rules are not rules).
 * A request log (:meth:`FakeApiServer.requests`) for asserting on API traffic.
 
 Not served: protobuf bodies (415; ``kubectl get/logs/describe/delete`` work,
@@ -64,12 +73,14 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from .rbac import allows, bound_rules
 from .resources import (
     BY_PATH,
     JOB,
     NAMESPACE,
     POD,
     SSAR,
+    SSRR,
     STORED,
     ResourceType,
     api_group,
@@ -169,11 +180,17 @@ class FakeApiServer:
     """
 
     def __init__(
-        self, *, version: tuple[int, int] = (1, 33), user: str = DEFAULT_USER, allow_anonymous: bool = True
+        self,
+        *,
+        version: tuple[int, int] = (1, 33),
+        user: str = DEFAULT_USER,
+        allow_anonymous: bool = True,
+        rbac: bool = False,
     ) -> None:
         self.store = Store()
         self.version = version
         self.allow_anonymous = allow_anonymous
+        self.rbac = rbac  # True: deny by default, evaluate the stored Roles (may be switched any time)
         self.token = secrets.token_hex(16)
         self._tokens: dict[str, Identity] = {self.token: Identity(user)}
         self._deny_rules: list[DenyRule] = []
@@ -301,8 +318,18 @@ class FakeApiServer:
     def allow_all(self) -> None:
         self._deny_rules = []
 
-    def is_allowed(self, identity: Identity, verb: str, group: str, resource: str, namespace: str | None) -> bool:
-        return not any(rule.matches(identity, verb, group, resource, namespace) for rule in self._deny_rules)
+    def is_allowed(
+        self,
+        identity: Identity,
+        verb: str,
+        group: str,
+        resource: str,
+        namespace: str | None,
+        name: str | None = None,
+    ) -> bool:
+        if any(rule.matches(identity, verb, group, resource, namespace) for rule in self._deny_rules):
+            return False
+        return not self.rbac or allows(self.store, identity.name_in(namespace), verb, group, resource, namespace, name)
 
     # -- request log ----------------------------------------------------------
 
@@ -492,7 +519,7 @@ class FakeApiServer:
     def _authorize(self, identity: Identity, verb: str, target: Target) -> None:
         rtype = target.rtype
         resource = rtype.plural + (f"/{target.subresource}" if target.subresource else "")
-        if self.is_allowed(identity, verb, rtype.group, resource, target.namespace):
+        if self.is_allowed(identity, verb, rtype.group, resource, target.namespace, target.name):
             return
         subject = rtype.qualified + (f' "{target.name}"' if target.name else "")
         scope = f' in the namespace "{target.namespace}"' if target.namespace else " at the cluster scope"
@@ -509,6 +536,8 @@ class FakeApiServer:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if target.rtype is SSAR:
             return self._access_review(identity, await _body(request))
+        if target.rtype is SSRR:
+            return self._rules_review(identity, await _body(request))
         self._authorize(identity, verb, target)
         if target.rtype is NAMESPACE:
             return self._namespaces(target)
@@ -610,7 +639,7 @@ class FakeApiServer:
 
         if target.name:
             return _json(namespace(target.name))
-        names = {"default"} | {ns for r in STORED.values() for ns in self._namespaces_of(r)}
+        names = {"default"} | {ns for r in STORED.values() if r.namespaced for ns in self._namespaces_of(r)}
         items = [{k: v for k, v in namespace(n).items() if k not in ("kind", "apiVersion")} for n in sorted(names)]
         meta = {"resourceVersion": self.store.resource_version}
         return _json({"kind": "NamespaceList", "apiVersion": "v1", "metadata": meta, "items": items})
@@ -628,7 +657,8 @@ class FakeApiServer:
         else:
             resource = attrs.get("resource", "") + (f"/{attrs['subresource']}" if attrs.get("subresource") else "")
             namespace = attrs.get("namespace") or None
-            allowed = self.is_allowed(identity, attrs.get("verb", ""), attrs.get("group", ""), resource, namespace)
+            verb, group, name = attrs.get("verb", ""), attrs.get("group", ""), attrs.get("name") or None
+            allowed = self.is_allowed(identity, verb, group, resource, namespace, name)
             reason = "allowed by the fake API server" if allowed else ""
         review = {
             "kind": "SelfSubjectAccessReview",
@@ -636,6 +666,36 @@ class FakeApiServer:
             "metadata": {"creationTimestamp": None},
             "spec": spec,
             "status": {"allowed": allowed, **({"reason": reason} if reason else {})},
+        }
+        return _json(review, 201)
+
+    def _rules_review(self, identity: Identity, body: Any) -> web.Response:
+        """What ``kubectl auth can-i --list`` shows: the caller's rules in a namespace."""
+        if not isinstance(body, dict):
+            raise bad_request("the request body must be a JSON object")
+        spec = body.get("spec") or {}
+        namespace = spec.get("namespace") or ""
+        if not namespace:
+            raise ApiError(400, "BadRequest", "no namespace on request")
+        status: JsonObj
+        if self.rbac:
+            fields = ("verbs", "apiGroups", "resources", "resourceNames")
+            rules = bound_rules(self.store, identity.name_in(namespace), namespace)
+            resource_rules = [{k: rule[k] for k in fields if rule.get(k)} for rule in rules]
+            status = {"resourceRules": resource_rules, "nonResourceRules": [], "incomplete": False}
+        else:
+            status = {
+                "resourceRules": [],
+                "nonResourceRules": [],
+                "incomplete": True,
+                "evaluationError": "the fake API server allows all but denied requests (RBAC mode is off)",
+            }
+        review = {
+            "kind": "SelfSubjectRulesReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": status,
         }
         return _json(review, 201)
 

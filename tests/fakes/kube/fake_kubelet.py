@@ -35,8 +35,19 @@ What it does with a Job:
 6. Deleting a pod (directly or by garbage collection of its Job) terminates it
    like Kubernetes: ``deletionTimestamp`` set, SIGTERM to the main process,
    SIGKILL to the group after the grace period, then the pod object is removed.
-7. ``ttlSecondsAfterFinished``: the finished Job is deleted (Background).
-8. Nodes (``nodes.py``): the kubelet stands for every node of a small cluster
+   :meth:`FakeKubelet.evict` does what the Eviction API does: the pod's
+   ``DisruptionTarget`` condition (reason ``EvictionByEvictionAPI``), then that
+   deletion.
+7. ``podReplacementPolicy`` (defaulted by the server: ``TerminatingOrFailed``,
+   ``Failed`` with a ``podFailurePolicy``): ``TerminatingOrFailed`` counts a
+   terminating pod as failed at once and starts its replacement while it
+   still runs (two pods of one Job overlap); ``Failed`` waits until the pod has
+   stopped. ``podFailurePolicy`` rules (``onPodConditions``, ``onExitCodes``;
+   actions ``Ignore``: not counted in ``failed``, a replacement pod at once;
+   ``FailJob``: the Job fails, reason ``PodFailurePolicy``; ``Count``) are
+   matched against the stopped pod, first match wins.
+8. ``ttlSecondsAfterFinished``: the finished Job is deleted (Background).
+9. Nodes (``nodes.py``): the kubelet stands for every node of a small cluster
    (two by default). A pod is bound to one by its ``nodeName`` or its required
    node affinity, the least loaded first; a ``ReadWriteOnce`` claim attached to
    another node keeps it in ``ContainerCreating`` with a ``FailedAttachVolume``
@@ -65,9 +76,12 @@ materialised; ``workingDir`` outside the mounts becomes the pod root. Paths in
 files or computed at run time are not translated. ``python`` / ``python3`` as
 argv[0] (bare or an absolute path) runs the test interpreter (``sys.executable``).
 
-Limits: one container per pod, no init containers, ``restartPolicy:
-OnFailure`` treated as ``Never``, one pod at a time per Job (parallelism 1),
-no Events but ``FailedAttachVolume``, no resource enforcement (``oom_kill()`` simulates an OOM kill).
+Limits: one container per pod; init containers are accepted but not run (their
+status says they completed), ``restartPolicy: OnFailure`` treated as
+``Never``, parallelism 1 (a second pod only while a terminating one stops,
+as above), no Events but ``FailedAttachVolume``, no resource enforcement
+(``oom_kill()`` simulates an OOM kill on cgroup v2: the whole container dies,
+PID 1 included).
 Jobs that exist before the kubelet starts are not run.
 """
 
@@ -152,6 +166,8 @@ class JobRun:
     uid: str
     template: JsonObj
     backoff_limit: int
+    failure_rules: list[JsonObj]
+    replacement: str  # podReplacementPolicy: "TerminatingOrFailed" or "Failed"
     deadline: int | None
     ttl: int | None
     suspended: bool
@@ -200,6 +216,8 @@ class FakeKubelet:
         self._jobs: dict[tuple[str, str], JobRun] = {}
         self._pods: dict[tuple[str, str], PodRun] = {}
         self._holds: dict[tuple[str | None, str], Hold] = {}
+        self._made: dict[tuple[str, str], list[str]] = {}
+        self._peak: dict[tuple[str, str], int] = {}
         self._events: queue.Queue[tuple[str, ResourceType, JsonObj]] = queue.Queue()
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -256,7 +274,9 @@ class FakeKubelet:
             self._holds.pop((None, job_name), None)
 
     def oom_kill(self, pod_name: str, namespace: str | None = None) -> None:
-        """SIGKILL a running pod's processes and report it as ``OOMKilled``."""
+        """OOM-kill a running pod's container as cgroup v2 does: SIGKILL to its
+        whole process group (PID 1 too, so nothing in it cleans up), reported as
+        ``OOMKilled``, exit code 137."""
         with self._lock:
             run = self._find_pod(pod_name, namespace)
             if run is None or run.process is None:
@@ -276,6 +296,29 @@ class FakeKubelet:
                 if run is not None and run.process is not None:
                     _signal_group(run.process, signal.SIGKILL)
                 self.store.remove(POD, meta["namespace"], meta["name"])
+
+    def evict(self, pod_name: str, namespace: str | None = None, reason: str = "EvictionByEvictionAPI") -> None:
+        """Evict a pod as a drain or cluster-autoscaler does through the Eviction
+        API: condition ``DisruptionTarget`` (``reason``), then a graceful deletion."""
+        with self._lock:
+            run = self._find_pod(pod_name, namespace)
+            if run is None:
+                raise KeyError(f"no pod {pod_name!r}")
+            disruption = _pod_condition("DisruptionTarget", True, reason, "Eviction API: evicting")
+            self.store.mutate_status(
+                POD, run.namespace, run.name, lambda s: s.setdefault("conditions", []).append(disruption)
+            )
+            self.store.delete(POD, run.namespace, run.name)
+
+    def pods_made(self, job_name: str, namespace: str = "default") -> list[str]:
+        """Names of every pod the Job controller made for a Job, gone ones too, oldest first."""
+        with self._lock:
+            return list(self._made.get((namespace, job_name), ()))
+
+    def most_running_at_once(self, job_name: str, namespace: str = "default") -> int:
+        """The most containers of one Job's pods that ever ran at the same time."""
+        with self._lock:
+            return self._peak.get((namespace, job_name), 0)
 
     def map_volume(self, key: str, directory: Path) -> None:
         """Back the PersistentVolumeClaim (or hostPath) ``key`` with ``directory``."""
@@ -370,8 +413,9 @@ class FakeKubelet:
                 self.store.remove(POD, *key)  # not a pod this kubelet runs: nothing to wait for
             elif run.terminate_by is None:
                 self._begin_termination(run, int(meta.get("deletionGracePeriodSeconds") or 0))
+                self._replace_terminating(run)
         elif event == "DELETED" and run is not None:
-            self._pod_removed(run)
+            self._pod_removed(run, obj)
 
     def _handle_job(self, event: str, key: tuple[str, str], obj: JsonObj) -> None:
         if event == "ADDED" and job_outcome(obj) is None:
@@ -382,6 +426,8 @@ class FakeKubelet:
                 uid=obj["metadata"]["uid"],
                 template=spec["template"],
                 backoff_limit=int(spec.get("backoffLimit", 6)),
+                failure_rules=list((spec.get("podFailurePolicy") or {}).get("rules") or []),
+                replacement=str(spec.get("podReplacementPolicy") or "TerminatingOrFailed"),
                 deadline=spec.get("activeDeadlineSeconds"),
                 ttl=spec.get("ttlSecondsAfterFinished"),
                 suspended=bool(spec.get("suspend")),
@@ -460,6 +506,7 @@ class FakeKubelet:
             job.next_pod_at = float("inf")
             self._record_error(f"could not create a pod for job {job.name}: {exc.message}")
             return
+        self._made.setdefault((job.namespace, job.name), []).append(name)
         first = job.started is None
         job.active, job.started = run.name, job.started if job.started is not None else now
 
@@ -491,17 +538,35 @@ class FakeKubelet:
             except ApiError:
                 job.active = None
 
-    def _pod_outcome(self, run: PodRun, succeeded: bool) -> None:
-        """Account a finished pod to its Job."""
+    def _replace_terminating(self, run: PodRun) -> None:
+        """``podReplacementPolicy: TerminatingOrFailed``: a pod being deleted counts
+        as failed now, and its replacement starts while it still terminates."""
+        job = self._jobs.get((run.namespace, run.job or ""))
+        if job is None or job.active != run.name or job.replacement != "TerminatingOrFailed":
+            return
+        if not job.deleting and job.failure_reason is None:
+            self._pod_outcome(run, False)
+
+    def _pod_outcome(self, run: PodRun, succeeded: bool, status: JsonObj | None = None) -> None:
+        """Account a finished pod (its last ``status``, when known) to its Job."""
         job = self._jobs.get((run.namespace, run.job or ""))
         if job is None or job.active != run.name:
             return
         job.active = None
+        rule = None if succeeded or job.failure_reason else _matching_rule(job.failure_rules, status or {})
+        action = (rule or {}).get("action", "Count")
         if job.failure_reason is not None:
             job.failed += 1
         elif succeeded:
             job.succeeded += 1
             self._finish_job(job, "Complete", "CompletionsReached", "Reached expected number of succeeded pods")
+        elif action == "Ignore":  # not a failure: a new pod at once, no backoff
+            job.next_pod_at = time.monotonic()
+            self.store.mutate_status(JOB, job.namespace, job.name, lambda s: s.update(active=0, ready=0))
+        elif action == "FailJob":
+            job.failed += 1
+            message = f"Pod {run.namespace}/{run.name} failed matching the FailJob rule of the podFailurePolicy"
+            self._finish_job(job, "Failed", "PodFailurePolicy", message)
         else:
             job.failed += 1
             if job.failed > job.backoff_limit:
@@ -674,6 +739,12 @@ class FakeKubelet:
             self._report_exit(run, pod, 128, "StartError")
             return
         self.server.attach_log(run.namespace, run.name, log)
+        if run.job is not None:
+            key = (run.namespace, run.job)
+            running = sum(
+                1 for r in self._pods.values() if (r.namespace, r.job) == key and r.process and not r.finished
+            )
+            self._peak[key] = max(self._peak.get(key, 0), running)
         self.store.mutate_status(POD, run.namespace, run.name, lambda s: _replace(s, _running_status(pod, run)))
         job = self._jobs.get((run.namespace, run.job or ""))
         if job is not None and job.active == run.name:
@@ -696,8 +767,9 @@ class FakeKubelet:
         run.finished = True
         self.server.finish_log(run.namespace, run.name)
         status = _terminated_status(pod, run, exit_code, reason)
+        status["conditions"] += _disruption(pod)  # the kubelet keeps what the eviction said
         self.store.mutate_status(POD, run.namespace, run.name, lambda s: _replace(s, status))
-        self._pod_outcome(run, exit_code == 0)
+        self._pod_outcome(run, exit_code == 0, status)
         if run.terminate_by is not None:
             self.store.remove(POD, run.namespace, run.name)  # graceful deletion completes
 
@@ -713,11 +785,12 @@ class FakeKubelet:
 
     def _discard_unstarted(self, run: PodRun) -> None:
         run.finished = True
+        pod = self.store.find(POD, run.namespace, run.name)
         self.store.remove(POD, run.namespace, run.name)
-        self._pod_outcome(run, False)
+        self._pod_outcome(run, False, {"conditions": _disruption(pod or {})})
 
-    def _pod_removed(self, run: PodRun) -> None:
-        """The pod object is gone (forced deletion, or termination completed)."""
+    def _pod_removed(self, run: PodRun, pod: JsonObj) -> None:
+        """The pod object (last seen as ``pod``) is gone (forced deletion, or termination completed)."""
         if run.process is not None and run.process.poll() is None:
             _signal_group(run.process, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -725,7 +798,7 @@ class FakeKubelet:
         if not run.finished:
             run.finished = True
             self.server.finish_log(run.namespace, run.name)
-            self._pod_outcome(run, False)
+            self._pod_outcome(run, False, pod.get("status"))
         self.server.forget_log(run.namespace, run.name)
         self._pods.pop((run.namespace, run.name), None)
 
@@ -761,6 +834,31 @@ def job_outcome(job: JsonObj) -> str | None:
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
             return str(cond["type"])
+    return None
+
+
+def _disruption(pod: JsonObj) -> list[JsonObj]:
+    """The pod's ``DisruptionTarget`` condition, as a list of none or one."""
+    return [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "DisruptionTarget"]
+
+
+def _matching_rule(rules: list[JsonObj], status: JsonObj) -> JsonObj | None:
+    """The first ``podFailurePolicy`` rule a stopped pod's ``status`` matches."""
+    conditions = {(c.get("type"), c.get("status")) for c in status.get("conditions") or []}
+    exit_codes = [
+        int((s.get("state") or {}).get("terminated", {}).get("exitCode", 0))
+        for s in status.get("containerStatuses") or []
+    ]
+    for rule in rules:
+        wanted = rule.get("onPodConditions") or []
+        if any((c.get("type"), c.get("status", "True")) in conditions for c in wanted):
+            return rule
+        codes = rule.get("onExitCodes")
+        if codes is not None:
+            values = set(codes.get("values") or [])
+            inside = [code in values for code in exit_codes if code != 0]
+            if inside and (any(inside) if codes.get("operator") == "In" else not all(inside)):
+                return rule
     return None
 
 
@@ -832,7 +930,7 @@ def _pending_status(pod: JsonObj, run: PodRun, reason: str, message: str, *, sch
         _pod_condition("PodScheduled", True),
     ]
     status["containerStatuses"] = [_container_status(pod, run, {"waiting": waiting}, ready=False)]
-    return status
+    return _with_init_containers(pod, status)
 
 
 def _running_status(pod: JsonObj, run: PodRun) -> JsonObj:
@@ -844,7 +942,7 @@ def _running_status(pod: JsonObj, run: PodRun) -> JsonObj:
     ]
     running = {"running": {"startedAt": run.started_at}}
     status["containerStatuses"] = [_container_status(pod, run, running, ready=True)]
-    return status
+    return _with_init_containers(pod, status)
 
 
 def _terminated_status(pod: JsonObj, run: PodRun, exit_code: int, reason: str) -> JsonObj:
@@ -867,4 +965,17 @@ def _terminated_status(pod: JsonObj, run: PodRun, exit_code: int, reason: str) -
     if run.process is not None:
         terminated["containerID"] = f"fake://{run.process.pid}"
     status["containerStatuses"] = [_container_status(pod, run, {"terminated": terminated}, ready=False)]
+    return _with_init_containers(pod, status)
+
+
+def _with_init_containers(pod: JsonObj, status: JsonObj) -> JsonObj:
+    """The pod's init containers, reported as having completed (the fake does not run them)."""
+    inits = pod["spec"].get("initContainers") or []
+    if inits:
+        done = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+        status["initContainerStatuses"] = [
+            {"name": c.get("name", ""), "image": c.get("image", ""), "imageID": "", "ready": True,
+             "restartCount": 0, "state": done, "lastState": {}}
+            for c in inits
+        ]  # fmt: skip
     return status

@@ -99,13 +99,12 @@ class PathMap:
 
 
 def prepare(ctx: PodContext) -> Launch:
-    """Materialise volumes and resolve env/argv for the pod's (single) container."""
+    """Materialise volumes and resolve env/argv for the pod's (single) container;
+    init containers are not run (the kubelet reports them completed)."""
     spec = ctx.pod["spec"]
     containers = spec.get("containers") or []
-    if len(containers) != 1 or spec.get("initContainers"):
-        raise NotReady(
-            "CreateContainerError", "the fake kubelet runs pods with exactly one container and no init containers"
-        )
+    if len(containers) != 1:
+        raise NotReady("CreateContainerError", "the fake kubelet runs pods with exactly one container")
     container = containers[0]
     if not container.get("command"):
         raise NotReady(

@@ -65,12 +65,31 @@ SSAR = ResourceType(
     namespaced=False,
     verbs=("create",),
 )
+SSRR = ResourceType(
+    "authorization.k8s.io",
+    "v1",
+    "selfsubjectrulesreviews",
+    "SelfSubjectRulesReview",
+    "selfsubjectrulesreview",
+    namespaced=False,
+    verbs=("create",),
+)
+# What RBAC mode evaluates (rbac.py); stored and served like any other kind.
+RBAC_GROUP = "rbac.authorization.k8s.io"
+ROLE = ResourceType(RBAC_GROUP, "v1", "roles", "Role", "role")
+ROLEBINDING = ResourceType(RBAC_GROUP, "v1", "rolebindings", "RoleBinding", "rolebinding")
+CLUSTERROLE = ResourceType(RBAC_GROUP, "v1", "clusterroles", "ClusterRole", "clusterrole", namespaced=False)
+CLUSTERROLEBINDING = ResourceType(
+    RBAC_GROUP, "v1", "clusterrolebindings", "ClusterRoleBinding", "clusterrolebinding", namespaced=False
+)
 
 #: Resources kept in the object store, by plural name.
-STORED: dict[str, ResourceType] = {r.plural: r for r in (POD, JOB, CONFIGMAP, SECRET, EVENT, PVC)}
+STORED: dict[str, ResourceType] = {
+    r.plural: r for r in (POD, JOB, CONFIGMAP, SECRET, EVENT, PVC, ROLE, ROLEBINDING, CLUSTERROLE, CLUSTERROLEBINDING)
+}
 #: Every resource, by (group, version, plural).
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {
-    (r.group, r.version, r.plural): r for r in (*STORED.values(), NAMESPACE, SSAR)
+    (r.group, r.version, r.plural): r for r in (*STORED.values(), NAMESPACE, SSAR, SSRR)
 }
 
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "log": ["get"]}

@@ -22,7 +22,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from .fake_apiserver import FakeApiServer
-from .fake_kubelet import FakeKubelet
+from .fake_kubelet import FakeKubelet, job_outcome
 
 NS = "ns"
 
@@ -584,6 +584,108 @@ def test_version_and_discovery(fake_apiserver: FakeApiServer) -> None:
     api = fake_apiserver.client()
     assert client.VersionApi(api).get_code().minor == "33"  # the client asks for /version/
     groups = client.ApisApi(api).get_api_versions()
-    assert [g.name for g in groups.groups] == ["authorization.k8s.io", "batch"]
+    assert [g.name for g in groups.groups] == ["authorization.k8s.io", "batch", "rbac.authorization.k8s.io"]
     resources = client.BatchV1Api(api).get_api_resources()
     assert {r.name for r in resources.resources} == {"jobs", "jobs/status"}
+
+
+# -- disruptions: eviction, podFailurePolicy, podReplacementPolicy ------------------
+
+IGNORE_DISRUPTIONS = {
+    "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+}
+# Up at once, then slow to stop: SIGTERM is ignored until the grace period's SIGKILL.
+SLOW_TO_STOP = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+)
+
+
+def _running_pod(fake_kubelet: FakeKubelet, fake_apiserver: FakeApiServer, job: str, index: int) -> str:
+    """The name of the Job's ``index``-th pod, once its process has said it is up."""
+    core = client.CoreV1Api(fake_apiserver.client())
+
+    def running(_: Any) -> bool:
+        made = fake_kubelet.pods_made(job, NS)
+        pod = fake_apiserver.get("pods", NS, made[index]) if len(made) > index else None
+        return bool(pod and pod["status"].get("phase") == "Running" and core.read_namespaced_pod_log(made[index], NS))
+
+    fake_apiserver.wait_for("jobs", NS, job, running, timeout=20)
+    return fake_kubelet.pods_made(job, NS)[index]
+
+
+def test_eviction_marks_the_pod_and_the_failure_policy_replaces_it_once_it_stopped(
+    fake_kubelet: FakeKubelet, fake_apiserver: FakeApiServer, batch: client.BatchV1Api
+) -> None:
+    manifest = job_manifest(
+        "evicted", ["python", "-c", SLOW_TO_STOP], podFailurePolicy=IGNORE_DISRUPTIONS,
+        pod={"terminationGracePeriodSeconds": 1},
+    )  # fmt: skip
+    batch.create_namespaced_job(NS, manifest)
+    assert fake_apiserver.get("jobs", NS, "evicted")["spec"]["podReplacementPolicy"] == "Failed"  # type: ignore[index]
+    first = _running_pod(fake_kubelet, fake_apiserver, "evicted", 0)
+    fake_kubelet.evict(first, NS)
+    evicted = fake_apiserver.get("pods", NS, first)
+    assert evicted is not None and evicted["metadata"]["deletionTimestamp"]
+    (condition,) = [c for c in evicted["status"]["conditions"] if c["type"] == "DisruptionTarget"]
+    assert (condition["status"], condition["reason"]) == ("True", "EvictionByEvictionAPI")
+    second = _running_pod(fake_kubelet, fake_apiserver, "evicted", 1)
+    assert fake_apiserver.get("pods", NS, first) is None  # gone before its replacement was made
+    assert fake_kubelet.most_running_at_once("evicted", NS) == 1
+    job = fake_apiserver.get("jobs", NS, "evicted")
+    assert job is not None and not job["status"].get("failed")  # backoffLimit 0, and still running
+    assert job_outcome(job) is None and fake_kubelet.pods_made("evicted", NS) == [first, second]
+
+
+def test_without_a_failure_policy_an_evicted_pod_is_a_failure_and_overlaps_its_replacement(
+    fake_kubelet: FakeKubelet, fake_apiserver: FakeApiServer, batch: client.BatchV1Api
+) -> None:
+    manifest = job_manifest(
+        "overlap", ["python", "-c", SLOW_TO_STOP], backoffLimit=1, pod={"terminationGracePeriodSeconds": 30}
+    )
+    batch.create_namespaced_job(NS, manifest)
+    first = _running_pod(fake_kubelet, fake_apiserver, "overlap", 0)
+    fake_kubelet.evict(first, NS)
+    _running_pod(fake_kubelet, fake_apiserver, "overlap", 1)  # TerminatingOrFailed: at once
+    assert fake_apiserver.get("pods", NS, first) is not None  # the evicted pod still terminates
+    assert fake_kubelet.most_running_at_once("overlap", NS) == 2
+    assert fake_apiserver.get("jobs", NS, "overlap")["status"]["failed"] == 1  # type: ignore[index]
+    client.CoreV1Api(fake_apiserver.client()).delete_namespaced_pod(first, NS, grace_period_seconds=0)
+
+
+def test_fail_job_rule_on_an_exit_code(fake_kubelet: FakeKubelet, batch: client.BatchV1Api) -> None:
+    policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}
+    manifest = job_manifest("fatal", ["python", "-c", "raise SystemExit(42)"], backoffLimit=5, podFailurePolicy=policy)
+    batch.create_namespaced_job(NS, manifest)
+    job = fake_kubelet.wait_for_job("fatal", NS)
+    assert (job["status"]["failed"], job["status"]["conditions"][-1]["reason"]) == (1, "PodFailurePolicy")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"pod": {"restartPolicy": "OnFailure"}}, 'only "Never" is supported when podFailurePolicy is specified'),
+        ({"podReplacementPolicy": "TerminatingOrFailed"}, 'Unsupported value: "TerminatingOrFailed"'),
+    ],
+)
+def test_a_failure_policy_needs_restart_policy_never_and_replacement_failed(
+    fake_apiserver: FakeApiServer, change: dict[str, Any], message: str
+) -> None:
+    manifest = job_manifest("bad", ["true"], podFailurePolicy=IGNORE_DISRUPTIONS, **change)
+    status, body = post_raw(fake_apiserver, f"/apis/batch/v1/namespaces/{NS}/jobs", manifest)
+    assert status == 422 and message in body["message"], body
+
+
+def test_init_containers_are_accepted_and_reported_completed(
+    fake_kubelet: FakeKubelet, fake_apiserver: FakeApiServer, batch: client.BatchV1Api
+) -> None:
+    init = {"name": "block-cloud-metadata", "image": "jupyterhub/k8s-network-tools:4.0.0", "command": ["iptables"]}
+    batch.create_namespaced_job(NS, job_manifest("init", ["true"], pod={"initContainers": [init]}))
+    fake_kubelet.wait_for_job("init", NS)
+    (pod_name,) = fake_kubelet.pods_of("init", NS)
+    pod = fake_apiserver.get("pods", NS, pod_name)
+    assert pod is not None and pod["spec"]["initContainers"][0]["name"] == "block-cloud-metadata"
+    (status,) = pod["status"]["initContainerStatuses"]
+    assert (status["name"], status["state"]["terminated"]["reason"]) == ("block-cloud-metadata", "Completed")
+    clash = job_manifest("clash", ["true"], pod={"initContainers": [{**init, "name": "driver"}]})
+    code, body = post_raw(fake_apiserver, f"/apis/batch/v1/namespaces/{NS}/jobs", clash)
+    assert code == 422 and 'spec.template.spec.containers[0].name: Duplicate value: "driver"' in body["message"]
