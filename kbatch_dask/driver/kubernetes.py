@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from kbatch_dask import settings
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
-from kbatch_dask.backends.kubernetes.client import KubeAPI
+from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
 from kbatch_dask.backends.kubernetes.pod_settings import detect_namespace
 from kbatch_dask.driver import timing
 from kbatch_dask.driver.leftovers import Leftovers
@@ -100,9 +100,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _connect(context: str | None, say: Callable[[str], None]) -> KubeAPI | None:
+def _connect(context: str | None, timeouts: Timeouts, say: Callable[[str], None]) -> KubeAPI | None:
     try:
-        return KubeAPI(context)
+        return KubeAPI(context, timeouts)
     except KubeError as exc:
         say(f"cannot reach the Kubernetes API ({exc}); the job runs on without recording its progress")
         return None
@@ -136,7 +136,12 @@ def main(argv: list[str]) -> int:
         job_id=job["id"],
         script=os.path.join(args.job_dir, job["script"]),
         environment=os.environ,
-        reporter=KubeReporter(_connect(config.kubernetes.context, log.info), namespace, job["job_name"], log.info),
+        reporter=KubeReporter(
+            _connect(config.kubernetes.context, Timeouts.of(config.kubernetes), log.info),
+            namespace,
+            job["job_name"],
+            log.info,
+        ),
         gateway=_configured_gateway,
         output=args.output,
         error=args.error,

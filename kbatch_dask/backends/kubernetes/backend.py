@@ -23,7 +23,7 @@ from kbatch_dask.backends.ids import new_job_id
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
-from kbatch_dask.backends.kubernetes.client import KubeAPI
+from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
 from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_by_job
 from kbatch_dask.backends.outputs import LogStream, log_files, read_files
@@ -75,7 +75,7 @@ class KubernetesBackend:
             if self._api_error is not None:
                 raise self._api_error
             try:
-                self._api = KubeAPI(self.context)
+                self._api = KubeAPI(self.context, Timeouts.of(self.config.kubernetes))
             except KubeError as exc:
                 self._api_error = exc  # no credentials now means none for this backend's life
                 raise

@@ -31,6 +31,11 @@ Served:
 * RBAC simulation: everything is allowed except what tests deny with
   :meth:`FakeApiServer.deny`; denied calls get Kubernetes' 403 message.
 * A request log (:meth:`FakeApiServer.requests`) for asserting on API traffic.
+* A black hole (:meth:`FakeApiServer.black_hole`): connections are accepted and
+  requests read, but never answered, as where a NetworkPolicy lets the
+  handshake through to a proxy that drops the rest, or an overloaded API
+  server; the client's own timeout is all that ends the call. Held requests
+  are logged with ``status`` None and closed when the server stops.
 
 Not served: protobuf bodies (415; ``kubectl get/logs/describe/delete`` work,
 ``kubectl auth can-i`` does not), Table output (``kubectl get`` shows only
@@ -175,6 +180,7 @@ class FakeApiServer:
         self.token = secrets.token_hex(16)
         self._tokens: dict[str, Identity] = {self.token: Identity(user)}
         self._deny_rules: list[DenyRule] = []
+        self._black_hole: tuple[str | None] | None = None  # (caller,) while requests go unanswered
         self._requests: list[RecordedRequest] = []
         self._requests_lock = threading.Lock()
         self._logs: dict[tuple[str, str], PodLog] = {}
@@ -302,6 +308,26 @@ class FakeApiServer:
     def is_allowed(self, identity: Identity, verb: str, group: str, resource: str, namespace: str | None) -> bool:
         return not any(rule.matches(identity, verb, group, resource, namespace) for rule in self._deny_rules)
 
+    # -- black hole -------------------------------------------------------------
+
+    def black_hole(self, enabled: bool = True, *, caller: str | None = None) -> None:
+        """Stop answering (``enabled=False``: answer again, from the next request on).
+
+        ``caller="pod"`` swallows only calls made with a pod's token (the driver),
+        ``caller="client"`` only all others, as for :meth:`deny`."""
+        self._black_hole = (caller,) if enabled else None
+
+    def _swallows(self, request: web.Request) -> bool:
+        hole = self._black_hole
+        if hole is None:
+            return False
+        (caller,) = hole
+        if caller is None:
+            return True
+        _, _, token = request.headers.get("Authorization", "").partition(" ")
+        identity = self._tokens.get(token.strip())
+        return caller == ("pod" if identity is not None and identity.pod else "client")
+
     # -- request log ----------------------------------------------------------
 
     def requests(
@@ -423,6 +449,9 @@ class FakeApiServer:
         record = RecordedRequest(request.method, request.path, dict(request.query))
         with self._requests_lock:
             self._requests.append(record)
+        if self._swallows(request):
+            await request.read()
+            await asyncio.Event().wait()  # never set: cancelled when the server stops
         try:
             response = await self._route(request, record)
         except ApiError as exc:
