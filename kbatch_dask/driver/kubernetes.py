@@ -50,11 +50,15 @@ class KubeReporter:
         if self.api is None:
             return
         try:
-            self.api.patch_job(self.namespace, self.job_name, {"metadata": {"annotations": dict(values)}})
+            self._patch(values)
         except KubeError as exc:
             if not self.warned:
                 self.warned = True
                 self.say(f"cannot record progress on Job {self.job_name} ({exc}); the job runs on regardless")
+
+    def _patch(self, values: Mapping[str, str | None]) -> None:
+        assert self.api is not None
+        self.api.patch_job(self.namespace, self.job_name, {"metadata": {"annotations": dict(values)}})
 
     def started(self) -> None:
         self._annotate({names.ANN_STARTED: now().isoformat(timespec="seconds")})
@@ -67,14 +71,25 @@ class KubeReporter:
         self._annotate({names.ANN_OWNED_CLUSTERS: ",".join(clusters)})
 
     def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None:
-        self._annotate(
-            {
-                names.ANN_STATE: state.value,
-                names.ANN_EXIT_CODE: None if exit_code is None else str(exit_code),
-                names.ANN_REASON: reason,
-                names.ANN_FINISHED: now().isoformat(timespec="seconds"),
-            }
-        )
+        """The job's end on its Job; called once its cluster has stopped, so that an
+        API that does not answer costs the cluster nothing (each call is bounded by
+        ``kbatch.kubernetes.api-*-timeout``)."""
+        if self.api is None:
+            return
+        values = {
+            names.ANN_STATE: state.value,
+            names.ANN_EXIT_CODE: None if exit_code is None else str(exit_code),
+            names.ANN_REASON: reason,
+            names.ANN_FINISHED: now().isoformat(timespec="seconds"),
+        }
+        try:
+            self._patch(values)
+        except KubeError as exc:
+            if exc.status == 404:  # deleted (by a cancel that did not wait, or by hand): nothing to record on
+                self.say(f"Job {self.job_name} is gone; the job's end ({state.value}) is not recorded on it")
+            elif not self.warned:  # said once
+                self.warned = True
+                self.say(f"cannot record the job's end ({state.value}) on Job {self.job_name} ({exc})")
 
     def cancel_requested(self) -> bool:
         """True once the Job is deleted or being deleted (``kbatch cancel``)."""

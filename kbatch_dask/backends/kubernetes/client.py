@@ -210,8 +210,10 @@ class KubeAPI:
             )
         )
 
-    def delete_job(self, namespace: str, name: str) -> None:
-        # Background: the Job goes at once; its pods, ConfigMap and Secret follow.
+    def delete_job(self, namespace: str, name: str, propagation: str = "Background") -> None:
+        """Delete the Job and what it owns. ``Background``: the Job goes at once, its
+        pods, ConfigMap and Secret follow; ``Foreground``: the Job stays, with a
+        ``deletionTimestamp``, until its pods are gone."""
         self._call(
             "delete",
             "jobs.batch",
@@ -219,7 +221,7 @@ class KubeAPI:
             self.batch.delete_namespaced_job,
             name,
             namespace,
-            propagation_policy="Background",
+            propagation_policy=propagation,
         )
 
     def list_jobs(self, namespace: str, selector: str, page_size: int) -> list[dict[str, Any]]:

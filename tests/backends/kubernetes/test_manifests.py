@@ -179,7 +179,8 @@ def test_options_that_change_the_job() -> None:
     )
     job = build(spec, error="/home/jovyan/train.err", suspend=True).job
     assert job["spec"]["suspend"] is True
-    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    # --time is the driver's, per attempt; the Job's deadline a backstop: (time + margin) x attempts.
+    assert job["spec"]["activeDeadlineSeconds"] == (3600 + OPTIONS.start_margin) * 3
     assert job["spec"]["backoffLimit"] == 2
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"] == {
@@ -206,6 +207,14 @@ def test_service_account_is_used_when_configured() -> None:
     pod_spec = job["spec"]["template"]["spec"]
     assert pod_spec["serviceAccountName"] == "kbatch-dask-driver"
     assert pod_spec["automountServiceAccountToken"] is True
+
+
+def test_a_kueue_queue_labels_the_job_created_suspended_for_kueue_to_resume() -> None:
+    options = m.JobOptions(queue_name="team-a")
+    job = m.build_job(make_spec(), "k3x9q", POD, options, submitted=SUBMITTED)
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert job["spec"]["suspend"] is True
+    assert "kueue.x-k8s.io/queue-name" not in job["spec"]["template"]["metadata"]["labels"]
 
 
 def test_admin_template_is_merged_over_the_pod_spec() -> None:
@@ -299,6 +308,10 @@ def _variants() -> dict[str, m.Manifests]:
         "bare pod": build(pod=m.PodSettings(namespace="default", image="img"), output=None),
         "template": build(pod=m.PodSettings(namespace="default", image="img", template=template)),
         "no cluster": build(make_spec(workers=None, args=())),
+        "kueue": m.Manifests(
+            m.build_job(make_spec(), "k3x9q", POD, m.JobOptions(queue_name="team-a"), submitted=SUBMITTED),
+            *build().all()[1:],
+        ),
     }
 
 
