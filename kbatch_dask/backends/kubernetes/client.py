@@ -77,10 +77,12 @@ TIMEOUT_CAUSE = (
 
 def _timeout_kind(exc: BaseException) -> str | None:
     """ "connect" or "read" when ``exc`` (a urllib3 error) is a timeout, else None."""
-    from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 
     reason = getattr(exc, "reason", None)  # MaxRetryError wraps the last attempt's error
     for error in (exc, reason):
+        if isinstance(error, NewConnectionError):  # refused, no route: urllib3 files it under timeouts
+            return None
         if isinstance(error, ConnectTimeoutError):
             return "connect"
         if isinstance(error, ReadTimeoutError):

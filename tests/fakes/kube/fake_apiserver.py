@@ -451,7 +451,11 @@ class FakeApiServer:
             self._requests.append(record)
         if self._swallows(request):
             await request.read()
-            await asyncio.Event().wait()  # never set: cancelled when the server stops
+            while not self._stopping.is_set():  # never answered; the connection closes with the server
+                await asyncio.sleep(0.05)
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=503)  # written nowhere: the connection is closed
         try:
             response = await self._route(request, record)
         except ApiError as exc:
