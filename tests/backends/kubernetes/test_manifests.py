@@ -226,6 +226,8 @@ def test_the_notebooks_service_account_unless_one_is_configured() -> None:
         "kbatch-dask-driver",
         True,
     )
+
+
 def test_a_kueue_queue_labels_the_job_created_suspended_for_kueue_to_resume() -> None:
     options = m.JobOptions(queue_name="team-a")
     job = m.build_job(make_spec(), "k3x9q", POD, options, submitted=SUBMITTED)
