@@ -86,6 +86,10 @@ class Kubernetes:
     termination_grace: int
     page_size: int
     pod_template: dict[str, Any]
+    api_connect_timeout: float
+    api_read_timeout: float
+    start_margin: int
+    queue_name: str | None
     rwo_home: str  # pin, without or refuse (checked where it is used: pod_settings.plan_claims)
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from kbatch_dask import settings
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
-from kbatch_dask.backends.kubernetes.client import KubeAPI
+from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
 from kbatch_dask.backends.kubernetes.pod_settings import detect_namespace
 from kbatch_dask.driver import timing
 from kbatch_dask.driver.leftovers import Leftovers
@@ -58,11 +58,15 @@ class KubeReporter:
         if self.api is None:
             return
         try:
-            self.api.patch_job(self.namespace, self.job_name, {"metadata": {"annotations": dict(values)}})
+            self._patch(values)
         except KubeError as exc:
             if not self.warned:
                 self.warned = True
                 self.say(f"cannot record progress on Job {self.job_name} ({exc}); the job runs on regardless")
+
+    def _patch(self, values: Mapping[str, str | None]) -> None:
+        assert self.api is not None
+        self.api.patch_job(self.namespace, self.job_name, {"metadata": {"annotations": dict(values)}})
 
     def started(self) -> None:
         self._annotate({names.ANN_STARTED: now().isoformat(timespec="seconds")})
@@ -75,14 +79,25 @@ class KubeReporter:
         self._annotate({names.ANN_OWNED_CLUSTERS: ",".join(clusters)})
 
     def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None:
-        self._annotate(
-            {
-                names.ANN_STATE: state.value,
-                names.ANN_EXIT_CODE: None if exit_code is None else str(exit_code),
-                names.ANN_REASON: reason,
-                names.ANN_FINISHED: now().isoformat(timespec="seconds"),
-            }
-        )
+        """The job's end on its Job; called once its cluster has stopped, so that an
+        API that does not answer costs the cluster nothing (each call is bounded by
+        ``kbatch.kubernetes.api-*-timeout``)."""
+        if self.api is None:
+            return
+        values = {
+            names.ANN_STATE: state.value,
+            names.ANN_EXIT_CODE: None if exit_code is None else str(exit_code),
+            names.ANN_REASON: reason,
+            names.ANN_FINISHED: now().isoformat(timespec="seconds"),
+        }
+        try:
+            self._patch(values)
+        except KubeError as exc:
+            if exc.status == 404:  # deleted (by a cancel that did not wait, or by hand): nothing to record on
+                self.say(f"Job {self.job_name} is gone; the job's end ({state.value}) is not recorded on it")
+            elif not self.warned:  # said once
+                self.warned = True
+                self.say(f"cannot record the job's end ({state.value}) on Job {self.job_name} ({exc})")
 
     def cancel_requested(self) -> bool:
         """True once the Job is deleted or being deleted (``kbatch cancel``)."""
@@ -123,9 +138,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _connect(context: str | None, say: Callable[[str], None]) -> KubeAPI | None:
+def _connect(context: str | None, timeouts: Timeouts, say: Callable[[str], None]) -> KubeAPI | None:
     try:
-        return KubeAPI(context)
+        return KubeAPI(context, timeouts)
     except KubeError as exc:
         say(f"cannot reach the Kubernetes API ({exc}); the job runs on without recording its progress")
         return None
@@ -160,7 +175,7 @@ def main(argv: list[str]) -> int:
         script=os.path.join(args.job_dir, job["script"]),
         environment=os.environ,
         reporter=KubeReporter(
-            _connect(config.kubernetes.context, log.info),
+            _connect(config.kubernetes.context, Timeouts.of(config.kubernetes), log.info),
             namespace,
             job["job_name"],
             log.info,

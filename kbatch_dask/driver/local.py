@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import sys
-import time
 
 from kbatch_dask import settings
 from kbatch_dask.backends.local import limits
@@ -85,7 +84,6 @@ def main(argv: list[str]) -> int:
         runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = notebook
     environment = jobdir.load_environment()
     runner_env.update(limits.placement(spec, limits.this_machine(environment)).env)
-    deadline = time.monotonic() + spec.time_limit if spec.time_limit else None
     for attempt in range(1, spec.retries + 2):
         reporter = LocalReporter(jobdir, attempt, spec.retries + 1)
         supervisor = Supervisor(
@@ -102,7 +100,6 @@ def main(argv: list[str]) -> int:
             leftovers=Leftovers(grace=config.driver.kill_grace),
             log=log.info,
             attempt=attempt,
-            deadline=deadline,
             memory_limit=spec.memory,
         )
         exit_code = supervisor.run()

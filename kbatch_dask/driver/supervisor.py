@@ -71,7 +71,6 @@ class Supervisor:
         leftovers: Leftovers | None = None,
         sleep: Callable[[float], None] = time.sleep,
         attempt: int | None = None,
-        deadline: float | None = None,
         memory_limit: int | None = None,
         memory_used: Callable[[int], int] = resident_memory,
     ) -> None:
@@ -100,7 +99,6 @@ class Supervisor:
         self.leftovers = leftovers  # what the user's code leaves running ends with the job
         self.sleep = sleep  # between retries of the gateway
         self.attempt = attempt  # of a job with --retries; None: not known (a Kubernetes Job's next pod)
-        self.deadline = deadline  # the time limit's end on ``clock``, shared by every attempt
         self.memory_limit = memory_limit  # bytes the runner's process tree may use
         self.memory_used = memory_used  # of a runner, by its pid
         self.end: Outcome | None = None  # once run: how this attempt ended
@@ -124,10 +122,12 @@ class Supervisor:
             # Asked while the last attempt wound down, its signal ignored: the request stops this one.
             self._record(StopReason(Stop.SIGNALLED, signal.SIGTERM.name))
         self.reporter.started()
-        # The time limit covers the whole job, cluster start included (as slurm's
-        # and Kubernetes' activeDeadlineSeconds do).
+        # The time limit covers this attempt from the driver's start, its cluster's
+        # start included (as Slurm's covers a job's run); each attempt gets all of
+        # it. A pod's scheduling and image pull are not counted: the Job's
+        # activeDeadlineSeconds, a backstop with margin, covers those.
         limit = self.spec.time_limit
-        deadline = self.deadline if self.deadline is not None else self.clock() + limit if limit else None
+        deadline = self.clock() + limit if limit else None
         out: IO[bytes] | None = None
         err: IO[bytes] | None = None
         returncode: int | None = None

@@ -159,6 +159,51 @@ def time_limit(session: Session, timeout: float = 60) -> None:
     assert (record["state"], record["reason"]) == ("TIMEOUT", "time limit of 3 s reached"), record
 
 
+def time_limit_per_attempt(session: Session, timeout: float = 60) -> dict[str, Any]:
+    """``--time`` is the driver's limit, counted from its start: a pod that is slow
+    to start (scheduling, image pull) still runs its script, and the job ends
+    TIMEOUT by the driver, not by the Job's deadline (``DeadlineExceeded``), which
+    is only a backstop of (time + start margin) x attempts. Returns the Job."""
+    script = session.write("slow.py", "import time\nprint('working', flush=True)\ntime.sleep(600)\n")
+    job_id = session.submit("--time", "0:03", script, "--dask-workers", "0")
+    done = session.wait_done(job_id, timeout)
+    assert done["spec"]["activeDeadlineSeconds"] > 3
+    reasons = [c.get("reason") for c in done["status"].get("conditions") or []]
+    assert "DeadlineExceeded" not in reasons, done["status"]
+    record = session.show(job_id)
+    assert (record["state"], record["reason"]) == ("TIMEOUT", "time limit of 3 s reached"), record
+    assert "working" in session.logs(job_id)
+    return done
+
+
+def cancel_shows_cancelled_until_the_pod_is_gone(session: Session, timeout: float = 120) -> None:
+    """``kbatch cancel`` keeps the Job (deleted in the foreground) while its pod
+    stops: the job is CANCELLED in ``show`` and the queue until the pod is gone,
+    then the Job, ConfigMap and Secret go. The script ignores SIGTERM, so the
+    driver waits its kill grace (10 s here) before it kills the script."""
+    script = session.write(
+        "stubborn.py",
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\ntime.sleep(600)\n",
+    )
+    job_id = session.submit("--env", "DASK_KBATCH__DRIVER__KILL_GRACE=10", script, "--dask-workers", "0")
+    wait_for(lambda: "ready" in session.logs(job_id), timeout=timeout, interval=0.5, what="the script to run")
+    proc = session.run("cancel", "--backend", "kubernetes", job_id)
+    assert proc.returncode == 0, proc.stderr
+    record = session.show(job_id)  # the pod still stops the script
+    assert (record["state"], record["reason"]) == ("CANCELLED", "cancelled by user"), record
+    (queued,) = [r for r in session.queue() if r["id"] == job_id]
+    assert queued["state"] == "CANCELLED"
+    name = session.job_name(job_id)
+    (job,) = [j for j in session.objects("jobs") if j["metadata"]["name"] == name]
+    assert job["metadata"].get("deletionTimestamp") and "foregroundDeletion" in job["metadata"]["finalizers"]
+
+    def gone() -> bool:
+        return not any(o["metadata"]["name"].startswith(name) for k in ("jobs", "pods") for o in session.objects(k))
+
+    wait_for(gone, timeout=timeout, interval=0.5, what="the Job and its pod to go")
+
+
 def exit_code(session: Session, timeout: float = 60) -> None:
     script = session.write("fail.py", "import sys\nprint('bad', flush=True)\nsys.exit(3)\n")
     job_id = session.submit(script, "--dask-workers", "0")
@@ -209,7 +254,7 @@ def dry_run(session: Session) -> list[dict[str, Any]]:
     assert proc.returncode == 0, proc.stderr
     objects = list(yaml.safe_load_all(proc.stdout))
     assert [o["kind"] for o in objects] == ["Job", "ConfigMap", "Secret"]
-    assert objects[0]["spec"]["activeDeadlineSeconds"] == 3600
+    assert objects[0]["spec"]["activeDeadlineSeconds"] == 3600 + 600  # --time + kbatch.kubernetes.start-margin
     assert set(objects[2]["data"].values()) == {"<redacted>"}
     assert not any(value in proc.stdout for value in session.secret_values)
     for version in K8S_VERSIONS:

@@ -152,6 +152,15 @@ def test_time_limit(real: RealSession) -> None:
     scenarios.time_limit(real, timeout=TIMEOUT)
 
 
+def test_time_limit_per_attempt(real: RealSession) -> None:
+    """A real pod's scheduling and image pull do not eat --time: TIMEOUT by the driver."""
+    scenarios.time_limit_per_attempt(real, timeout=TIMEOUT)
+
+
+def test_cancel_shows_cancelled_until_the_pod_is_gone(real: RealSession) -> None:
+    scenarios.cancel_shows_cancelled_until_the_pod_is_gone(real, timeout=TIMEOUT)
+
+
 def test_exit_code(real: RealSession) -> None:
     scenarios.exit_code(real, timeout=TIMEOUT)
 

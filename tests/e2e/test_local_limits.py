@@ -167,3 +167,19 @@ def test_memory_over_the_limit_ends_the_job_oom_with_the_reason(home: Path, tmp_
     text = out.read_text()
     assert "survived" not in text
     assert text.splitlines()[-1] == f"kbatch: job {job_id} OOM: {reason}"
+
+
+def test_each_attempt_gets_the_whole_time_limit(home: Path, tmp_path: Path) -> None:
+    """--time is per attempt (as Slurm's, and as a Kubernetes pod's driver counts it):
+    a second attempt that needs 4 s of an 8 s limit succeeds after a first that used 5 s."""
+    script = write_script(
+        tmp_path / "second_try.py",
+        "import pathlib, sys, time\n"
+        f"first = not pathlib.Path({str(tmp_path / 'tried')!r}).exists()\n"
+        f"pathlib.Path({str(tmp_path / 'tried')!r}).touch()\n"
+        "time.sleep(5 if first else 4)\n"
+        "sys.exit(1 if first else 0)\n",
+    )
+    job_id, _ = submit("--retries", "1", "--time", "0:08", str(script), "--dask-workers", "0")
+    job = ended(job_id)
+    assert (job["state"], job["exit_code"], job["attempt"]) == ("SUCCEEDED", 0, 2), job

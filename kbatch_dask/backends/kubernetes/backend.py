@@ -24,7 +24,7 @@ from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
 from kbatch_dask.backends.kubernetes.claims import ClaimPlan, read_attach_errors
-from kbatch_dask.backends.kubernetes.client import KubeAPI
+from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
 from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_by_job
 from kbatch_dask.backends.outputs import LogStream, log_files, read_files
@@ -54,6 +54,8 @@ def job_options(config: Settings) -> m.JobOptions:
         cpus=kube.cpus or None,
         memory=parse_size(kube.memory, "kubernetes.memory") if kube.memory else None,
         service_account=kube.service_account or None,
+        start_margin=kube.start_margin,
+        queue_name=kube.queue_name or None,
     )
 
 
@@ -77,7 +79,7 @@ class KubernetesBackend:
             if self._api_error is not None:
                 raise self._api_error
             try:
-                self._api = KubeAPI(self.context)
+                self._api = KubeAPI(self.context, Timeouts.of(self.config.kubernetes))
             except KubeError as exc:
                 self._api_error = exc  # no credentials now means none for this backend's life
                 raise
@@ -220,9 +222,14 @@ class KubernetesBackend:
         objects = self.manifests(spec, environment, new_job_id()).all()
         secret = objects[2]
         objects[2] = {**secret, "data": dict.fromkeys(secret["data"], REDACTED)}
+        resumed = (
+            "by Kueue when its queue has quota"
+            if self.config.kubernetes.queue_name
+            else "once the ConfigMap and Secret exist"
+        )
         header = (
             "# kbatch --dry-run: the objects a submission creates. The Job is created suspended and resumed\n"
-            "# once the ConfigMap and Secret exist (owned by the Job); Secret values are redacted here.\n"
+            f"# {resumed} (those are owned by the Job); Secret values are redacted here.\n"
         )
         return header + str(yaml.dump_all(objects, Dumper=_manifest_dumper(), sort_keys=False)).rstrip("\n")
 
@@ -233,6 +240,9 @@ class KubernetesBackend:
         # step fails, everything created so far is deleted again; if the
         # submitter itself dies half-way, what remains is a suspended Job that
         # `kbatch queue` shows (PENDING, Suspended) and `kbatch cancel` removes.
+        # Where Kueue manages the namespace (kbatch.kubernetes.queue-name), Kueue
+        # owns `suspend`: it resumes the Job when the queue has quota, and a pod
+        # started before its ConfigMap and Secret exist waits for them.
         pod = self._pod_settings(spec)
         for _ in range(ID_ATTEMPTS):
             objects = self.manifests(spec, environment, new_job_id(), pod)  # BadInput before anything exists
@@ -254,7 +264,8 @@ class KubernetesBackend:
             undo.append(lambda: api.delete_config_map(namespace, name))
             api.create_secret(namespace, m.owned_by(objects.secret, job))
             undo.append(lambda: api.delete_secret(namespace, name))
-            job = api.patch_job(namespace, name, {"spec": {"suspend": False}})
+            if not self.config.kubernetes.queue_name:
+                job = api.patch_job(namespace, name, {"spec": {"suspend": False}})
         except BaseException:
             for step in reversed(undo):
                 with contextlib.suppress(KubeError):
@@ -373,7 +384,9 @@ class KubernetesBackend:
         if record.state.is_terminal():
             return record
         try:
-            self.api.delete_job(self.namespace, m.job_name(self.user, job_id))
+            # Foreground: the Job stays (CANCELLED in the queue) while its pod stops the
+            # script and the cluster, and the driver records the end on it.
+            self.api.delete_job(self.namespace, m.job_name(self.user, job_id), "Foreground")
         except KubeError as exc:
             if exc.status != 404:
                 raise

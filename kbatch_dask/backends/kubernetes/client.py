@@ -7,6 +7,11 @@ Errors are mapped to :class:`~kbatch_dask.errors.KubeError` in one place
 (:meth:`KubeAPI._raw`); a 403 names the verb and resource that was refused and
 points to ``kbatch doctor``, which lists the permissions jobs need.
 
+Every call but a followed log has a connect and a read timeout
+(:class:`Timeouts`, from ``kbatch.kubernetes.api-*-timeout``): where a
+NetworkPolicy drops a notebook's packets to the API server, a call fails with
+one line saying so instead of hanging for minutes.
+
 Only the Kubernetes backend, its driver and ``kbatch doctor`` import
 ``kubernetes`` (the local backend and ``kbatch --help`` never load it).
 """
@@ -16,10 +21,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kbatch_dask.backends.kubernetes.rest import BatchV1, CoreV1
 from kbatch_dask.errors import KubeError
+from kbatch_dask.settings import Kubernetes
 
 
 def _reason(exc: Any) -> str:
@@ -44,11 +51,51 @@ def import_kubernetes() -> None:
         del sys.modules["kubernetes_validate"]
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait for a connection to the API server, and for each answer."""
+
+    connect: float
+    read: float
+
+    @classmethod
+    def of(cls, kube: Kubernetes) -> Timeouts:
+        """The ``kbatch.kubernetes.api-*-timeout`` settings."""
+        return cls(kube.api_connect_timeout, kube.api_read_timeout)
+
+    @property
+    def pair(self) -> tuple[float, float]:
+        return (self.connect, self.read)
+
+
+# Where a pod's egress is blocked: z2jh >= 2's singleuser.networkPolicy denies private IPs.
+TIMEOUT_CAUSE = (
+    "a NetworkPolicy probably blocks this pod's egress to it (z2jh >= 2 blocks user pods from private IPs "
+    "by default: singleuser.networkPolicy.egressAllowRules.privateIPs; see docs/kubernetes.md)"
+)
+
+
+def _timeout_kind(exc: BaseException) -> str | None:
+    """ "connect" or "read" when ``exc`` (a urllib3 error) is a timeout, else None."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+
+    reason = getattr(exc, "reason", None)  # MaxRetryError wraps the last attempt's error
+    for error in (exc, reason):
+        if isinstance(error, NewConnectionError):  # refused, no route: urllib3 files it under timeouts
+            return None
+        if isinstance(error, ConnectTimeoutError):
+            return "connect"
+        if isinstance(error, ReadTimeoutError):
+            return "read"
+    return None
+
+
 class KubeAPI:
     """A client for one cluster: in-cluster credentials when inside a pod,
-    else the kubeconfig (``$KUBECONFIG``, ``context`` or its current one)."""
+    else the kubeconfig (``$KUBECONFIG``, ``context`` or its current one);
+    ``timeouts`` bound every call but a followed log (None: no bound)."""
 
-    def __init__(self, context: str | None = None) -> None:
+    def __init__(self, context: str | None = None, timeouts: Timeouts | None = None) -> None:
         import_kubernetes()
         from kubernetes import client
         from kubernetes import config as kube_config
@@ -77,6 +124,12 @@ class KubeAPI:
                     f"no Kubernetes credentials: not inside a pod, and no usable kubeconfig ({exc})"
                 ) from None
         self.host = configuration.host
+        self.timeouts = timeouts
+        if timeouts is not None:
+            from urllib3.util.retry import Retry
+
+            # urllib3 would retry a timed-out connect or GET 3 times: four timeouts in a row.
+            configuration.retries = Retry(total=3, connect=0, read=0)
         self.client = client.ApiClient(configuration)
         # Not CoreV1Api/BatchV1Api: they import every client model (see rest.py).
         self.core = CoreV1(self.client)
@@ -92,6 +145,8 @@ class KubeAPI:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
+        if self.timeouts is not None:
+            kw.setdefault("_request_timeout", self.timeouts.pair)
         try:
             return call(*args, _preload_content=False, **kw)
         except ApiException as exc:
@@ -108,15 +163,30 @@ class KubeAPI:
             http = f" (HTTP {status})" if status is not None else ""
             raise KubeError(f"cannot {verb} {where}: {_reason(exc)}{http}", status) from None
         except HTTPError as exc:
-            raise KubeError(f"the Kubernetes API at {self.host} is unreachable: {exc}") from None
+            raise KubeError(self._unreachable(exc)) from None
         except ValueError as exc:  # clients ≥ 37 check request bodies before sending them (pydantic)
             raise KubeError(f"cannot {verb} {resource}: the request is invalid: {exc}") from None
 
+    def _unreachable(self, exc: BaseException) -> str:
+        """The one line for an API server that could not be reached."""
+        kind = _timeout_kind(exc)
+        if kind is None or self.timeouts is None:
+            return f"the Kubernetes API at {self.host} is unreachable: {exc}"
+        if kind == "connect":
+            waited = f"could not connect within {self.timeouts.connect:g} s (kbatch.kubernetes.api-connect-timeout)"
+        else:
+            waited = f"did not answer within {self.timeouts.read:g} s (kbatch.kubernetes.api-read-timeout)"
+        return f"the Kubernetes API at {self.host} {waited}: {TIMEOUT_CAUSE}"
+
     def _call(self, verb: str, resource: str, namespace: str, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """``call(*args, **kw)`` without client models: the answer's JSON."""
+        from urllib3.exceptions import HTTPError
+
         response = self._raw(verb, resource, namespace, call, *args, **kw)
         try:
             data = response.data
+        except HTTPError as exc:  # the answer stopped half-way (a read timeout)
+            raise KubeError(self._unreachable(exc)) from None
         finally:
             response.release_conn()
         return json.loads(data) if data else None
@@ -142,8 +212,10 @@ class KubeAPI:
             )
         )
 
-    def delete_job(self, namespace: str, name: str) -> None:
-        # Background: the Job goes at once; its pods, ConfigMap and Secret follow.
+    def delete_job(self, namespace: str, name: str, propagation: str = "Background") -> None:
+        """Delete the Job and what it owns. ``Background``: the Job goes at once, its
+        pods, ConfigMap and Secret follow; ``Foreground``: the Job stays, with a
+        ``deletionTimestamp``, until its pods are gone."""
         self._call(
             "delete",
             "jobs.batch",
@@ -151,7 +223,7 @@ class KubeAPI:
             self.batch.delete_namespaced_job,
             name,
             namespace,
-            propagation_policy="Background",
+            propagation_policy=propagation,
         )
 
     def list_jobs(self, namespace: str, selector: str, page_size: int) -> list[dict[str, Any]]:
@@ -230,8 +302,11 @@ class KubeAPI:
             "spec": {"resourceAttributes": attributes},
         }
         authorization = client.AuthorizationV1Api(self.client)
+        timeout = self.timeouts.pair if self.timeouts is not None else None
         try:
-            response: Any = authorization.create_self_subject_access_review(body, _preload_content=False)
+            response: Any = authorization.create_self_subject_access_review(
+                body, _preload_content=False, _request_timeout=timeout
+            )
             try:
                 review = json.loads(response.data)
             finally:
@@ -269,6 +344,8 @@ class KubeAPI:
     ) -> Iterator[bytes]:
         """The pod's log in chunks as they come (from its last ``tail`` lines); with
         ``follow`` until the container ends."""
+        # A followed log may be quiet for hours: only the connection is bounded then.
+        timeout = None if self.timeouts is None else (self.timeouts.connect, None if follow else self.timeouts.read)
         response = self._raw(
             "get",
             "pods/log",
@@ -278,10 +355,15 @@ class KubeAPI:
             namespace,
             container=container,
             follow=follow,
+            _request_timeout=timeout,
             **({"tail_lines": tail} if tail is not None else {}),
         )
+        from urllib3.exceptions import HTTPError
+
         try:
             # A followed log comes chunked: stream() yields each chunk as it arrives.
             yield from response.stream(65536)
+        except HTTPError as exc:
+            raise KubeError(self._unreachable(exc)) from None
         finally:
             response.release_conn()

@@ -45,6 +45,7 @@ POD_FAILURE_POLICY = {
 # Zero to JupyterHub's hub admits only pods with this label (its NetworkPolicy): the
 # driver deletes the job's hub token through the hub's API.
 POD_LABELS = {"hub.jupyter.org/network-access-hub": "true"}
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The API server refuses ConfigMaps and Secrets whose data exceed 1 MiB.
 MAX_OBJECT_DATA = 1024 * 1024
 _CONFIG_KEY_UNSAFE = re.compile(r"[^-._a-zA-Z0-9]")
@@ -87,6 +88,8 @@ class JobOptions:
     cpus: float | None = None
     memory: int | None = None
     service_account: str | None = None
+    start_margin: int = 600  # seconds per attempt the Job's deadline allows on top of --time
+    queue_name: str | None = None  # Kueue's LocalQueue, which then owns the Job's suspend
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,8 @@ def build_job(
     the submitting session sees too (None: not written to a file)."""
     name = job_name(spec.user, job_id)
     labels = job_labels(spec.user, job_id)
+    # Kueue admits the Job (resumes it) when its LocalQueue has quota; the pod needs no label.
+    queue = {KUEUE_QUEUE_LABEL: options.queue_name} if options.queue_name else {}
     container = xdict(
         name=CONTAINER,
         image=pod.image,
@@ -330,13 +335,13 @@ def build_job(
         "metadata": {
             "name": name,
             "namespace": pod.namespace,
-            "labels": labels,
+            "labels": {**labels, **queue},
             "annotations": _annotations(spec, job_id, pod, submitted, output, error, result),
         },
         "spec": xdict(
-            suspend=True if suspend else None,
+            suspend=True if suspend or queue else None,
             backoffLimit=spec.retries,
-            activeDeadlineSeconds=spec.time_limit,
+            activeDeadlineSeconds=active_deadline(spec.time_limit, spec.retries, options.start_margin),
             ttlSecondsAfterFinished=options.ttl_seconds,
             podFailurePolicy=copy.deepcopy(POD_FAILURE_POLICY),
             podReplacementPolicy="Failed",
@@ -349,6 +354,21 @@ def build_job(
             },
         ),
     }
+
+
+def active_deadline(time_limit: int | None, retries: int, start_margin: int) -> int | None:
+    """The Job's ``activeDeadlineSeconds``: a backstop behind the driver's own limit.
+
+    ``--time`` is the driver's limit per attempt, counted from its start; the
+    Job's deadline counts from the Job's start, scheduling, image pulls and the
+    waits between retries included, and covers every attempt. So each attempt
+    gets ``start_margin`` more, and the deadline only fires on a driver that
+    could not start or stop in time.
+
+    >>> active_deadline(3600, 0, 600), active_deadline(60, 2, 30), active_deadline(None, 2, 30)
+    (4200, 270, None)
+    """
+    return (time_limit + start_margin) * (retries + 1) if time_limit else None
 
 
 def merge_pod_template(pod_spec: Mapping[str, Any], template: Mapping[str, Any]) -> dict[str, Any]:

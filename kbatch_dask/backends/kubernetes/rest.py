@@ -7,7 +7,8 @@ two classes offer the same methods by the same names, built on the same
 ``ApiClient`` (kubeconfig, credentials, TLS and errors stay the client's):
 each returns the undecoded urllib3 response and raises ``ApiException`` on
 an error status, as the generated methods do with ``_preload_content=False``.
-Only the arguments :mod:`.client` passes are accepted.
+Only the arguments :mod:`.client` passes are accepted, and the client's
+``_request_timeout`` (seconds, or a (connect, read) pair).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class _Group:
         body: Any = None,
         content_type: str = JSON,
         _preload_content: bool = False,
+        _request_timeout: float | tuple[float | None, float | None] | None = None,
     ) -> Any:
         from kubernetes.client.exceptions import ApiException
 
@@ -47,7 +49,7 @@ class _Group:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self.api_client.call_api(*request)
+        response = self.api_client.call_api(*request, _request_timeout=_request_timeout)
         if not 200 <= response.status <= 299:
             response.read()
             raise ApiException.from_response(http_resp=response, body=None, data=None)

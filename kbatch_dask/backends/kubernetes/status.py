@@ -15,6 +15,7 @@ Job ``Failed``, no pod left, the driver recorded success   SUCCEEDED (the pod we
 Job ``Failed``, no pod left and nothing recorded           LOST (driver pod vanished)
 Job condition ``Complete``                                 SUCCEEDED
 Job being deleted                                          CANCELLED
+Job ``Suspended``, labelled for a Kueue LocalQueue         PENDING (waiting for quota)
 Job ``Suspended``                                          PENDING (Suspended)
 pod not scheduled / container waiting                      PENDING (Unschedulable, ImagePullBackOff, …)
 pod waiting on a volume attached to another node           PENDING (FailedAttachVolume: Multi-Attach error …)
@@ -177,8 +178,10 @@ def job_status(
     failed = _condition(job, "Failed", "FailureTarget")
     if failed:
         if failed.get("reason") == "DeadlineExceeded":
+            # The Job's deadline is a backstop behind the driver's own limit (see manifests.active_deadline).
             limit = _annotations(job).get(names.ANN_TIME_LIMIT)
-            reason = f"time limit of {limit} s reached" if limit else "time limit reached"
+            per_attempt = f"the time limit of {limit} s per attempt" if limit else "the time limit"
+            reason = f"the Job's deadline passed ({per_attempt} plus kbatch.kubernetes.start-margin)"
             return Status(JobState.TIMEOUT, reason, _int((_driver_state(pod).get("terminated") or {}).get("exitCode")))
         return _failure(job, pod, failed.get("reason"))
     if _condition(job, "Complete", "SuccessCriteriaMet"):
@@ -186,7 +189,8 @@ def job_status(
     if (job.get("metadata") or {}).get("deletionTimestamp"):
         return Status(JobState.CANCELLED, "cancelled by user")
     if _condition(job, "Suspended"):
-        return Status(JobState.PENDING, "Suspended")
+        queued = ((job.get("metadata") or {}).get("labels") or {}).get(m.KUEUE_QUEUE_LABEL)
+        return Status(JobState.PENDING, "waiting for quota" if queued else "Suspended")
     if pod is None:
         retrying = _int((job.get("status") or {}).get("failed"))
         return Status(JobState.PENDING, f"retrying after the {VANISHED}" if retrying else None)

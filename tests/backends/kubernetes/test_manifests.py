@@ -186,7 +186,8 @@ def test_options_that_change_the_job() -> None:
     )
     job = build(spec, error="/home/jovyan/train.err", suspend=True).job
     assert job["spec"]["suspend"] is True
-    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    # --time is the driver's, per attempt; the Job's deadline a backstop: (time + margin) x attempts.
+    assert job["spec"]["activeDeadlineSeconds"] == (3600 + OPTIONS.start_margin) * 3
     assert job["spec"]["backoffLimit"] == 2
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"] == {
@@ -225,6 +226,14 @@ def test_the_notebooks_service_account_unless_one_is_configured() -> None:
         "kbatch-dask-driver",
         True,
     )
+
+
+def test_a_kueue_queue_labels_the_job_created_suspended_for_kueue_to_resume() -> None:
+    options = m.JobOptions(queue_name="team-a")
+    job = m.build_job(make_spec(), "k3x9q", POD, options, submitted=SUBMITTED)
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert job["spec"]["suspend"] is True
+    assert "kueue.x-k8s.io/queue-name" not in job["spec"]["template"]["metadata"]["labels"]
 
 
 def test_admin_template_is_merged_over_the_pod_spec() -> None:
@@ -319,6 +328,10 @@ def _variants() -> dict[str, m.Manifests]:
         "template": build(pod=m.PodSettings(namespace="default", image="img", template=template)),
         "no cluster": build(make_spec(workers=None, args=())),
         "cloud identity": build(pod=IDENTITY_POD),
+        "kueue": m.Manifests(
+            m.build_job(make_spec(), "k3x9q", POD, m.JobOptions(queue_name="team-a"), submitted=SUBMITTED),
+            *build().all()[1:],
+        ),
     }
 
 

@@ -47,6 +47,11 @@ def job(*conditions: tuple[str, str], annotations: dict[str, str] | None = None,
     return obj
 
 
+def labelled(obj: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    return {**obj, "metadata": {**meta, "labels": {**meta["labels"], **labels}}}
+
+
 def pod(phase: str, state: dict[str, Any] | None = None, created: str = T0, **status: Any) -> dict[str, Any]:
     container = {"name": "driver", "state": state or {}}
     return {
@@ -69,11 +74,17 @@ DRIVER_CANCELLED = {
     "kbatch-dask.io/reason": "cancelled by user",
     "kbatch-dask.io/exit-code": "143",
 }
+DEADLINE = "the Job's deadline passed (the time limit of 600 s per attempt plus kbatch.kubernetes.start-margin)"
+QUEUED = {"kueue.x-k8s.io/queue-name": "team-a"}
 UNSCHEDULABLE = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
 
 CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], Status]] = [
     ("no pod yet", job(), [], Status(JobState.PENDING)),
     ("suspended", job(("Suspended", "JobSuspended")), [], Status(JobState.PENDING, "Suspended")),
+    ("queued in kueue", labelled(job(("Suspended", "JobSuspended")), QUEUED), [],
+     Status(JobState.PENDING, "waiting for quota")),
+    ("admitted by kueue", labelled(job(), QUEUED), [pod("Running", {"running": {"startedAt": T1}})],
+     Status(JobState.RUNNING)),
     ("unschedulable", job(), [pod("Pending", **UNSCHEDULABLE)], Status(JobState.PENDING, "Unschedulable")),
     ("image pull", job(), [pod("Pending", waiting("ImagePullBackOff"))], Status(JobState.PENDING, "ImagePullBackOff")),
     ("creating", job(), [pod("Pending", waiting("ContainerCreating"))], Status(JobState.PENDING, "ContainerCreating")),
@@ -94,11 +105,11 @@ CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], Status]] = [
        "spec": {"containers": [{"name": "driver", "resources": {"limits": {"memory": "2Gi"}}}]}}],
      Status(JobState.OOM, "memory limit of 2Gi exceeded (OOMKilled)", 137)),
     ("deadline", job(("Failed", "DeadlineExceeded")), [pod("Failed", terminated(143))],
-     Status(JobState.TIMEOUT, "time limit of 600 s reached", 143)),
+     Status(JobState.TIMEOUT, DEADLINE, 143)),
     ("deadline, pod gone", job(("Failed", "DeadlineExceeded")), [],
-     Status(JobState.TIMEOUT, "time limit of 600 s reached")),
+     Status(JobState.TIMEOUT, DEADLINE)),
     ("failure target", job(("FailureTarget", "DeadlineExceeded")), [pod("Running")],
-     Status(JobState.TIMEOUT, "time limit of 600 s reached")),
+     Status(JobState.TIMEOUT, DEADLINE)),
     ("driver recorded its end", job(("Failed", "BackoffLimitExceeded"), annotations=DRIVER_CANCELLED),
      [pod("Failed", terminated(143))], Status(JobState.CANCELLED, "cancelled by user", 143)),
     ("evicted", job(("Failed", "BackoffLimitExceeded")), [pod("Failed", reason="Evicted", message="low on memory")],

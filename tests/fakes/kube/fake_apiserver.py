@@ -42,6 +42,11 @@ Served:
   Refused calls get Kubernetes' 403 message. In the default mode a
   selfsubjectrulesreview answers ``incomplete`` (deny rules are not rules).
 * A request log (:meth:`FakeApiServer.requests`) for asserting on API traffic.
+* A black hole (:meth:`FakeApiServer.black_hole`): connections are accepted and
+  requests read, but never answered, as where a NetworkPolicy lets the
+  handshake through to a proxy that drops the rest, or an overloaded API
+  server; the client's own timeout is all that ends the call. Held requests
+  are logged with ``status`` None and closed when the server stops.
 
 Not served: protobuf bodies (415; ``kubectl get/logs/describe/delete`` work,
 ``kubectl auth can-i`` does not), Table output (``kubectl get`` shows only
@@ -194,6 +199,7 @@ class FakeApiServer:
         self.token = secrets.token_hex(16)
         self._tokens: dict[str, Identity] = {self.token: Identity(user)}
         self._deny_rules: list[DenyRule] = []
+        self._black_hole: tuple[str | None] | None = None  # (caller,) while requests go unanswered
         self._requests: list[RecordedRequest] = []
         self._requests_lock = threading.Lock()
         self._logs: dict[tuple[str, str], PodLog] = {}
@@ -331,6 +337,26 @@ class FakeApiServer:
             return False
         return not self.rbac or allows(self.store, identity.name_in(namespace), verb, group, resource, namespace, name)
 
+    # -- black hole -------------------------------------------------------------
+
+    def black_hole(self, enabled: bool = True, *, caller: str | None = None) -> None:
+        """Stop answering (``enabled=False``: answer again, from the next request on).
+
+        ``caller="pod"`` swallows only calls made with a pod's token (the driver),
+        ``caller="client"`` only all others, as for :meth:`deny`."""
+        self._black_hole = (caller,) if enabled else None
+
+    def _swallows(self, request: web.Request) -> bool:
+        hole = self._black_hole
+        if hole is None:
+            return False
+        (caller,) = hole
+        if caller is None:
+            return True
+        _, _, token = request.headers.get("Authorization", "").partition(" ")
+        identity = self._tokens.get(token.strip())
+        return caller == ("pod" if identity is not None and identity.pod else "client")
+
     # -- request log ----------------------------------------------------------
 
     def requests(
@@ -452,6 +478,13 @@ class FakeApiServer:
         record = RecordedRequest(request.method, request.path, dict(request.query))
         with self._requests_lock:
             self._requests.append(record)
+        if self._swallows(request):
+            await request.read()
+            while not self._stopping.is_set():  # never answered; the connection closes with the server
+                await asyncio.sleep(0.05)
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=503)  # written nowhere: the connection is closed
         try:
             response = await self._route(request, record)
         except ApiError as exc:

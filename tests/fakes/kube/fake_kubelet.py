@@ -47,15 +47,22 @@ What it does with a Job:
    ``FailJob``: the Job fails, reason ``PodFailurePolicy``; ``Count``) are
    matched against the stopped pod, first match wins.
 8. ``ttlSecondsAfterFinished``: the finished Job is deleted (Background).
-9. Nodes (``nodes.py``): the kubelet stands for every node of a small cluster
-   (two by default). A pod is bound to one by its ``nodeName`` or its required
-   node affinity, the least loaded first; a ``ReadWriteOnce`` claim attached to
-   another node keeps it in ``ContainerCreating`` with a ``FailedAttachVolume``
-   event ("Multi-Attach error ...") until the pods using it there are gone.
-   :meth:`FakeKubelet.remove_node` takes a node away as a scale-down or a dead
-   VM does: its processes are killed and its pods removed from the server (the
-   pod garbage collector's work), their logs with them; the Job controller
-   counts them failed and retries elsewhere if it may.
+9. ``spec.suspend``: no pod while it is true, and the Job's ``Suspended``
+   condition says so (status True, reason ``JobSuspended``; status False,
+   reason ``JobResumed`` once resumed), as the Job controller writes it.
+   Suspending a Job whose pod already runs does not delete the pod here.
+10. ``start_delay``: seconds a bound pod stays Pending (``ContainerCreating``)
+   before its process starts — image pulls and volume attachment; the Job's
+   ``activeDeadlineSeconds`` counts them, as in Kubernetes.
+11. Nodes (``nodes.py``): the kubelet stands for every node of a small cluster
+    (two by default). A pod is bound to one by its ``nodeName`` or its required
+    node affinity, the least loaded first; a ``ReadWriteOnce`` claim attached to
+    another node keeps it in ``ContainerCreating`` with a ``FailedAttachVolume``
+    event ("Multi-Attach error ...") until the pods using it there are gone.
+    :meth:`FakeKubelet.remove_node` takes a node away as a scale-down or a dead
+    VM does: its processes are killed and its pods removed from the server (the
+    pod garbage collector's work), their logs with them; the Job controller
+    counts them failed and retries elsewhere if it may.
 
 The container's environment is only what the pod spec gives it, plus:
 ``PATH`` and ``HOME`` from the test process unless the container sets them;
@@ -432,10 +439,15 @@ class FakeKubelet:
                 ttl=spec.get("ttlSecondsAfterFinished"),
                 suspended=bool(spec.get("suspend")),
             )
+            if self._jobs[key].suspended:
+                self._write_suspended(self._jobs[key])
         elif event == "MODIFIED" and key in self._jobs:
             job = self._jobs[key]
             job.deleting = bool(obj["metadata"].get("deletionTimestamp"))
-            job.suspended = bool(obj["spec"].get("suspend"))
+            suspended = bool(obj["spec"].get("suspend"))
+            if suspended != job.suspended:
+                job.suspended = suspended
+                self._write_suspended(job)
         elif event == "DELETED":
             self._jobs.pop(key, None)
 
@@ -470,6 +482,19 @@ class FakeKubelet:
             return
         if job.active is None and now >= job.next_pod_at:
             self._create_pod(job, now)
+
+    def _write_suspended(self, job: JobRun) -> None:
+        """The ``Suspended`` condition, replaced: True while suspended, False once resumed."""
+        reason, message = ("JobSuspended", "Job suspended") if job.suspended else ("JobResumed", "Job resumed")
+        suspended = condition("Suspended", reason, message, now_iso())
+        if not job.suspended:
+            suspended["status"] = "False"
+
+        def change(status: JsonObj) -> None:
+            others = [c for c in status.get("conditions") or [] if c.get("type") != "Suspended"]
+            status["conditions"] = [*others, suspended]
+
+        self.store.mutate_status(JOB, job.namespace, job.name, change)
 
     def _create_pod(self, job: JobRun, now: float) -> None:
         template = job.template
