@@ -4,6 +4,7 @@ a timeout names the setting and the probable NetworkPolicy, a refusal does not."
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +15,18 @@ from kbatch_dask.errors import KubeError
 
 
 @pytest.fixture
-def closed_port_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A kubeconfig for 127.0.0.1 on a port nothing listens on."""
+def closed_port_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A kubeconfig for 127.0.0.1 on a port nothing listens on: held bound (not
+    listening) for the test, so no other server of a busy test run can take it."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = FakeApiServer()
-    server.port = port  # never started: the kubeconfig only
-    path = server.kubeconfig(tmp_path / "kubeconfig")
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    for key in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
-        monkeypatch.delenv(key, raising=False)
-    return server.url
+        server = FakeApiServer()
+        server.port = sock.getsockname()[1]  # never started: the kubeconfig only
+        path = server.kubeconfig(tmp_path / "kubeconfig")
+        monkeypatch.setenv("KUBECONFIG", str(path))
+        for key in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+            monkeypatch.delenv(key, raising=False)
+        yield server.url
 
 
 def test_a_refused_connection_says_unreachable_without_blaming_a_timeout(closed_port_kubeconfig: str) -> None:
