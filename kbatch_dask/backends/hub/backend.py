@@ -55,7 +55,6 @@ def submitted_options(spec: JobSpec) -> dict[str, Any]:
         "image": spec.image,
         "retries": str(spec.retries),
         "parameter": [list(p) for p in spec.parameters] or None,
-        "notebook_output": spec.notebook_output,
     }
     return {k: v for k, v in options.items() if v is not None}
 
