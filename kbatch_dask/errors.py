@@ -4,11 +4,12 @@
 
     KbatchError                  base class; the CLI prints "Error: <message>", exit 1
     ├── BadInput                 bad option, size, time, directive or script; exit 2
+    │   └── Refused              the service's policy refused the job (image, a limit); exit 2
     ├── JobNotFound              no job with that id
     ├── GatewayError             the Dask-Gateway refused a request (status)
     │   └── GatewayUnreachable   ... or could not be reached (worth retrying)
     ├── HubError                 JupyterHub refused a request or could not be reached (status)
-    ├── BackendError             the backend (local state, Kubernetes API) failed
+    ├── BackendError             the backend (local state, Kubernetes API, the service) failed
     │   └── KubeError            the Kubernetes API refused a request or could not be reached (status)
     ├── PayloadMismatch          a function was pickled with another Python or cloudpickle than the job has
     └── RemoteTraceback          the traceback of an error inside the job, as text (the
@@ -33,6 +34,11 @@ class BadInput(KbatchError, ValueError):
     """User input that cannot be accepted; the message says what is allowed."""
 
     exit_code = 2
+
+
+class Refused(BadInput):
+    """The kbatch-dask service's policy refused a submission; the message names
+    the image or the limit."""
 
 
 class JobNotFound(KbatchError, LookupError):

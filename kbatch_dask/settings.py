@@ -94,6 +94,29 @@ class Kubernetes:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServiceLimits:
+    max_running_jobs: int
+    max_dask_workers: int | None
+    max_time: str | None  # a time limit as --time takes it
+    max_cpus: float | None
+    max_memory: str | None  # a size as --memory takes it
+    max_gpus: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    url: str | None
+    token: str | None
+    name: str
+    namespace: str | None
+    namespace_mode: str
+    allowed_images: tuple[str, ...]
+    admin_groups: tuple[str, ...]
+    max_body_size: int
+    limits: ServiceLimits
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     backend: str
     output: str
@@ -105,6 +128,7 @@ class Settings:
     embedded_gateway: EmbeddedGatewayLimits
     hub: Hub
     kubernetes: Kubernetes
+    service: Service
 
 
 def load() -> Settings:

@@ -42,7 +42,11 @@ PACKAGE = ROOT / "kbatch_dask"
 # Who may not import whom: the layers of docs/architecture.md.
 FACES = ("kbatch_dask.api", "kbatch_dask.job", "kbatch_dask.cli", "kbatch_dask.doctor")
 PURE = ("kbatch_dask.config", "kbatch_dask.settings")  # pure builders do no I/O and read no config
+# Nothing imports the service; it may import spec, backends, gateway, hub, settings
+# (and what those stand on), never the faces or the driver.
+SERVICE = "kbatch_dask.service"
 FORBIDDEN = {
+    "kbatch_dask.service": (*FACES, "kbatch_dask.driver"),
     "kbatch_dask.spec": (*FACES, "kbatch_dask.backends", "kbatch_dask.driver", "kbatch_dask.gateway"),
     "kbatch_dask.gateway": (*FACES, "kbatch_dask.backends", "kbatch_dask.driver"),
     "kbatch_dask.hub": (*FACES, "kbatch_dask.backends", "kbatch_dask.driver"),
@@ -74,6 +78,8 @@ def test_dependencies_flow_one_way() -> None:
         for layer, forbidden in FORBIDDEN.items():
             if module == layer or module.startswith(layer + "."):
                 broken += [f"{module} imports {name}" for name in imports_of(path) if name.startswith(forbidden)]
+        if not module.startswith(SERVICE):
+            broken += [f"{module} imports {name}" for name in imports_of(path) if name.startswith(SERVICE)]
     assert broken == []
 
 

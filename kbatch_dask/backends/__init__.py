@@ -21,6 +21,7 @@ from kbatch_dask.errors import BadInput, KbatchWarning
 from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.records import JobRecord
 from kbatch_dask.settings import Settings
+from kbatch_dask.settings import load as load_settings
 from kbatch_dask.spec import JobSpec
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -82,9 +83,10 @@ class Backend(Protocol):
         """End a cluster :meth:`clusters_without_gateway` found, without its gateway."""
 
 
-def detect_backend(option: str | None, configured: str | None = None) -> Detected[str]:
+def detect_backend(option: str | None, configured: str | None = None, service_url: str | None = None) -> Detected[str]:
     """The backend jobs go to: ``option`` (``--backend``), else ``configured``
-    (``kbatch.backend``); ``auto`` means kubernetes inside a pod with a service
+    (``kbatch.backend``); ``auto`` means hub when ``service_url``
+    (``kbatch.service.url``) is set, else kubernetes inside a pod with a service
     account, else local. The name is not checked here (:func:`get_backend` does).
 
     >>> detect_backend(None, "local")
@@ -94,15 +96,18 @@ def detect_backend(option: str | None, configured: str | None = None) -> Detecte
     said = f"--backend {option}" if option else f"kbatch.backend is {name}"
     if name != "auto":
         return Detected(name, said)
+    if service_url:
+        return Detected("hub", f"{said}, and kbatch.service.url is {service_url}")
     if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(SERVICE_ACCOUNT_DIR):
         return Detected("kubernetes", f"{said}, and this is a Kubernetes pod with a service account")
     return Detected("local", f"{said}, and this is not a Kubernetes pod with a service account")
 
 
 def get_backend(name: str = "auto", config: Settings | None = None) -> Backend:
-    """The backend called ``name`` (``auto``, ``local`` or ``kubernetes``), with ``config``
-    (the settings in force if None)."""
-    name = detect_backend(name).value
+    """The backend called ``name`` (``auto``, ``local``, ``kubernetes`` or ``hub``), with
+    ``config`` (the settings in force if None)."""
+    config = config or load_settings()
+    name = detect_backend(name, service_url=config.service.url).value
     if name == "local":
         from kbatch_dask.backends.local.backend import LocalBackend
 
@@ -111,4 +116,8 @@ def get_backend(name: str = "auto", config: Settings | None = None) -> Backend:
         from kbatch_dask.backends.kubernetes.backend import KubernetesBackend
 
         return KubernetesBackend(config=config)
-    raise BadInput(f"--backend {name!r}: expected auto, local or kubernetes")
+    if name == "hub":
+        from kbatch_dask.backends.hub.backend import HubBackend
+
+        return HubBackend(config=config)
+    raise BadInput(f"--backend {name!r}: expected auto, local, kubernetes or hub")

@@ -58,9 +58,9 @@ def check_backend(backend: str, source: str) -> Check:
     >>> check_backend("local", "kbatch.backend is local").message
     'local (kbatch.backend is local)'
     """
-    if backend not in ("local", "kubernetes"):
+    if backend not in ("local", "kubernetes", "hub"):
         return Check(
-            "backend", FAIL, f"{backend!r} ({source})", "use auto, local or kubernetes (--backend, kbatch.backend)"
+            "backend", FAIL, f"{backend!r} ({source})", "use auto, local, kubernetes or hub (--backend, kbatch.backend)"
         )
     return Check("backend", OK, f"{backend} ({source})")
 

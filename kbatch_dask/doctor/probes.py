@@ -56,7 +56,7 @@ def diagnose(backend: str | None = None) -> list[Check]:
     from kbatch_dask.backends import detect_backend, get_backend
 
     config = site.load()
-    detected = detect_backend(backend, config.backend)
+    detected = detect_backend(backend, config.backend, config.service.url)
     checks = [check_backend(detected.value, detected.source)]
     if checks[0].status == FAIL:
         return checks

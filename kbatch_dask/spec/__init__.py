@@ -26,7 +26,7 @@ from kbatch_dask.spec.units import is_digits, parse_size, parse_time
 MAX_NAME_LEN = 128
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OPTION_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-BACKENDS = ("auto", "local", "kubernetes")
+BACKENDS = ("auto", "local", "kubernetes", "hub")
 PAYLOAD_SUFFIX = ".kbatch-function.pkl"  # a function job's "script": its pickled call (driver/payload.py)
 
 

@@ -55,7 +55,7 @@ def test_render_marks_each_line_and_gives_fixes_for_failures() -> None:
 def test_backend_says_why() -> None:
     assert doctor.check_backend("local", "kbatch.backend is local").message == "local (kbatch.backend is local)"
     unknown = doctor.check_backend("slurm", "--backend slurm")
-    assert unknown.status == "fail" and "auto, local or kubernetes" in (unknown.fix or "")
+    assert unknown.status == "fail" and "auto, local, kubernetes or hub" in (unknown.fix or "")
 
 
 def test_kubernetes_jobs_need_a_configured_gateway() -> None:

@@ -38,6 +38,7 @@ from kbatch_dask.backends.local.embedded_gateway import free_ports
 
 GATEWAY_SERVICE = "dask-gateway"
 ADMIN_SERVICE = "kbatch-test-admin"
+KBATCH_SERVICE = "kbatch-dask"  # tests/e2e/service runs it at service_port
 START_TIMEOUT = 60.0
 
 HUB_CONFIG = """\
@@ -71,9 +72,12 @@ c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
 c.JupyterHub.services = [
     {{"name": "{gateway_service}", "api_token": "{gateway_token}"}},
     {{"name": "{admin_service}", "api_token": "{admin_token}"}},
+    {{"name": "{kbatch_service}", "api_token": "{service_token}", "url": "http://127.0.0.1:{service_port}"}},
 ]
 c.JupyterHub.load_roles = [
-    {{"name": "user", "scopes": ["self", "access:services!service={gateway_service}"]}},
+    {{"name": "user", "scopes": ["self", "access:services!service={gateway_service}",
+                                 "access:services!service={kbatch_service}"]}},
+    {{"name": "{kbatch_service}", "scopes": ["read:users"], "services": ["{kbatch_service}"]}},
     {{"name": "{admin_service}", "scopes": ["admin:users", "tokens", "read:tokens"], "services": ["{admin_service}"]}},
 ]
 """
@@ -165,6 +169,8 @@ class Hub:
     port: int
     admin_token: str = field(repr=False)
     gateway_token: str = field(repr=False)
+    service_token: str = field(repr=False)
+    service_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -174,8 +180,8 @@ class Hub:
     @classmethod
     def start(cls, workdir: Path) -> Hub:
         workdir.mkdir(parents=True, exist_ok=True)
-        hub_port, public_port = free_ports(2)
-        hub = cls(workdir, hub_port, secrets.token_hex(16), secrets.token_hex(16))
+        hub_port, public_port, service_port = free_ports(3)
+        hub = cls(workdir, hub_port, *(secrets.token_hex(16) for _ in range(3)), service_port=service_port)
         (workdir / "jupyterhub_config.py").write_text(
             HUB_CONFIG.format(
                 hub_port=hub_port,
@@ -185,6 +191,9 @@ class Hub:
                 gateway_token=hub.gateway_token,
                 admin_service=ADMIN_SERVICE,
                 admin_token=hub.admin_token,
+                kbatch_service=KBATCH_SERVICE,
+                service_token=hub.service_token,
+                service_port=service_port,
             )
         )
         hub.proc = _start([sys.executable, "-m", "jupyterhub", "-f", "jupyterhub_config.py"], workdir, "hub.log")

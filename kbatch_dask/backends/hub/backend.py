@@ -1,0 +1,145 @@
+"""The ``hub`` backend: the kbatch-dask service runs the jobs.
+
+The session keeps what only it can know (the script file, its environment, the
+submit directory) and sends them with the validated spec's options; the
+service validates them again, applies the admin's policy and builds the pod.
+Records come back as ``kbatch show -o json`` has them, ``backend`` ``hub``.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import os
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from kbatch_dask import settings
+from kbatch_dask.backends.hub.client import ServiceClient
+from kbatch_dask.backends.outputs import LogStream
+from kbatch_dask.errors import BackendError, BadInput, JobNotFound, KbatchWarning
+from kbatch_dask.gateway import GatewaySettings, configured_gateway
+from kbatch_dask.records import JobRecord
+from kbatch_dask.settings import Settings
+from kbatch_dask.spec import JobSpec
+from kbatch_dask.spec.units import format_size
+
+NAME = "hub"
+STREAMS = {"output": "output", "error": "stderr", "all": "all"}
+
+
+def submitted_options(spec: JobSpec) -> dict[str, Any]:
+    """The spec as the submit options of ``POST /jobs`` (paths absolute: the
+    service cannot know this session's home or directory). ``--env`` and
+    ``--export`` are not among them: they made the environment sent with them.
+
+    >>> submitted_options(JobSpec("/h/a.py", "a", "me", "/h", "~/o-%j.out", gpus=1))["gpus"]
+    '1'
+    """
+    options = {
+        "name": spec.name,
+        "comment": spec.comment,
+        "output": os.path.expanduser(spec.output),
+        "error": os.path.expanduser(spec.error) if spec.error else None,
+        "chdir": spec.workdir,
+        "cpus": f"{spec.cpus:g}" if spec.cpus is not None else None,
+        "memory": format_size(spec.memory) if spec.memory else None,
+        "gpus": str(spec.gpus),
+        "time": f"{spec.time_limit // 60}:{spec.time_limit % 60}" if spec.time_limit else None,
+        "dask_workers": str(spec.workers) if spec.workers else "0",
+        "wait_for_workers": spec.wait_for_workers,
+        "worker_cores": f"{spec.worker_cores:g}" if spec.worker_cores is not None else None,
+        "worker_memory": format_size(spec.worker_memory) if spec.worker_memory else None,
+        "dask_option": [f"{k}={v}" for k, v in spec.dask_options] or None,
+        "image": spec.image,
+        "retries": str(spec.retries),
+        "parameter": [list(p) for p in spec.parameters] or None,
+    }
+    return {k: v for k, v in options.items() if v is not None}
+
+
+class HubBackend:
+    name = NAME
+
+    def __init__(self, config: Settings | None = None) -> None:
+        self.config = config or settings.load()
+        url = self.config.service.url
+        if not url:
+            raise BadInput("--backend hub needs the service's URL: set kbatch.service.url (DASK_KBATCH__SERVICE__URL)")
+        token = self.config.service.token or os.environ.get("JUPYTERHUB_API_TOKEN")
+        self.client = ServiceClient(url, token)
+
+    def _record(self, data: Mapping[str, Any]) -> JobRecord:
+        return JobRecord.from_dict(dict(data)).replace(backend=NAME)
+
+    def check(self, spec: JobSpec) -> tuple[KbatchWarning, ...]:
+        return ()  # the service checks, with its policy, at submit
+
+    def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
+        raise BadInput("--dry-run is not available with --backend hub yet: the service builds the objects")
+
+    def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
+        with open(spec.script, "rb") as f:
+            content = base64.b64encode(f.read()).decode()
+        body: dict[str, Any] = {
+            "spec": submitted_options(spec),
+            "args": list(spec.args),
+            "script": {"name": os.path.basename(spec.script)},
+            "environment": environment,
+        }
+        if spec.kind == "function":
+            body["script"]["name"] = os.path.basename(spec.script).removesuffix(".kbatch-function.pkl")
+            body["payload"] = content
+        else:
+            body["script"]["content"] = content
+        return self._record(self.client.json("POST", "/jobs", body=body))
+
+    def list(self, *, ended_since: datetime | None = None) -> list[JobRecord]:
+        query = {"since": ended_since.isoformat()} if ended_since else {}
+        return [self._record(r) for r in self.client.json("GET", "/jobs", query)["jobs"]]
+
+    def get(self, job_id: str) -> JobRecord:
+        return self._record(self.client.json("GET", f"/jobs/{_quoted(job_id)}", job_id=job_id))
+
+    def logs(
+        self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None
+    ) -> Iterator[str]:
+        query = {"follow": "1" if follow else None, "stream": STREAMS[stream], "tail": tail}
+        chunks = self.client.stream(f"/jobs/{_quoted(job_id)}/logs", query, job_id=job_id)
+        first = next(chunks, b"")  # a refusal (no such job, no error file) now, at the call
+        return _decoded(first, chunks)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        return self._record(self.client.json("DELETE", f"/jobs/{_quoted(job_id)}", job_id=job_id))
+
+    def result(self, job_id: str) -> bytes | None:
+        self.get(job_id)  # JobNotFound for an unknown job; then a 404 means no result
+        try:
+            return self.client.raw(f"/jobs/{_quoted(job_id)}/result", job_id=job_id)
+        except JobNotFound:
+            return None
+
+    def gateway(self, *, start: bool = False) -> GatewaySettings | None:
+        """The configured gateway: the jobs' clusters are the user's, on the hub's gateway."""
+        return configured_gateway()
+
+    def clusters_without_gateway(self) -> dict[str, int]:
+        return {}
+
+    def end_cluster(self, name: str) -> None:
+        raise BackendError(f"cluster {name}: the hub backend stops clusters only through their gateway")
+
+
+def _quoted(job_id: str) -> str:
+    from urllib.parse import quote
+
+    return quote(job_id, safe="")
+
+
+def _decoded(first: bytes, rest: Iterator[bytes]) -> Iterator[str]:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character split across chunks
+    yield decoder.decode(first)
+    for chunk in rest:
+        yield decoder.decode(chunk)
+    yield decoder.decode(b"", final=True)

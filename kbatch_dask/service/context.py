@@ -1,0 +1,23 @@
+"""What every handler of the service shares: made once at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jupyterhub.services.auth import HubAuth
+
+from kbatch_dask.service.jobs import JobService
+
+
+@dataclass(frozen=True)
+class Context:
+    hub_auth: HubAuth
+    jobs: JobService
+    service_name: str
+    admin_groups: tuple[str, ...]
+    max_body_size: int
+
+    @property
+    def scope(self) -> str:
+        """The scope a user's token needs to use the service."""
+        return f"access:services!service={self.service_name}"

@@ -1,0 +1,180 @@
+"""The routes of API v1 (SERVICE.md), thin: parse the request, call
+:class:`~kbatch_dask.service.jobs.JobService` off the event loop (the
+Kubernetes client blocks), answer JSON."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from importlib.metadata import version
+from typing import Any, TypeVar
+
+from tornado import web
+
+from kbatch_dask.backends.kubernetes.slugs import is_dns_label
+from kbatch_dask.errors import BadInput, JobNotFound
+from kbatch_dask.records import JobRecord, JobState
+from kbatch_dask.service import submission
+from kbatch_dask.service.auth import ApiHandler
+from kbatch_dask.service.errors import JsonErrors, refuse
+
+T = TypeVar("T")
+API_VERSIONS = ("v1",)
+STREAMS = {"output": "output", "stdout": "output", "error": "error", "stderr": "error", "all": "all"}
+
+
+async def off_loop(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await asyncio.to_thread(call, *args, **kwargs)
+
+
+def job_json(record: JobRecord) -> dict[str, Any]:
+    return record.to_dict()
+
+
+class RootHandler(ApiHandler):
+    async def get(self) -> None:
+        caller = self.caller()
+        active = await off_loop(self.context.jobs.active, caller)
+        self.finish(
+            {
+                "user": caller.name,
+                "admin": (await self.admin_caller()).admin,
+                "version": version("kbatch-dask"),
+                "api": list(API_VERSIONS),
+                "limits": self.context.jobs.policy.summary(),
+                "usage": {"active-jobs": active},
+            }
+        )
+
+
+class JobsHandler(ApiHandler):
+    async def get(self) -> None:
+        caller = await self.admin_caller() if self._about_others() else self.caller()
+        states = (
+            JobState.parse_list(self.get_query_argument("state", "")) if self.get_query_argument("state", "") else ()
+        )
+        since = self.get_query_argument("since", None)
+        records = await off_loop(
+            self.context.jobs.list,
+            caller,
+            everyone=self._flag("all"),
+            user=self.get_query_argument("user", None),
+            states=states,
+            since=_iso(since) if since else None,
+        )
+        self.finish({"jobs": [job_json(r) for r in records]})
+
+    async def post(self) -> None:
+        caller = self.caller()
+        if len(self.request.body) > self.context.max_body_size:
+            refuse(413, f"the request body is over {self.context.max_body_size} bytes (kbatch.service.max-body-size)")
+        parsed = submission.parse(self.request.body)
+        record = await off_loop(self.context.jobs.submit, caller, parsed)
+        self.set_status(201)
+        self.finish(job_json(record))
+
+    def _about_others(self) -> bool:
+        return self._flag("all") or self.get_query_argument("user", None) is not None
+
+    def _flag(self, name: str) -> bool:
+        return self.get_query_argument(name, "0").lower() in ("1", "true", "yes")
+
+
+class JobHandler(ApiHandler):
+    """``/jobs/{id}`` and what hangs off it; another user's id is a missing one."""
+
+    async def _caller_and_user(self, job_id: str) -> tuple[Any, str | None]:
+        if not is_dns_label(job_id):
+            raise JobNotFound(job_id)
+        user = self.get_query_argument("user", None)
+        caller = await self.admin_caller() if user else self.caller()
+        return caller, user
+
+    async def get(self, job_id: str) -> None:
+        caller, user = await self._caller_and_user(job_id)
+        self.finish(job_json(await off_loop(self.context.jobs.get, caller, job_id, user)))
+
+    async def delete(self, job_id: str) -> None:
+        caller, user = await self._caller_and_user(job_id)
+        self.finish(job_json(await off_loop(self.context.jobs.cancel, caller, job_id, user)))
+
+
+class LogsHandler(JobHandler):
+    async def get(self, job_id: str) -> None:
+        caller, user = await self._caller_and_user(job_id)
+        stream = STREAMS.get(self.get_query_argument("stream", "output"))
+        if stream is None:
+            raise BadInput(f"?stream={self.get_query_argument('stream')}: expected output, stderr or all")
+        tail = self.get_query_argument("tail", None)
+        if tail is not None and not tail.isdigit():
+            raise BadInput(f"?tail={tail}: expected a number of lines")
+        follow = self.get_query_argument("follow", "0").lower() in ("1", "true", "yes")
+        chunks: Iterator[str] = await off_loop(
+            self.context.jobs.logs,
+            caller,
+            job_id,
+            user=user,
+            follow=follow,
+            stream=stream,
+            tail=int(tail) if tail is not None else None,
+        )
+        first = await off_loop(next, chunks, None)  # errors (no such job, no pod) before the first byte
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        while first is not None:
+            self.write(first)
+            await self.flush()
+            first = await off_loop(next, chunks, None)
+        self.finish()
+
+
+class ResultHandler(JobHandler):
+    async def get(self, job_id: str) -> None:
+        caller, user = await self._caller_and_user(job_id)
+        record = await off_loop(self.context.jobs.get, caller, job_id, user)
+        if not record.state.is_terminal():
+            refuse(409, f"job {job_id} is {record.state.value}: its result comes when it ends")
+        data = await off_loop(self.context.jobs.result, caller, job_id, user)
+        if data is None:
+            refuse(404, f"job {job_id} has no result (only function jobs have one, once they end)")
+        self.set_header("Content-Type", "application/octet-stream")
+        self.finish(data)
+
+
+class HealthHandler(JsonErrors):
+    """Liveness without auth and without user data: can the service list Jobs?"""
+
+    def initialize(self, context: Any) -> None:
+        self.context = context
+
+    async def get(self) -> None:
+        jobs = self.context.jobs
+        await off_loop(jobs.api.list_jobs, jobs.namespace, "kbatch-dask.io/health=check", 1)
+        self.finish({"kubernetes": "ok"})
+
+
+class NotFoundHandler(JsonErrors):
+    def prepare(self) -> None:
+        refuse(404, f"no such endpoint: {self.request.method} {self.request.path}")
+
+
+def _iso(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"?since={text}: expected an ISO date and time, e.g. 2026-01-31T12:00:00+00:00") from None
+
+
+def routes(prefix: str, context: Any) -> list[tuple[str, type[web.RequestHandler], dict[str, Any]]]:
+    """The API's routes under the service's prefix."""
+    api = f"{prefix.rstrip('/')}/api/v1"
+    job = r"/jobs/([^/]+)"
+    kw = {"context": context}
+    return [
+        (api + "/?", RootHandler, kw),
+        (api + "/jobs/?", JobsHandler, kw),
+        (api + job + "/?", JobHandler, kw),
+        (api + job + "/logs", LogsHandler, kw),
+        (api + job + "/result", ResultHandler, kw),
+        (api + "/health", HealthHandler, kw),
+    ]
