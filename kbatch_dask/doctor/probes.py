@@ -19,23 +19,25 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from kbatch_dask.doctor.checks import (
-    PERMISSIONS,
     check_backend,
-    check_cloud_identity,
     check_cluster_options,
     check_dashboard,
     check_dashboard_links,
     check_gateway,
     check_gateway_auth,
+    check_job_tokens,
+    check_state_dir,
+)
+from kbatch_dask.doctor.kube_checks import (
+    PERMISSIONS,
+    check_cloud_identity,
     check_home_claims,
     check_home_volume,
     check_image,
-    check_job_tokens,
     check_kube_api,
     check_namespace,
     check_permission,
     check_permission_scope,
-    check_state_dir,
     check_tenancy,
 )
 from kbatch_dask.doctor.report import FAIL, Check

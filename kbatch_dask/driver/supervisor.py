@@ -122,10 +122,8 @@ class Supervisor:
             # Asked while the last attempt wound down, its signal ignored: the request stops this one.
             self._record(StopReason(Stop.SIGNALLED, signal.SIGTERM.name))
         self.reporter.started()
-        # The time limit covers this attempt from the driver's start, its cluster's
-        # start included (as Slurm's covers a job's run); each attempt gets all of
-        # it. A pod's scheduling and image pull are not counted: the Job's
-        # activeDeadlineSeconds, a backstop with margin, covers those.
+        # Per attempt from the driver's start, cluster start included, as Slurm's; a pod's scheduling
+        # and image pull are left to the Job's activeDeadlineSeconds, a backstop with margin.
         limit = self.spec.time_limit
         deadline = self.clock() + limit if limit else None
         out: IO[bytes] | None = None
@@ -178,8 +176,7 @@ class Supervisor:
         elif end.state is not JobState.SUCCEEDED and end.reason:
             again = f" ({self._attempt_label()}; retrying)" if self.again else ""
             note(err or out, f"kbatch: job {self.job_id} {end.state.value}: {end.reason}{again}")
-        for f in {out, err} - {None}:
-            assert f is not None
+        for f in {f for f in (out, err) if f is not None}:  # one file when -e is -o's
             f.close()
         if not (self.again or replaced):
             self.reporter.finished(end.state, end.exit_code, end.reason)

@@ -15,8 +15,9 @@ from fakes.kube.fake_apiserver import FakeApiServer
 from fakes.kube.fixtures import fake_apiserver, kube_env  # noqa: F401
 
 from kbatch_dask.doctor import checks as doctor
+from kbatch_dask.doctor import kube_checks as kube
 from kbatch_dask.doctor import report
-from kbatch_dask.doctor.checks import PERMISSIONS
+from kbatch_dask.doctor.kube_checks import PERMISSIONS
 from kbatch_dask.doctor.report import Check
 from kbatch_dask.errors import GatewayError, HubError
 from kbatch_dask.gateway import GatewaySettings
@@ -112,12 +113,12 @@ def test_job_token_check() -> None:
 
 def test_a_denied_optional_verb_is_a_warning() -> None:
     jobs, pods = PERMISSIONS[0], PERMISSIONS[3]
-    assert doctor.check_permission(jobs, "jhub", dict.fromkeys(jobs.verbs, True)).status == "ok"
-    denied = doctor.check_permission(jobs, "jhub", {**dict.fromkeys(jobs.verbs, True), "delete": False})
+    assert kube.check_permission(jobs, "jhub", dict.fromkeys(jobs.verbs, True)).status == "ok"
+    denied = kube.check_permission(jobs, "jhub", {**dict.fromkeys(jobs.verbs, True), "delete": False})
     assert denied.status == "fail" and denied.message == "may not delete jobs.batch in namespace jhub"
     assert denied.fix == "an admin must grant delete on jobs.batch in namespace jhub"
-    assert doctor.check_permission(pods, "jhub", {"get": False, "list": True}).status == "warn"
-    assert doctor.check_permission(pods, "jhub", {"get": False, "list": False}).status == "fail"
+    assert kube.check_permission(pods, "jhub", {"get": False, "list": True}).status == "warn"
+    assert kube.check_permission(pods, "jhub", {"get": False, "list": False}).status == "fail"
 
 
 def test_dashboard_links_need_an_absolute_public_address() -> None:
@@ -129,8 +130,8 @@ def test_dashboard_links_need_an_absolute_public_address() -> None:
 
 def test_home_volume() -> None:
     mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
-    assert doctor.check_home_volume("/home/jovyan", mounts, None).status == "ok"
-    check = doctor.check_home_volume("/home/jovyan", [], "403 Forbidden")
+    assert kube.check_home_volume("/home/jovyan", mounts, None).status == "ok"
+    check = kube.check_home_volume("/home/jovyan", [], "403 Forbidden")
     assert check.status == "warn" and "403 Forbidden" in check.message and "pod-template" in (check.fix or "")
 
 
@@ -142,19 +143,19 @@ def test_home_claims_say_their_access_mode_and_what_it_means_for_jobs() -> None:
     rwop = Claim("home", "claim-alice", "/home/jovyan", ("ReadWriteOncePod",))
     unread = Claim("home", "claim-alice", "/home/jovyan", None, "403 Forbidden")
 
-    (shared,) = doctor.check_home_claims([rwx], "pin", "node-a")
+    (shared,) = kube.check_home_claims([rwx], "pin", "node-a")
     assert (shared.name, shared.status) == ("volume /home/jovyan", "ok") and "any node" in shared.message
-    (pinned,) = doctor.check_home_claims([rwo], "pin", "node-a")
+    (pinned,) = kube.check_home_claims([rwo], "pin", "node-a")
     assert pinned.status == "ok" and "ReadWriteOnce" in pinned.message and "node node-a" in pinned.message
-    (without,) = doctor.check_home_claims([rwo], "without", "node-a")
+    (without,) = kube.check_home_claims([rwo], "without", "node-a")
     assert (
         without.status == "warn" and "`kbatch logs JOB`" in without.message and "ReadWriteMany" in (without.fix or "")
     )
-    (once_pod,) = doctor.check_home_claims([rwop], "pin", "node-a")
+    (once_pod,) = kube.check_home_claims([rwop], "pin", "node-a")
     assert once_pod.status == "warn" and "not even on its node" in once_pod.message
-    (refused,) = doctor.check_home_claims([rwo], "refuse", "node-a")
+    (refused,) = kube.check_home_claims([rwo], "refuse", "node-a")
     assert refused.status == "fail"
-    (unknown,) = doctor.check_home_claims([unread], "pin", "node-a")
+    (unknown,) = kube.check_home_claims([unread], "pin", "node-a")
     assert unknown.status == "warn" and "403 Forbidden" in unknown.message
     assert "get persistentvolumeclaims" in (unknown.fix or "")
 

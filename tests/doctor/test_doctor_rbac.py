@@ -16,7 +16,7 @@ from fakes.kube.fixtures import fake_apiserver, kube_env  # noqa: F401
 from fakes.kube.roles import Rules, load_documented_rbac
 
 from doctor.test_doctor import doctor_json, kube_session  # noqa: F401
-from kbatch_dask.doctor import checks as doctor
+from kbatch_dask.doctor import kube_checks as kube
 
 NAMESPACE = "default"
 BROADER = [
@@ -60,18 +60,18 @@ def as_notebook(
 
 
 def test_broad_grants_name_wildcards_secret_reads_and_pod_exec() -> None:
-    assert doctor.broad_grants(BROADER) == ["get, list secrets", "create pods/exec", "get *.apps"]
+    assert kube.broad_grants(BROADER) == ["get, list secrets", "create pods/exec", "get *.apps"]
     named = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["mine"]}
     needed = {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["create", "delete"]}
-    assert doctor.broad_grants([named, needed]) == []
+    assert kube.broad_grants([named, needed]) == []
 
 
 def test_a_shared_namespace_warns_that_direct_mode_is_not_multi_tenant() -> None:
-    check = doctor.check_tenancy("jhub", ["bob", "carol"], ["hub-7f9c"], None)
+    check = kube.check_tenancy("jhub", ["bob", "carol"], ["hub-7f9c"], None)
     assert check.status == "warn"
     assert check.message.startswith("namespace jhub is shared (notebooks of 2 other users and the hub's own pod)")
     assert "any service account" in check.message and "JupyterHub service" in (check.fix or "")
-    assert doctor.check_tenancy("jhub", [], [], None).status == "ok"
+    assert kube.check_tenancy("jhub", [], [], None).status == "ok"
 
 
 # -- against the fake ----------------------------------------------------------

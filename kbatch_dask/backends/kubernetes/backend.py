@@ -9,10 +9,8 @@ imported only when a client is first needed.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -25,8 +23,10 @@ from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
 from kbatch_dask.backends.kubernetes.claims import ClaimPlan, read_attach_errors
 from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
+from kbatch_dask.backends.kubernetes.dry_run import dry_run_yaml
+from kbatch_dask.backends.kubernetes.pod_logs import pod_logs
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
-from kbatch_dask.backends.kubernetes.status import job_record, latest_pod, pods_by_job
+from kbatch_dask.backends.kubernetes.status import job_record, pods_by_job
 from kbatch_dask.backends.outputs import LogStream, log_files, read_files
 from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound, KbatchWarning, KubeError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
@@ -37,7 +37,6 @@ from kbatch_dask.spec.script import read_script
 
 NAME = "kubernetes"
 ID_ATTEMPTS = 5
-REDACTED = "<redacted>"
 Objects = list[dict[str, Any]]  # raw API objects (`list` is a method name below)
 
 
@@ -107,14 +106,14 @@ class KubernetesBackend:
         """The notebook pod this session runs in (or why it cannot be read: then only
         the admin's pod template applies to jobs) and the claims it mounts, read once."""
         if self._notebook is None:
-            self._notebook = session.read_session(
-                self.namespace,
-                os.environ,
-                lambda ns, name: self.api.read_pod(ns, name),
-                lambda ns, name: self.api.read_claim(ns, name),
-                self.config.kubernetes.rwo_home,
-            )
+            pod = self.notebook_pod()
+            claims = session.notebook_claims(pod, lambda ns, name: self.api.read_claim(ns, name))
+            self._notebook = session.NotebookSession(pod, claims, self.config.kubernetes.rwo_home)
         return self._notebook
+
+    def notebook_pod(self) -> session.NotebookPod:
+        """The pod this session runs in (by ``$HOSTNAME``), or why it cannot be read."""
+        return session.read_notebook_pod(self.namespace, os.environ, lambda ns, name: self.api.read_pod(ns, name))
 
     def detect_image(self, option: str | None, pod: session.NotebookPod) -> Detected[str]:
         """The image of a job submitted with ``--image option`` from ``pod``, and where it came from."""
@@ -217,21 +216,13 @@ class KubernetesBackend:
         Exactly the objects sent, except that Secret values are redacted, and
         the ownerReferences (which need the created Job's uid) are not shown.
         """
-        import yaml
-
         objects = self.manifests(spec, environment, new_job_id()).all()
-        secret = objects[2]
-        objects[2] = {**secret, "data": dict.fromkeys(secret["data"], REDACTED)}
         resumed = (
             "by Kueue when its queue has quota"
             if self.config.kubernetes.queue_name
             else "once the ConfigMap and Secret exist"
         )
-        header = (
-            "# kbatch --dry-run: the objects a submission creates. The Job is created suspended and resumed\n"
-            f"# {resumed} (those are owned by the Job); Secret values are redacted here.\n"
-        )
-        return header + str(yaml.dump_all(objects, Dumper=_manifest_dumper(), sort_keys=False)).rstrip("\n")
+        return dry_run_yaml(objects, resumed)
 
     def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
         # The Job is created suspended, so that its pod cannot start before the
@@ -324,47 +315,13 @@ class KubernetesBackend:
         if stream == "error":
             paths = log_files(job_id, record.output, record.error, stream)  # BadInput now, without an error file
             return read_files(paths, tail=tail, follow=follow, ended=lambda: self._ended(job_id))
-        return self._pod_logs(record, follow, stream, tail)
+        return pod_logs(self.api, self.namespace, record, follow, stream, tail, self.get, self._pods)
 
     def _ended(self, job_id: str) -> bool:
         try:
             return self.get(job_id).state.is_terminal()
         except JobNotFound:
             return True
-
-    def _pod_logs(self, record: JobRecord, follow: bool, stream: LogStream, tail: int | None) -> Iterator[str]:
-        job_id = record.id
-        streamed: set[str] = set()
-        while True:
-            pod = latest_pod(self._pods(job_id))
-            name = str((pod or {}).get("metadata", {}).get("name", ""))
-            if pod is not None and name not in streamed and _has_started(pod):
-                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character split across chunks
-                lines = None if streamed else tail  # --tail is for the first log read; a later attempt's is new
-                try:
-                    for chunk in self.api.pod_log(self.namespace, name, m.CONTAINER, follow, lines):
-                        yield decoder.decode(chunk)
-                    yield decoder.decode(b"", final=True)
-                    streamed.add(name)
-                except KubeError as exc:
-                    if exc.status not in (400, 404):  # the pod or its log is gone
-                        raise
-                    pod = None
-            if pod is None and not streamed and (record.state.is_terminal() or not follow):
-                if not record.output or not os.access(record.output, os.R_OK):
-                    where = f"and its output file {record.output} cannot be read here" if record.output else ""
-                    raise BackendError(f"job {job_id} has no driver pod any more {where}".strip())
-                yield from read_files(log_files(job_id, record.output, record.error, stream), tail=tail)
-                return
-            if not follow:
-                return
-            try:
-                record = self.get(job_id)
-            except JobNotFound:
-                return
-            if record.state.is_terminal() and (streamed or pod is None):
-                return
-            time.sleep(0.5)
 
     def result(self, job_id: str) -> bytes | None:
         """A function job's pickled result, from the file its pod wrote on a shared volume."""
@@ -402,24 +359,3 @@ class KubernetesBackend:
             except GatewayError as exc:
                 reason = f"cancelled by user; the cluster could not be stopped: {exc}"
         return record.replace(state=JobState.CANCELLED, reason=reason, finished=now())
-
-
-def _manifest_dumper() -> type:
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        """Plain YAML as kubectl shows it: no anchors, multi-line strings as blocks."""
-
-        def ignore_aliases(self, data: Any) -> bool:
-            return True
-
-    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
-
-    Dumper.add_representer(str, text)
-    return Dumper
-
-
-def _has_started(pod: Mapping[str, Any] | None) -> bool:
-    """True once the driver container has run (a waiting container has no log)."""
-    return ((pod or {}).get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")

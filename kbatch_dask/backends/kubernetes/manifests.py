@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kbatch_dask.backends.kubernetes import annotations as names
+from kbatch_dask.backends.kubernetes.pod_template import merge_pod_template
+from kbatch_dask.backends.kubernetes.quantities import cpu_quantity, memory_quantity
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.errors import BadInput
 from kbatch_dask.spec import JobSpec
@@ -127,30 +129,6 @@ def user_selector(user: str) -> str:
 
 def job_labels(user: str, job_id: str) -> dict[str, str]:
     return {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_USER: safe_slug(user), names.LABEL_JOB_ID: job_id}
-
-
-def cpu_quantity(cpus: float) -> str:
-    """``2`` → ``"2"``, ``0.5`` → ``"500m"``.
-
-    >>> cpu_quantity(2), cpu_quantity(0.5), cpu_quantity(1.25)
-    ('2', '500m', '1250m')
-    """
-    if float(cpus).is_integer():
-        return str(int(cpus))
-    return f"{round(cpus * 1000)}m"
-
-
-def memory_quantity(n: int) -> str:
-    """The shortest exact Kubernetes spelling of a byte count.
-
-    >>> memory_quantity(4 * 2**30), memory_quantity(1_500_000_000), memory_quantity(1001)
-    ('4Gi', '1500M', '1001')
-    """
-    for suffixes, base in ((("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"), 1024), (("E", "P", "T", "G", "M", "k"), 1000)):
-        for power, suffix in zip(range(6, 0, -1), suffixes, strict=True):
-            if n % base**power == 0:
-                return f"{n // base**power}{suffix}"
-    return str(n)
 
 
 def script_key(path: str) -> str:
@@ -328,7 +306,7 @@ def build_job(
         initContainers=[dict(c) for c in pod.init_containers],
         containers=[container],
     )
-    pod_spec = merge_pod_template(pod_spec, pod.template)
+    pod_spec = merge_pod_template(pod_spec, pod.template, CONTAINER)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -369,43 +347,6 @@ def active_deadline(time_limit: int | None, retries: int, start_margin: int) -> 
     (4200, 270, None)
     """
     return (time_limit + start_margin) * (retries + 1) if time_limit else None
-
-
-def merge_pod_template(pod_spec: Mapping[str, Any], template: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge an admin's pod-spec fragment into ``pod_spec``.
-
-    Mappings merge key by key; lists of named items (volumes, containers,
-    volumeMounts, env) merge by ``name``; other values from the template
-    replace ours. The template's first container applies to the driver.
-
-    >>> merge_pod_template({"nodeSelector": {"a": "1"}, "volumes": [{"name": "v", "emptyDir": {}}]},
-    ...                    {"nodeSelector": {"b": "2"}, "volumes": [{"name": "w", "emptyDir": {}}]})
-    {'nodeSelector': {'a': '1', 'b': '2'}, 'volumes': [{'name': 'v', 'emptyDir': {}}, {'name': 'w', 'emptyDir': {}}]}
-    """
-    template = dict(template)
-    containers = template.pop("containers", None)
-    if containers:
-        template["containers"] = [{**containers[0], "name": CONTAINER}, *containers[1:]]
-    merged: dict[str, Any] = _merge(dict(pod_spec), template)
-    return merged
-
-
-def _merge(ours: Any, theirs: Any) -> Any:
-    if isinstance(ours, Mapping) and isinstance(theirs, Mapping):
-        merged = dict(ours)
-        for key, value in theirs.items():
-            merged[key] = _merge(ours[key], value) if key in ours else value
-        return merged
-    if isinstance(ours, list) and isinstance(theirs, list) and _named(ours) and _named(theirs):
-        by_name = {item["name"]: item for item in ours}
-        for item in theirs:
-            by_name[item["name"]] = _merge(by_name[item["name"]], item) if item["name"] in by_name else item
-        return list(by_name.values())
-    return theirs
-
-
-def _named(items: list[Any]) -> bool:
-    return all(isinstance(i, Mapping) and "name" in i for i in items)
 
 
 def owned_by(obj: Mapping[str, Any], job: Mapping[str, Any]) -> dict[str, Any]:

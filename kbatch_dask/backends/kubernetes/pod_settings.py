@@ -274,14 +274,6 @@ class NotebookSession:
         return plan_claims(self.claims, self.policy, notebook_node(self.pod))
 
 
-def read_session(
-    namespace: str, environ: Mapping[str, str], read_pod: ReadPod, read_claim: ReadClaim, policy: str
-) -> NotebookSession:
-    """The notebook pod (by ``$HOSTNAME``) and its claims, read with the two functions."""
-    pod = read_notebook_pod(namespace, environ, read_pod)
-    return NotebookSession(pod, notebook_claims(pod, read_claim), policy)
-
-
 def read_notebook_pod(namespace: str, environ: Mapping[str, str], read_pod: ReadPod) -> NotebookPod:
     """The notebook pod, read by its name (``$HOSTNAME``) with ``read_pod``;
     unread, and why, when there is no such pod, no permission, or no cluster."""

@@ -69,8 +69,13 @@ def test_alice_cancels_a_running_job(service: Service, alice: User) -> None:
     wait_for(lambda: "sleeping" in run(alice, "logs", job_id).stdout, timeout=60, what="the job to run")
     proc = run(alice, "cancel", job_id)
     assert (proc.returncode, proc.stdout.strip()) == (0, f"Job {job_id} CANCELLED"), proc.stderr
-    # As with the direct backend, the Job (and its pod, ConfigMap, Secret) goes.
-    assert job_id not in [j["metadata"]["labels"]["kbatch-dask.io/job-id"] for j in service.objects("jobs")]
+    # As with the direct backend, the Job (and its pod, ConfigMap, Secret) goes once
+    # its pod has stopped (foreground deletion; tests/e2e/test_kubernetes_semantics.py).
+    wait_for(
+        lambda: job_id not in [j["metadata"]["labels"]["kbatch-dask.io/job-id"] for j in service.objects("jobs")],
+        timeout=60,
+        what="the cancelled Job to go",
+    )
 
 
 def test_bob_gets_404_for_alice_jobs_and_sees_none_of_them(service: Service, alice: User, bob: User) -> None:

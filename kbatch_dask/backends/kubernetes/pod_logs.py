@@ -1,0 +1,69 @@
+"""A job's output from its driver pods' logs: the pod log holds the job's stdout and
+stderr; with ``follow``, each attempt's pod in turn; the output file once the pods are gone."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from kbatch_dask.backends.kubernetes import manifests as m
+from kbatch_dask.backends.kubernetes.client import KubeAPI
+from kbatch_dask.backends.kubernetes.status import latest_pod
+from kbatch_dask.backends.outputs import LogStream, log_files, read_files
+from kbatch_dask.errors import BackendError, JobNotFound, KubeError
+from kbatch_dask.records import JobRecord
+
+
+def pod_logs(
+    api: KubeAPI,
+    namespace: str,
+    record: JobRecord,
+    follow: bool,
+    stream: LogStream,
+    tail: int | None,
+    get: Callable[[str], JobRecord],
+    pods: Callable[[str], list[dict[str, Any]]],
+) -> Iterator[str]:
+    """The log of the job's latest driver pod, each attempt's in turn with ``follow``
+    until the job ends; the output file when no pod is left and the file is readable.
+    ``get`` reads the job's record again (:class:`JobNotFound` once it is gone), ``pods`` its pods."""
+    job_id = record.id
+    streamed: set[str] = set()
+    while True:
+        pod = latest_pod(pods(job_id))
+        name = str((pod or {}).get("metadata", {}).get("name", ""))
+        if pod is not None and name not in streamed and has_started(pod):
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character split across chunks
+            lines = None if streamed else tail  # --tail is for the first log read; a later attempt's is new
+            try:
+                for chunk in api.pod_log(namespace, name, m.CONTAINER, follow, lines):
+                    yield decoder.decode(chunk)
+                yield decoder.decode(b"", final=True)
+                streamed.add(name)
+            except KubeError as exc:
+                if exc.status not in (400, 404):  # the pod or its log is gone
+                    raise
+                pod = None
+        if pod is None and not streamed and (record.state.is_terminal() or not follow):
+            if not record.output or not os.access(record.output, os.R_OK):
+                where = f"and its output file {record.output} cannot be read here" if record.output else ""
+                raise BackendError(f"job {job_id} has no driver pod any more {where}".strip())
+            yield from read_files(log_files(job_id, record.output, record.error, stream), tail=tail)
+            return
+        if not follow:
+            return
+        try:
+            record = get(job_id)
+        except JobNotFound:
+            return
+        if record.state.is_terminal() and (streamed or pod is None):
+            return
+        time.sleep(0.5)
+
+
+def has_started(pod: Mapping[str, Any] | None) -> bool:
+    """True once the driver container has run (a waiting container has no log)."""
+    return ((pod or {}).get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")
