@@ -28,6 +28,8 @@ from kbatch_dask.spec.environment import exported_environment
 from kbatch_dask.spec.options import SPEC_OPTION_NAMES
 from kbatch_dask.spec.units import format_size
 
+HUB_BACKEND = "hub"  # the kbatch-dask service's (backends/hub), imported only when used
+
 if TYPE_CHECKING:
     from kbatch_dask.backends.local.backend import LocalBackend
     from kbatch_dask.settings import Settings
@@ -83,11 +85,12 @@ def submit_spec(spec: JobSpec) -> Job:
     environment = exported_environment(spec.export, spec.env, os.environ)
     from kbatch_dask.hub import tokens as hub
 
-    # Under JupyterHub the job gets a hub token of its own (see hub.py).
+    # Under JupyterHub the job gets a hub token of its own (see hub/tokens.py);
+    # the kbatch-dask service (backend "hub") mints its jobs' tokens itself.
     with hub.job_token(
         name=spec.name,
         time_limit=spec.time_limit,
-        needs_gateway=bool(spec.workers),
+        needs_gateway=bool(spec.workers) and backend.name != HUB_BACKEND,
         environ=os.environ,
         policy=hub.TokenPolicy.from_settings(config.hub, configured_gateway()),
     ) as credentials:

@@ -7,7 +7,9 @@ script). The job's output goes to the pod's log and, when ``--output`` is
 given (the submitter passes it only when the path lies on a volume the
 notebook sees too), also to that file. Progress is recorded as annotations on
 the job's own Job (:class:`KubeReporter`); without permission to patch it the
-driver says so once in its log and carries on.
+driver says so once in its log and carries on. A job of the kbatch-dask service
+(its Secret names the service and holds the job's credential) reports to the
+service instead (:class:`~kbatch_dask.driver.service.ServiceReporter`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from kbatch_dask import settings
 from kbatch_dask.backends.kubernetes import annotations as names
@@ -27,6 +30,8 @@ from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
 from kbatch_dask.backends.kubernetes.pod_settings import detect_namespace
 from kbatch_dask.driver import timing
 from kbatch_dask.driver.leftovers import Leftovers
+from kbatch_dask.driver.reporting import Reporter
+from kbatch_dask.driver.service import CREDENTIAL_VAR, SERVICE_URL_VAR, ServiceReporter
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.errors import GatewayError, KubeError
 from kbatch_dask.gateway import GatewayClient, configured_gateway
@@ -120,13 +125,21 @@ class KubeReporter:
         if self.api is None or not self.pod_name:
             return None
         try:
-            pod = self.api.read_pod(self.namespace, self.pod_name)
+            return disruption(self.api.read_pod(self.namespace, self.pod_name))
         except KubeError:
             return None
-        for condition in (pod.get("status") or {}).get("conditions") or []:
-            if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
-                return str(condition.get("reason") or "DisruptionTarget")
-        return None
+
+
+def disruption(pod: Mapping[str, Any]) -> str | None:
+    """The reason of ``pod``'s ``DisruptionTarget`` condition, or None.
+
+    >>> disruption({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "Evicted"}]}})
+    'Evicted'
+    """
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            return str(condition.get("reason") or "DisruptionTarget")
+    return None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -169,18 +182,28 @@ def main(argv: list[str]) -> int:
     notebook = spec.executed_notebook(job["id"], os.path.dirname(args.output) if args.output else spec.workdir)
     if notebook:
         runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = notebook
-    supervisor = Supervisor(
-        spec=spec,
-        job_id=job["id"],
-        script=os.path.join(args.job_dir, job["script"]),
-        environment=os.environ,
-        reporter=KubeReporter(
+    reporter: Reporter
+    service_url, credential = os.environ.get(SERVICE_URL_VAR), os.environ.pop(CREDENTIAL_VAR, None)
+    if service_url and credential:
+        # A job of the kbatch-dask service: no Kubernetes credentials in this pod. The
+        # credential was popped: the job's own code never sees it.
+        reporter = ServiceReporter(
+            service_url, job["id"], credential, log.info, pod_name=os.environ.get("KBATCH_DASK_POD_NAME")
+        )
+    else:
+        reporter = KubeReporter(
             _connect(config.kubernetes.context, Timeouts.of(config.kubernetes), log.info),
             namespace,
             job["job_name"],
             log.info,
             pod_name=os.environ.get("KBATCH_DASK_POD_NAME"),
-        ),
+        )
+    supervisor = Supervisor(
+        spec=spec,
+        job_id=job["id"],
+        script=os.path.join(args.job_dir, job["script"]),
+        environment=os.environ,
+        reporter=reporter,
         gateway=_configured_gateway,
         output=args.output,
         error=args.error,

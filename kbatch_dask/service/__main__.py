@@ -6,9 +6,15 @@ import asyncio
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from kbatch_dask import settings
 from kbatch_dask.errors import KbatchError
+
+if TYPE_CHECKING:
+    from kbatch_dask.service.driver_events import DriverEvents
+
+SWEEP_PERIOD = 60.0
 
 
 async def serve() -> None:
@@ -21,8 +27,20 @@ async def serve() -> None:
     # Bodies over the limit are answered 413 by the handler, in JSON; tornado's
     # own limit (which drops the connection) only stops the absurd.
     app.listen(listen.port, listen.host, max_body_size=4 * config.service.max_body_size + 65536)
-    logging.getLogger("kbatch_dask.service").info("listening on %s:%s%s", listen.host, listen.port, listen.prefix)
-    await asyncio.Event().wait()
+    log = logging.getLogger("kbatch_dask.service")
+    log.info("listening on %s:%s%s", listen.host, listen.port, listen.prefix)
+    await sweep_tokens(app.settings["kbatch_jobs"].driver_events, log)
+
+
+async def sweep_tokens(events: DriverEvents, log: logging.Logger) -> None:
+    """Forever: revoke the hub tokens of jobs that ended without saying so (at
+    start, then every :data:`SWEEP_PERIOD` seconds)."""
+    while True:
+        try:
+            await asyncio.to_thread(events.sweep)
+        except KbatchError as exc:  # Kubernetes unreachable: next time
+            log.warning("could not look for ended jobs' hub tokens: %s", exc)
+        await asyncio.sleep(SWEEP_PERIOD)
 
 
 def main() -> None:

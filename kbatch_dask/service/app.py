@@ -14,7 +14,10 @@ from tornado import web
 from kbatch_dask.backends.kubernetes import pod_settings
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.errors import BadInput
+from kbatch_dask.gateway import configured_gateway
+from kbatch_dask.hub.tokens import TokenPolicy
 from kbatch_dask.service.context import Context
+from kbatch_dask.service.driver_events import JobTokens
 from kbatch_dask.service.handlers import NotFoundHandler, routes
 from kbatch_dask.service.jobs import JobService
 from kbatch_dask.service.policy import Policy
@@ -57,15 +60,42 @@ def namespace(config: Settings, api: KubeAPI) -> str:
     return pod_settings.detect_namespace(service.namespace, api.context_namespace, api.context_name).value
 
 
+def driver_url(configured: str | None, environ: Mapping[str, str], listen: Listen) -> str:
+    """Where job pods reach the service: ``configured`` (``kbatch.service.driver-url``),
+    else the hub's ``JUPYTERHUB_SERVICE_URL`` with the prefix.
+
+    >>> driver_url(None, {"JUPYTERHUB_SERVICE_URL": "http://kbatch:10202"}, Listen("0.0.0.0", 10202, "/s/"))
+    'http://kbatch:10202/s/'
+    """
+    if configured:
+        return configured.rstrip("/") + "/"
+    base = (environ.get("JUPYTERHUB_SERVICE_URL") or DEFAULT_URL).rstrip("/")
+    return base + listen.prefix
+
+
 def make_app(config: Settings, api: KubeAPI, listen: Listen, hub_auth: HubAuth | None = None) -> web.Application:
     """The application; ``hub_auth`` from the ``JUPYTERHUB_*`` environment unless given."""
     service = config.service
-    jobs = JobService(api, config, namespace(config, api), Policy.from_settings(service))
+    auth = hub_auth or HubAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+    # The per-job gateway tokens are made with the service's own hub token (docs/service.md).
+    tokens = (
+        JobTokens(auth.api_url, auth.api_token, TokenPolicy.from_settings(config.hub, configured_gateway()))
+        if auth.api_url and auth.api_token
+        else None
+    )
+    jobs = JobService(
+        api,
+        config,
+        namespace(config, api),
+        Policy.from_settings(service),
+        driver_url=driver_url(service.driver_url, os.environ, listen),
+        tokens=tokens,
+    )
     context = Context(
-        hub_auth=hub_auth or HubAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", "")),
+        hub_auth=auth,
         jobs=jobs,
         service_name=service.name,
         admin_groups=service.admin_groups,
         max_body_size=service.max_body_size,
     )
-    return web.Application(routes(listen.prefix, context), default_handler_class=NotFoundHandler)
+    return web.Application(routes(listen.prefix, context), default_handler_class=NotFoundHandler, kbatch_jobs=jobs)

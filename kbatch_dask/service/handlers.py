@@ -17,6 +17,7 @@ from kbatch_dask.errors import BadInput, JobNotFound
 from kbatch_dask.records import JobRecord, JobState
 from kbatch_dask.service import submission
 from kbatch_dask.service.auth import ApiHandler
+from kbatch_dask.service.driver_handlers import driver_routes
 from kbatch_dask.service.errors import JsonErrors, refuse
 
 T = TypeVar("T")
@@ -177,4 +178,5 @@ def routes(prefix: str, context: Any) -> list[tuple[str, type[web.RequestHandler
         (api + job + "/logs", LogsHandler, kw),
         (api + job + "/result", ResultHandler, kw),
         (api + "/health", HealthHandler, kw),
+        *driver_routes(api, job, kw),
     ]

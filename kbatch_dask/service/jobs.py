@@ -22,13 +22,17 @@ from kbatch_dask.backends import Detected
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
-from kbatch_dask.backends.kubernetes.backend import KubernetesBackend
+from kbatch_dask.backends.kubernetes.backend import KubernetesBackend, job_options
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.backends.kubernetes.status import job_record, pods_by_job
 from kbatch_dask.backends.outputs import LogStream
-from kbatch_dask.errors import BadInput
+from kbatch_dask.driver.service import CREDENTIAL_VAR, SERVICE_URL_VAR
+from kbatch_dask.errors import BadInput, HubError, Refused
+from kbatch_dask.gateway import configured_gateway
+from kbatch_dask.hub.tokens import HubToken
 from kbatch_dask.records import JobRecord, JobState
+from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.service.submission import Submission
 from kbatch_dask.settings import Settings
@@ -50,10 +54,18 @@ class Caller:
 class UserJobs(KubernetesBackend):
     """The Kubernetes backend for ``user``'s jobs, run by the service."""
 
-    def __init__(self, api: KubeAPI, user: str, config: Settings, namespace: str, script_name: str = "") -> None:
+    def __init__(
+        self,
+        api: KubeAPI,
+        user: str,
+        config: Settings,
+        namespace: str,
+        script_name: str = "",
+    ) -> None:
         super().__init__(api=api, user=user, config=config)
         self._service_namespace = namespace
         self._script_name = script_name
+        self.annotations: dict[str, str] = {}  # the service's own on the Job, e.g. the credential's hash
 
     @property
     def detected_namespace(self) -> Detected[str]:
@@ -82,17 +94,32 @@ class UserJobs(KubernetesBackend):
         if self._script_name:
             # The script was written to a folder of the service's; show the name the user gave.
             objects.job["metadata"]["annotations"][names.ANN_SCRIPT] = self._script_name
+        objects.job["metadata"]["annotations"].update(self.annotations)
+        # The driver reports to the service (driver_events): its pod holds no Kubernetes
+        # credentials, whatever the server pod or the admin's pod template say.
+        objects.job["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
         return objects
 
 
 class JobService:
     """What a caller may do with jobs, with the service's Kubernetes client."""
 
-    def __init__(self, api: KubeAPI, config: Settings, namespace: str, policy: Policy) -> None:
+    def __init__(
+        self,
+        api: KubeAPI,
+        config: Settings,
+        namespace: str,
+        policy: Policy,
+        driver_url: str = "",
+        tokens: JobTokens | None = None,
+    ) -> None:
         self.api = api
         self.config = config
         self.namespace = namespace
         self.policy = policy
+        self.driver_url = driver_url  # where the jobs' drivers reach the service
+        self.tokens = tokens  # None: no hub to mint the jobs' gateway tokens with
+        self.driver_events = DriverEvents(api, namespace, tokens, config.kubernetes.page_size)
 
     def jobs_of(self, user: str, script_name: str = "") -> UserJobs:
         return UserJobs(self.api, user, self.config, self.namespace, script_name)
@@ -106,12 +133,16 @@ class JobService:
     # -- submit ---------------------------------------------------------------
 
     def submit(self, caller: Caller, submission: Submission) -> JobRecord:
-        backend = self.jobs_of(caller.name, submission.script_name)
         defaults = {
             "dask_workers": self.config.dask.workers,
             "wait_for_workers": self.config.driver.wait_for_workers,
             "notebook_output": self.config.notebook_output,
         }
+        # The driver's credential: in the job's Secret, its hash on the Job (driver_events).
+        credential = new_credential()
+        environment = {**submission.environment, SERVICE_URL_VAR: self.driver_url, CREDENTIAL_VAR: credential}
+        backend = self.jobs_of(caller.name, submission.script_name)
+        backend.annotations[names.ANN_CREDENTIAL_HASH] = digest(credential)
         with tempfile.TemporaryDirectory(prefix="kbatch-service-") as folder:
             spec = submission.spec(caller.name, folder, defaults)
             self.policy.check_job(spec)
@@ -120,7 +151,31 @@ class JobService:
             backend.check(spec)
             self.policy.check_running(self.active(caller))
             spec = dataclasses.replace(spec, image=image)
-            return backend.submit(spec, submission.environment)
+            token = self._gateway_token(caller.name, spec)
+            if token is not None:
+                assert self.tokens is not None
+                environment.update(self.tokens.environment(caller.name, token))
+                backend.annotations[names.ANN_HUB_TOKEN_ID] = token.id
+            try:
+                return backend.submit(spec, environment)
+            except BaseException:
+                if token is not None and self.tokens is not None:
+                    self.tokens.revoke(caller.name, token.id, "(not submitted)")
+                raise
+
+    def _gateway_token(self, user: str, spec: JobSpec) -> HubToken | None:
+        """A hub token of ``user`` for the job's cluster, when it has one on a
+        gateway with JupyterHub auth; a hub that refuses is a refusal (403)."""
+        gateway = configured_gateway()
+        if self.tokens is None or not spec.workers or gateway is None or gateway.auth_type != "jupyterhub":
+            return None
+        try:
+            return self.tokens.mint(user, spec.name, spec.time_limit)
+        except HubError as exc:
+            raise Refused(
+                f"JupyterHub did not create a token for the job's Dask cluster ({exc}); the service's hub role "
+                "needs the scope 'tokens' and users the scopes of kbatch.hub.token-scopes"
+            ) from None
 
     # -- read and act -----------------------------------------------------------
 
@@ -163,7 +218,14 @@ class JobService:
         return self.jobs_of(self._owner(caller, user)).logs(job_id, follow=follow, stream=stream, tail=tail)
 
     def cancel(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
-        return self.jobs_of(self._owner(caller, user)).cancel(job_id)
+        backend = self.jobs_of(self._owner(caller, user))
+        job = backend._job(job_id)
+        record = backend.cancel(job_id)
+        # A running driver stops its cluster with the token as its pod stops: the token
+        # goes at its finished event, or at the latest once the pod's grace is over.
+        grace = job_options(self.config).termination_grace
+        self.driver_events.revoke_later(job, 0 if ended(job) else grace + 5)
+        return record
 
     def result(self, caller: Caller, job_id: str, user: str | None = None) -> bytes | None:
         return self.jobs_of(self._owner(caller, user)).result(job_id)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from kbatch_dask.errors import BadInput
-from kbatch_dask.hub.tokens import TOKEN_ID_VAR, TOKEN_VAR
 from kbatch_dask.spec import PAYLOAD_SUFFIX, JobSpec, build_spec
 from kbatch_dask.spec.environment import is_denied
 from kbatch_dask.spec.options import MULTIPLE_OPTIONS, PAIR_OPTIONS, SPEC_OPTION_NAMES
@@ -37,9 +36,6 @@ FIELDS = ("spec", "args", "script", "environment", "payload")
 SCRIPT_FIELDS = ("name", "content")
 # Options the service decides itself: where the job runs is the service's backend.
 NOT_ACCEPTED = ("backend",)
-# The job's own hub token (for its gateway) and its id, which the client mints
-# today; they pass the deny-list until the service mints them itself.
-JOB_CREDENTIALS = (TOKEN_VAR, TOKEN_ID_VAR)
 DEFAULT_OUTPUT = "kbatch-%j.out"  # in the job's working directory: "~" is the service's home here
 
 
@@ -187,11 +183,12 @@ def _base64(value: Any, where: str) -> bytes:
 
 def _environment(raw: Mapping[str, Any]) -> dict[str, str]:
     """The job's environment values (they go to its Secret), minus the names no
-    job may be given (hub tokens, host-specific variables)."""
+    job may be given (hub tokens: the service mints the job's own; kbatch's
+    variables, the driver's credential among them; host-specific variables)."""
     environment = {}
     for key, value in raw.items():
         if not isinstance(value, str):
             raise BadInput(f"environment.{key}: expected a string, got {_kind(value)}")
-        if key in JOB_CREDENTIALS or not is_denied(key):
+        if not is_denied(key):
             environment[key] = value
     return environment

@@ -54,8 +54,12 @@ def test_values_are_validated_with_the_cli_messages(tmp_path: Path, spec: dict[s
         submission.parse(body(spec=spec)).spec("alice", str(tmp_path), {})
 
 
-def test_the_job_credentials_pass_the_deny_list_and_other_tokens_do_not() -> None:
-    env = {"JUPYTERHUB_API_TOKEN": "job", "KBATCH_DASK_HUB_TOKEN_ID": "7", "JPY_API_TOKEN": "x", "A": "1"}
-    assert submission.parse(body(environment=env)).environment == {
-        k: env[k] for k in ("JUPYTERHUB_API_TOKEN", "KBATCH_DASK_HUB_TOKEN_ID", "A")
+def test_hub_tokens_and_the_driver_credential_do_not_pass_the_deny_list() -> None:
+    env = {
+        "JUPYTERHUB_API_TOKEN": "job",
+        "KBATCH_DASK_HUB_TOKEN_ID": "7",
+        "KBATCH_DASK_JOB_CREDENTIAL": "forged",
+        "JPY_API_TOKEN": "x",
+        "A": "1",
     }
+    assert submission.parse(body(environment=env)).environment == {"A": "1"}

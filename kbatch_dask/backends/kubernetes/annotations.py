@@ -28,6 +28,11 @@ ANN_NOTEBOOK_OUTPUT = PREFIX + "notebook-output"
 ANN_WORKER_CORES = PREFIX + "worker-cores"
 ANN_WORKER_MEMORY = PREFIX + "worker-memory"  # bytes
 ANN_RESULT = PREFIX + "result"  # where a function job's pickled result goes
+# Set by the kbatch-dask service: the hash of the job's driver credential (the
+# credential itself is in the job's Secret only), and the id (not a secret) of
+# the hub token it minted for the job's gateway, until it is revoked.
+ANN_CREDENTIAL_HASH = PREFIX + "credential-sha256"
+ANN_HUB_TOKEN_ID = PREFIX + "hub-token-id"
 # Set by the driver while the job runs.
 ANN_CLUSTER = PREFIX + "cluster"
 ANN_DASHBOARD = PREFIX + "dashboard"

@@ -77,7 +77,8 @@ c.JupyterHub.services = [
 c.JupyterHub.load_roles = [
     {{"name": "user", "scopes": ["self", "access:services!service={gateway_service}",
                                  "access:services!service={kbatch_service}"]}},
-    {{"name": "{kbatch_service}", "scopes": ["read:users"], "services": ["{kbatch_service}"]}},
+    # What docs/service.md gives the service: read users (hub admins), make and revoke users' tokens (per-job).
+    {{"name": "{kbatch_service}", "scopes": ["read:users", "tokens"], "services": ["{kbatch_service}"]}},
     {{"name": "{admin_service}", "scopes": ["admin:users", "tokens", "read:tokens"], "services": ["{admin_service}"]}},
 ]
 """

@@ -27,7 +27,8 @@ from e2e.hub.conftest import hub_gateway, jupyterhub  # noqa: F401
 from e2e.hub.servers import KBATCH_SERVICE, Hub, HubGateway, _start, _stop, _wait_healthy, http
 
 PREFIX = f"/services/{KBATCH_SERVICE}/"
-USER_SCOPES = [f"access:services!service={KBATCH_SERVICE}", "access:services!service=dask-gateway", "tokens!user"]
+# A server token without tokens!user: the service mints the jobs' gateway tokens.
+USER_SCOPES = [f"access:services!service={KBATCH_SERVICE}", "access:services!service=dask-gateway"]
 ALLOWED_IMAGES = '["@server", "pangeo/*"]'
 MAX_CPUS = "2"
 MAX_WORKERS = "2"

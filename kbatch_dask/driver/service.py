@@ -1,0 +1,165 @@
+"""The reporter of a job the kbatch-dask service runs: its pod holds no
+Kubernetes credentials, so the driver tells the service instead of patching
+its own Job.
+
+The service puts two variables in the job's Secret (:data:`SERVICE_URL_VAR`,
+its URL as the pods reach it, and :data:`CREDENTIAL_VAR`, a random credential
+of this job alone). Each report is one request (docs/service.md)::
+
+    POST {url}api/v1/jobs/{id}/events      Authorization: Bearer <credential>
+    {"event": "started"}
+    {"event": "cluster", "name": "...", "dashboard": "...", "worker_limit": 2}
+    {"event": "owned", "clusters": ["..."]}
+    {"event": "finished", "state": "FAILED", "exit_code": 1, "reason": "..."}
+    -> 204; 401 for a wrong credential or a job the service no longer has
+
+and what the driver asks, one request too::
+
+    GET {url}api/v1/jobs/{id}/pod-status?pod=NAME
+    -> {"cancel_requested": false, "disrupted": null}
+
+A service that does not answer costs the job nothing: the driver says so once
+in its log and runs on (the service reads the job's end from the Job itself).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from importlib.metadata import version
+from typing import Any
+
+from kbatch_dask.records import JobState
+
+SERVICE_URL_VAR = "KBATCH_DASK_SERVICE_URL"
+CREDENTIAL_VAR = "KBATCH_DASK_JOB_CREDENTIAL"
+EVENTS = ("started", "cluster", "owned", "finished")
+
+
+class Unanswered(Exception):
+    """The service did not take a report: ``status`` its HTTP status (None: unreachable)."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServiceReporter:
+    """Reports the job's progress to the service that runs it (see the module)."""
+
+    def __init__(
+        self,
+        url: str,
+        job_id: str,
+        credential: str,
+        say: Callable[[str], None],
+        pod_name: str | None = None,
+        timeout: float = 10.0,
+        finish_for: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url.rstrip("/") + "/"
+        self.job_id = job_id
+        self._credential = credential
+        self.say = say
+        self.pod_name = pod_name
+        self.timeout = timeout
+        self.finish_for = finish_for  # seconds the end is retried while the service restarts
+        self.sleep = sleep
+        self.warned = False
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        quoted = urllib.parse.quote(self.job_id, safe="")
+        headers = {
+            "Authorization": f"Bearer {self._credential}",
+            "User-Agent": f"kbatch-dask/{version('kbatch-dask')}",
+        }
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(
+            f"{self.url}api/v1/jobs/{quoted}/{path}", data=data, method=method, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                raw = answer.read()
+        except urllib.error.HTTPError as exc:
+            raise Unanswered(f"the kbatch-dask service answered HTTP {exc.code}", exc.code) from None
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise Unanswered(f"the kbatch-dask service at {self.url} cannot be reached: {reason}", None) from None
+        return json.loads(raw) if raw.strip() else None
+
+    def _report(self, event: Mapping[str, Any]) -> None:
+        try:
+            self._request("POST", "events", dict(event))
+        except Unanswered as exc:
+            self._warn(f"cannot report the job's progress ({exc}); the job runs on regardless")
+
+    def _warn(self, message: str) -> None:
+        if not self.warned:
+            self.warned = True
+            self.say(message)
+
+    def started(self) -> None:
+        self._report({"event": "started"})
+
+    def cluster(self, name: str, dashboard: str | None, worker_limit: int | None) -> None:
+        self._report({"event": "cluster", "name": name, "dashboard": dashboard, "worker_limit": worker_limit})
+
+    def owned(self, clusters: tuple[str, ...]) -> None:
+        self._report({"event": "owned", "clusters": list(clusters)})
+
+    def finished(self, state: JobState, exit_code: int | None, reason: str | None) -> None:
+        """The job's end; retried for ``finish_for`` seconds while the service cannot
+        be reached or fails (it restarts), since the service revokes the job's hub
+        token when it hears of it."""
+        body = {"event": "finished", "state": state.value, "exit_code": exit_code, "reason": reason}
+        deadline = time.monotonic() + self.finish_for
+        delay = 1.0
+        while True:
+            try:
+                self._request("POST", "events", body)
+                return
+            except Unanswered as exc:
+                retry = exc.status is None or exc.status >= 500
+                if not retry or time.monotonic() + delay > deadline:
+                    self.say(f"cannot report the job's end ({state.value}): {exc}")
+                    return
+            self.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _pod_status(self) -> Mapping[str, Any] | None:
+        """What the service says of this job and pod; None when it does not answer.
+        A 401 means the service no longer has the job (deleted, e.g. cancelled)."""
+        query = f"?pod={urllib.parse.quote(self.pod_name)}" if self.pod_name else ""
+        try:
+            answer = self._request("GET", f"pod-status{query}")
+        except Unanswered as exc:
+            if exc.status == 401:
+                return {"cancel_requested": True, "disrupted": None}
+            self._warn(f"cannot ask the kbatch-dask service about the job ({exc})")
+            return None
+        return answer if isinstance(answer, dict) else None
+
+    def cancel_requested(self) -> bool:
+        """True once the service says the Job is deleted or being deleted (``kbatch cancel``)."""
+        status = self._pod_status()
+        return bool(status and status.get("cancel_requested"))
+
+    def failure_requested(self) -> str | None:
+        """Never: a pod's gateway is not stopped by kbatch."""
+        return None
+
+    def disrupted(self) -> str | None:
+        """Why the service sees this pod being replaced (its ``DisruptionTarget``), or None."""
+        if not self.pod_name:
+            return None
+        status = self._pod_status()
+        disrupted = (status or {}).get("disrupted")
+        return str(disrupted) if disrupted else None
