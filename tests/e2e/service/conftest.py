@@ -40,6 +40,7 @@ class Service:
     server: FakeApiServer
     kubelet: FakeKubelet
     url: str  # with the prefix, as kbatch.service.url
+    log: Path  # the service's own output
 
     def api(self, path: str) -> str:
         return f"{self.url}api/v1{path}"
@@ -97,7 +98,7 @@ def service(
         url = f"http://127.0.0.1:{jupyterhub.service_port}{PREFIX}"
         try:
             _wait_healthy(f"{url}api/v1/health", proc, workdir / "service.log")
-            yield Service(jupyterhub, server, kubelet, url)
+            yield Service(jupyterhub, server, kubelet, url, workdir / "service.log")
         finally:
             _stop(proc)
 
