@@ -12,12 +12,14 @@ from kbatch_dask.errors import KbatchError
 
 
 async def serve() -> None:
-    from kbatch_dask.backends.kubernetes.client import KubeAPI
+    from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
     from kbatch_dask.service.app import Listen, make_app
 
     config = settings.load()
     listen = Listen.from_environ(os.environ, config.service.name)
-    app = make_app(config, KubeAPI(config.kubernetes.context or None), listen)
+    # Bounded calls: an unreachable API server is a 503 within the api-*-timeout settings, never a hung request.
+    api = KubeAPI(config.kubernetes.context or None, Timeouts.of(config.kubernetes))
+    app = make_app(config, api, listen)
     # Bodies over the limit are answered 413 by the handler, in JSON; tornado's
     # own limit (which drops the connection) only stops the absurd.
     app.listen(listen.port, listen.host, max_body_size=4 * config.service.max_body_size + 65536)
