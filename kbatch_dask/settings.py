@@ -113,6 +113,7 @@ class Service:
     allowed_images: tuple[str, ...]
     admin_groups: tuple[str, ...]
     max_body_size: int
+    log_format: str  # "text" or "json"
     limits: ServiceLimits
 
 

@@ -14,8 +14,10 @@ from kbatch_dask.errors import KbatchError
 async def serve() -> None:
     from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
     from kbatch_dask.service.app import Listen, make_app
+    from kbatch_dask.service.logs import configure
 
     config = settings.load()
+    configure(config.service.log_format)
     listen = Listen.from_environ(os.environ, config.service.name)
     # Bounded calls: an unreachable API server is a 503 within the api-*-timeout settings, never a hung request.
     api = KubeAPI(config.kubernetes.context or None, Timeouts.of(config.kubernetes))

@@ -17,6 +17,7 @@ from kbatch_dask.errors import BadInput
 from kbatch_dask.service.context import Context
 from kbatch_dask.service.handlers import NotFoundHandler, routes
 from kbatch_dask.service.jobs import JobService
+from kbatch_dask.service.logs import access_log
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.settings import Settings
 
@@ -68,4 +69,8 @@ def make_app(config: Settings, api: KubeAPI, listen: Listen, hub_auth: HubAuth |
         admin_groups=service.admin_groups,
         max_body_size=service.max_body_size,
     )
-    return web.Application(routes(listen.prefix, context), default_handler_class=NotFoundHandler)
+    return web.Application(
+        routes(listen.prefix, context),
+        default_handler_class=NotFoundHandler,
+        log_function=access_log(context.metrics.observe),
+    )
