@@ -12,12 +12,14 @@ from kbatch_dask.errors import KbatchError
 
 
 async def serve() -> None:
-    from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
-    from kbatch_dask.service.app import Listen, make_app
     from kbatch_dask.service.logs import configure
 
     config = settings.load()
-    configure(config.service.log_format)
+    configure(config.service.log_format)  # before the imports: JupyterHub's log lines at import are in the format too
+
+    from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
+    from kbatch_dask.service.app import Listen, make_app
+
     listen = Listen.from_environ(os.environ, config.service.name)
     # Bounded calls: an unreachable API server is a 503 within the api-*-timeout settings, never a hung request.
     api = KubeAPI(config.kubernetes.context or None, Timeouts.of(config.kubernetes))
@@ -30,7 +32,6 @@ async def serve() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         asyncio.run(serve())
     except KbatchError as exc:
