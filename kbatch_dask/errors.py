@@ -38,7 +38,12 @@ class BadInput(KbatchError, ValueError):
 
 class Refused(BadInput):
     """The kbatch-dask service's policy refused a submission; the message names
-    the image or the limit."""
+    the image or the limit (``limit``: its setting, e.g. ``max-cpus``, for the
+    service's metrics)."""
+
+    def __init__(self, message: str, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class JobNotFound(KbatchError, LookupError):

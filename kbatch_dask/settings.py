@@ -114,6 +114,7 @@ class Service:
     admin_groups: tuple[str, ...]
     max_body_size: int
     driver_url: str | None
+    log_format: str  # "text" or "json"
     limits: ServiceLimits
 
 

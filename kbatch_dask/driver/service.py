@@ -30,10 +30,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from importlib.metadata import version
 from typing import Any
 
 from kbatch_dask.records import JobState
+from kbatch_dask.versions import user_agent
 
 SERVICE_URL_VAR = "KBATCH_DASK_SERVICE_URL"
 CREDENTIAL_VAR = "KBATCH_DASK_JOB_CREDENTIAL"
@@ -76,7 +76,7 @@ class ServiceReporter:
         quoted = urllib.parse.quote(self.job_id, safe="")
         headers = {
             "Authorization": f"Bearer {self._credential}",
-            "User-Agent": f"kbatch-dask/{version('kbatch-dask')}",
+            "User-Agent": user_agent(),
         }
         data = None
         if body is not None:

@@ -12,6 +12,8 @@ and the user's own server pod, and gives each user their own jobs only.
 - :mod:`.policy`     allowed images and limits (pure)
 - :mod:`.jobs`       the Kubernetes backend on behalf of one user
 - :mod:`.context`    what the handlers share
+- :mod:`.metrics`    ``GET /metrics`` (Prometheus; no label holds user data)
+- :mod:`.logs`       the log lines, text or JSON, with the user and job
 
 Nothing else in the package imports this one.
 """

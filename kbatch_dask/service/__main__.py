@@ -18,12 +18,18 @@ SWEEP_PERIOD = 60.0
 
 
 async def serve() -> None:
-    from kbatch_dask.backends.kubernetes.client import KubeAPI
-    from kbatch_dask.service.app import Listen, make_app
+    from kbatch_dask.service.logs import configure
 
     config = settings.load()
+    configure(config.service.log_format)  # before the imports: JupyterHub's log lines at import are in the format too
+
+    from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
+    from kbatch_dask.service.app import Listen, make_app
+
     listen = Listen.from_environ(os.environ, config.service.name)
-    app = make_app(config, KubeAPI(config.kubernetes.context or None), listen)
+    # Bounded calls: an unreachable API server is a 503 within the api-*-timeout settings, never a hung request.
+    api = KubeAPI(config.kubernetes.context or None, Timeouts.of(config.kubernetes))
+    app = make_app(config, api, listen)
     # Bodies over the limit are answered 413 by the handler, in JSON; tornado's
     # own limit (which drops the connection) only stops the absurd.
     app.listen(listen.port, listen.host, max_body_size=4 * config.service.max_body_size + 65536)
@@ -44,7 +50,6 @@ async def sweep_tokens(events: DriverEvents, log: logging.Logger) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         asyncio.run(serve())
     except KbatchError as exc:

@@ -20,6 +20,7 @@ from kbatch_dask.service.context import Context
 from kbatch_dask.service.driver_events import JobTokens
 from kbatch_dask.service.handlers import NotFoundHandler, routes
 from kbatch_dask.service.jobs import JobService
+from kbatch_dask.service.logs import access_log
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.settings import Settings
 
@@ -98,4 +99,9 @@ def make_app(config: Settings, api: KubeAPI, listen: Listen, hub_auth: HubAuth |
         admin_groups=service.admin_groups,
         max_body_size=service.max_body_size,
     )
-    return web.Application(routes(listen.prefix, context), default_handler_class=NotFoundHandler, kbatch_jobs=jobs)
+    return web.Application(
+        routes(listen.prefix, context),
+        default_handler_class=NotFoundHandler,
+        log_function=access_log(context.metrics.observe),
+        kbatch_jobs=jobs,
+    )

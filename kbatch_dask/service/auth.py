@@ -16,6 +16,7 @@ from typing import Any
 from jupyterhub.services.auth import HubAuth, HubAuthenticated, UserNotAllowed
 from tornado import httpclient, web
 
+from kbatch_dask import versions
 from kbatch_dask.service.context import Context
 from kbatch_dask.service.errors import JsonErrors, refuse
 from kbatch_dask.service.jobs import Caller
@@ -41,6 +42,12 @@ class ApiHandler(HubAuthenticated, JsonErrors, web.RequestHandler):  # type: ign
         except UserNotAllowed:
             self._missing_scope = True  # identified, but the token may not use this service
             raise
+
+    def prepare(self) -> None:
+        """Refuse, before anything else, a kbatch-dask client this service cannot serve (400 naming what to install)."""
+        problem = versions.client_problem(self.request.headers.get("User-Agent"))
+        if problem is not None:
+            refuse(400, problem)
 
     def check_xsrf_cookie(self) -> None:
         """API calls carry a token, not a cookie: nothing to forge (the web page will use HubOAuth + XSRF)."""

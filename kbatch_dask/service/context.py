@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jupyterhub.services.auth import HubAuth
 
 from kbatch_dask.service.jobs import JobService
+from kbatch_dask.service.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class Context:
     service_name: str
     admin_groups: tuple[str, ...]
     max_body_size: int
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def scope(self) -> str:

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 from tornado import web
 
 from kbatch_dask.errors import BadInput, JobNotFound, KbatchError, KubeError, Refused
+from kbatch_dask.service.logs import about
 
 log = logging.getLogger("kbatch_dask.service")
 
@@ -57,6 +58,6 @@ class JsonErrors(web.RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, KbatchError | web.HTTPError):
-            log.info("%s %s: %s", self.request.method, self.request.path, one_line(str(value)))
+            log.info("%s %s: %s", self.request.method, self.request.path, one_line(str(value)), extra=about(self))
         else:
             super().log_exception(typ, value, tb)

@@ -7,21 +7,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from importlib.metadata import version
 from typing import Any, TypeVar
 
 from tornado import web
 
+from kbatch_dask import versions
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
-from kbatch_dask.errors import BadInput, JobNotFound
+from kbatch_dask.errors import BadInput, JobNotFound, KubeError
 from kbatch_dask.records import JobRecord, JobState
 from kbatch_dask.service import submission
 from kbatch_dask.service.auth import ApiHandler
 from kbatch_dask.service.driver_handlers import driver_routes
 from kbatch_dask.service.errors import JsonErrors, refuse
+from kbatch_dask.service.logs import log
+from kbatch_dask.service.metrics import CONTENT_TYPE
 
 T = TypeVar("T")
-API_VERSIONS = ("v1",)
 STREAMS = {"output": "output", "stdout": "output", "error": "error", "stderr": "error", "all": "all"}
 
 
@@ -41,8 +42,8 @@ class RootHandler(ApiHandler):
             {
                 "user": caller.name,
                 "admin": (await self.admin_caller()).admin,
-                "version": version("kbatch-dask"),
-                "api": list(API_VERSIONS),
+                "version": versions.package_version(),
+                "api": list(versions.API_VERSIONS),
                 "limits": self.context.jobs.policy.summary(),
                 "usage": {"active-jobs": active},
             }
@@ -68,10 +69,13 @@ class JobsHandler(ApiHandler):
 
     async def post(self) -> None:
         caller = self.caller()
-        if len(self.request.body) > self.context.max_body_size:
-            refuse(413, f"the request body is over {self.context.max_body_size} bytes (kbatch.service.max-body-size)")
-        parsed = submission.parse(self.request.body)
-        record = await off_loop(self.context.jobs.submit, caller, parsed)
+        with self.context.metrics.submission():
+            limit = self.context.max_body_size
+            if len(self.request.body) > limit:
+                refuse(413, f"the request body is over {limit} bytes (kbatch.service.max-body-size)")
+            parsed = submission.parse(self.request.body)
+            record = await off_loop(self.context.jobs.submit, caller, parsed)
+        log.info("submitted job %s", record.id, extra={"user": caller.name, "job": record.id})
         self.set_status(201)
         self.finish(job_json(record))
 
@@ -84,6 +88,8 @@ class JobsHandler(ApiHandler):
 
 class JobHandler(ApiHandler):
     """``/jobs/{id}`` and what hangs off it; another user's id is a missing one."""
+
+    about_job = True  # its log lines name the job (service.logs.about)
 
     async def _caller_and_user(self, job_id: str) -> tuple[Any, str | None]:
         if not is_dns_label(job_id):
@@ -154,6 +160,28 @@ class HealthHandler(JsonErrors):
         self.finish({"kubernetes": "ok"})
 
 
+class MetricsHandler(JsonErrors):
+    """Prometheus' text page, without auth: no label holds user data (see :mod:`.metrics`)."""
+
+    def initialize(self, context: Any) -> None:
+        self.context = context
+
+    async def get(self) -> None:
+        try:
+            by_state = await off_loop(self.context.jobs.count_by_state)
+        except KubeError:
+            by_state = None  # the page still answers, with kbatch_dask_kubernetes_up 0
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.finish(self.context.metrics.page(by_state))
+
+
+class OtherApiHandler(JsonErrors):
+    """A path of an API version this service does not speak: say which version to install."""
+
+    def prepare(self) -> None:
+        refuse(400, versions.api_problem(self.path_args[0]))
+
+
 class NotFoundHandler(JsonErrors):
     def prepare(self) -> None:
         refuse(404, f"no such endpoint: {self.request.method} {self.request.path}")
@@ -179,4 +207,6 @@ def routes(prefix: str, context: Any) -> list[tuple[str, type[web.RequestHandler
         (api + job + "/result", ResultHandler, kw),
         (api + "/health", HealthHandler, kw),
         *driver_routes(api, job, kw),
+        (api + "/metrics", MetricsHandler, kw),
+        (f"{prefix.rstrip('/')}/api/(?!{'|'.join(versions.API_VERSIONS)}(?:/|$))([^/]+).*", OtherApiHandler, {}),
     ]

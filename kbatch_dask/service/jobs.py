@@ -12,8 +12,10 @@ Job's name and user label hold the owner), an admin anyone's.
 from __future__ import annotations
 
 import builtins
+import collections
 import dataclasses
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -120,6 +122,9 @@ class JobService:
         self.driver_url = driver_url  # where the jobs' drivers reach the service
         self.tokens = tokens  # None: no hub to mint the jobs' gateway tokens with
         self.driver_events = DriverEvents(api, namespace, tokens, config.kubernetes.page_size)
+        # One submission per user at a time: the running-jobs limit counts the
+        # user's jobs, then creates one; two at once would both pass the count.
+        self._submitting: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
 
     def jobs_of(self, user: str, script_name: str = "") -> UserJobs:
         return UserJobs(self.api, user, self.config, self.namespace, script_name)
@@ -149,19 +154,20 @@ class JobService:
             server = backend.notebook_pod()
             image = self.policy.image(spec.image, server.image)
             backend.check(spec)
-            self.policy.check_running(self.active(caller))
             spec = dataclasses.replace(spec, image=image)
-            token = self._gateway_token(caller.name, spec)
-            if token is not None:
-                assert self.tokens is not None
-                environment.update(self.tokens.environment(caller.name, token))
-                backend.annotations[names.ANN_HUB_TOKEN_ID] = token.id
-            try:
-                return backend.submit(spec, environment)
-            except BaseException:
-                if token is not None and self.tokens is not None:
-                    self.tokens.revoke(caller.name, token.id, "(not submitted)")
-                raise
+            with self._submitting[caller.name]:
+                self.policy.check_running(self.active(caller))
+                token = self._gateway_token(caller.name, spec)
+                if token is not None:
+                    assert self.tokens is not None
+                    environment.update(self.tokens.environment(caller.name, token))
+                    backend.annotations[names.ANN_HUB_TOKEN_ID] = token.id
+                try:
+                    return backend.submit(spec, environment)
+                except BaseException:
+                    if token is not None and self.tokens is not None:
+                        self.tokens.revoke(caller.name, token.id, "(not submitted)")
+                    raise
 
     def _gateway_token(self, user: str, spec: JobSpec) -> HubToken | None:
         """A hub token of ``user`` for the job's cluster, when it has one on a
@@ -208,6 +214,10 @@ class JobService:
                 continue
             records.append(record)
         return sorted(records, key=lambda r: r.submitted)
+
+    def count_by_state(self) -> dict[JobState, int]:
+        """Every user's jobs by state (the metrics)."""
+        return dict(collections.Counter(r.state for r in self._everyone(None)))
 
     def get(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
         return self.jobs_of(self._owner(caller, user)).get(job_id)

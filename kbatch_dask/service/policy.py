@@ -70,7 +70,7 @@ class Policy:
             f"{SERVER_IMAGE} ({server_image or 'no running server'})" if glob == SERVER_IMAGE else glob
             for glob in self.allowed_images
         )
-        raise Refused(f"image {image!r} is not allowed here; allowed: {allowed or 'none'}")
+        raise Refused(f"image {image!r} is not allowed here; allowed: {allowed or 'none'}", limit="allowed-images")
 
     def check_job(self, spec: JobSpec) -> None:
         """Refuse a job that asks for more than a per-job limit."""
@@ -93,7 +93,8 @@ class Policy:
         if active >= self.max_running_jobs:
             raise Refused(
                 f"you have {active} jobs pending or running, the limit of {LIMITS}.max-running-jobs "
-                f"({self.max_running_jobs}); wait for one to end or cancel one"
+                f"({self.max_running_jobs}); wait for one to end or cancel one",
+                limit="max-running-jobs",
             )
 
     def summary(self) -> dict[str, Any]:
@@ -110,4 +111,4 @@ class Policy:
 
 
 def _refuse(asked: str, limit: str, value: object) -> None:
-    raise Refused(f"{asked} is over the limit {LIMITS}.{limit} ({value})")
+    raise Refused(f"{asked} is over the limit {LIMITS}.{limit} ({value})", limit=limit)

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 from kbatch_dask.errors import BackendError, BadInput, HubError, JobNotFound, KbatchError, Refused
+from kbatch_dask.versions import user_agent
 
 API = "api/v1"
 CHUNK = 64 * 1024
@@ -53,7 +54,9 @@ class ServiceClient:
     ) -> IO[bytes]:
         query = {k: v for k, v in (query or {}).items() if v is not None}
         url = f"{self.url}{API}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-        headers = {"Authorization": f"token {self.token}"} if self.token else {}
+        headers = {"User-Agent": user_agent()}  # the service tells an incompatible client what to install
+        if self.token:
+            headers["Authorization"] = f"token {self.token}"
         data = json.dumps(body).encode() if body is not None else None
         if data is not None:
             headers["Content-Type"] = "application/json"

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,29 @@ class Service:
     server: FakeApiServer
     kubelet: FakeKubelet
     url: str  # with the prefix, as kbatch.service.url
-    log: Path  # the service's own output
+    workdir: Path
+    env: dict[str, str] = field(repr=False)
+    proc: subprocess.Popen[bytes] | None = None
 
     def api(self, path: str) -> str:
         return f"{self.url}api/v1{path}"
 
     def objects(self, kind: str) -> list[dict[str, Any]]:
         return self.server.objects(kind, NAMESPACE, "app.kubernetes.io/managed-by=kbatch-dask")
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "service.log"
+
+    def start(self) -> None:
+        """Start the service process; returns once ``/health`` answers."""
+        self.proc = _start([sys.executable, "-m", "kbatch_dask.service"], self.workdir, "service.log", self.env)
+        _wait_healthy(self.api("/health"), self.proc, self.log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
 
 
 @dataclass
@@ -65,10 +81,17 @@ def _clean_environ() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def service_settings() -> dict[str, str]:
+    """Settings a test module adds to the service's environment (override it in the module)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def service(
     tmp_path_factory: pytest.TempPathFactory,
     jupyterhub: Hub,  # noqa: F811
     hub_gateway: HubGateway,  # noqa: F811
+    service_settings: dict[str, str],
 ) -> Iterator[Service]:
     workdir = tmp_path_factory.mktemp("kbatch-service")
     with (
@@ -93,14 +116,15 @@ def service(
             "DASK_KBATCH__SERVICE__MAX_BODY_SIZE": "100000",
             "DASK_KBATCH__KUBERNETES__TERMINATION_GRACE": "20",
             "DASK_KBATCH__DRIVER__KILL_GRACE": "2",
+            **service_settings,
         }
-        proc = _start([sys.executable, "-m", "kbatch_dask.service"], workdir, "service.log", env)
         url = f"http://127.0.0.1:{jupyterhub.service_port}{PREFIX}"
+        running = Service(jupyterhub, server, kubelet, url, workdir, env)
+        running.start()
         try:
-            _wait_healthy(f"{url}api/v1/health", proc, workdir / "service.log")
-            yield Service(jupyterhub, server, kubelet, url, workdir / "service.log")
+            yield running
         finally:
-            _stop(proc)
+            running.stop()
 
 
 def make_user(service: Service, name: str, home: Path) -> User:
