@@ -17,11 +17,11 @@ from kbatch_dask.errors import BadInput
 from kbatch_dask.service.context import Context
 from kbatch_dask.service.handlers import NotFoundHandler, routes
 from kbatch_dask.service.jobs import JobService
+from kbatch_dask.service.namespaces import Namespaces
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:10202"  # loopback unless the hub says otherwise
-NAMESPACE_MODES = ("shared",)
 
 
 @dataclass(frozen=True)
@@ -47,20 +47,16 @@ class Listen:
 
 
 def namespace(config: Settings, api: KubeAPI) -> str:
-    """The namespace of the jobs (``shared`` mode, the only one built yet)."""
+    """The hub's namespace: the shared mode's jobs, and the users' server pods."""
     service = config.service
-    if service.namespace_mode not in NAMESPACE_MODES:
-        raise BadInput(
-            f"config kbatch.service.namespace-mode = {service.namespace_mode!r}: only 'shared' is supported yet "
-            "(per-user namespaces are not built)"
-        )
     return pod_settings.detect_namespace(service.namespace, api.context_namespace, api.context_name).value
 
 
 def make_app(config: Settings, api: KubeAPI, listen: Listen, hub_auth: HubAuth | None = None) -> web.Application:
     """The application; ``hub_auth`` from the ``JUPYTERHUB_*`` environment unless given."""
     service = config.service
-    jobs = JobService(api, config, namespace(config, api), Policy.from_settings(service))
+    namespaces = Namespaces(api, service, namespace(config, api))
+    jobs = JobService(api, config, namespaces, Policy.from_settings(service))
     context = Context(
         hub_auth=hub_auth or HubAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", "")),
         jobs=jobs,
