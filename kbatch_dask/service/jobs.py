@@ -62,6 +62,12 @@ class UserJobs(KubernetesBackend):
         script_name: str = "",
         servers: str | None = None,
     ) -> None:
+        if servers not in (None, namespace):
+            # The driver's service account is in the hub's namespace only: a per-user
+            # namespace's job pods run as its default one, which may do nothing.
+            config = dataclasses.replace(
+                config, kubernetes=dataclasses.replace(config.kubernetes, service_account=None)
+            )
         super().__init__(api=api, user=user, config=config)
         self._service_namespace = namespace
         self._servers = servers or namespace
