@@ -43,6 +43,7 @@ class RootHandler(ApiHandler):
                 "version": version("kbatch-dask"),
                 "api": list(API_VERSIONS),
                 "limits": self.context.jobs.policy.summary(),
+                "namespace-mode": "per-user" if self.context.jobs.namespaces.per_user else "shared",
                 "usage": {"active-jobs": active},
             }
         )
