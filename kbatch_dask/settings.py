@@ -96,6 +96,7 @@ class Kubernetes:
 @dataclasses.dataclass(frozen=True)
 class ServiceLimits:
     max_running_jobs: int
+    max_queued_jobs: int | None
     max_dask_workers: int | None
     max_time: str | None  # a time limit as --time takes it
     max_cpus: float | None
@@ -110,8 +111,12 @@ class Service:
     name: str
     namespace: str | None
     namespace_mode: str
+    namespace_template: str
+    service_account: str
+    jobs_cluster_role: str
     allowed_images: tuple[str, ...]
     admin_groups: tuple[str, ...]
+    pod_template: dict[str, Any]
     max_body_size: int
     driver_url: str | None
     log_format: str  # "text" or "json"

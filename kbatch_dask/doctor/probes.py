@@ -77,12 +77,28 @@ def diagnose(backend: str | None = None) -> list[Check]:
     checks.append(_token_check(answered))
     if settings is not None and not settings.embedded:
         checks.append(check_dashboard_links(settings.public_address))
+    if detected.value == "hub":
+        checks += _service_checks(config)
     if detected.value == "kubernetes":
         from kbatch_dask.backends.kubernetes.backend import KubernetesBackend
 
         assert isinstance(chosen, KubernetesBackend)
         checks += _kube_checks(chosen)
     return checks
+
+
+def _service_checks(config: Any) -> list[Check]:
+    """``GET /`` of the service, with the token jobs are submitted with."""
+    from kbatch_dask.backends.hub.client import ServiceClient
+    from kbatch_dask.doctor.service_checks import check_service
+
+    url = config.service.url or ""
+    client = ServiceClient(url, config.service.token or os.environ.get("JUPYTERHUB_API_TOKEN"), timeout=HEALTH_TIMEOUT)
+    try:
+        root = client.json("GET", "/")
+    except KbatchError as exc:
+        return check_service(client.url, None, exc, config.service.name)
+    return check_service(client.url, root, None, config.service.name)
 
 
 def _writable(path: str) -> str | None:

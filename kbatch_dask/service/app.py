@@ -21,11 +21,11 @@ from kbatch_dask.service.driver_events import JobTokens
 from kbatch_dask.service.handlers import NotFoundHandler, routes
 from kbatch_dask.service.jobs import JobService
 from kbatch_dask.service.logs import access_log
+from kbatch_dask.service.namespaces import Namespaces
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:10202"  # loopback unless the hub says otherwise
-NAMESPACE_MODES = ("shared",)
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,8 @@ class Listen:
 
 
 def namespace(config: Settings, api: KubeAPI) -> str:
-    """The namespace of the jobs (``shared`` mode, the only one built yet)."""
+    """The hub's namespace: the shared mode's jobs, and the users' server pods."""
     service = config.service
-    if service.namespace_mode not in NAMESPACE_MODES:
-        raise BadInput(
-            f"config kbatch.service.namespace-mode = {service.namespace_mode!r}: only 'shared' is supported yet "
-            "(per-user namespaces are not built)"
-        )
     return pod_settings.detect_namespace(service.namespace, api.context_namespace, api.context_name).value
 
 
@@ -77,6 +72,7 @@ def driver_url(configured: str | None, environ: Mapping[str, str], listen: Liste
 def make_app(config: Settings, api: KubeAPI, listen: Listen, hub_auth: HubAuth | None = None) -> web.Application:
     """The application; ``hub_auth`` from the ``JUPYTERHUB_*`` environment unless given."""
     service = config.service
+    namespaces = Namespaces(api, service, namespace(config, api))
     auth = hub_auth or HubAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""))
     # The per-job gateway tokens are made with the service's own hub token (docs/service.md).
     tokens = (
@@ -87,7 +83,7 @@ def make_app(config: Settings, api: KubeAPI, listen: Listen, hub_auth: HubAuth |
     jobs = JobService(
         api,
         config,
-        namespace(config, api),
+        namespaces,
         Policy.from_settings(service),
         driver_url=driver_url(service.driver_url, os.environ, listen),
         tokens=tokens,

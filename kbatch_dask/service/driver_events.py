@@ -30,7 +30,7 @@ import logging
 import re
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,9 +120,11 @@ class JobTokens:
 class DriverEvents:
     """Events and questions of the service's job drivers, checked by their credential."""
 
-    def __init__(self, api: KubeAPI, namespace: str, tokens: JobTokens | None, page_size: int = 500) -> None:
+    def __init__(
+        self, api: KubeAPI, namespaces: Callable[[], list[str]], tokens: JobTokens | None, page_size: int = 500
+    ) -> None:
         self.api = api
-        self.namespace = namespace
+        self.namespaces = namespaces  # those holding the service's jobs (one, or one per user)
         self.tokens = tokens
         self.page_size = page_size
 
@@ -134,10 +136,11 @@ class DriverEvents:
         if not credential or not is_dns_label(job_id):
             return None
         selector = f"{ALL_JOBS},{names.LABEL_JOB_ID}={job_id}"
-        for job in self.api.list_jobs(self.namespace, selector, 2):
-            expected = _annotations(job).get(names.ANN_CREDENTIAL_HASH)
-            if expected and hmac.compare_digest(expected, digest(credential)):
-                return job
+        for namespace in self.namespaces():
+            for job in self.api.list_jobs(namespace, selector, 2):
+                expected = _annotations(job).get(names.ANN_CREDENTIAL_HASH)
+                if expected and hmac.compare_digest(expected, digest(credential)):
+                    return job
         return None
 
     # -- events -----------------------------------------------------------------
@@ -152,7 +155,7 @@ class DriverEvents:
             return
         annotations = _event_annotations(event, values)
         try:
-            self.api.patch_job(self.namespace, str(meta["name"]), {"metadata": {"annotations": annotations}})
+            self.api.patch_job(str(meta["namespace"]), str(meta["name"]), {"metadata": {"annotations": annotations}})
         except KubeError as exc:
             if exc.status != 404:  # deleted meanwhile (a cancel): nothing to record on
                 raise
@@ -167,7 +170,7 @@ class DriverEvents:
         if pod_name and POD_NAME.fullmatch(pod_name):
             job_id = (meta.get("labels") or {}).get(names.LABEL_JOB_ID)
             try:
-                pod = self.api.read_pod(self.namespace, pod_name)
+                pod = self.api.read_pod(str(meta["namespace"]), pod_name)
             except KubeError:
                 pod = {}
             if ((pod.get("metadata") or {}).get("labels") or {}).get(names.LABEL_JOB_ID) == job_id:
@@ -187,7 +190,7 @@ class DriverEvents:
         if self.tokens.revoke(user, token_id, job_id):
             patch = {"metadata": {"annotations": {names.ANN_HUB_TOKEN_ID: None}}}
             with contextlib.suppress(KubeError):  # gone, or unreachable: revoking again is harmless
-                self.api.patch_job(self.namespace, str(meta["name"]), patch)
+                self.api.patch_job(str(meta["namespace"]), str(meta["name"]), patch)
 
     def revoke_later(self, job: Mapping[str, Any], delay: float) -> None:
         """:meth:`revoke` in ``delay`` seconds (a cancelled job's driver still stops its cluster)."""
@@ -201,10 +204,11 @@ class DriverEvents:
         if self.tokens is None:
             return 0
         count = 0
-        for job in self.api.list_jobs(self.namespace, ALL_JOBS, self.page_size):
-            if _annotations(job).get(names.ANN_HUB_TOKEN_ID) and ended(job):
-                self.revoke(job)
-                count += 1
+        for namespace in self.namespaces():
+            for job in self.api.list_jobs(namespace, ALL_JOBS, self.page_size):
+                if _annotations(job).get(names.ANN_HUB_TOKEN_ID) and ended(job):
+                    self.revoke(job)
+                    count += 1
         return count
 
 

@@ -45,6 +45,7 @@ class RootHandler(ApiHandler):
                 "version": versions.package_version(),
                 "api": list(versions.API_VERSIONS),
                 "limits": self.context.jobs.policy.summary(),
+                "namespace-mode": "per-user" if self.context.jobs.namespaces.per_user else "shared",
                 "usage": {"active-jobs": active},
             }
         )

@@ -26,15 +26,17 @@ from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
 from kbatch_dask.backends.kubernetes.backend import KubernetesBackend, job_options
 from kbatch_dask.backends.kubernetes.client import KubeAPI
+from kbatch_dask.backends.kubernetes.pod_template import combine_templates
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.backends.kubernetes.status import job_record, pods_by_job
 from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.driver.service import CREDENTIAL_VAR, SERVICE_URL_VAR
-from kbatch_dask.errors import BadInput, HubError, Refused
+from kbatch_dask.errors import BadInput, HubError, JobNotFound, Refused
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import HubToken
 from kbatch_dask.records import JobRecord, JobState
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
+from kbatch_dask.service.namespaces import Namespaces, portable_server_pod
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.service.submission import Submission
 from kbatch_dask.settings import Settings
@@ -54,7 +56,8 @@ class Caller:
 
 
 class UserJobs(KubernetesBackend):
-    """The Kubernetes backend for ``user``'s jobs, run by the service."""
+    """The Kubernetes backend for ``user``'s jobs, run by the service: the jobs in
+    ``namespace``, the user's server pod read in ``servers`` (the hub's namespace)."""
 
     def __init__(
         self,
@@ -63,31 +66,46 @@ class UserJobs(KubernetesBackend):
         config: Settings,
         namespace: str,
         script_name: str = "",
+        servers: str | None = None,
     ) -> None:
+        if servers not in (None, namespace):
+            # The driver's service account is in the hub's namespace only: a per-user
+            # namespace's job pods run as its default one, which may do nothing.
+            config = dataclasses.replace(
+                config, kubernetes=dataclasses.replace(config.kubernetes, service_account=None)
+            )
         super().__init__(api=api, user=user, config=config)
         self._service_namespace = namespace
+        self._servers = servers or namespace
         self._script_name = script_name
         self.annotations: dict[str, str] = {}  # the service's own on the Job, e.g. the credential's hash
 
     @property
     def detected_namespace(self) -> Detected[str]:
-        return Detected(self._service_namespace, "kbatch.service.namespace")
+        source = "kbatch.service.namespace" if self._servers == self._service_namespace else "per-user namespace"
+        return Detected(self._service_namespace, source)
 
     def notebook_pod(self) -> session.NotebookPod:
         """The user's running server pod (z2jh labels), or why there is none."""
         selector = SERVER_LABELS.format(user=safe_slug(self.user, max_length=63))
         pods = [
             pod
-            for pod in self.api.list_pods(self.namespace, selector)
+            for pod in self.api.list_pods(self._servers, selector)
             if (pod.get("status") or {}).get("phase") == "Running"
         ]
         if not pods:
-            return session.NotebookPod(None, f"no running server of {self.user} in namespace {self.namespace}")
+            return session.NotebookPod(None, f"no running server of {self.user} in namespace {self._servers}")
+        if self._servers != self._service_namespace:
+            return session.NotebookPod(portable_server_pod(pods[0]))
         return session.NotebookPod(pods[0])
 
     def detect_image(self, option: str | None, pod: session.NotebookPod) -> Detected[str]:
         # Never the service's own $JUPYTER_IMAGE_SPEC: --image (the policy checked it) or the server's.
         return session.detect_image(option, {}, None, pod.image)
+
+    def _pod_template(self) -> Mapping[str, Any]:
+        # The admin's, merged last over everything the job took from the server pod.
+        return combine_templates(self.config.kubernetes.pod_template, self.config.service.pod_template, m.CONTAINER)
 
     def manifests(
         self, spec: JobSpec, environment: Mapping[str, str], job_id: str, pod: m.PodSettings | None = None
@@ -110,24 +128,25 @@ class JobService:
         self,
         api: KubeAPI,
         config: Settings,
-        namespace: str,
+        namespaces: Namespaces,
         policy: Policy,
         driver_url: str = "",
         tokens: JobTokens | None = None,
     ) -> None:
         self.api = api
         self.config = config
-        self.namespace = namespace
+        self.namespaces = namespaces
+        self.namespace = namespaces.hub
         self.policy = policy
         self.driver_url = driver_url  # where the jobs' drivers reach the service
         self.tokens = tokens  # None: no hub to mint the jobs' gateway tokens with
-        self.driver_events = DriverEvents(api, namespace, tokens, config.kubernetes.page_size)
+        self.driver_events = DriverEvents(api, namespaces.all, tokens, config.kubernetes.page_size)
         # One submission per user at a time: the running-jobs limit counts the
         # user's jobs, then creates one; two at once would both pass the count.
         self._submitting: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
 
     def jobs_of(self, user: str, script_name: str = "") -> UserJobs:
-        return UserJobs(self.api, user, self.config, self.namespace, script_name)
+        return UserJobs(self.api, user, self.config, self.namespaces.of(user), script_name, self.namespace)
 
     def _owner(self, caller: Caller, user: str | None) -> str:
         """Whose jobs a request is about: the caller's own, or (admins only) ``user``'s."""
@@ -156,7 +175,8 @@ class JobService:
             backend.check(spec)
             spec = dataclasses.replace(spec, image=image)
             with self._submitting[caller.name]:
-                self.policy.check_running(self.active(caller))
+                self.policy.check_active(self._states(caller.name))
+                self.namespaces.ensure(caller.name)
                 token = self._gateway_token(caller.name, spec)
                 if token is not None:
                     assert self.tokens is not None
@@ -196,16 +216,22 @@ class JobService:
     ) -> builtins.list[JobRecord]:
         if everyone and not caller.admin:
             raise BadInput("?all=1 is for admins of the service; leave it out to see your own jobs")
-        records = (
-            self._everyone(since)
-            if everyone and not user
-            else self.jobs_of(self._owner(caller, user)).list(ended_since=since)
-        )
+        if everyone and not user:
+            records = self._everyone(since)
+        else:
+            owner = self._owner(caller, user)
+            records = self.jobs_of(owner).list(ended_since=since) if self.namespaces.exists(owner) else []
         return [r for r in records if not states or r.state in states]
 
     def _everyone(self, since: datetime | None) -> builtins.list[JobRecord]:
-        jobs = self.api.list_jobs(self.namespace, ALL_JOBS, self.config.kubernetes.page_size)
-        pods = pods_by_job(self.api.list_pods(self.namespace, ALL_JOBS)) if jobs else {}
+        records = []
+        for namespace in self.namespaces.all():
+            records += self._everyone_in(namespace, since)
+        return sorted(records, key=lambda r: r.submitted)
+
+    def _everyone_in(self, namespace: str, since: datetime | None) -> builtins.list[JobRecord]:
+        jobs = self.api.list_jobs(namespace, ALL_JOBS, self.config.kubernetes.page_size)
+        pods = pods_by_job(self.api.list_pods(namespace, ALL_JOBS)) if jobs else {}
         records = []
         for job in jobs:
             labels: Mapping[str, Any] = (job.get("metadata") or {}).get("labels") or {}
@@ -213,22 +239,30 @@ class JobService:
             if since and record.state.is_terminal() and (record.finished or record.submitted) < since:
                 continue
             records.append(record)
-        return sorted(records, key=lambda r: r.submitted)
+        return records
+
+    def _job_of(self, caller: Caller, job_id: str, user: str | None) -> UserJobs:
+        """The backend holding the job ``job_id`` of its owner; JobNotFound when the
+        owner has no namespace yet (per-user mode)."""
+        owner = self._owner(caller, user)
+        if not self.namespaces.exists(owner):
+            raise JobNotFound(job_id)
+        return self.jobs_of(owner)
 
     def count_by_state(self) -> dict[JobState, int]:
         """Every user's jobs by state (the metrics)."""
         return dict(collections.Counter(r.state for r in self._everyone(None)))
 
     def get(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
-        return self.jobs_of(self._owner(caller, user)).get(job_id)
+        return self._job_of(caller, job_id, user).get(job_id)
 
     def logs(
         self, caller: Caller, job_id: str, *, user: str | None, follow: bool, stream: LogStream, tail: int | None
     ) -> Iterator[str]:
-        return self.jobs_of(self._owner(caller, user)).logs(job_id, follow=follow, stream=stream, tail=tail)
+        return self._job_of(caller, job_id, user).logs(job_id, follow=follow, stream=stream, tail=tail)
 
     def cancel(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
-        backend = self.jobs_of(self._owner(caller, user))
+        backend = self._job_of(caller, job_id, user)
         job = backend._job(job_id)
         record = backend.cancel(job_id)
         # A running driver stops its cluster with the token as its pod stops: the token
@@ -238,8 +272,11 @@ class JobService:
         return record
 
     def result(self, caller: Caller, job_id: str, user: str | None = None) -> bytes | None:
-        return self.jobs_of(self._owner(caller, user)).result(job_id)
+        return self._job_of(caller, job_id, user).result(job_id)
 
     def active(self, caller: Caller) -> int:
         """The caller's jobs pending or running."""
-        return sum(not r.state.is_terminal() for r in self.jobs_of(caller.name).list())
+        return sum(not state.is_terminal() for state in self._states(caller.name))
+
+    def _states(self, user: str) -> builtins.list[JobState]:
+        return [r.state for r in self.jobs_of(user).list()] if self.namespaces.exists(user) else []

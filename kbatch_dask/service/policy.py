@@ -9,11 +9,13 @@ naming the limit comes out (the API answers it with 403).
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kbatch_dask import settings
 from kbatch_dask.errors import BadInput, Refused
+from kbatch_dask.records import JobState
 from kbatch_dask.spec import JobSpec
 from kbatch_dask.spec.units import format_size, parse_size, parse_time
 
@@ -27,6 +29,7 @@ class Policy:
 
     allowed_images: tuple[str, ...] = (SERVER_IMAGE,)
     max_running_jobs: int = 10
+    max_queued_jobs: int | None = None
     max_dask_workers: int | None = None
     max_time: int | None = None
     max_cpus: float | None = None
@@ -45,6 +48,7 @@ class Policy:
         return cls(
             allowed_images=service.allowed_images,
             max_running_jobs=limits.max_running_jobs,
+            max_queued_jobs=limits.max_queued_jobs,
             max_dask_workers=limits.max_dask_workers,
             max_time=max_time,
             max_cpus=limits.max_cpus,
@@ -88,13 +92,25 @@ class Policy:
         if self.max_gpus is not None and spec.gpus > self.max_gpus:
             _refuse(f"--gpus {spec.gpus}", "max-gpus", self.max_gpus)
 
-    def check_running(self, active: int) -> None:
-        """Refuse a submission of a user who has ``active`` jobs pending or running already."""
+    def check_active(self, states: Sequence[JobState]) -> None:
+        """Refuse a submission of a user whose jobs are in ``states`` now: too many pending
+        or running (``max-running-jobs``), or too many PENDING (``max-queued-jobs``:
+        submitted, their pod not running yet; the service keeps no queue of its own yet).
+
+        >>> Policy(max_queued_jobs=2).check_active([JobState.PENDING, JobState.RUNNING])
+        """
+        active = sum(not state.is_terminal() for state in states)
         if active >= self.max_running_jobs:
             raise Refused(
                 f"you have {active} jobs pending or running, the limit of {LIMITS}.max-running-jobs "
                 f"({self.max_running_jobs}); wait for one to end or cancel one",
                 limit="max-running-jobs",
+            )
+        pending = sum(state is JobState.PENDING for state in states)
+        if self.max_queued_jobs is not None and pending >= self.max_queued_jobs:
+            raise Refused(
+                f"you have {pending} jobs PENDING, the limit of {LIMITS}.max-queued-jobs "
+                f"({self.max_queued_jobs}); wait for one to start or cancel one"
             )
 
     def summary(self) -> dict[str, Any]:
@@ -102,6 +118,7 @@ class Policy:
         return {
             "allowed-images": list(self.allowed_images),
             "max-running-jobs": self.max_running_jobs,
+            "max-queued-jobs": self.max_queued_jobs,
             "max-dask-workers": self.max_dask_workers,
             "max-time": self.max_time,
             "max-cpus": self.max_cpus,

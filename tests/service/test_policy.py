@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kbatch_dask.errors import BadInput, Refused
+from kbatch_dask.records import JobState
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.spec import JobSpec, Workers
 
@@ -51,6 +52,13 @@ def test_a_job_within_the_limits_passes() -> None:
 
 
 def test_running_jobs_at_the_limit_refuse_one_more() -> None:
-    Policy(max_running_jobs=2).check_running(1)
+    Policy(max_running_jobs=2).check_active([JobState.RUNNING, JobState.SUCCEEDED])
     with pytest.raises(Refused, match="max-running-jobs"):
-        Policy(max_running_jobs=2).check_running(2)
+        Policy(max_running_jobs=2).check_active([JobState.RUNNING, JobState.PENDING])
+
+
+def test_queued_jobs_count_the_pending_ones_only() -> None:
+    # Running and ended jobs do not count against max-queued-jobs; PENDING ones do.
+    Policy(max_queued_jobs=1).check_active([JobState.RUNNING, JobState.RUNNING, JobState.FAILED])
+    with pytest.raises(Refused, match=r"1 jobs PENDING, the limit of kbatch.service.limits.max-queued-jobs \(1\)"):
+        Policy(max_queued_jobs=1).check_active([JobState.RUNNING, JobState.PENDING])

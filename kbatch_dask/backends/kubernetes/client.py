@@ -19,12 +19,13 @@ Only the Kubernetes backend, its driver and ``kbatch doctor`` import
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kbatch_dask.backends.kubernetes.rest import BatchV1, CoreV1
+from kbatch_dask.backends.kubernetes.rest import BatchV1, CoreV1, RbacV1
 from kbatch_dask.errors import KubeError
 from kbatch_dask.settings import Kubernetes
 
@@ -111,8 +112,10 @@ class KubeAPI:
             self.where = "in-cluster service account"
         except ConfigException:
             try:
-                kube_config.load_kube_config(context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
-                _, active = kube_config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+                # $KUBECONFIG as it is now: the client's own default was read once, at its import.
+                files = os.environ.get("KUBECONFIG") or None
+                kube_config.load_kube_config(files, context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
+                _, active = kube_config.list_kube_config_contexts(files)  # type: ignore[no-untyped-call]
                 if context:
                     self.where = f"kube context {context!r}"
                 else:
@@ -134,6 +137,7 @@ class KubeAPI:
         # Not CoreV1Api/BatchV1Api: they import every client model (see rest.py).
         self.core = CoreV1(self.client)
         self.batch = BatchV1(self.client)
+        self.rbac = RbacV1(self.client)
 
     def close(self) -> None:
         self.client.close()  # type: ignore[no-untyped-call]
@@ -151,7 +155,7 @@ class KubeAPI:
             return call(*args, _preload_content=False, **kw)
         except ApiException as exc:
             status = int(exc.status) if exc.status else None
-            where = f"{resource} in namespace {namespace!r}"
+            where = f"{resource} in namespace {namespace!r}" if namespace else f"{resource} (cluster-wide)"
             if status == 403:
                 raise KubeError(
                     f"the Kubernetes API refused to {verb} {where} (403 Forbidden for {self.where}); "
@@ -255,6 +259,30 @@ class KubeAPI:
 
     def delete_secret(self, namespace: str, name: str) -> None:
         self._call("delete", "secrets", namespace, self.core.delete_namespaced_secret, name, namespace)
+
+    # -- Namespaces and RoleBindings (the service's per-user mode) --------------
+
+    def create_namespace(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(self._call("create", "namespaces", "", self.core.create_namespace, body))
+
+    def get_namespace(self, name: str) -> dict[str, Any]:
+        return dict(self._call("get", "namespaces", "", self.core.read_namespace, name))
+
+    def list_namespaces(self, selector: str) -> list[dict[str, Any]]:
+        page = self._call("list", "namespaces", "", self.core.list_namespace, label_selector=selector)
+        return list(page.get("items") or [])
+
+    def create_role_binding(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "create",
+                "rolebindings.rbac.authorization.k8s.io",
+                namespace,
+                self.rbac.create_namespaced_role_binding,
+                namespace,
+                body,
+            )
+        )
 
     # -- Pods -------------------------------------------------------------------
 

@@ -25,6 +25,22 @@ def merge_pod_template(pod_spec: Mapping[str, Any], template: Mapping[str, Any],
     return merged
 
 
+def combine_templates(first: Mapping[str, Any], then: Mapping[str, Any], driver: str) -> dict[str, Any]:
+    """One template that merges as ``first`` merged, then ``then`` over the result
+    (the service's jobs: ``kbatch.kubernetes.pod-template``, then ``kbatch.service.pod-template``).
+
+    >>> combined = combine_templates({"nodeSelector": {"a": "1"}, "containers": [{"env": [{"name": "X"}]}]},
+    ...                              {"nodeSelector": {"a": "2"}, "containers": [{"env": [{"name": "Y"}]}]}, "d")
+    >>> combined == {"nodeSelector": {"a": "2"}, "containers": [{"env": [{"name": "X"}, {"name": "Y"}], "name": "d"}]}
+    True
+    """
+    first = dict(first)
+    containers = first.pop("containers", None)
+    if containers:
+        first["containers"] = [{**containers[0], "name": driver}, *containers[1:]]
+    return merge_pod_template(first, then, driver)
+
+
 def _merge(ours: Any, theirs: Any) -> Any:
     if isinstance(ours, Mapping) and isinstance(theirs, Mapping):
         merged = dict(ours)

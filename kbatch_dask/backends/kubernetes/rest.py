@@ -1,4 +1,4 @@
-"""The dozen Kubernetes API operations kbatch-dask uses, over the client's ``ApiClient``.
+"""The Kubernetes API operations kbatch-dask uses, over the client's ``ApiClient``.
 
 ``kubernetes.client.CoreV1Api`` and ``BatchV1Api`` import the client's
 pydantic model of every object they can return (~0.5 s, as long as the rest
@@ -117,6 +117,15 @@ class CoreV1(_Group):
     def list_namespaced_event(self, namespace: str, field_selector: str | None = None, **kw: Any) -> Any:
         return self._request("GET", _ns(namespace, "events"), {"fieldSelector": field_selector}, **kw)
 
+    def create_namespace(self, body: Any, **kw: Any) -> Any:
+        return self._request("POST", "/namespaces", body=body, **kw)
+
+    def read_namespace(self, name: str, **kw: Any) -> Any:
+        return self._request("GET", f"/namespaces/{quote(name, safe='')}", **kw)
+
+    def list_namespace(self, label_selector: str | None = None, **kw: Any) -> Any:
+        return self._request("GET", "/namespaces", {"labelSelector": label_selector}, **kw)
+
     def read_namespaced_pod_log(
         self,
         name: str,
@@ -128,3 +137,11 @@ class CoreV1(_Group):
     ) -> Any:
         query = {"container": container, "follow": follow, "tailLines": tail_lines}
         return self._request("GET", _ns(namespace, "pods", name) + "/log", query, **kw)
+
+
+class RbacV1(_Group):
+    def __init__(self, api_client: Any) -> None:
+        super().__init__(api_client, "/apis/rbac.authorization.k8s.io/v1")
+
+    def create_namespaced_role_binding(self, namespace: str, body: Any, **kw: Any) -> Any:
+        return self._request("POST", _ns(namespace, "rolebindings"), body=body, **kw)

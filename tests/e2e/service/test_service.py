@@ -164,3 +164,18 @@ def test_who_am_i(service: Service, alice: User) -> None:
     status, answer = alice.http("GET", service.api("/"))
     assert status == 200 and answer["user"] == "alice" and answer["admin"] is False
     assert answer["limits"]["max-cpus"] == float(MAX_CPUS) and "v1" in answer["api"]
+
+
+def test_doctor_checks_the_service_its_version_and_policy(service: Service, alice: User) -> None:
+    proc = run(alice, "doctor")
+    assert "service: " in proc.stdout and "answers as hub user alice" in proc.stdout, proc.stdout + proc.stderr
+    assert "service version: " in proc.stdout and "API v1" in proc.stdout
+    assert f"max-cpus {float(MAX_CPUS):g}" in proc.stdout and "images @server, pangeo/*" in proc.stdout
+
+
+def test_doctor_says_which_scope_a_token_without_it_needs(service: Service, alice: User) -> None:
+    token = str(service.hub.new_token("alice", ["access:services!service=dask-gateway"])["token"])
+    proc = run(User(alice.name, alice.home, token, {**alice.env, "JUPYTERHUB_API_TOKEN": token}), "doctor")
+    assert proc.returncode != 0
+    assert "refused this session's token (403)" in proc.stdout, proc.stdout + proc.stderr
+    assert "fix: the token needs the scope access:services!service=kbatch-dask" in proc.stdout

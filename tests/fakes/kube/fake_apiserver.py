@@ -11,7 +11,9 @@ Served:
 * ``v1`` pods (+ ``status``, ``log``), configmaps, secrets, events,
   persistentvolumeclaims (+ ``status``; their access modes decide attachment,
   see ``nodes.py``); ``batch/v1``
-  jobs (+ ``status``); namespaces (get/list, synthesised: every namespace exists);
+  jobs (+ ``status``); namespaces (get/list/create: a namespace exists once
+  created, and ``default`` and every namespace holding an object exist as if
+  created — objects may be created in any namespace, unlike Kubernetes);
   ``authorization.k8s.io/v1`` selfsubjectaccessreviews and
   selfsubjectrulesreviews (answered from the RBAC simulation below);
   ``rbac.authorization.k8s.io/v1`` roles, rolebindings, clusterroles and
@@ -92,6 +94,7 @@ from .resources import (
     api_group_list,
     api_resource_list,
 )
+from .selection import labels_match, parse_label_selector
 from .store import PATCH_TYPES, ApiError, JsonObj, Store, bad_request
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # the real server's request size limit
@@ -203,6 +206,7 @@ class FakeApiServer:
         self._requests: list[RecordedRequest] = []
         self._requests_lock = threading.Lock()
         self._logs: dict[tuple[str, str], PodLog] = {}
+        self._created_namespaces: dict[str, JsonObj] = {}  # by name, as created (labels kept)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -573,7 +577,8 @@ class FakeApiServer:
             return self._rules_review(identity, await _body(request))
         self._authorize(identity, verb, target)
         if target.rtype is NAMESPACE:
-            return self._namespaces(target)
+            body = await _body(request) if verb == "create" else None
+            return self._namespaces(target, verb, body, request.query.get("labelSelector", ""))
         if target.subresource == "log":
             return await self._pod_log(request, target)
         if verb == "watch":
@@ -656,24 +661,45 @@ class FakeApiServer:
         }
         return _json(body)
 
-    def _namespaces(self, target: Target) -> web.Response:
+    def _namespaces(self, target: Target, verb: str, body: Any, label_selector: str) -> web.Response:
         def namespace(name: str) -> JsonObj:
+            created = self._created_namespaces.get(name, {}).get("metadata") or {}
             return {
                 "kind": "Namespace",
                 "apiVersion": "v1",
                 "metadata": {
                     "name": name,
                     "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
-                    "labels": {"kubernetes.io/metadata.name": name},
+                    "labels": {**(created.get("labels") or {}), "kubernetes.io/metadata.name": name},
                 },
                 "spec": {"finalizers": ["kubernetes"]},
                 "status": {"phase": "Active"},
             }
 
+        names = (
+            {"default"}
+            | set(self._created_namespaces)
+            | {ns for r in STORED.values() if r.namespaced for ns in self._namespaces_of(r)}
+        )
+        if verb == "create":
+            name = ((body or {}).get("metadata") or {}).get("name") if isinstance(body, dict) else None
+            if not isinstance(name, str) or not name:
+                raise ApiError(422, "Invalid", "Namespace is invalid: metadata.name: Required value")
+            if name in names:
+                raise ApiError(409, "AlreadyExists", f'namespaces "{name}" already exists', {"kind": "namespaces"})
+            self._created_namespaces[name] = copy.deepcopy(body)
+            return _json(namespace(name), 201)
         if target.name:
+            if target.name not in names:
+                raise ApiError(404, "NotFound", f'namespaces "{target.name}" not found', {"kind": "namespaces"})
             return _json(namespace(target.name))
-        names = {"default"} | {ns for r in STORED.values() if r.namespaced for ns in self._namespaces_of(r)}
-        items = [{k: v for k, v in namespace(n).items() if k not in ("kind", "apiVersion")} for n in sorted(names)]
+        selector = parse_label_selector(label_selector)
+        listed = [namespace(n) for n in sorted(names)]
+        items = [
+            {k: v for k, v in ns.items() if k not in ("kind", "apiVersion")}
+            for ns in listed
+            if labels_match(selector, ns["metadata"]["labels"])
+        ]
         meta = {"resourceVersion": self.store.resource_version}
         return _json({"kind": "NamespaceList", "apiVersion": "v1", "metadata": meta, "items": items})
 

@@ -54,7 +54,7 @@ PVC = ResourceType(
     subresources=("status",),
 )  # fmt: skip
 NAMESPACE = ResourceType(
-    "", "v1", "namespaces", "Namespace", "namespace", ("ns",), namespaced=False, verbs=("get", "list")
+    "", "v1", "namespaces", "Namespace", "namespace", ("ns",), namespaced=False, verbs=("get", "list", "create")
 )
 SSAR = ResourceType(
     "authorization.k8s.io",
