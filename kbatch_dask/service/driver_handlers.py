@@ -11,6 +11,7 @@ from typing import Any
 
 from tornado import web
 
+from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.errors import BadInput
 from kbatch_dask.service.driver_events import DriverEvents
 from kbatch_dask.service.errors import JsonErrors, refuse
@@ -20,6 +21,8 @@ SCHEME = "bearer"
 
 class DriverHandler(JsonErrors):
     events: DriverEvents
+    about_job = True  # its log lines name the job (service.logs.about)
+    job_owner: dict[str, str] | None = None  # once the credential was checked: whose job it is
 
     def initialize(self, context: Any) -> None:
         self.events = context.jobs.driver_events
@@ -35,6 +38,7 @@ class DriverHandler(JsonErrors):
         job = await asyncio.to_thread(self.events.job, job_id, self._credential())
         if job is None:
             refuse(401, f"not the credential of job {job_id}'s driver")
+        self.job_owner = {"name": str(((job.get("metadata") or {}).get("annotations") or {}).get(names.ANN_USER, ""))}
         return job
 
 

@@ -71,7 +71,8 @@ def configure(log_format: str) -> None:
 def about(handler: web.RequestHandler) -> dict[str, str]:
     """The ``user`` and ``job`` a request is about, as far as it is known (for ``extra=``)."""
     fields = {}
-    user = getattr(handler, "_current_user", None)  # tornado's cache: set once the request was authenticated
+    # tornado's cache, set once a hub user was authenticated; or the owner of the job whose driver it is
+    user = getattr(handler, "_current_user", None) or getattr(handler, "job_owner", None)
     if isinstance(user, dict) and user.get("name"):
         fields["user"] = str(user["name"])
     if handler.path_args and getattr(handler, "about_job", False):
