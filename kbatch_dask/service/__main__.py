@@ -12,12 +12,18 @@ from kbatch_dask.errors import KbatchError
 
 
 async def serve() -> None:
-    from kbatch_dask.backends.kubernetes.client import KubeAPI
-    from kbatch_dask.service.app import Listen, make_app
+    from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
+    from kbatch_dask.service.app import Listen, make_app, namespace
+    from kbatch_dask.service.cache import JobCache
 
     config = settings.load()
     listen = Listen.from_environ(os.environ, config.service.name)
-    app = make_app(config, KubeAPI(config.kubernetes.context or None), listen)
+    api = KubeAPI(config.kubernetes.context or None)
+    # The watches have a client of their own, with timeouts: a silent API server
+    # is noticed (and /health says so) instead of waited on for ever.
+    watching = KubeAPI(config.kubernetes.context or None, Timeouts.of(config.kubernetes))
+    cache = JobCache(watching, namespace(config, api)).start()
+    app = make_app(config, api, listen, cache)
     # Bodies over the limit are answered 413 by the handler, in JSON; tornado's
     # own limit (which drops the connection) only stops the absurd.
     app.listen(listen.port, listen.host, max_body_size=4 * config.service.max_body_size + 65536)

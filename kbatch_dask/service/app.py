@@ -14,6 +14,7 @@ from tornado import web
 from kbatch_dask.backends.kubernetes import pod_settings
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.errors import BadInput
+from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.context import Context
 from kbatch_dask.service.handlers import NotFoundHandler, routes
 from kbatch_dask.service.jobs import JobService
@@ -57,10 +58,13 @@ def namespace(config: Settings, api: KubeAPI) -> str:
     return pod_settings.detect_namespace(service.namespace, api.context_namespace, api.context_name).value
 
 
-def make_app(config: Settings, api: KubeAPI, listen: Listen, hub_auth: HubAuth | None = None) -> web.Application:
-    """The application; ``hub_auth`` from the ``JUPYTERHUB_*`` environment unless given."""
+def make_app(
+    config: Settings, api: KubeAPI, listen: Listen, cache: JobCache, hub_auth: HubAuth | None = None
+) -> web.Application:
+    """The application, reading from ``cache`` (started by the caller, on the
+    same namespace); ``hub_auth`` from the ``JUPYTERHUB_*`` environment unless given."""
     service = config.service
-    jobs = JobService(api, config, namespace(config, api), Policy.from_settings(service))
+    jobs = JobService(api, config, cache.jobs.namespace, Policy.from_settings(service), cache)
     context = Context(
         hub_auth=hub_auth or HubAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", "")),
         jobs=jobs,

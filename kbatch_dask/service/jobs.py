@@ -6,7 +6,11 @@ direct backend reads from the session it runs in (the notebook pod by
 ``$HOSTNAME``, the image from ``$JUPYTER_IMAGE_SPEC``) comes from the user's own
 server pod, found by its z2jh labels, never from the client. :class:`JobService`
 adds the policy and who may see what: a user reaches only their own jobs (the
-Job's name and user label hold the owner), an admin anyone's.
+Job's name and user label hold the owner), an admin anyone's. Lists, shows and
+the policy's count of running jobs are read from the watch cache
+(:mod:`.cache`), without a Kubernetes API call; after a submit or cancel the
+Job as the API then holds it goes into the cache, so the caller's next read
+sees its own write.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import dataclasses
 import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
 
 from kbatch_dask.backends import Detected
 from kbatch_dask.backends.kubernetes import annotations as names
@@ -25,10 +28,10 @@ from kbatch_dask.backends.kubernetes import pod_settings as session
 from kbatch_dask.backends.kubernetes.backend import KubernetesBackend
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
-from kbatch_dask.backends.kubernetes.status import job_record, pods_by_job
 from kbatch_dask.backends.outputs import LogStream
-from kbatch_dask.errors import BadInput
+from kbatch_dask.errors import BadInput, KubeError
 from kbatch_dask.records import JobRecord, JobState
+from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.service.submission import Submission
 from kbatch_dask.settings import Settings
@@ -36,7 +39,6 @@ from kbatch_dask.spec import JobSpec
 
 # z2jh (kubespawner) labels of a user's server pod.
 SERVER_LABELS = "component=singleuser-server,hub.jupyter.org/username={user}"
-ALL_JOBS = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +90,12 @@ class UserJobs(KubernetesBackend):
 class JobService:
     """What a caller may do with jobs, with the service's Kubernetes client."""
 
-    def __init__(self, api: KubeAPI, config: Settings, namespace: str, policy: Policy) -> None:
+    def __init__(self, api: KubeAPI, config: Settings, namespace: str, policy: Policy, cache: JobCache) -> None:
         self.api = api
         self.config = config
         self.namespace = namespace
         self.policy = policy
+        self.cache = cache
 
     def jobs_of(self, user: str, script_name: str = "") -> UserJobs:
         return UserJobs(self.api, user, self.config, self.namespace, script_name)
@@ -120,7 +123,19 @@ class JobService:
             backend.check(spec)
             self.policy.check_running(self.active(caller))
             spec = dataclasses.replace(spec, image=image)
-            return backend.submit(spec, submission.environment)
+            record = backend.submit(spec, submission.environment)
+        self._written(caller.name, record.id)
+        return record
+
+    def _written(self, user: str, job_id: str) -> None:
+        """Put the Job as the API holds it after our write into the cache."""
+        name = m.job_name(user, job_id)
+        try:
+            self.cache.written(name, self.api.get_job(self.namespace, name))
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            self.cache.written(name, None)
 
     # -- read and act -----------------------------------------------------------
 
@@ -135,27 +150,11 @@ class JobService:
     ) -> builtins.list[JobRecord]:
         if everyone and not caller.admin:
             raise BadInput("?all=1 is for admins of the service; leave it out to see your own jobs")
-        records = (
-            self._everyone(since)
-            if everyone and not user
-            else self.jobs_of(self._owner(caller, user)).list(ended_since=since)
-        )
-        return [r for r in records if not states or r.state in states]
-
-    def _everyone(self, since: datetime | None) -> builtins.list[JobRecord]:
-        jobs = self.api.list_jobs(self.namespace, ALL_JOBS, self.config.kubernetes.page_size)
-        pods = pods_by_job(self.api.list_pods(self.namespace, ALL_JOBS)) if jobs else {}
-        records = []
-        for job in jobs:
-            labels: Mapping[str, Any] = (job.get("metadata") or {}).get("labels") or {}
-            record = job_record(job, pods.get(labels.get(names.LABEL_JOB_ID, ""), []))
-            if since and record.state.is_terminal() and (record.finished or record.submitted) < since:
-                continue
-            records.append(record)
-        return sorted(records, key=lambda r: r.submitted)
+        owner = None if everyone and not user else self._owner(caller, user)
+        return [r for r in self.cache.records(owner, since) if not states or r.state in states]
 
     def get(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
-        return self.jobs_of(self._owner(caller, user)).get(job_id)
+        return self.cache.record(self._owner(caller, user), job_id)
 
     def logs(
         self, caller: Caller, job_id: str, *, user: str | None, follow: bool, stream: LogStream, tail: int | None
@@ -163,11 +162,14 @@ class JobService:
         return self.jobs_of(self._owner(caller, user)).logs(job_id, follow=follow, stream=stream, tail=tail)
 
     def cancel(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
-        return self.jobs_of(self._owner(caller, user)).cancel(job_id)
+        owner = self._owner(caller, user)
+        record = self.jobs_of(owner).cancel(job_id)
+        self._written(owner, job_id)
+        return record
 
     def result(self, caller: Caller, job_id: str, user: str | None = None) -> bytes | None:
         return self.jobs_of(self._owner(caller, user)).result(job_id)
 
     def active(self, caller: Caller) -> int:
         """The caller's jobs pending or running."""
-        return sum(not r.state.is_terminal() for r in self.jobs_of(caller.name).list())
+        return self.cache.active(caller.name)

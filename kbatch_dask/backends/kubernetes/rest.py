@@ -61,6 +61,13 @@ def _ns(namespace: str, plural: str, name: str | None = None) -> str:
     return f"{path}/{quote(name, safe='')}" if name is not None else path
 
 
+def _watching(kw: dict[str, Any]) -> dict[str, Any]:
+    """The watch arguments of a list (``watch``, ``resource_version``,
+    ``timeout_seconds``) as query parameters, taken out of ``kw``."""
+    names = {"watch": "watch", "resource_version": "resourceVersion", "timeout_seconds": "timeoutSeconds"}
+    return {query: kw.pop(arg) for arg, query in names.items() if arg in kw}
+
+
 class BatchV1(_Group):
     def __init__(self, api_client: Any) -> None:
         super().__init__(api_client, "/apis/batch/v1")
@@ -85,7 +92,7 @@ class BatchV1(_Group):
         _continue: str | None = None,
         **kw: Any,
     ) -> Any:
-        query = {"labelSelector": label_selector, "limit": limit, "continue": _continue}
+        query = {"labelSelector": label_selector, "limit": limit, "continue": _continue, **_watching(kw)}
         return self._request("GET", _ns(namespace, "jobs"), query, **kw)
 
 
@@ -106,7 +113,8 @@ class CoreV1(_Group):
         return self._request("DELETE", _ns(namespace, "secrets", name), **kw)
 
     def list_namespaced_pod(self, namespace: str, label_selector: str | None = None, **kw: Any) -> Any:
-        return self._request("GET", _ns(namespace, "pods"), {"labelSelector": label_selector}, **kw)
+        query = {"labelSelector": label_selector, **_watching(kw)}
+        return self._request("GET", _ns(namespace, "pods"), query, **kw)
 
     def read_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> Any:
         return self._request("GET", _ns(namespace, "pods", name), **kw)

@@ -21,7 +21,9 @@ CONFIGMAPS = f"/api/v1/namespaces/{NS}/configmaps"
 
 def watch(server: FakeApiServer, resource_version: str = "", timeout: int = 1) -> Iterator[dict[str, Any]]:
     """The events of one watch of the namespace's ConfigMaps, as they arrive."""
-    query = f"watch=true&timeoutSeconds={timeout}" + (f"&resourceVersion={resource_version}" if resource_version else "")
+    query = f"watch=true&timeoutSeconds={timeout}" + (
+        f"&resourceVersion={resource_version}" if resource_version else ""
+    )
     response = urllib3.request(
         "GET",
         f"{server.url}{CONFIGMAPS}?{query}",
