@@ -163,9 +163,12 @@ class JobCache:
             self._threads.append(thread)
         return self
 
-    def stop(self) -> None:
-        """Stop after the current watch (the threads are daemons: exiting does not wait)."""
+    def stop(self, wait: float = 0) -> None:
+        """Stop after the current watch, waiting up to ``wait`` s for it (the
+        threads are daemons: exiting does not wait for them)."""
         self._stopping.set()
+        for thread in self._threads:
+            thread.join(wait)
 
     @property
     def up(self) -> bool:
