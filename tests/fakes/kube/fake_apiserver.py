@@ -22,7 +22,8 @@ Served:
   then changes, from N the changes after N, replayed from the store's history;
   older than the history, as after :meth:`FakeApiServer.compact`, an ERROR
   event with a ``410 Expired`` Status ends the stream, as the real server
-  does), update (PUT), patch (JSON, merge, strategic-as-merge),
+  does; ``max_watch_seconds`` caps every watch, as the real server's request
+  timeout does), update (PUT), patch (JSON, merge, strategic-as-merge),
   delete with ``propagationPolicy`` and garbage collection by ownerReferences
   (a Job's default is Orphan, as in Kubernetes), deletecollection; ``dryRun=All``.
 * Errors as ``Status`` bodies with Kubernetes' reasons and messages (400, 401,
@@ -214,6 +215,9 @@ class FakeApiServer:
         self._runner: web.AppRunner | None = None
         self._stopping = threading.Event()
         self._watch_drops = 0  # bumped by drop_watches(): open watches compare it with theirs
+        #: The longest a watch is served before its stream ends cleanly (the real
+        #: server's --min-request-timeout does this, randomised, around 30 minutes).
+        self.max_watch_seconds = 1800.0
         self.port = 0
 
     # -- lifecycle ------------------------------------------------------------
@@ -802,7 +806,7 @@ class FakeApiServer:
             await response.write(json.dumps({"type": "ERROR", "object": exc.status()}).encode() + b"\n")
             await response.write_eof()
             return response
-        timeout = float(request.query.get("timeoutSeconds") or 1800)
+        timeout = min(float(request.query.get("timeoutSeconds") or 1800), self.max_watch_seconds)
         deadline = loop.time() + timeout
         dropped = self._watch_drops
         try:

@@ -104,3 +104,9 @@ def test_dropped_watches_are_cut_without_an_end_and_a_resumed_one_sees_what_foll
     create(fake_apiserver, "while-dropped")
     resumed = list(watch(fake_apiserver, first["object"]["metadata"]["resourceVersion"]))
     assert names(resumed) == [("ADDED", "while-dropped")]
+
+
+def test_max_watch_seconds_ends_a_longer_watch_cleanly(fake_apiserver: FakeApiServer) -> None:
+    fake_apiserver.max_watch_seconds = 0.2
+    create(fake_apiserver, "one")
+    assert names(list(watch(fake_apiserver, timeout=600))) == [("ADDED", "one")]  # ends, without an error
