@@ -12,7 +12,10 @@ the Kubernetes client blocks.
 :class:`JobCache` joins the two into job records with the Kubernetes backend's
 own :func:`~kbatch_dask.backends.kubernetes.status.job_record`, so that queue
 and show through the service make no API call. A record is built again only
-when the resourceVersion of its Job or of one of its pods changed. Writes of
+when the resourceVersion of its Job or of one of its pods changed, and a whole
+answer (:meth:`JobCache.memo`, the JSON of a queue) only when one of the jobs
+it is about changed: each user's jobs have a generation, bumped by every change
+to one of them. Writes of
 the service itself (submit, cancel) are applied from the API's answer at once
 (:meth:`JobCache.written`), so the writer's next read sees them even before the
 watch event arrives.
@@ -24,7 +27,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +44,7 @@ log = logging.getLogger("kbatch_dask.service.cache")
 SELECTOR = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
 WATCH_SECONDS = 60  # each watch asks the server to end it after this long; the next resumes
 FIRST_BACKOFF, MAX_BACKOFF = 0.1, 30.0  # seconds between failed attempts, doubling
+MAX_MEMOS = 4096  # answers kept (users × the queries they make); all dropped beyond it
 Obj = dict[str, Any]
 
 
@@ -147,6 +151,9 @@ class JobCache:
         self._pods_of: dict[str, set[str]] = {}  # job id label -> pod names
         self._gone: set[str] = set()  # Jobs this service saw deleted before the watch told
         self._records: dict[str, tuple[tuple[str, ...], JobRecord]] = {}  # Job name -> (versions, record)
+        self._generations: dict[str, int] = {}  # user label -> changes to that user's jobs and pods
+        self._generation = 0  # changes to anyone's
+        self._memos: dict[tuple[str | None, Hashable], tuple[int, bytes]] = {}  # (user, query) -> (generation, answer)
         self.jobs = Reflector(api, "jobs", namespace, self._replace_jobs, self._apply_job, watch_seconds=watch_seconds)
         self.pods = Reflector(api, "pods", namespace, self._replace_pods, self._apply_pod, watch_seconds=watch_seconds)
         self._stopping = threading.Event()
@@ -211,6 +218,30 @@ class JobCache:
         """``user``'s jobs pending or running."""
         return sum(not r.state.is_terminal() for r in self.records(user))
 
+    def memo(self, user: str | None, query: Hashable, build: Callable[[], bytes]) -> bytes:
+        """``build()``'s answer about ``user``'s jobs (None: everyone's) for
+        ``query``, built again only after a change to one of those jobs."""
+        slug = safe_slug(user) if user is not None else None
+        key = (slug, query)
+        with self._lock:
+            # Read before building: a change meanwhile makes the stored answer stale, never wrong.
+            stamp = self._generation if slug is None else self._generations.get(slug, 0)
+            hit = self._memos.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        answer = build()
+        with self._lock:
+            if len(self._memos) >= MAX_MEMOS:
+                self._memos.clear()
+            self._memos[key] = (stamp, answer)
+        return answer
+
+    def _changed(self, obj: Mapping[str, Any]) -> None:
+        """A job or pod of this user changed (held lock): their answers are stale."""
+        user = str((_meta(obj).get("labels") or {}).get(names.LABEL_USER, ""))
+        self._generations[user] = self._generations.get(user, 0) + 1
+        self._generation += 1
+
     def _record(self, name: str) -> JobRecord:
         """The record of Job ``name`` (held lock), built again only when a version changed."""
         job = self._jobs[name]
@@ -239,6 +270,8 @@ class JobCache:
 
     def _replace_jobs(self, items: list[Obj]) -> None:
         with self._lock:
+            for job in self._jobs.values():
+                self._changed(job)  # those gone from the new list too
             self._jobs, self._by_user, self._gone = {}, {}, set()
             for job in items:
                 self._put_job(job)
@@ -260,6 +293,7 @@ class JobCache:
         self._jobs[name] = job
         user = str((meta.get("labels") or {}).get(names.LABEL_USER, ""))
         self._by_user.setdefault(user, set()).add(name)
+        self._changed(job)
 
     def _drop_job(self, name: str) -> None:
         job = self._jobs.pop(name, None)
@@ -267,9 +301,12 @@ class JobCache:
         if job is not None:
             user = str((_meta(job).get("labels") or {}).get(names.LABEL_USER, ""))
             self._by_user.get(user, set()).discard(name)
+            self._changed(job)
 
     def _replace_pods(self, items: list[Obj]) -> None:
         with self._lock:
+            for pod in self._pods.values():
+                self._changed(pod)  # those gone from the new list too
             self._pods, self._pods_of = {}, {}
             for pod in items:
                 self._put_pod(pod)
@@ -285,8 +322,10 @@ class JobCache:
         name = str(meta.get("name", ""))
         self._pods[name] = pod
         self._pods_of.setdefault(str((meta.get("labels") or {}).get(names.LABEL_JOB_ID, "")), set()).add(name)
+        self._changed(pod)
 
     def _drop_pod(self, name: str) -> None:
         pod = self._pods.pop(name, None)
         if pod is not None:
             self._pods_of.get(str((_meta(pod).get("labels") or {}).get(names.LABEL_JOB_ID, "")), set()).discard(name)
+            self._changed(pod)

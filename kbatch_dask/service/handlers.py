@@ -60,14 +60,15 @@ class JobsHandler(ApiHandler):
         )
         since = self.get_query_argument("since", None)
         await self.context.jobs.cache.wait_up(CACHE_WAIT)
-        records = self.context.jobs.list(
+        body = self.context.jobs.list_json(
             caller,
             everyone=self._flag("all"),
             user=self.get_query_argument("user", None),
             states=states,
             since=_iso(since) if since else None,
         )
-        self.finish({"jobs": [job_json(r) for r in records]})
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(body)
 
     async def post(self) -> None:
         caller = self.caller()

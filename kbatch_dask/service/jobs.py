@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 
+from tornado.escape import json_encode
+
 from kbatch_dask.backends import Detected
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
@@ -139,7 +141,7 @@ class JobService:
 
     # -- read and act -----------------------------------------------------------
 
-    def list(
+    def list_json(
         self,
         caller: Caller,
         *,
@@ -147,10 +149,27 @@ class JobService:
         user: str | None = None,
         states: tuple[JobState, ...] = (),
         since: datetime | None = None,
-    ) -> builtins.list[JobRecord]:
+    ) -> bytes:
+        """The records of the jobs listed as the API's JSON, ``{"jobs": [...]}``:
+        kept until one of them changes, since most queues are asked again and
+        again unchanged."""
+        owner = self._list_owner(caller, everyone, user)
+
+        def build() -> bytes:
+            records = self._list(owner, states, since)
+            return json_encode({"jobs": [r.to_dict() for r in records]}).encode()
+
+        return self.cache.memo(owner, (states, since), build)
+
+    def _list_owner(self, caller: Caller, everyone: bool, user: str | None) -> str | None:
+        """Whose jobs a list is about (None: everyone's)."""
         if everyone and not caller.admin:
             raise BadInput("?all=1 is for admins of the service; leave it out to see your own jobs")
-        owner = None if everyone and not user else self._owner(caller, user)
+        return None if everyone and not user else self._owner(caller, user)
+
+    def _list(
+        self, owner: str | None, states: tuple[JobState, ...], since: datetime | None
+    ) -> builtins.list[JobRecord]:
         return [r for r in self.cache.records(owner, since) if not states or r.state in states]
 
     def get(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:

@@ -160,3 +160,23 @@ def test_a_watch_event_older_than_a_write_does_not_undo_it(cache: JobCache, fake
     fake_apiserver.create("jobs", NS, kbatch_job("alice", "later"))  # its event follows the patch's
     wait_for(lambda: "later" in ids(cache, "alice"), "the events")
     assert cache.record("alice", "a2").comment == "written"
+
+
+def test_a_kept_answer_is_built_again_only_after_a_change_to_its_users_jobs(
+    cache: JobCache,
+    fake_apiserver: FakeApiServer,  # noqa: F811
+) -> None:
+    builds: list[str] = []
+
+    def build() -> bytes:
+        builds.append("built")
+        return ",".join(sorted(ids(cache, "alice"))).encode()
+
+    assert cache.memo("alice", "queue", build) == b"a1,a2"
+    assert cache.memo("alice", "queue", build) == b"a1,a2" and len(builds) == 1
+    fake_apiserver.create("jobs", NS, kbatch_job("bob", "b9"))
+    wait_for(lambda: "b9" in ids(cache, "bob"), "bob's new Job")
+    assert cache.memo("alice", "queue", build) == b"a1,a2" and len(builds) == 1  # not alice's
+    fake_apiserver.create("jobs", NS, kbatch_job("alice", "a9"))
+    wait_for(lambda: "a9" in ids(cache, "alice"), "alice's new Job")
+    assert cache.memo("alice", "queue", build) == b"a1,a2,a9" and len(builds) == 2
