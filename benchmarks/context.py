@@ -30,10 +30,14 @@ class Sizes:
     kube_large: int = 10_000
     repeat_fast: int = 15  # commands well under a second
     repeat_slow: int = 5  # Kubernetes queues over 10,000 jobs, driver runs with a cluster
+    service_jobs: int = 10_000
+    service_users: int = 100
+    service_clients: int = 100  # at once, each sending service_requests one after another
+    service_requests: int = 20
 
     @classmethod
     def smoke(cls) -> Sizes:
-        return cls(20, 200, 2, 8, 20, 60, 1, 1)
+        return cls(20, 200, 2, 8, 20, 60, 1, 1, service_jobs=40, service_users=4, service_clients=4, service_requests=2)
 
 
 @dataclass

@@ -24,12 +24,19 @@ async def serve() -> None:
     configure(config.service.log_format)  # before the imports: JupyterHub's log lines at import are in the format too
 
     from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
-    from kbatch_dask.service.app import Listen, make_app
+    from kbatch_dask.service.app import Listen, make_app, namespace
+    from kbatch_dask.service.cache import JobCache
 
     listen = Listen.from_environ(os.environ, config.service.name)
     # Bounded calls: an unreachable API server is a 503 within the api-*-timeout settings, never a hung request.
     api = KubeAPI(config.kubernetes.context or None, Timeouts.of(config.kubernetes))
-    app = make_app(config, api, listen)
+    # The watches have a client of their own: a silent API server is noticed (and
+    # /health says so) instead of waited on for ever. Per-user namespaces are
+    # watched all at once (one watch each for Jobs and pods, across namespaces).
+    watching = KubeAPI(config.kubernetes.context or None, Timeouts.of(config.kubernetes))
+    watched = "" if config.service.namespace_mode == "per-user" else namespace(config, api)
+    cache = JobCache(watching, watched).start()
+    app = make_app(config, api, listen, cache)
     # Bodies over the limit are answered 413 by the handler, in JSON; tornado's
     # own limit (which drops the connection) only stops the absurd.
     app.listen(listen.port, listen.host, max_body_size=4 * config.service.max_body_size + 65536)

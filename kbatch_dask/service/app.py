@@ -16,6 +16,7 @@ from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.errors import BadInput
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import TokenPolicy
+from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.context import Context
 from kbatch_dask.service.driver_events import JobTokens
 from kbatch_dask.service.handlers import NotFoundHandler, routes
@@ -69,8 +70,11 @@ def driver_url(configured: str | None, environ: Mapping[str, str], listen: Liste
     return base + listen.prefix
 
 
-def make_app(config: Settings, api: KubeAPI, listen: Listen, hub_auth: HubAuth | None = None) -> web.Application:
-    """The application; ``hub_auth`` from the ``JUPYTERHUB_*`` environment unless given."""
+def make_app(
+    config: Settings, api: KubeAPI, listen: Listen, cache: JobCache, hub_auth: HubAuth | None = None
+) -> web.Application:
+    """The application, reading from ``cache`` (started by the caller, on the jobs'
+    namespace, or all); ``hub_auth`` from the ``JUPYTERHUB_*`` environment unless given."""
     service = config.service
     namespaces = Namespaces(api, service, namespace(config, api))
     auth = hub_auth or HubAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""))
@@ -85,6 +89,7 @@ def make_app(config: Settings, api: KubeAPI, listen: Listen, hub_auth: HubAuth |
         config,
         namespaces,
         Policy.from_settings(service),
+        cache,
         driver_url=driver_url(service.driver_url, os.environ, listen),
         tokens=tokens,
     )

@@ -43,11 +43,21 @@ class ApiHandler(HubAuthenticated, JsonErrors, web.RequestHandler):  # type: ign
             self._missing_scope = True  # identified, but the token may not use this service
             raise
 
-    def prepare(self) -> None:
-        """Refuse, before anything else, a kbatch-dask client this service cannot serve (400 naming what to install)."""
+    async def prepare(self) -> None:
+        """Refuse, before anything else, a kbatch-dask client this service cannot serve
+        (400 naming what to install); then ask the hub who calls."""
         problem = versions.client_problem(self.request.headers.get("User-Agent"))
         if problem is not None:
             refuse(400, problem)
+        # HubAuthenticated's get_current_user asks HubAuth synchronously, which
+        # blocks the event loop on HubAuth's thread for every request (and on the
+        # hub itself for a token not cached yet). Asked here without blocking, the
+        # answer is where get_current_user looks first.
+        model = await self.hub_auth.get_user(self, sync=False)
+        try:
+            self._hub_auth_user_cache = self.check_hub_user(model) if model else None
+        except UserNotAllowed:
+            self._hub_auth_user_cache = None
 
     def check_xsrf_cookie(self) -> None:
         """API calls carry a token, not a cookie: nothing to forge (the web page will use HubOAuth + XSRF)."""

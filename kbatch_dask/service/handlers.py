@@ -1,6 +1,8 @@
 """The routes of API v1 (SERVICE.md), thin: parse the request, call
 :class:`~kbatch_dask.service.jobs.JobService` off the event loop (the
-Kubernetes client blocks), answer JSON."""
+Kubernetes client blocks), answer JSON. Reads served from the watch cache
+(queue, show, the running-jobs count) run on the loop: they are memory only,
+and wait for the cache to be up (:data:`CACHE_WAIT`, then 503)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from kbatch_dask.service.logs import log
 from kbatch_dask.service.metrics import CONTENT_TYPE
 
 T = TypeVar("T")
+CACHE_WAIT = 5.0  # seconds a read waits for the cache's first list (or a relist) before a 503
 STREAMS = {"output": "output", "stdout": "output", "error": "error", "stderr": "error", "all": "all"}
 
 
@@ -37,7 +40,8 @@ def job_json(record: JobRecord) -> dict[str, Any]:
 class RootHandler(ApiHandler):
     async def get(self) -> None:
         caller = self.caller()
-        active = await off_loop(self.context.jobs.active, caller)
+        await self.context.jobs.cache.wait_up(CACHE_WAIT)
+        active = self.context.jobs.active(caller)
         self.finish(
             {
                 "user": caller.name,
@@ -58,15 +62,16 @@ class JobsHandler(ApiHandler):
             JobState.parse_list(self.get_query_argument("state", "")) if self.get_query_argument("state", "") else ()
         )
         since = self.get_query_argument("since", None)
-        records = await off_loop(
-            self.context.jobs.list,
+        await self.context.jobs.cache.wait_up(CACHE_WAIT)
+        body = self.context.jobs.list_json(
             caller,
             everyone=self._flag("all"),
             user=self.get_query_argument("user", None),
             states=states,
             since=_iso(since) if since else None,
         )
-        self.finish({"jobs": [job_json(r) for r in records]})
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(body)
 
     async def post(self) -> None:
         caller = self.caller()
@@ -101,7 +106,8 @@ class JobHandler(ApiHandler):
 
     async def get(self, job_id: str) -> None:
         caller, user = await self._caller_and_user(job_id)
-        self.finish(job_json(await off_loop(self.context.jobs.get, caller, job_id, user)))
+        await self.context.jobs.cache.wait_up(CACHE_WAIT)
+        self.finish(job_json(self.context.jobs.get(caller, job_id, user)))
 
     async def delete(self, job_id: str) -> None:
         caller, user = await self._caller_and_user(job_id)
@@ -139,7 +145,8 @@ class LogsHandler(JobHandler):
 class ResultHandler(JobHandler):
     async def get(self, job_id: str) -> None:
         caller, user = await self._caller_and_user(job_id)
-        record = await off_loop(self.context.jobs.get, caller, job_id, user)
+        await self.context.jobs.cache.wait_up(CACHE_WAIT)
+        record = self.context.jobs.get(caller, job_id, user)
         if not record.state.is_terminal():
             refuse(409, f"job {job_id} is {record.state.value}: its result comes when it ends")
         data = await off_loop(self.context.jobs.result, caller, job_id, user)
@@ -150,15 +157,17 @@ class ResultHandler(JobHandler):
 
 
 class HealthHandler(JsonErrors):
-    """Liveness without auth and without user data: can the service list Jobs?"""
+    """Liveness without auth and without user data: are both watches of the
+    cache up, and how long since each last heard from Kubernetes? 503 when not."""
 
     def initialize(self, context: Any) -> None:
         self.context = context
 
     async def get(self) -> None:
-        jobs = self.context.jobs
-        await off_loop(jobs.api.list_jobs, jobs.namespace, "kbatch-dask.io/health=check", 1)
-        self.finish({"kubernetes": "ok"})
+        cache = self.context.jobs.cache
+        up = cache.up
+        self.set_status(200 if up else 503)
+        self.finish({"kubernetes": "ok" if up else "down", "watches": cache.health()})
 
 
 class MetricsHandler(JsonErrors):

@@ -6,7 +6,11 @@ direct backend reads from the session it runs in (the notebook pod by
 ``$HOSTNAME``, the image from ``$JUPYTER_IMAGE_SPEC``) comes from the user's own
 server pod, found by its z2jh labels, never from the client. :class:`JobService`
 adds the policy and who may see what: a user reaches only their own jobs (the
-Job's name and user label hold the owner), an admin anyone's.
+Job's name and user label hold the owner), an admin anyone's. Lists, shows and
+the policy's count of running jobs are read from the watch cache
+(:mod:`.cache`), without a Kubernetes API call; after a submit or cancel the
+Job as the API then holds it goes into the cache, so the caller's next read
+sees its own write.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from tornado.escape import json_encode
+
 from kbatch_dask.backends import Detected
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
@@ -28,13 +34,13 @@ from kbatch_dask.backends.kubernetes.backend import KubernetesBackend, job_optio
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.pod_template import combine_templates
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
-from kbatch_dask.backends.kubernetes.status import job_record, pods_by_job
 from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.driver.service import CREDENTIAL_VAR, SERVICE_URL_VAR
-from kbatch_dask.errors import BadInput, HubError, JobNotFound, Refused
+from kbatch_dask.errors import BadInput, HubError, KubeError, Refused
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import HubToken
 from kbatch_dask.records import JobRecord, JobState
+from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
 from kbatch_dask.service.namespaces import Namespaces, portable_server_pod
 from kbatch_dask.service.policy import Policy
@@ -44,7 +50,6 @@ from kbatch_dask.spec import JobSpec
 
 # z2jh (kubespawner) labels of a user's server pod.
 SERVER_LABELS = "component=singleuser-server,hub.jupyter.org/username={user}"
-ALL_JOBS = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +135,7 @@ class JobService:
         config: Settings,
         namespaces: Namespaces,
         policy: Policy,
+        cache: JobCache,
         driver_url: str = "",
         tokens: JobTokens | None = None,
     ) -> None:
@@ -144,6 +150,7 @@ class JobService:
         # One submission per user at a time: the running-jobs limit counts the
         # user's jobs, then creates one; two at once would both pass the count.
         self._submitting: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+        self.cache = cache
 
     def jobs_of(self, user: str, script_name: str = "") -> UserJobs:
         return UserJobs(self.api, user, self.config, self.namespaces.of(user), script_name, self.namespace)
@@ -175,7 +182,7 @@ class JobService:
             backend.check(spec)
             spec = dataclasses.replace(spec, image=image)
             with self._submitting[caller.name]:
-                self.policy.check_active(self._states(caller.name))
+                self.policy.check_active([r.state for r in self.cache.records(caller.name)])
                 self.namespaces.ensure(caller.name)
                 token = self._gateway_token(caller.name, spec)
                 if token is not None:
@@ -183,11 +190,13 @@ class JobService:
                     environment.update(self.tokens.environment(caller.name, token))
                     backend.annotations[names.ANN_HUB_TOKEN_ID] = token.id
                 try:
-                    return backend.submit(spec, environment)
+                    record = backend.submit(spec, environment)
                 except BaseException:
                     if token is not None and self.tokens is not None:
                         self.tokens.revoke(caller.name, token.id, "(not submitted)")
                     raise
+        self._written(caller.name, record.id)
+        return record
 
     def _gateway_token(self, user: str, spec: JobSpec) -> HubToken | None:
         """A hub token of ``user`` for the job's cluster, when it has one on a
@@ -203,9 +212,19 @@ class JobService:
                 "needs the scope 'tokens' and users the scopes of kbatch.hub.token-scopes"
             ) from None
 
+    def _written(self, user: str, job_id: str) -> None:
+        """Put the Job as the API holds it after our write into the cache."""
+        name = m.job_name(user, job_id)
+        try:
+            self.cache.written(name, self.api.get_job(self.namespaces.of(user), name))
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            self.cache.written(name, None)
+
     # -- read and act -----------------------------------------------------------
 
-    def list(
+    def list_json(
         self,
         caller: Caller,
         *,
@@ -213,48 +232,41 @@ class JobService:
         user: str | None = None,
         states: tuple[JobState, ...] = (),
         since: datetime | None = None,
-    ) -> builtins.list[JobRecord]:
+    ) -> bytes:
+        """The records of the jobs listed as the API's JSON, ``{"jobs": [...]}``:
+        kept until one of them changes, since most queues are asked again and
+        again unchanged."""
+        owner = self._list_owner(caller, everyone, user)
+
+        def build() -> bytes:
+            records = self._list(owner, states, since)
+            return json_encode({"jobs": [r.to_dict() for r in records]}).encode()
+
+        return self.cache.memo(owner, (states, since), build)
+
+    def _list_owner(self, caller: Caller, everyone: bool, user: str | None) -> str | None:
+        """Whose jobs a list is about (None: everyone's)."""
         if everyone and not caller.admin:
             raise BadInput("?all=1 is for admins of the service; leave it out to see your own jobs")
-        if everyone and not user:
-            records = self._everyone(since)
-        else:
-            owner = self._owner(caller, user)
-            records = self.jobs_of(owner).list(ended_since=since) if self.namespaces.exists(owner) else []
-        return [r for r in records if not states or r.state in states]
+        return None if everyone and not user else self._owner(caller, user)
 
-    def _everyone(self, since: datetime | None) -> builtins.list[JobRecord]:
-        records = []
-        for namespace in self.namespaces.all():
-            records += self._everyone_in(namespace, since)
-        return sorted(records, key=lambda r: r.submitted)
-
-    def _everyone_in(self, namespace: str, since: datetime | None) -> builtins.list[JobRecord]:
-        jobs = self.api.list_jobs(namespace, ALL_JOBS, self.config.kubernetes.page_size)
-        pods = pods_by_job(self.api.list_pods(namespace, ALL_JOBS)) if jobs else {}
-        records = []
-        for job in jobs:
-            labels: Mapping[str, Any] = (job.get("metadata") or {}).get("labels") or {}
-            record = job_record(job, pods.get(labels.get(names.LABEL_JOB_ID, ""), []))
-            if since and record.state.is_terminal() and (record.finished or record.submitted) < since:
-                continue
-            records.append(record)
-        return records
-
-    def _job_of(self, caller: Caller, job_id: str, user: str | None) -> UserJobs:
-        """The backend holding the job ``job_id`` of its owner; JobNotFound when the
-        owner has no namespace yet (per-user mode)."""
-        owner = self._owner(caller, user)
-        if not self.namespaces.exists(owner):
-            raise JobNotFound(job_id)
-        return self.jobs_of(owner)
+    def _list(
+        self, owner: str | None, states: tuple[JobState, ...], since: datetime | None
+    ) -> builtins.list[JobRecord]:
+        return [r for r in self.cache.records(owner, since) if not states or r.state in states]
 
     def count_by_state(self) -> dict[JobState, int]:
         """Every user's jobs by state (the metrics)."""
-        return dict(collections.Counter(r.state for r in self._everyone(None)))
+        return dict(collections.Counter(r.state for r in self.cache.records(None, None)))
+
+    def _job_of(self, caller: Caller, job_id: str, user: str | None) -> UserJobs:
+        """The backend holding the job ``job_id`` of its owner (JobNotFound unless the cache has it)."""
+        owner = self._owner(caller, user)
+        self.cache.record(owner, job_id)
+        return self.jobs_of(owner)
 
     def get(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
-        return self._job_of(caller, job_id, user).get(job_id)
+        return self.cache.record(self._owner(caller, user), job_id)
 
     def logs(
         self, caller: Caller, job_id: str, *, user: str | None, follow: bool, stream: LogStream, tail: int | None
@@ -269,6 +281,7 @@ class JobService:
         # goes at its finished event, or at the latest once the pod's grace is over.
         grace = job_options(self.config).termination_grace
         self.driver_events.revoke_later(job, 0 if ended(job) else grace + 5)
+        self._written(self._owner(caller, user), job_id)
         return record
 
     def result(self, caller: Caller, job_id: str, user: str | None = None) -> bytes | None:
@@ -276,7 +289,4 @@ class JobService:
 
     def active(self, caller: Caller) -> int:
         """The caller's jobs pending or running."""
-        return sum(not state.is_terminal() for state in self._states(caller.name))
-
-    def _states(self, user: str) -> builtins.list[JobState]:
-        return [r.state for r in self.jobs_of(user).list()] if self.namespaces.exists(user) else []
+        return self.cache.active(caller.name)

@@ -23,11 +23,13 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from kbatch_dask.backends.kubernetes.rest import BatchV1, CoreV1, RbacV1
 from kbatch_dask.errors import KubeError
 from kbatch_dask.settings import Kubernetes
+
+Watched = Literal["jobs", "pods"]  # what the service's cache lists and watches
 
 
 def _reason(exc: Any) -> str:
@@ -74,6 +76,17 @@ TIMEOUT_CAUSE = (
     "a NetworkPolicy probably blocks this pod's egress to it (z2jh >= 2 blocks user pods from private IPs "
     "by default: singleuser.networkPolicy.egressAllowRules.privateIPs; see docs/kubernetes.md)"
 )
+
+
+def _watch_event(event: dict[str, Any], resource: str, namespace: str) -> dict[str, Any]:
+    """A watch event, or the KubeError an ERROR event stands for."""
+    if event.get("type") != "ERROR":
+        return event
+    status = event.get("object") or {}
+    code = int(status.get("code") or 0) or None
+    raise KubeError(
+        f"the watch of {resource} in namespace {namespace!r} ended: {status.get('message', 'no reason given')}", code
+    )
 
 
 def _timeout_kind(exc: BaseException) -> str | None:
@@ -232,17 +245,62 @@ class KubeAPI:
 
     def list_jobs(self, namespace: str, selector: str, page_size: int) -> list[dict[str, Any]]:
         """All Jobs matching ``selector``, a page of ``page_size`` per request."""
+        return self.list_versioned("jobs", namespace, selector, page_size)[0]
+
+    def list_versioned(
+        self, kind: Watched, namespace: str, selector: str, page_size: int = 500
+    ) -> tuple[list[dict[str, Any]], str]:
+        """All ``kind`` matching ``selector`` in ``namespace`` ("": in every namespace)
+        and the list's resourceVersion (to watch from)."""
+        call = self.batch.list_namespaced_job if kind == "jobs" else self.core.list_namespaced_pod
+        resource = "jobs.batch" if kind == "jobs" else "pods"
         items: list[dict[str, Any]] = []
         token: str | None = None
+        version = ""
         while True:
-            kw: dict[str, Any] = {"label_selector": selector, "limit": page_size}
+            kw: dict[str, Any] = {"label_selector": selector}
+            if kind == "jobs":
+                kw["limit"] = page_size  # pods are listed in one request, as list_pods does
             if token:
                 kw["_continue"] = token
-            page = self._call("list", "jobs.batch", namespace, self.batch.list_namespaced_job, namespace, **kw)
+            page = self._call("list", resource, namespace, call, namespace, **kw)
             items += page.get("items") or []
-            token = (page.get("metadata") or {}).get("continue")
+            meta = page.get("metadata") or {}
+            version = version or str(meta.get("resourceVersion") or "")  # a continued list keeps the first's
+            token = meta.get("continue")
             if not token:
-                return items
+                return items, version
+
+    def watch(
+        self, kind: Watched, namespace: str, selector: str, resource_version: str, seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        """The watch events (``{"type", "object"}``) of ``kind`` after
+        ``resource_version``, for at most ``seconds`` (then the iterator ends).
+        A ``410 Gone`` (an ERROR event, or the HTTP status) is a KubeError of
+        status 410: the history is compacted, list again; a dropped connection
+        is a KubeError without status."""
+        from urllib3.exceptions import HTTPError
+
+        call = self.batch.list_namespaced_job if kind == "jobs" else self.core.list_namespaced_pod
+        resource = "jobs.batch" if kind == "jobs" else "pods"
+        kw: dict[str, Any] = {"label_selector": selector, "watch": True, "timeout_seconds": seconds}
+        kw["resource_version"] = resource_version
+        if self.timeouts is not None:
+            # The server ends the watch after `seconds`; silence well beyond that is a dead connection.
+            kw["_request_timeout"] = (self.timeouts.connect, seconds + self.timeouts.read)
+        response = self._raw("watch", resource, namespace, call, namespace, **kw)
+        try:
+            buffer = b""
+            for chunk in response.stream(amt=None, decode_content=False):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        yield _watch_event(json.loads(line), resource, namespace)
+        except HTTPError as exc:
+            raise KubeError(f"the watch of {resource} in namespace {namespace!r} was cut: {exc}") from None
+        finally:
+            response.release_conn()
 
     # -- ConfigMaps and Secrets -------------------------------------------------
 

@@ -57,8 +57,18 @@ class _Group:
 
 
 def _ns(namespace: str, plural: str, name: str | None = None) -> str:
+    """The path of ``plural`` (or of one by ``name``) in ``namespace``; a list in "": in every namespace."""
+    if not namespace and name is None:
+        return f"/{plural}"
     path = f"/namespaces/{quote(namespace, safe='')}/{plural}"
     return f"{path}/{quote(name, safe='')}" if name is not None else path
+
+
+def _watching(kw: dict[str, Any]) -> dict[str, Any]:
+    """The watch arguments of a list (``watch``, ``resource_version``,
+    ``timeout_seconds``) as query parameters, taken out of ``kw``."""
+    names = {"watch": "watch", "resource_version": "resourceVersion", "timeout_seconds": "timeoutSeconds"}
+    return {query: kw.pop(arg) for arg, query in names.items() if arg in kw}
 
 
 class BatchV1(_Group):
@@ -85,7 +95,7 @@ class BatchV1(_Group):
         _continue: str | None = None,
         **kw: Any,
     ) -> Any:
-        query = {"labelSelector": label_selector, "limit": limit, "continue": _continue}
+        query = {"labelSelector": label_selector, "limit": limit, "continue": _continue, **_watching(kw)}
         return self._request("GET", _ns(namespace, "jobs"), query, **kw)
 
 
@@ -106,7 +116,8 @@ class CoreV1(_Group):
         return self._request("DELETE", _ns(namespace, "secrets", name), **kw)
 
     def list_namespaced_pod(self, namespace: str, label_selector: str | None = None, **kw: Any) -> Any:
-        return self._request("GET", _ns(namespace, "pods"), {"labelSelector": label_selector}, **kw)
+        query = {"labelSelector": label_selector, **_watching(kw)}
+        return self._request("GET", _ns(namespace, "pods"), query, **kw)
 
     def read_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> Any:
         return self._request("GET", _ns(namespace, "pods", name), **kw)

@@ -14,6 +14,7 @@ the Roles docs/kubernetes.md recommends. Typical use::
         server.rbac = True                                           # or: deny all but what stored Roles grant
         kubelet.hold("job-b", "ImagePullBackOff")                    # job-b's pod stays Pending
         kubelet.remove_node("fake-node-2")                           # its pods are garbage-collected
+        server.compact(); server.drop_watches()                      # watches: 410 on resume, connections cut
         ...                                                          # the code under test creates Jobs
         job = kubelet.wait_for_job("job-a", "ns")                    # Complete or Failed
         assert len(server.requests("GET", "/jobs")) <= 1             # API traffic, from the request log

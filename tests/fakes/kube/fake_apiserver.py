@@ -20,7 +20,12 @@ Served:
   clusterrolebindings (stored; evaluated in RBAC mode).
 * Verbs: create (409 AlreadyExists, generateName), get (404), list (label and
   field selectors, ``limit``/``continue`` pagination), watch (``watch=true``,
-  ``timeoutSeconds``), update (PUT), patch (JSON, merge, strategic-as-merge),
+  ``timeoutSeconds``, ``resourceVersion``: from "" or "0" the current objects
+  then changes, from N the changes after N, replayed from the store's history;
+  older than the history, as after :meth:`FakeApiServer.compact`, an ERROR
+  event with a ``410 Expired`` Status ends the stream, as the real server
+  does; ``max_watch_seconds`` caps every watch, as the real server's request
+  timeout does), update (PUT), patch (JSON, merge, strategic-as-merge),
   delete with ``propagationPolicy`` and garbage collection by ownerReferences
   (a Job's default is Orphan, as in Kubernetes), deletecollection; ``dryRun=All``.
 * Errors as ``Status`` bodies with Kubernetes' reasons and messages (400, 401,
@@ -44,6 +49,8 @@ Served:
   Refused calls get Kubernetes' 403 message. In the default mode a
   selfsubjectrulesreview answers ``incomplete`` (deny rules are not rules).
 * A request log (:meth:`FakeApiServer.requests`) for asserting on API traffic.
+* Dropped watches (:meth:`FakeApiServer.drop_watches`): every open watch
+  connection is cut without the end of its stream.
 * A black hole (:meth:`FakeApiServer.black_hole`): connections are accepted and
   requests read, but never answered, as where a NetworkPolicy lets the
   handshake through to a proxy that drops the rest, or an overloaded API
@@ -52,10 +59,10 @@ Served:
 
 Not served: protobuf bodies (415; ``kubectl get/logs/describe/delete`` work,
 ``kubectl auth can-i`` does not), Table output (``kubectl get`` shows only
-NAME and AGE columns), server-side apply (415), ``fieldValidation=Strict`` (unknown fields
-are kept, not refused), resourceVersion semantics for list/watch (lists are
-always current), list-merge semantics of strategic merge patch (lists are
-replaced), admission beyond ``admission.py``. Garbage collection runs
+NAME and AGE columns), server-side apply (415), ``fieldValidation=Strict`` (unknown
+fields are kept, not refused), resourceVersion on list (lists are always current;
+``resourceVersionMatch`` is ignored), watch bookmarks, list-merge semantics of
+strategic merge patch (lists are replaced), admission beyond ``admission.py``. Garbage collection runs
 synchronously inside the delete call instead of shortly after it.
 
 The fake kubelet (``fake_kubelet.py``) changes objects through :attr:`store`
@@ -211,6 +218,10 @@ class FakeApiServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._stopping = threading.Event()
+        self._watch_drops = 0  # bumped by drop_watches(): open watches compare it with theirs
+        #: The longest a watch is served before its stream ends cleanly (the real
+        #: server's --min-request-timeout does this, randomised, around 30 minutes).
+        self.max_watch_seconds = 1800.0
         self.port = 0
 
     # -- lifecycle ------------------------------------------------------------
@@ -396,6 +407,10 @@ class FakeApiServer:
     def objects(self, resource: str, namespace: str | None = None, label_selector: str = "") -> list[JsonObj]:
         """Copies of the stored objects of a kind (no RBAC, not logged)."""
         return copy.deepcopy(self.store.select(STORED[resource], namespace, label_selector))
+
+    def compact(self) -> None:
+        """Compact the history as etcd does: a watch from an older resourceVersion gets 410."""
+        self.store.compact()
 
     def create(self, resource: str, namespace: str, body: JsonObj) -> JsonObj:
         """Create through admission (defaults, validation) without HTTP."""
@@ -799,35 +814,55 @@ class FakeApiServer:
         def deliver(event: str, obj: JsonObj) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, (event, obj))
 
-        initial, unsubscribe = self.store.watch(
-            target.rtype,
-            target.namespace,
-            request.query.get("labelSelector", ""),
-            request.query.get("fieldSelector", ""),
-            deliver,
-            replay=request.query.get("resourceVersion", "") in ("", "0"),
-        )
-        timeout = float(request.query.get("timeoutSeconds") or 1800)
-        deadline = loop.time() + timeout
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         try:
+            first, unsubscribe = self.store.watch(
+                target.rtype,
+                target.namespace,
+                request.query.get("labelSelector", ""),
+                request.query.get("fieldSelector", ""),
+                deliver,
+                since=request.query.get("resourceVersion", ""),
+            )
+        except ApiError as exc:
+            if exc.code != 410:
+                raise
+            # As the real server: the watch is accepted, then ends with an ERROR event.
             await response.prepare(request)
-            for obj in initial:
-                await response.write(json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
+            await response.write(json.dumps({"type": "ERROR", "object": exc.status()}).encode() + b"\n")
+            await response.write_eof()
+            return response
+        timeout = min(float(request.query.get("timeoutSeconds") or 1800), self.max_watch_seconds)
+        deadline = loop.time() + timeout
+        dropped = self._watch_drops
+        try:
+            await response.prepare(request)
+            for event, obj in first:
+                await response.write(json.dumps({"type": event, "object": obj}).encode() + b"\n")
             while not self._stopping.is_set() and loop.time() < deadline:
+                if self._watch_drops != dropped:
+                    if request.transport is not None:
+                        request.transport.abort()  # no end of stream: the connection just goes
+                    break
                 try:
                     event, obj = await asyncio.wait_for(
-                        queue.get(), timeout=min(0.2, max(deadline - loop.time(), 0.01))
+                        queue.get(), timeout=min(0.05, max(deadline - loop.time(), 0.01))
                     )
                 except asyncio.TimeoutError:
                     continue
                 await response.write(json.dumps({"type": event, "object": obj}).encode() + b"\n")
-            await response.write_eof()
+            else:
+                await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
             unsubscribe()
         return response
+
+    def drop_watches(self) -> None:
+        """Cut every open watch connection without ending its stream, as a restarted
+        API server or a load balancer's idle timeout does; new watches are served."""
+        self._watch_drops += 1
 
 
 # -- request parsing helpers ----------------------------------------------------

@@ -16,6 +16,12 @@ rules hold whoever writes:
 * pods being run by a kubelet are deleted gracefully: they get
   ``deletionTimestamp`` and stay until the kubelet calls :meth:`Store.remove`
   after the process has ended, as in Kubernetes.
+* a history of the last :attr:`Store.history_limit` change events, as etcd
+  keeps its revisions until compaction: a watch from a resourceVersion replays
+  the changes after it, one from before the kept history is ``410 Expired``;
+  :meth:`Store.compact` drops the history now. :meth:`Store.insert` (seeding)
+  writes no event and no history, so a watch never hears of seeded objects
+  (a list does).
 
 Stored objects are never mutated in place: each write stores a fresh dict, so a
 reader holding a reference sees a consistent snapshot (list responses are
@@ -118,6 +124,10 @@ class Store:
         self._listeners: list[Listener] = []
         self._pending: list[tuple[str, ResourceType, JsonObj]] = []
         self._depth = 0
+        self._history: list[tuple[int, str, ResourceType, JsonObj]] = []  # (resourceVersion, event, type, object)
+        self._floor = 0  # the oldest resourceVersion a watch may start from
+        #: How many change events are kept for watches resuming from a resourceVersion.
+        self.history_limit = 10_000
         #: True while a kubelet runs pods: pod deletion then waits for it (graceful).
         self.graceful_pod_deletion = False
 
@@ -153,6 +163,21 @@ class Store:
     @property
     def resource_version(self) -> str:
         return str(self._rv)
+
+    def compact(self) -> None:
+        """Forget the change history, as etcd's compaction does: a watch from any
+        resourceVersion older than the current one is ``410 Expired``."""
+        with self._lock:
+            self._history.clear()
+            self._floor = self._rv
+
+    def _remember(self, event: str, rtype: ResourceType, obj: JsonObj) -> None:
+        self._pending.append((event, rtype, obj))
+        self._history.append((self._rv, event, rtype, obj))
+        if len(self._history) > self.history_limit:
+            dropped = self._history[: len(self._history) - self.history_limit]
+            del self._history[: len(dropped)]
+            self._floor = dropped[-1][0]
 
     # -- reads ----------------------------------------------------------------
 
@@ -223,9 +248,11 @@ class Store:
         field_selector: str,
         deliver: Callable[[str, JsonObj], None],
         *,
-        replay: bool,
-    ) -> tuple[list[JsonObj], Callable[[], None]]:
-        """Subscribe to matching changes; with ``replay`` also return the current objects.
+        since: str = "",
+    ) -> tuple[list[tuple[str, JsonObj]], Callable[[], None]]:
+        """Subscribe to matching changes, and return the events to send first: with
+        ``since`` "" or "0" the current objects as ADDED, else the kept changes after
+        resourceVersion ``since`` (``410 Expired`` when it is older than the history).
 
         Snapshot and subscription happen under one lock, so no change falls between.
         """
@@ -235,16 +262,26 @@ class Store:
         except SelectorError as exc:
             raise bad_request(str(exc)) from None
 
-        def filtered(event: str, changed: ResourceType, obj: JsonObj) -> None:
+        def matches(changed: ResourceType, obj: JsonObj) -> bool:
             meta = _meta(obj)
             if changed is not rtype or namespace not in (None, meta.get("namespace")):
-                return
-            if labels_match(labels, meta.get("labels")) and fields_match(fields, obj):
+                return False
+            return labels_match(labels, meta.get("labels")) and fields_match(fields, obj)
+
+        def filtered(event: str, changed: ResourceType, obj: JsonObj) -> None:
+            if matches(changed, obj):
                 deliver(event, obj)
 
         with self._lock:
-            initial = self.select(rtype, namespace, label_selector, field_selector) if replay else []
-            return initial, self.subscribe(filtered)
+            if since in ("", "0"):
+                first = [("ADDED", obj) for obj in self.select(rtype, namespace, label_selector, field_selector)]
+            else:
+                if not since.isdigit():
+                    raise bad_request(f'invalid resource version "{since}"')
+                if int(since) < self._floor:
+                    raise ApiError(410, "Expired", f"too old resource version: {since} ({self._floor})")
+                first = [(e, obj) for rv, e, changed, obj in self._history if rv > int(since) and matches(changed, obj)]
+            return first, self.subscribe(filtered)
 
     # -- writes ---------------------------------------------------------------
 
@@ -488,7 +525,7 @@ class Store:
         key = (meta.get("namespace", ""), meta["name"])
         self._index_owners(rtype, key, self._objects[rtype.plural].get(key), obj)
         self._objects[rtype.plural][key] = obj
-        self._pending.append((event, rtype, copy.deepcopy(obj)))
+        self._remember(event, rtype, copy.deepcopy(obj))
 
     def _index_owners(self, rtype: ResourceType, key: Key, old: JsonObj | None, new: JsonObj | None) -> None:
         for obj, add in ((old, False), (new, True)):
@@ -508,7 +545,7 @@ class Store:
         self._rv += 1
         gone = copy.deepcopy(obj)
         gone["metadata"]["resourceVersion"] = str(self._rv)
-        self._pending.append(("DELETED", rtype, gone))
+        self._remember("DELETED", rtype, gone)
         self._collect_dependents(meta["uid"], orphan=policy == "Orphan")
         self._finish_foreground_deletions()
 
