@@ -153,6 +153,10 @@ class DriverEvents:
         if ended(job):
             log.info("job %s: %s event after the Job ended; ignored", job_id, event)
             return
+        if event == "finished" and meta.get("deletionTimestamp") and values["state"] != JobState.SUCCEEDED.value:
+            # Deleted while it ran: cancelled (the service's cancel deletes in the foreground),
+            # also when the driver was stopped before it could ask why.
+            values = {**values, "state": JobState.CANCELLED.value, "reason": "cancelled by user"}
         annotations = _event_annotations(event, values)
         try:
             self.api.patch_job(str(meta["namespace"]), str(meta["name"]), {"metadata": {"annotations": annotations}})

@@ -135,7 +135,9 @@ def test_health_says_when_a_watch_is_down_and_why(cache: JobCache, fake_apiserve
     fake_apiserver.drop_watches()
     wait_for(lambda: "403" in (cache.health()["jobs"]["error"] or ""), "the relist to be refused")
     assert not cache.up and not cache.health()["jobs"]["up"]
-    assert cache.health()["pods"]["up"]
+    # The pods' watch was dropped too: it lists again, allowed, and is up once that is done.
+    wait_for(lambda: cache.health()["pods"]["up"], "the pods' relist")
+    assert not cache.health()["jobs"]["up"]
     fake_apiserver.allow_all()
     wait_for(lambda: cache.up, "the watch to come back")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import dask.config
 import pytest
+from conftest import wait_for
 from fakes.kube.fake_apiserver import FakeApiServer
 from fakes.kube.fixtures import fake_apiserver, kube_env  # noqa: F401
 from fakes.kube.notebook import NAMESPACE, notebook_pod
@@ -27,6 +28,7 @@ from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.errors import BadInput, JobNotFound, KubeError
 from kbatch_dask.service import submission
 from kbatch_dask.service.app import namespace
+from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.jobs import Caller, JobService
 from kbatch_dask.service.namespaces import Namespaces
 from kbatch_dask.service.policy import Policy
@@ -54,7 +56,16 @@ def make_service(**overrides: Any) -> JobService:
     with dask.config.set({f"kbatch.service.{k}": v for k, v in overrides.items()}):
         config = settings.load()
     api = KubeAPI()
-    return JobService(api, config, Namespaces(api, config.service, namespace(config, api)), Policy())
+    namespaces = Namespaces(api, config.service, namespace(config, api))  # refuses a bad mode or template
+    # As the service runs it: a per-user mode's cache watches every namespace at once.
+    cache = JobCache(KubeAPI(), "" if namespaces.per_user else namespaces.hub).start()
+    wait_for(lambda: cache.up, what="the cache's first list")
+    return JobService(api, config, namespaces, Policy(), cache)
+
+
+def listed(service: JobService, caller: Caller, everyone: bool = False) -> list[dict[str, Any]]:
+    """The jobs ``GET /jobs`` answers ``caller``, as JSON."""
+    return list(json.loads(service.list_json(caller, everyone=everyone))["jobs"])
 
 
 @pytest.fixture
@@ -63,6 +74,7 @@ def per_user(fake_apiserver: FakeApiServer, kube_env: Path, tmp_path: Path) -> I
         start_server(fake_apiserver, user, tmp_path)
     service = make_service(**{"namespace-mode": "per-user"})
     yield service
+    service.cache.stop()
     service.api.close()
 
 
@@ -125,10 +137,10 @@ def test_users_are_isolated_across_their_namespaces(
         per_user.get(Caller("bob"), job.id)
     with pytest.raises(JobNotFound):
         per_user.cancel(Caller("bob"), job.id)
-    assert per_user.list(Caller("bob")) == []
+    assert listed(per_user, Caller("bob")) == []
     # Reading made no namespace for bob; an admin sees alice's job across namespaces.
     assert namespace_creations(fake_apiserver) == 1
-    assert [r.id for r in per_user.list(Caller("root", admin=True), everyone=True)] == [job.id]
+    assert [j["id"] for j in listed(per_user, Caller("root", admin=True), everyone=True)] == [job.id]
     assert per_user.get(Caller("alice"), job.id).id == job.id
 
 
@@ -155,7 +167,7 @@ def test_a_namespace_that_is_not_the_services_is_never_used(
     core(fake_apiserver).create_namespace({"metadata": {"name": "kbatch-carol"}})
     with pytest.raises(KubeError, match="namespace 'kbatch-carol' exists and is not kbatch-dask's"):
         per_user.submit(Caller("carol"), submission.parse(body()))
-    assert jobs_in(fake_apiserver, "kbatch-carol") == [] and per_user.list(Caller("carol")) == []
+    assert jobs_in(fake_apiserver, "kbatch-carol") == [] and listed(per_user, Caller("carol")) == []
 
 
 def test_a_bad_namespace_template_is_refused_at_start(fake_apiserver: FakeApiServer, kube_env: Path) -> None:  # noqa: F811
@@ -191,4 +203,5 @@ def test_the_admins_pod_template_wins_over_the_server_pod_and_the_kubernetes_tem
     (driver,) = [c for c in pod["containers"] if c["name"] == "driver"]
     assert {"name": "shared", "mountPath": "/shared"} in driver["volumeMounts"]
     assert [c["name"] for c in pod["containers"]] == ["driver"]  # the template's container merged into the driver
+    service.cache.stop()
     service.api.close()
