@@ -302,6 +302,7 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
     api.close()
 
     assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"  # z2jh's hub admits it
     assert not (root / SERVICE_ACCOUNT_DIR.lstrip("/")).exists()  # the fake mounts one only with automount on
     assert server.requests(from_pods=True) == [], "a service job's driver called the Kubernetes API"
     refused = [r for r in server.requests() if r.status == 403]
