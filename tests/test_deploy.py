@@ -2,11 +2,11 @@
 renders validates strictly for each Kubernetes version we support, and the
 service's Role grants exactly what the service's code calls: the rendered
 Roles loaded into the fake API server in RBAC mode (nothing allowed but what
-they grant), one job runs end to end through the service with them (its driver
-reporting to the service's own routes over HTTP, at the Deployment's
-driver URL), and every verb they grant was used (or is one of the few named
-below that only a rare path calls). The job's driver makes no Kubernetes API
-request at all. The z2jh fragment deploy/z2jh-values.yaml is validated against
+they grant), two jobs run through the service with them, one to its end and
+one cancelled (their drivers reporting to the service's own routes over HTTP,
+at the Deployment's driver URL), and every verb they grant was used (or is one
+of the few named below that only a rare path calls). The jobs' drivers make no
+Kubernetes API request at all. The z2jh fragment deploy/z2jh-values.yaml is validated against
 the chart's schema by tests/test_deploy_values.py, with every file of deploy/."""
 
 from __future__ import annotations
@@ -291,6 +291,7 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
         wait_for(lambda: "kbatch-dask.io/started" in annotations(server, running.id), timeout=60, what="its start")
         (pod,) = server.objects("pods", NAMESPACE, f"kbatch-dask.io/job-id={running.id}")
         root = kubelet.pod_root(pod["metadata"]["name"], NAMESPACE)
+        assert root.is_dir() and not (root / SERVICE_ACCOUNT_DIR.lstrip("/")).exists()  # mounted only with automount
         assert jobs.cancel(alice, running.id).id == running.id
         # Foreground deletion: the Job is gone once its pod is, after the driver asked the service why it stopped.
         wait_for(
@@ -303,7 +304,6 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
 
     assert pod["spec"]["automountServiceAccountToken"] is False
     assert pod["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"  # z2jh's hub admits it
-    assert not (root / SERVICE_ACCOUNT_DIR.lstrip("/")).exists()  # the fake mounts one only with automount on
     assert server.requests(from_pods=True) == [], "a service job's driver called the Kubernetes API"
     refused = [r for r in server.requests() if r.status == 403]
     assert refused == [], "the deployed roles lack what the service called"
