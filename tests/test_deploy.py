@@ -2,20 +2,26 @@
 renders validates strictly for each Kubernetes version we support, and the
 service's Role grants exactly what the service's code calls: the rendered
 Roles loaded into the fake API server in RBAC mode (nothing allowed but what
-they grant), one job runs end to end through the service with them, and every
-verb they grant was used (or is one of the few named below that only a rare
-path calls). The z2jh fragment deploy/z2jh-values.yaml is validated against
+they grant), two jobs run through the service with them, one to its end and
+one cancelled (their drivers reporting to the service's own routes over HTTP,
+at the Deployment's driver URL), and every verb they grant was used (or is one
+of the few named below that only a rare path calls). The jobs' drivers make no
+Kubernetes API request at all. The z2jh fragment deploy/z2jh-values.yaml is validated against
 the chart's schema by tests/test_deploy_values.py, with every file of deploy/."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -25,7 +31,11 @@ from fakes.kube.fake_apiserver import FakeApiServer
 from fakes.kube.fake_kubelet import FakeKubelet
 from fakes.kube.fixtures import REPO
 from fakes.kube.notebook import NAMESPACE, home_claim, notebook_pod
+from fakes.kube.pod_setup import SERVICE_ACCOUNT_DIR
 from fakes.kube.resources import POD, PVC
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 KUBECTL = shutil.which("kubectl")
@@ -37,8 +47,6 @@ KINDS = {"Role": "roles", "RoleBinding": "rolebindings", "ClusterRole": "cluster
 #: Granted, but only called on a rare path: the undo of a submission whose Secret or
 #: ConfigMap could not be created, and the events read when a job's pod cannot attach a volume.
 RARELY_CALLED = {("delete", "configmaps"), ("delete", "secrets"), ("list", "events")}
-#: The driver's: reading its own Job and pod, when it asks whether its pod was replaced or the job is over.
-DRIVER_RARELY_CALLED = {("get", "jobs"), ("get", "pods")}
 
 
 def render(path: Path) -> list[dict[str, Any]]:
@@ -70,19 +78,55 @@ def test_the_kustomization_renders_the_service_its_rbac_and_the_job_network_poli
         ("Deployment", "kbatch-dask"),
         ("NetworkPolicy", "kbatch-dask-jobs"),
         ("Role", "kbatch-dask"),
-        ("Role", "kbatch-dask-driver"),
         ("RoleBinding", "kbatch-dask"),
-        ("RoleBinding", "kbatch-dask-driver"),
         ("Service", "kbatch-dask"),
         ("ServiceAccount", "kbatch-dask"),
-        ("ServiceAccount", "kbatch-dask-driver"),
     ]
     assert {o["metadata"].get("namespace") for o in shared} == {"jhub"}
-    (deployment,) = [o for o in shared if o["kind"] == "Deployment"]
-    pod = deployment["spec"]["template"]["spec"]
+    pod = the(shared, "Deployment")["spec"]["template"]["spec"]
     env = {e["name"] for e in pod["containers"][0]["env"]}
     assert pod["serviceAccountName"] == "kbatch-dask"
     assert {"JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL", "JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX"} <= env
+    # No account for the jobs: they run as the user's server's (its cloud identity), with no token.
+    assert not any(name.startswith("DASK_KBATCH__KUBERNETES__") for name in env)
+
+
+def the(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == kind]
+    return found
+
+
+def service_env(objects: list[dict[str, Any]]) -> dict[str, str]:
+    container = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_job_pods_report_to_the_service_at_its_service(shared: list[dict[str, Any]]) -> None:
+    env = service_env(shared)
+    url = urlsplit(env["DASK_KBATCH__SERVICE__DRIVER_URL"])
+    service = the(shared, "Service")
+    (port,) = service["spec"]["ports"]
+    assert (url.scheme, url.hostname, url.port) == ("http", service["metadata"]["name"], port["port"])
+    assert url.path == env["JUPYTERHUB_SERVICE_PREFIX"]  # the service's routes are under its prefix
+
+
+def test_the_job_network_policy_reaches_the_service_and_not_the_api_server(shared: list[dict[str, Any]]) -> None:
+    template = the(shared, "Deployment")["spec"]["template"]
+    labels = template["metadata"]["labels"]
+    (container_port,) = template["spec"]["containers"][0]["ports"]
+    egress = the(shared, "NetworkPolicy")["spec"]["egress"]
+    to_service = [
+        rule
+        for rule in egress
+        if any(p["port"] == container_port["containerPort"] for p in rule.get("ports") or [])
+        and any(peer.get("podSelector", {}).get("matchLabels", {}).items() <= labels.items() for peer in rule["to"])
+    ]
+    assert to_service, "job pods cannot reach the service's pod at its container port"
+    # The API server's ports only by the direct jobs' policy, which the kustomization leaves out.
+    ports = {p["port"] for rule in egress for p in rule.get("ports") or []}
+    assert not ports & {443, 6443}
+    direct = yaml.safe_load((DEPLOY / "job-apiserver-networkpolicy.yaml").read_text())
+    assert {p["port"] for rule in direct["spec"]["egress"] for p in rule["ports"]} == {443, 6443}
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -103,6 +147,14 @@ def test_the_per_user_component_adds_the_cluster_roles(per_user: list[dict[str, 
         ("ClusterRole", "kbatch-dask-namespaces"),
         ("ClusterRoleBinding", "kbatch-dask-namespaces"),
     ]
+
+
+def test_the_per_user_jobs_role_is_the_hub_roles_but_for_the_servers_claims(
+    shared: list[dict[str, Any]], per_user: list[dict[str, Any]]
+) -> None:
+    # What the service calls in a user's namespace is what it calls in the shared one (the run
+    # below checks that), less reading the servers' home claims, which stay in the hub's namespace.
+    assert granted(per_user, "kbatch-dask-jobs") == granted(shared, "kbatch-dask") - {("get", "persistentvolumeclaims")}
 
 
 def load_rbac(server: FakeApiServer, objects: list[dict[str, Any]], namespace: str) -> None:
@@ -136,7 +188,7 @@ def called(server: FakeApiServer, user: str) -> set[tuple[str, str]]:
 
 
 @pytest.fixture
-def rbac_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeApiServer, str]]:
+def rbac_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeApiServer, FakeKubelet, str]]:
     """A fake cluster in RBAC mode with deploy/'s Roles, the service's kubeconfig in
     $KUBECONFIG, and alice's server (home on a claim) running in the hub's namespace."""
     with FakeApiServer(rbac=True) as server:
@@ -155,50 +207,104 @@ def rbac_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tu
         server.store.insert(POD, pod)
         with FakeKubelet(server, root=tmp_path / "kubelet", extra_env={"PYTHONPATH": str(REPO)}) as kubelet:
             kubelet.map_volume("claim-alice", home)
-            yield server, account
+            yield server, kubelet, account
+
+
+def annotations(server: FakeApiServer, job_id: str) -> dict[str, str]:
+    """The annotations of the Job of ``job_id`` (none once it is gone)."""
+    jobs = server.objects("jobs", NAMESPACE, f"kbatch-dask.io/job-id={job_id}")
+    return dict(jobs[0]["metadata"].get("annotations") or {}) if jobs else {}
+
+
+@contextlib.contextmanager
+def serving(make: Callable[[int], web.Application]) -> Iterator[web.Application]:
+    """The application ``make(port)`` serving on 127.0.0.1:port, in a thread of its own."""
+    sockets = bind_sockets(0, "127.0.0.1")
+    app = make(int(sockets[0].getsockname()[1]))
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        server = HTTPServer(app)
+        server.add_sockets(sockets)
+        ready.set()
+        loop.run_forever()
+        server.stop()
+        loop.close()
+
+    thread = threading.Thread(target=run, name="service", daemon=True)
+    thread.start()
+    ready.wait()
+    try:
+        yield app
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
 
 
 def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
-    rbac_cluster: tuple[FakeApiServer, str], shared: list[dict[str, Any]]
+    rbac_cluster: tuple[FakeApiServer, FakeKubelet, str], shared: list[dict[str, Any]]
 ) -> None:
     import dask.config
+    from jupyterhub.services.auth import HubAuth
 
     from kbatch_dask import settings
     from kbatch_dask.backends.kubernetes.client import KubeAPI
     from kbatch_dask.records import JobState
     from kbatch_dask.service import submission
-    from kbatch_dask.service.app import namespace
+    from kbatch_dask.service.app import Listen, make_app
     from kbatch_dask.service.jobs import Caller, JobService
-    from kbatch_dask.service.namespaces import Namespaces
-    from kbatch_dask.service.policy import Policy
 
-    server, account = rbac_cluster
-    (deployment,) = [o for o in shared if o["kind"] == "Deployment"]
-    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-    with dask.config.set({"kbatch.kubernetes.service-account": env["DASK_KBATCH__KUBERNETES__SERVICE_ACCOUNT"]}):
-        config = settings.load()
+    server, kubelet, account = rbac_cluster
+    env = service_env(shared)
+    prefix = env["JUPYTERHUB_SERVICE_PREFIX"]
     api = KubeAPI()
-    jobs = JobService(api, config, Namespaces(api, config.service, namespace(config, api)), Policy())
+    # A hub the service never calls: these jobs have no cluster, so no token is minted;
+    # with it the service sweeps for ended jobs' tokens as it does in a deployment.
+    hub = HubAuth(api_url="http://127.0.0.1:9/hub/api", api_token="unused")
+
+    def make(port: int) -> web.Application:
+        # The Deployment's driver URL, at the address the service listens on here.
+        driver_url = urlsplit(env["DASK_KBATCH__SERVICE__DRIVER_URL"])._replace(netloc=f"127.0.0.1:{port}")
+        with dask.config.set({"kbatch.service.driver-url": driver_url.geturl()}):
+            config = settings.load()
+        return make_app(config, api, Listen("127.0.0.1", port, prefix), hub_auth=hub)
+
     alice = Caller("alice")
     script = {"name": "hello.py", "content": base64.b64encode(b"print('hello from the job')\n").decode()}
     body = json.dumps({"spec": {"dask_workers": "0", "chdir": str(Path.home())}, "script": script}).encode()
-
-    job = jobs.submit(alice, submission.parse(body))
-    wait_for(lambda: jobs.get(alice, job.id).state.is_terminal(), timeout=90, what="the job to end")
-    assert jobs.get(alice, job.id).state is JobState.SUCCEEDED
-    assert "hello from the job" in "".join(
-        jobs.logs(alice, job.id, user=None, follow=False, stream="output", tail=None)
-    )
-    assert [r.id for r in jobs.list(alice)] == [job.id]
     sleeper = {"name": "sleeper.py", "content": base64.b64encode(b"import time\ntime.sleep(600)\n").decode()}
-    body = json.dumps({"spec": {"dask_workers": "0", "chdir": str(Path.home())}, "script": sleeper}).encode()
-    running = jobs.submit(alice, submission.parse(body))
-    wait_for(lambda: jobs.get(alice, running.id).state is JobState.RUNNING, timeout=60, what="the job to run")
-    assert jobs.cancel(alice, running.id).id == running.id
+    sleeping = json.dumps({"spec": {"dask_workers": "0", "chdir": str(Path.home())}, "script": sleeper}).encode()
+    with serving(make) as app:
+        jobs: JobService = app.settings["kbatch_jobs"]
+        job = jobs.submit(alice, submission.parse(body))
+        wait_for(lambda: jobs.get(alice, job.id).state.is_terminal(), timeout=90, what="the job to end")
+        assert jobs.get(alice, job.id).state is JobState.SUCCEEDED
+        assert "hello from the job" in "".join(
+            jobs.logs(alice, job.id, user=None, follow=False, stream="output", tail=None)
+        )
+        assert [r.id for r in jobs.list(alice)] == [job.id]
+        assert annotations(server, job.id)["kbatch-dask.io/state"] == "SUCCEEDED"  # the driver's event
+        running = jobs.submit(alice, submission.parse(sleeping))
+        # Its driver has reported its start (so it handles the cancel's SIGTERM) once the Job says so.
+        wait_for(lambda: "kbatch-dask.io/started" in annotations(server, running.id), timeout=60, what="its start")
+        (pod,) = server.objects("pods", NAMESPACE, f"kbatch-dask.io/job-id={running.id}")
+        root = kubelet.pod_root(pod["metadata"]["name"], NAMESPACE)
+        assert root.is_dir() and not (root / SERVICE_ACCOUNT_DIR.lstrip("/")).exists()  # mounted only with automount
+        assert jobs.cancel(alice, running.id).id == running.id
+        # Foreground deletion: the Job is gone once its pod is, after the driver asked the service why it stopped.
+        wait_for(
+            lambda: not server.objects("jobs", NAMESPACE, f"kbatch-dask.io/job-id={running.id}"),
+            timeout=60,
+            what="the cancelled job to go",
+        )
+        assert jobs.driver_events.sweep() == 0
     api.close()
 
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"  # z2jh's hub admits it
+    assert server.requests(from_pods=True) == [], "a service job's driver called the Kubernetes API"
     refused = [r for r in server.requests() if r.status == 403]
-    assert refused == [], "the deployed roles lack what the service or its driver called"
+    assert refused == [], "the deployed roles lack what the service called"
     assert called(server, account) | RARELY_CALLED == granted(shared, "kbatch-dask")
-    driver = f"system:serviceaccount:{NAMESPACE}:kbatch-dask-driver"
-    assert called(server, driver) | DRIVER_RARELY_CALLED == granted(shared, "kbatch-dask-driver")

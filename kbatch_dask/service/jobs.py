@@ -74,8 +74,8 @@ class UserJobs(KubernetesBackend):
         servers: str | None = None,
     ) -> None:
         if servers not in (None, namespace):
-            # The driver's service account is in the hub's namespace only: a per-user
-            # namespace's job pods run as its default one, which may do nothing.
+            # A configured job account (kbatch.kubernetes.service-account) is in the hub's
+            # namespace only: a per-user namespace's job pods run as its default one.
             config = dataclasses.replace(
                 config, kubernetes=dataclasses.replace(config.kubernetes, service_account=None)
             )
