@@ -182,7 +182,8 @@ def called(server: FakeApiServer, user: str) -> set[tuple[str, str]]:
         if rest[0] == "namespaces" and len(rest) >= 3:
             rest = rest[2:]
         named = len(rest) > 1
-        verb = verbs.get(request.method) or ("get" if named else "list")
+        watch = request.query.get("watch") in ("true", "1")
+        verb = verbs.get(request.method) or ("get" if named else "watch" if watch else "list")
         found.add((verb, "/".join(rest[::2]) if len(rest) > 2 else rest[0]))
     return found
 
@@ -244,7 +245,7 @@ def serving(make: Callable[[int], web.Application]) -> Iterator[web.Application]
 
 
 def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
-    rbac_cluster: tuple[FakeApiServer, FakeKubelet, str], shared: list[dict[str, Any]]
+    rbac_cluster: tuple[FakeApiServer, FakeKubelet, str], shared: list[dict[str, Any]], request: pytest.FixtureRequest
 ) -> None:
     import dask.config
     from jupyterhub.services.auth import HubAuth
@@ -254,6 +255,7 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
     from kbatch_dask.records import JobState
     from kbatch_dask.service import submission
     from kbatch_dask.service.app import Listen, make_app
+    from kbatch_dask.service.cache import JobCache
     from kbatch_dask.service.jobs import Caller, JobService
 
     server, kubelet, account = rbac_cluster
@@ -269,7 +271,10 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
         driver_url = urlsplit(env["DASK_KBATCH__SERVICE__DRIVER_URL"])._replace(netloc=f"127.0.0.1:{port}")
         with dask.config.set({"kbatch.service.driver-url": driver_url.geturl()}):
             config = settings.load()
-        return make_app(config, api, Listen("127.0.0.1", port, prefix), hub_auth=hub)
+        cache = JobCache(KubeAPI(), NAMESPACE).start()  # as the service's main starts it
+        request.addfinalizer(cache.stop)
+        wait_for(lambda: cache.up, what="the watch cache's first list")
+        return make_app(config, api, Listen("127.0.0.1", port, prefix), cache, hub_auth=hub)
 
     alice = Caller("alice")
     script = {"name": "hello.py", "content": base64.b64encode(b"print('hello from the job')\n").decode()}
@@ -284,7 +289,7 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
         assert "hello from the job" in "".join(
             jobs.logs(alice, job.id, user=None, follow=False, stream="output", tail=None)
         )
-        assert [r.id for r in jobs.list(alice)] == [job.id]
+        assert [j["id"] for j in json.loads(jobs.list_json(alice))["jobs"]] == [job.id]
         assert annotations(server, job.id)["kbatch-dask.io/state"] == "SUCCEEDED"  # the driver's event
         running = jobs.submit(alice, submission.parse(sleeping))
         # Its driver has reported its start (so it handles the cancel's SIGTERM) once the Job says so.
