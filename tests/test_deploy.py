@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from backends.kubernetes.versions import K8S_VERSIONS
-from conftest import ROOT, wait_for
+from conftest import KUBECTL, ROOT, wait_for
 from fakes.kube.fake_apiserver import FakeApiServer
 from fakes.kube.fake_kubelet import FakeKubelet
 from fakes.kube.fixtures import REPO
@@ -38,7 +38,6 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
-KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (it renders the kustomization)")
 
 DEPLOY = ROOT / "deploy"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import KUBECTL
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -302,13 +302,13 @@ def test_watch(fake_apiserver: FakeApiServer, core: client.CoreV1Api) -> None:
     assert events == [("ADDED", "before"), ("ADDED", "after"), ("DELETED", "after")]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 def test_kubectl_get_jobs(fake_apiserver: FakeApiServer, tmp_path: Path) -> None:
     fake_apiserver.seed_jobs(NS, 3, labels={"user": "alice"})
     fake_apiserver.seed_jobs(NS, 2, labels={"user": "bob"}, name_prefix="bob-")
     config = fake_apiserver.kubeconfig(tmp_path / "kubeconfig", namespace=NS)
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
-    command = ["kubectl", "--kubeconfig", str(config), "--cache-dir", str(tmp_path / "cache")]
+    command = [str(KUBECTL), "--kubeconfig", str(config), "--cache-dir", str(tmp_path / "cache")]
     result = subprocess.run(
         [*command, "get", "jobs", "-l", "user=alice", "-o", "json"], capture_output=True, text=True, env=env, timeout=60
     )
