@@ -41,6 +41,7 @@ EXIT_CODES = {
 INTERNAL = {  # raised and caught within the driver
     ("driver/supervisor.py", "Interrupted"),  # a signal before the runner started
     ("driver/tee.py", "OutputUnwritable"),  # the job fails, saying why
+    ("driver/service.py", "Unanswered"),  # a report the service did not take: retried, or said once
 }
 
 

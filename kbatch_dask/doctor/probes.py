@@ -207,6 +207,7 @@ def _kube_checks(backend: KubernetesBackend) -> list[Check]:
     """The API, the namespace, each verb the backend uses, and what jobs take from the notebook pod."""
     from kbatch_dask.backends.kubernetes.client import import_kubernetes
     from kbatch_dask.backends.kubernetes.pod_settings import notebook_node
+    from kbatch_dask.backends.kubernetes.reviews import can_i, rules_review
     from kbatch_dask.errors import KubeError
 
     try:
@@ -229,10 +230,10 @@ def _kube_checks(backend: KubernetesBackend) -> list[Check]:
     checks.append(check_namespace(namespace.value, namespace.source))
     for permission in PERMISSIONS:
         allowed = {
-            verb: api.can_i(namespace.value, verb, permission.group, permission.resource) for verb in permission.verbs
+            verb: can_i(api, namespace.value, verb, permission.group, permission.resource) for verb in permission.verbs
         }
         checks.append(check_permission(permission, namespace.value, allowed))
-    checks.append(check_permission_scope(namespace.value, api.rules_review(namespace.value)))
+    checks.append(check_permission_scope(namespace.value, rules_review(api, namespace.value)))
     checks.append(_tenancy_check(api, namespace.value))
     notebook = backend.notebook_session()
     pod = notebook.pod

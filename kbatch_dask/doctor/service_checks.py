@@ -17,7 +17,7 @@ API_VERSION = "v1"  # what this client speaks (kbatch_dask/backends/hub/client.p
 def check_service(url: str, root: Mapping[str, Any] | None, error: KbatchError | None, name: str) -> list[Check]:
     """The service rows: reachable with this token, versions, policy.
 
-    >>> check_service("http://hub/services/kbatch-dask/", None, Refused("no scope"), "kbatch-dask")[0].fix[:60]
+    >>> check_service("http://hub/services/kbatch-dask/", None, Refused("no scope"), "kbatch-dask")[0].fix[:61]
     'the token needs the scope access:services!service=kbatch-dask'
     """
     scope = f"access:services!service={name}"

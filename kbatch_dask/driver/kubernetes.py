@@ -21,17 +21,18 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from kbatch_dask import settings
+from kbatch_dask.backends.hub.protocol import CREDENTIAL_VAR, SERVICE_URL_VAR
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
 from kbatch_dask.backends.kubernetes.pod_settings import detect_namespace
+from kbatch_dask.backends.kubernetes.status import disruption
 from kbatch_dask.driver import timing
 from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.reporting import Reporter
-from kbatch_dask.driver.service import CREDENTIAL_VAR, SERVICE_URL_VAR, ServiceReporter
+from kbatch_dask.driver.service import ServiceReporter
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.errors import GatewayError, KubeError
 from kbatch_dask.gateway import GatewayClient, configured_gateway
@@ -128,18 +129,6 @@ class KubeReporter:
             return disruption(self.api.read_pod(self.namespace, self.pod_name))
         except KubeError:
             return None
-
-
-def disruption(pod: Mapping[str, Any]) -> str | None:
-    """The reason of ``pod``'s ``DisruptionTarget`` condition, or None.
-
-    >>> disruption({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "Evicted"}]}})
-    'Evicted'
-    """
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
-            return str(condition.get("reason") or "DisruptionTarget")
-    return None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -35,10 +35,6 @@ from typing import Any
 from kbatch_dask.records import JobState
 from kbatch_dask.versions import user_agent
 
-SERVICE_URL_VAR = "KBATCH_DASK_SERVICE_URL"
-CREDENTIAL_VAR = "KBATCH_DASK_JOB_CREDENTIAL"
-EVENTS = ("started", "cluster", "owned", "finished")
-
 
 class Unanswered(Exception):
     """The service did not take a report: ``status`` its HTTP status (None: unreachable)."""

@@ -34,11 +34,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kbatch_dask.backends.hub.protocol import EVENTS
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
-from kbatch_dask.driver.kubernetes import disruption
-from kbatch_dask.driver.service import EVENTS
+from kbatch_dask.backends.kubernetes.status import disruption
 from kbatch_dask.errors import BadInput, HubError, KubeError
 from kbatch_dask.hub import tokens as hub
 from kbatch_dask.records import JobState, now

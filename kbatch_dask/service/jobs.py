@@ -27,6 +27,7 @@ from typing import Any
 from tornado.escape import json_encode
 
 from kbatch_dask.backends import Detected
+from kbatch_dask.backends.hub.protocol import CREDENTIAL_VAR, SERVICE_URL_VAR
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
@@ -35,7 +36,6 @@ from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.pod_template import combine_templates
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.backends.outputs import LogStream
-from kbatch_dask.driver.service import CREDENTIAL_VAR, SERVICE_URL_VAR
 from kbatch_dask.errors import BadInput, HubError, KubeError, Refused
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import HubToken
@@ -195,7 +195,8 @@ class JobService:
                     if token is not None and self.tokens is not None:
                         self.tokens.revoke(caller.name, token.id, "(not submitted)")
                     raise
-        self._written(caller.name, record.id)
+                # Inside the lock: the next submission of this user counts this job.
+                self._written(caller.name, record.id)
         return record
 
     def _gateway_token(self, user: str, spec: JobSpec) -> HubToken | None:

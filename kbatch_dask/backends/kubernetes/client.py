@@ -7,13 +7,12 @@ Errors are mapped to :class:`~kbatch_dask.errors.KubeError` in one place
 (:meth:`KubeAPI._raw`); a 403 names the verb and resource that was refused and
 points to ``kbatch doctor``, which lists the permissions jobs need.
 
-Every call but a followed log has a connect and a read timeout
-(:class:`Timeouts`, from ``kbatch.kubernetes.api-*-timeout``): where a
-NetworkPolicy drops a notebook's packets to the API server, a call fails with
-one line saying so instead of hanging for minutes.
+Every call but a followed log has a connect and a read timeout (:class:`Timeouts`,
+``kbatch.kubernetes.api-*-timeout``): where a NetworkPolicy drops a notebook's
+packets to the API server, a call fails with one line instead of hanging.
 
-Only the Kubernetes backend, its driver and ``kbatch doctor`` import
-``kubernetes`` (the local backend and ``kbatch --help`` never load it).
+Only the Kubernetes backend, its driver, the service and ``kbatch doctor`` (:mod:`.reviews`)
+import ``kubernetes``; the local backend and ``kbatch --help`` never load it.
 """
 
 from __future__ import annotations
@@ -370,60 +369,6 @@ class KubeAPI:
             "list", "events", namespace, self.core.list_namespaced_event, namespace, field_selector=field_selector
         )
         return list(page.get("items") or [])
-
-    def can_i(self, namespace: str, verb: str, group: str, resource: str) -> bool | None:
-        """A SelfSubjectAccessReview: may these credentials ``verb`` the ``resource``
-        (``pods/log``: with its subresource)? None if that cannot be asked."""
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        resource, _, subresource = resource.partition("/")
-        attributes = {"namespace": namespace, "verb": verb, "group": group, "resource": resource}
-        if subresource:
-            attributes["subresource"] = subresource
-        body: Any = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": attributes},
-        }
-        authorization = client.AuthorizationV1Api(self.client)
-        timeout = self.timeouts.pair if self.timeouts is not None else None
-        try:
-            response: Any = authorization.create_self_subject_access_review(
-                body, _preload_content=False, _request_timeout=timeout
-            )
-            try:
-                review = json.loads(response.data)
-            finally:
-                response.release_conn()
-        except (ApiException, HTTPError, ValueError):
-            return None
-        return bool((review.get("status") or {}).get("allowed"))
-
-    def rules_review(self, namespace: str) -> dict[str, Any] | None:
-        """A SelfSubjectRulesReview: the status listing what these credentials may do
-        in ``namespace`` (``resourceRules``, ``incomplete``), or None if that cannot be asked."""
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        body: Any = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SelfSubjectRulesReview",
-            "spec": {"namespace": namespace},
-        }
-        authorization = client.AuthorizationV1Api(self.client)
-        try:
-            response: Any = authorization.create_self_subject_rules_review(body, _preload_content=False)
-            try:
-                review = json.loads(response.data)
-            finally:
-                response.release_conn()
-        except (ApiException, HTTPError, ValueError):
-            return None
-        status = review.get("status") if isinstance(review, dict) else None
-        return dict(status) if isinstance(status, dict) else None
 
     def pod_log(
         self, namespace: str, name: str, container: str, follow: bool, tail: int | None = None

@@ -303,3 +303,15 @@ def pods_by_job(pods: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str
         if job_id:
             grouped.setdefault(job_id, []).append(pod)
     return grouped
+
+
+def disruption(pod: Mapping[str, Any]) -> str | None:
+    """The reason of ``pod``'s ``DisruptionTarget`` condition, or None.
+
+    >>> disruption({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "Evicted"}]}})
+    'Evicted'
+    """
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            return str(condition.get("reason") or "DisruptionTarget")
+    return None
