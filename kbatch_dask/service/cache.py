@@ -207,6 +207,15 @@ class JobCache:
             records = [r for r in records if not r.state.is_terminal() or (r.finished or r.submitted) >= since]
         return sorted(records, key=lambda r: r.submitted)
 
+    def namespace_of(self, job_id: str) -> str | None:
+        """The namespace of a Job with this id, if the cache holds one."""
+        with self._lock:
+            for job in self._jobs.values():
+                meta = job.get("metadata") or {}
+                if (meta.get("labels") or {}).get(names.LABEL_JOB_ID) == job_id:
+                    return str(meta.get("namespace") or "") or None
+        return None
+
     def record(self, user: str, job_id: str) -> JobRecord:
         name = m.job_name(user, job_id)
         with self._lock:

@@ -121,10 +121,16 @@ class DriverEvents:
     """Events and questions of the service's job drivers, checked by their credential."""
 
     def __init__(
-        self, api: KubeAPI, namespaces: Callable[[], list[str]], tokens: JobTokens | None, page_size: int = 500
+        self,
+        api: KubeAPI,
+        namespaces: Callable[[], list[str]],
+        tokens: JobTokens | None,
+        page_size: int = 500,
+        located: Callable[[str], str | None] = lambda job_id: None,
     ) -> None:
         self.api = api
         self.namespaces = namespaces  # those holding the service's jobs (one, or one per user)
+        self.located = located  # the namespace of a job the service knows already (its watch cache)
         self.tokens = tokens
         self.page_size = page_size
 
@@ -136,7 +142,10 @@ class DriverEvents:
         if not credential or not is_dns_label(job_id):
             return None
         selector = f"{ALL_JOBS},{names.LABEL_JOB_ID}={job_id}"
-        for namespace in self.namespaces():
+        # Read fresh from the API (a cancel's deletionTimestamp), in the job's own namespace
+        # when known: per-user mode would otherwise list every user's namespace per event.
+        known = self.located(job_id)
+        for namespace in [known] if known else self.namespaces():
             for job in self.api.list_jobs(namespace, selector, 2):
                 expected = _annotations(job).get(names.ANN_CREDENTIAL_HASH)
                 if expected and hmac.compare_digest(expected, digest(credential)):

@@ -146,7 +146,7 @@ class JobService:
         self.policy = policy
         self.driver_url = driver_url  # where the jobs' drivers reach the service
         self.tokens = tokens  # None: no hub to mint the jobs' gateway tokens with
-        self.driver_events = DriverEvents(api, namespaces.all, tokens, config.kubernetes.page_size)
+        self.driver_events = DriverEvents(api, namespaces.all, tokens, config.kubernetes.page_size, cache.namespace_of)
         # One submission per user at a time: the running-jobs limit counts the
         # user's jobs, then creates one; two at once would both pass the count.
         self._submitting: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)

@@ -205,3 +205,16 @@ def test_the_admins_pod_template_wins_over_the_server_pod_and_the_kubernetes_tem
     assert [c["name"] for c in pod["containers"]] == ["driver"]  # the template's container merged into the driver
     service.cache.stop()
     service.api.close()
+
+
+def test_a_drivers_event_reads_its_job_in_its_own_namespace_only(
+    per_user: JobService,
+    fake_apiserver: FakeApiServer,  # noqa: F811
+) -> None:
+    """Not every user's namespace per event: the watch cache says where the job is."""
+    job = per_user.submit(Caller("alice"), submission.parse(body()))
+    wait_for(lambda: per_user.cache.namespace_of(job.id) == "kbatch-alice", what="the job in the cache")
+    before = len(fake_apiserver.requests())
+    assert per_user.driver_events.job(job.id, "not-its-credential") is None
+    calls = [r.path for r in fake_apiserver.requests()[before:] if r.query.get("watch") not in ("true", "1")]
+    assert calls == ["/apis/batch/v1/namespaces/kbatch-alice/jobs"], calls

@@ -44,8 +44,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 POD_FAILURE_POLICY = {
     "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
 }
-# Zero to JupyterHub's hub admits only pods with this label (its NetworkPolicy): the
-# driver deletes the job's hub token through the hub's API.
+# Zero to JupyterHub's hub admits only pods with this label (its NetworkPolicy): a
+# direct job's driver deletes the job's hub token through the hub's API, and any
+# job's code may use the hub API with the token it holds.
 POD_LABELS = {"hub.jupyter.org/network-access-hub": "true"}
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The API server refuses ConfigMaps and Secrets whose data exceed 1 MiB.
