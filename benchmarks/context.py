@@ -33,11 +33,26 @@ class Sizes:
     service_jobs: int = 10_000
     service_users: int = 100
     service_clients: int = 100  # at once, each sending service_requests one after another
-    service_requests: int = 20
+    service_requests: int = 20  # per client, when the load is aiohttp clients
+    service_seconds: float = 5.0  # of load per repetition, when it is wrk
 
     @classmethod
     def smoke(cls) -> Sizes:
-        return cls(20, 200, 2, 8, 20, 60, 1, 1, service_jobs=40, service_users=4, service_clients=4, service_requests=2)
+        return cls(
+            20,
+            200,
+            2,
+            8,
+            20,
+            60,
+            1,
+            1,
+            service_jobs=40,
+            service_users=4,
+            service_clients=4,
+            service_requests=2,
+            service_seconds=1.0,
+        )
 
 
 @dataclass

@@ -102,6 +102,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value:.3f}"
     if unit == "MiB":
         return f"{value:.0f}"
+    if unit == "ms":
+        return f"{value:.2f}"
     return f"{value:g}"
 
 

@@ -5,45 +5,16 @@ users' jobs (seeded straight into its store)."""
 from __future__ import annotations
 
 import asyncio
-import statistics
 import sys
 import time
 
+from . import load
 from .context import Context
 from .measure import Row, Target
 from .synthetic import kube_job
 
 NAMESPACE = "bench-service"
 USER_SCOPES = ["access:services!service=kbatch-dask"]
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def _load(urls: list[str], tokens: list[str], clients: int, per_client: int) -> tuple[list[float], float]:
-    """``clients`` clients at once, each sending ``per_client`` requests one after
-    another (no pause): every latency, and the seconds the whole load took."""
-    import aiohttp
-
-    latencies: list[float] = []
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def client(i: int) -> None:
-            headers = {"Authorization": f"token {tokens[i % len(tokens)]}"}
-            for _ in range(per_client):
-                began = time.perf_counter()
-                async with session.get(urls[i % len(urls)], headers=headers) as response:
-                    await response.read()
-                    if response.status != 200:
-                        raise RuntimeError(f"GET {response.url}: HTTP {response.status}")
-                latencies.append(time.perf_counter() - began)
-
-        began = time.perf_counter()
-        await asyncio.gather(*(client(i) for i in range(clients)))
-        return latencies, time.perf_counter() - began
 
 
 def service_queue(ctx: Context) -> list[Row]:
@@ -82,18 +53,19 @@ def service_queue(ctx: Context) -> list[Row]:
         api = f"http://127.0.0.1:{hub.service_port}{prefix}api/v1"
         _wait_healthy(f"{api}/health", proc, workdir / "service.log")  # 200 once both watches listed
         ready = time.perf_counter() - started
-        urls = [f"{api}/jobs"]
+        url = f"{api}/jobs"
         identity = DEFAULT_USER.replace("{namespace}", NAMESPACE)
         # The first request of each token goes to the hub (HubAuth then caches the answer).
-        first, _ = asyncio.run(_load(urls, tokens, len(tokens), 1))
+        first = asyncio.run(load._aiohttp(url, tokens, len(tokens), 1))
         server.clear_requests()
-        p50s, p99s, rates = [], [], []
+        loads, cpu = [], []
         for _ in range(sizes.repeat_slow):
-            latencies, elapsed = asyncio.run(_load(urls, tokens, sizes.service_clients, sizes.service_requests))
-            p50s.append(statistics.median(latencies))
-            p99s.append(_percentile(latencies, 0.99))
-            rates.append(len(latencies) / elapsed)
-        queues = sizes.repeat_slow * sizes.service_clients * sizes.service_requests
+            used = load.cpu_seconds(proc.pid)
+            loads.append(
+                load.run(url, tokens, sizes.service_clients, sizes.service_seconds, sizes.service_requests, ctx.scratch)
+            )
+            cpu.append(1000 * (load.cpu_seconds(proc.pid) - used) / loads[-1].requests)
+        queues = sum(r.requests for r in loads)
         made = [r for r in server.requests(from_pods=False) if r.user == identity]
         watches = sum(r.query.get("watch") == "true" for r in made)
         per_queue = (len(made) - watches) / queues
@@ -102,14 +74,14 @@ def service_queue(ctx: Context) -> list[Row]:
             _stop(proc)
         hub.stop()
     what = f"{sizes.service_clients} clients, {sizes.service_jobs:,} jobs of {len(users)} users"
+    clients = f"{loads[0].tool} clients" + ("" if loads[0].tool == "wrk" else " in this process (install wrk)")
     return [
         Row(f"service ready (lists {sizes.service_jobs:,} Jobs and their pods)", [ready]),
-        Row(
-            f"GET /jobs, first request per token (the hub checks it), {len(users)} at once", [statistics.median(first)]
-        ),
-        Row(f"GET /jobs p50, {what}", p50s),
-        Row(f"GET /jobs p99, {what}", p99s, target=Target(0.1)),
-        Row(f"GET /jobs throughput, {what}", rates, unit="req/s"),
+        Row(f"GET /jobs, first request per token (the hub checks it), {len(users)} at once", [first.p50]),
+        Row(f"GET /jobs p50, {what}", [x.p50 for x in loads], note=clients),
+        Row(f"GET /jobs p99, {what}", [x.p99 for x in loads], target=Target(0.1), note=clients),
+        Row(f"GET /jobs throughput, {what}", [x.rate for x in loads], unit="req/s"),
+        Row("service CPU per GET /jobs", cpu, unit="ms", note="user + system, from /proc"),
         Row(
             "Kubernetes API requests per GET /jobs",
             [per_queue],

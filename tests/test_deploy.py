@@ -288,7 +288,7 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
         assert "hello from the job" in "".join(
             jobs.logs(alice, job.id, user=None, follow=False, stream="output", tail=None)
         )
-        assert [j["id"] for j in json.loads(jobs.list_json(alice))["jobs"]] == [job.id]
+        assert [j["id"] for j in json.loads(jobs.list_json(alice).body)["jobs"]] == [job.id]
         assert annotations(server, job.id)["kbatch-dask.io/state"] == "SUCCEEDED"  # the driver's event
         running = jobs.submit(alice, submission.parse(sleeping))
         # Its driver has reported its start (so it handles the cancel's SIGTERM) once the Job says so.
@@ -303,7 +303,7 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
             timeout=60,
             what="the cancelled job to go",
         )
-        assert jobs.driver_events.sweep() == 0
+        assert jobs.driver_events.sweep(jobs.cache.all_jobs()) == 0
     api.close()
 
     assert pod["spec"]["automountServiceAccountToken"] is False

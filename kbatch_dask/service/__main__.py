@@ -12,6 +12,7 @@ from kbatch_dask import settings
 from kbatch_dask.errors import KbatchError
 
 if TYPE_CHECKING:
+    from kbatch_dask.service.cache import JobCache
     from kbatch_dask.service.driver_events import DriverEvents
 
 SWEEP_PERIOD = 60.0
@@ -42,18 +43,19 @@ async def serve() -> None:
     app.listen(listen.port, listen.host, max_body_size=4 * config.service.max_body_size + 65536)
     log = logging.getLogger("kbatch_dask.service")
     log.info("listening on %s:%s%s", listen.host, listen.port, listen.prefix)
-    await sweep_tokens(app.settings["kbatch_jobs"].driver_events, log)
+    await sweep_tokens(app.settings["kbatch_jobs"].driver_events, cache, log)
 
 
-async def sweep_tokens(events: DriverEvents, log: logging.Logger) -> None:
-    """Forever: revoke the hub tokens of jobs that ended without saying so (at
-    start, then every :data:`SWEEP_PERIOD` seconds)."""
+async def sweep_tokens(events: DriverEvents, cache: JobCache, log: logging.Logger) -> None:
+    """Forever: revoke the hub tokens of jobs that ended without saying so (once
+    the watch cache is up, then every :data:`SWEEP_PERIOD` seconds)."""
     while True:
-        try:
-            await asyncio.to_thread(events.sweep)
-        except KbatchError as exc:  # Kubernetes unreachable: next time
-            log.warning("could not look for ended jobs' hub tokens: %s", exc)
-        await asyncio.sleep(SWEEP_PERIOD)
+        if cache.up:
+            try:
+                await asyncio.to_thread(events.sweep, cache.all_jobs())
+            except KbatchError as exc:  # the hub unreachable: next time
+                log.warning("could not revoke ended jobs' hub tokens: %s", exc)
+        await asyncio.sleep(SWEEP_PERIOD if cache.up else 1.0)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ import logging
 import re
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,14 +125,12 @@ class DriverEvents:
         api: KubeAPI,
         namespaces: Callable[[], list[str]],
         tokens: JobTokens | None,
-        page_size: int = 500,
         located: Callable[[str], str | None] = lambda job_id: None,
     ) -> None:
         self.api = api
         self.namespaces = namespaces  # those holding the service's jobs (one, or one per user)
         self.located = located  # the namespace of a job the service knows already (its watch cache)
         self.tokens = tokens
-        self.page_size = page_size
 
     # -- who asks ---------------------------------------------------------------
 
@@ -211,17 +209,17 @@ class DriverEvents:
         timer.daemon = True
         timer.start()
 
-    def sweep(self) -> int:
-        """Revoke the tokens of Jobs that ended without a final event (killed,
-        OOM, node gone, retries spent); how many were revoked."""
+    def sweep(self, jobs: Iterable[Mapping[str, Any]]) -> int:
+        """Revoke the tokens of ``jobs`` (the watch cache's: no list of its own)
+        that ended without a final event (killed, OOM, node gone, retries spent);
+        how many were revoked."""
         if self.tokens is None:
             return 0
         count = 0
-        for namespace in self.namespaces():
-            for job in self.api.list_jobs(namespace, ALL_JOBS, self.page_size):
-                if _annotations(job).get(names.ANN_HUB_TOKEN_ID) and ended(job):
-                    self.revoke(job)
-                    count += 1
+        for job in jobs:
+            if _annotations(job).get(names.ANN_HUB_TOKEN_ID) and ended(job):
+                self.revoke(job)
+                count += 1
         return count
 
 

@@ -56,6 +56,8 @@ class RootHandler(ApiHandler):
 
 
 class JobsHandler(ApiHandler):
+    _etag: str | None = None
+
     async def get(self) -> None:
         caller = await self.admin_caller() if self._about_others() else self.caller()
         states = (
@@ -63,15 +65,20 @@ class JobsHandler(ApiHandler):
         )
         since = self.get_query_argument("since", None)
         await self.context.jobs.cache.wait_up(CACHE_WAIT)
-        body = self.context.jobs.list_json(
+        listing = self.context.jobs.list_json(
             caller,
             everyone=self._flag("all"),
             user=self.get_query_argument("user", None),
             states=states,
             since=_iso(since) if since else None,
         )
+        self._etag = listing.etag
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(body)
+        self.finish(listing.body)
+
+    def compute_etag(self) -> str | None:
+        # The list's own, kept with it: tornado would hash the whole body again per request.
+        return self._etag or super().compute_etag()
 
     async def post(self) -> None:
         caller = self.caller()

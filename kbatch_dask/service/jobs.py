@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import collections
 import dataclasses
+import hashlib
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -58,6 +59,19 @@ class Caller:
 
     name: str
     admin: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """A list's JSON and its ETag, both computed once per change of its jobs (the
+    ETag is what lets a polling page get a 304 instead of the list again)."""
+
+    body: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, body: bytes) -> Listing:
+        return cls(body, f'"{hashlib.sha1(body, usedforsecurity=False).hexdigest()}"')
 
 
 class UserJobs(KubernetesBackend):
@@ -146,7 +160,7 @@ class JobService:
         self.policy = policy
         self.driver_url = driver_url  # where the jobs' drivers reach the service
         self.tokens = tokens  # None: no hub to mint the jobs' gateway tokens with
-        self.driver_events = DriverEvents(api, namespaces.all, tokens, config.kubernetes.page_size, cache.namespace_of)
+        self.driver_events = DriverEvents(api, namespaces.all, tokens, cache.namespace_of)
         # One submission per user at a time: the running-jobs limit counts the
         # user's jobs, then creates one; two at once would both pass the count.
         self._submitting: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
@@ -233,15 +247,15 @@ class JobService:
         user: str | None = None,
         states: tuple[JobState, ...] = (),
         since: datetime | None = None,
-    ) -> bytes:
+    ) -> Listing:
         """The records of the jobs listed as the API's JSON, ``{"jobs": [...]}``:
         kept until one of them changes, since most queues are asked again and
         again unchanged."""
         owner = self._list_owner(caller, everyone, user)
 
-        def build() -> bytes:
+        def build() -> Listing:
             records = self._list(owner, states, since)
-            return json_encode({"jobs": [r.to_dict() for r in records]}).encode()
+            return Listing.of(json_encode({"jobs": [r.to_dict() for r in records]}).encode())
 
         return self.cache.memo(owner, (states, since), build)
 

@@ -4,6 +4,7 @@ dropped watch, and reports when its watches are down."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,6 +75,13 @@ def test_the_first_list_gives_each_user_their_jobs_and_everyone_all(cache: JobCa
     assert cache.record("alice", "a2").state is JobState.RUNNING
     assert cache.record("bob", "b1").state is JobState.FAILED
     assert cache.active("alice") == 1
+
+
+def test_listed_objects_are_left_out_of_the_cyclic_collectors_generations(cache: JobCache) -> None:
+    # Its full collections would walk every listed Job and pod (seconds of stalls with 10,000).
+    listed = next(iter(cache._jobs.values()))
+    assert gc.is_tracked(listed)
+    assert not any(obj is listed for obj in gc.get_objects())
 
 
 def test_another_users_job_is_not_found(cache: JobCache) -> None:

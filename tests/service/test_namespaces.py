@@ -65,7 +65,7 @@ def make_service(**overrides: Any) -> JobService:
 
 def listed(service: JobService, caller: Caller, everyone: bool = False) -> list[dict[str, Any]]:
     """The jobs ``GET /jobs`` answers ``caller``, as JSON."""
-    return list(json.loads(service.list_json(caller, everyone=everyone))["jobs"])
+    return list(json.loads(service.list_json(caller, everyone=everyone).body)["jobs"])
 
 
 @pytest.fixture

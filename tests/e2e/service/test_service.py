@@ -179,3 +179,23 @@ def test_doctor_says_which_scope_a_token_without_it_needs(service: Service, alic
     assert proc.returncode != 0
     assert "refused this session's token (403)" in proc.stdout, proc.stdout + proc.stderr
     assert "fix: the token needs the scope access:services!service=kbatch-dask" in proc.stdout
+
+
+def _get_jobs(user: User, url: str, etag: str | None = None) -> tuple[int, str, bytes]:
+    headers = {"Authorization": f"token {user.token}", **({"If-None-Match": etag} if etag else {})}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=15) as resp:
+            return resp.status, resp.headers["ETag"], resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["ETag"], exc.read()
+
+
+def test_an_unchanged_queue_is_a_304_and_a_changed_one_a_new_etag(service: Service, alice: User) -> None:
+    url = service.api("/jobs")
+    status, etag, listed = _get_jobs(alice, url)
+    assert status == 200 and etag and json.loads(listed)["jobs"] is not None
+    assert _get_jobs(alice, url, etag)[:2] == (304, etag)
+    job_id = submit(alice, "tagged.py", "print('tagged')\n", "--dask-workers", "0")
+    status, changed, listed = _get_jobs(alice, url, etag)
+    assert status == 200 and changed != etag
+    assert job_id in [j["id"] for j in json.loads(listed)["jobs"]]
