@@ -4,7 +4,8 @@ the fake API server in RBAC mode with Kubernetes' escalation check and no
 object in a namespace that does not exist: alice's and bob's first jobs create
 their namespaces and the RoleBindings there (allowed by the component's
 ``bind`` on ``kbatch-dask-jobs``), alice's job runs to its end, bob's is
-cancelled, and the service's one watch across namespaces sees both. Every
+cancelled, the service's one watch across namespaces sees both, and a service
+started again submits into the namespace it finds. Every
 verb each role grants was called where that role applies, or is one of the
 few named below that only a rare path calls (tests/test_deploy.py does the
 same for the shared mode)."""
@@ -25,20 +26,13 @@ from fakes.kube.fake_kubelet import FakeKubelet
 from fakes.kube.fixtures import REPO
 from fakes.kube.notebook import NAMESPACE, home_claim, notebook_pod
 from fakes.kube.resources import POD, PVC
+from test_deploy import RARELY_CALLED, granted, load_rbac, per_user, service_env, serving  # noqa: F401
 from tornado import web
-
-from test_deploy import RARELY_CALLED, granted, load_rbac, per_user, serving, service_env  # noqa: F401
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (it renders the kustomization)")
 
 USERS = ("alice", "bob")
 ACCOUNT = f"system:serviceaccount:{NAMESPACE}:kbatch-dask"
-#: Granted by the jobs' ClusterRole in a user's namespace but only called on a rare
-#: path, as in the shared mode (tests/test_deploy.py's RARELY_CALLED).
-RARELY_CALLED_THERE = RARELY_CALLED
-#: Granted cluster-wide by kbatch-dask-namespaces, called on a rare path only: whether
-#: an existing namespace is the service's (a restart, or a namespace made by someone else).
-RARELY_CALLED_CLUSTER = {("get", "namespaces")}
 
 Call = tuple[str | None, str, str]  # (namespace or None for cluster-wide, verb, resource)
 
@@ -160,6 +154,14 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
         assert jobs.cancel(bob, running.id).id == running.id
         wait_for(lambda: not job_of(server, running.id), timeout=60, what="the cancelled job to go")
         assert jobs.driver_events.sweep() == 0
+    # A service started again finds alice's namespace there (409, then get: is it the
+    # service's?) and its RoleBinding too (409), and submits into it.
+    with serving(make) as app:
+        jobs = app.settings["kbatch_jobs"]
+        again = jobs.submit(alice, body("hello.py", b"print('again')\n"))
+        wait_for(lambda: jobs.get(alice, again.id).state.is_terminal(), timeout=90, what="alice's next job to end")
+        assert jobs.get(alice, again.id).state is JobState.SUCCEEDED
+        assert job_of(server, again.id)[0]["metadata"]["namespace"] == "kbatch-alice"
     api.close()
 
     assert server.requests(from_pods=True) == [], "a service job's driver called the Kubernetes API"
@@ -170,5 +172,5 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
     in_users = {(v, r) for ns, v, r in made if ns and ns != NAMESPACE and r != "rolebindings" and v != "bind"}
     cluster_wide = {(v, r) for ns, v, r in made if ns is None or r == "rolebindings" or v == "bind"}
     assert in_hub == granted(per_user, "kbatch-dask")
-    assert in_users | RARELY_CALLED_THERE == granted(per_user, "kbatch-dask-jobs")
-    assert cluster_wide | RARELY_CALLED_CLUSTER == granted(per_user, "kbatch-dask-namespaces")
+    assert in_users | RARELY_CALLED == granted(per_user, "kbatch-dask-jobs")
+    assert cluster_wide == granted(per_user, "kbatch-dask-namespaces")

@@ -63,6 +63,7 @@ def test_a_dry_run_shows_what_the_service_would_create_and_creates_nothing(servi
     assert pod["nodeSelector"] == {"hub.jupyter.org/node-purpose": "user"}
     assert {"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}} in pod["volumes"]
     assert pod["automountServiceAccountToken"] is False
+    assert config_map["data"]["train.py"] == "print('train')\n"  # the script as sent
     assert job["spec"]["activeDeadlineSeconds"] == 600 + 600  # --time + kbatch.kubernetes.start-margin
     assert job["spec"]["suspend"] is True
     # Keys only; the credential and the hub token are not minted.
