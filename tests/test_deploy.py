@@ -151,9 +151,15 @@ def test_the_per_user_component_adds_the_cluster_roles(per_user: list[dict[str, 
 def test_the_per_user_jobs_role_is_the_hub_roles_but_for_the_servers_claims(
     shared: list[dict[str, Any]], per_user: list[dict[str, Any]]
 ) -> None:
-    # What the service calls in a user's namespace is what it calls in the shared one (the run
-    # below checks that), less reading the servers' home claims, which stay in the hub's namespace.
-    assert granted(per_user, "kbatch-dask-jobs") == granted(shared, "kbatch-dask") - {("get", "persistentvolumeclaims")}
+    # What the service calls in a user's namespace is what it calls in the shared one, less
+    # reading the servers' home claims, which stay in the hub's namespace, and the watches,
+    # which go across namespaces (test_deploy_per_user.py runs it under these roles).
+    watches = {("watch", "jobs"), ("watch", "pods")}
+    assert granted(per_user, "kbatch-dask-jobs") == granted(shared, "kbatch-dask") - {
+        ("get", "persistentvolumeclaims"),
+        *watches,
+    }
+    assert watches <= granted(per_user, "kbatch-dask-namespaces")
 
 
 def load_rbac(server: FakeApiServer, objects: list[dict[str, Any]], namespace: str) -> None:

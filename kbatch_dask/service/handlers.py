@@ -82,15 +82,22 @@ class JobsHandler(ApiHandler):
 
     async def post(self) -> None:
         caller = self.caller()
+        if self._flag("dry-run"):
+            # What a submit would create, refused alike; not a submission, so not counted as one.
+            await self.context.jobs.cache.wait_up(CACHE_WAIT)  # the running-jobs limit reads it
+            self.finish(await off_loop(self.context.jobs.dry_run, caller, self._submission()))
+            return
         with self.context.metrics.submission():
-            limit = self.context.max_body_size
-            if len(self.request.body) > limit:
-                refuse(413, f"the request body is over {limit} bytes (kbatch.service.max-body-size)")
-            parsed = submission.parse(self.request.body)
-            record = await off_loop(self.context.jobs.submit, caller, parsed)
+            record = await off_loop(self.context.jobs.submit, caller, self._submission())
         log.info("submitted job %s", record.id, extra={"user": caller.name, "job": record.id})
         self.set_status(201)
         self.finish(job_json(record))
+
+    def _submission(self) -> submission.Submission:
+        limit = self.context.max_body_size
+        if len(self.request.body) > limit:
+            refuse(413, f"the request body is over {limit} bytes (kbatch.service.max-body-size)")
+        return submission.parse(self.request.body)
 
     def _about_others(self) -> bool:
         return self._flag("all") or self.get_query_argument("user", None) is not None

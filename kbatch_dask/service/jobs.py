@@ -29,6 +29,7 @@ from tornado.escape import json_encode
 
 from kbatch_dask.backends import Detected
 from kbatch_dask.backends.hub.protocol import CREDENTIAL_VAR, SERVICE_URL_VAR
+from kbatch_dask.backends.ids import new_job_id
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
@@ -43,6 +44,7 @@ from kbatch_dask.hub.tokens import HubToken
 from kbatch_dask.records import JobRecord, JobState
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
+from kbatch_dask.service.dry_run import NOT_MINTED, dry_run_plan
 from kbatch_dask.service.namespaces import Namespaces, portable_server_pod
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.service.submission import Submission
@@ -177,24 +179,29 @@ class JobService:
 
     # -- submit ---------------------------------------------------------------
 
-    def submit(self, caller: Caller, submission: Submission) -> JobRecord:
+    def _prepared(self, caller: Caller, submission: Submission, folder: str) -> tuple[UserJobs, JobSpec]:
+        """The caller's backend and their validated spec (its script in ``folder``), the
+        per-job limits checked and the image chosen; BadInput or Refused before anything."""
         defaults = {
             "dask_workers": self.config.dask.workers,
             "wait_for_workers": self.config.driver.wait_for_workers,
             "notebook_output": self.config.notebook_output,
         }
+        backend = self.jobs_of(caller.name, submission.script_name)
+        spec = submission.spec(caller.name, folder, defaults)
+        self.policy.check_job(spec)
+        server = backend.notebook_pod()
+        image = self.policy.image(spec.image, server.image)
+        backend.check(spec)
+        return backend, dataclasses.replace(spec, image=image)
+
+    def submit(self, caller: Caller, submission: Submission) -> JobRecord:
         # The driver's credential: in the job's Secret, its hash on the Job (driver_events).
         credential = new_credential()
         environment = {**submission.environment, SERVICE_URL_VAR: self.driver_url, CREDENTIAL_VAR: credential}
-        backend = self.jobs_of(caller.name, submission.script_name)
-        backend.annotations[names.ANN_CREDENTIAL_HASH] = digest(credential)
         with tempfile.TemporaryDirectory(prefix="kbatch-service-") as folder:
-            spec = submission.spec(caller.name, folder, defaults)
-            self.policy.check_job(spec)
-            server = backend.notebook_pod()
-            image = self.policy.image(spec.image, server.image)
-            backend.check(spec)
-            spec = dataclasses.replace(spec, image=image)
+            backend, spec = self._prepared(caller, submission, folder)
+            backend.annotations[names.ANN_CREDENTIAL_HASH] = digest(credential)
             with self._submitting[caller.name]:
                 self.policy.check_active([r.state for r in self.cache.records(caller.name)])
                 self.namespaces.ensure(caller.name)
@@ -213,12 +220,36 @@ class JobService:
                 self._written(caller.name, record.id)
         return record
 
+    def dry_run(self, caller: Caller, submission: Submission) -> dict[str, Any]:
+        """What :meth:`submit` would create for ``submission`` now (``POST /jobs?dry-run=1``),
+        after the same checks, refused alike; creates nothing and mints nothing (the
+        credential and the hub token are placeholders), Secret values redacted."""
+        environment = {**submission.environment, SERVICE_URL_VAR: self.driver_url, CREDENTIAL_VAR: NOT_MINTED}
+        with tempfile.TemporaryDirectory(prefix="kbatch-service-") as folder:
+            backend, spec = self._prepared(caller, submission, folder)
+            backend.annotations[names.ANN_CREDENTIAL_HASH] = NOT_MINTED
+            self.policy.check_active([r.state for r in self.cache.records(caller.name)])
+            first_use = self.namespaces.planned(caller.name)
+            if self._needs_token(spec):
+                assert self.tokens is not None
+                environment.update(self.tokens.environment(caller.name, HubToken(NOT_MINTED, NOT_MINTED)))
+                backend.annotations[names.ANN_HUB_TOKEN_ID] = NOT_MINTED
+            objects = backend.manifests(spec, environment, new_job_id()).all()
+        return dry_run_plan(first_use, objects, queued=bool(self.config.kubernetes.queue_name))
+
+    def _needs_token(self, spec: JobSpec) -> bool:
+        """Whether the job gets a hub token: it has a cluster, on a gateway with JupyterHub auth."""
+        gateway = configured_gateway()
+        return (
+            self.tokens is not None and bool(spec.workers) and gateway is not None and gateway.auth_type == "jupyterhub"
+        )
+
     def _gateway_token(self, user: str, spec: JobSpec) -> HubToken | None:
         """A hub token of ``user`` for the job's cluster, when it has one on a
         gateway with JupyterHub auth; a hub that refuses is a refusal (403)."""
-        gateway = configured_gateway()
-        if self.tokens is None or not spec.workers or gateway is None or gateway.auth_type != "jupyterhub":
+        if not self._needs_token(spec):
             return None
+        assert self.tokens is not None
         try:
             return self.tokens.mint(user, spec.name, spec.time_limit)
         except HubError as exc:

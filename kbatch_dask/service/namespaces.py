@@ -98,26 +98,40 @@ class Namespaces:
             if exc.status == NOT_FOUND:
                 return False
             raise
-        if ((found.get("metadata") or {}).get("labels") or {}).get(names.LABEL_MANAGED_BY) != names.MANAGED_BY:
+        if not _ours(found):
             return False  # someone else's namespace holds no jobs of the service
         self._found.add(namespace)
         return True
 
-    def _create(self, namespace: str, user: str) -> None:
-        labels = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_USER: safe_slug(user, max_length=63)}
+    def planned(self, user: str) -> list[dict[str, Any]]:
+        """What :meth:`ensure` would create for ``user`` now, creating nothing (``--dry-run``):
+        their Namespace and its RoleBinding on first use, else nothing; KubeError, as
+        :meth:`ensure` raises it, when the namespace exists but is not the service's."""
+        namespace = self.of(user)
+        if not self.per_user or namespace in self._ready:
+            return []
         try:
-            self.api.create_namespace(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}}
-            )
+            found = self.api.get_namespace(namespace)
+        except KubeError as exc:
+            if exc.status != NOT_FOUND:
+                raise
+            return [self._namespace(namespace, user), self._role_binding(namespace)]
+        if not _ours(found):
+            raise _not_ours(namespace)
+        return []
+
+    def _namespace(self, namespace: str, user: str) -> dict[str, Any]:
+        labels = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_USER: safe_slug(user, max_length=63)}
+        return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}}
+
+    def _create(self, namespace: str, user: str) -> None:
+        try:
+            self.api.create_namespace(self._namespace(namespace, user))
         except KubeError as exc:
             if exc.status != CONFLICT:
                 raise
-            found = (self.api.get_namespace(namespace).get("metadata") or {}).get("labels") or {}
-            if found.get(names.LABEL_MANAGED_BY) != names.MANAGED_BY:
-                raise KubeError(
-                    f"namespace {namespace!r} exists and is not kbatch-dask's (no label "
-                    f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}): an admin must rename it or label it"
-                ) from None
+            if not _ours(self.api.get_namespace(namespace)):
+                raise _not_ours(namespace) from None
         # Also when the namespace was there: a service stopped between the two calls left none.
         try:
             self.api.create_role_binding(namespace, self._role_binding(namespace))
@@ -144,6 +158,17 @@ class Namespaces:
             return [self.hub]
         selector = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
         return sorted(str(ns["metadata"]["name"]) for ns in self.api.list_namespaces(selector))
+
+
+def _ours(namespace: dict[str, Any]) -> bool:
+    return bool(((namespace.get("metadata") or {}).get("labels") or {}).get(names.LABEL_MANAGED_BY) == names.MANAGED_BY)
+
+
+def _not_ours(namespace: str) -> KubeError:
+    return KubeError(
+        f"namespace {namespace!r} exists and is not kbatch-dask's (no label "
+        f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}): an admin must rename it or label it"
+    )
 
 
 # Volume sources that name no object of the pod's namespace: they work from any namespace.

@@ -77,23 +77,31 @@ class HubBackend:
         return ()  # the service checks, with its policy, at submit
 
     def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
-        raise BadInput("--dry-run is not available with --backend hub yet: the service builds the objects")
+        """What the service would create for this submission, as YAML; it creates nothing."""
+        from kbatch_dask.backends.kubernetes.dry_run import manifests_yaml
+
+        plan = self.client.json("POST", "/jobs", {"dry-run": "1"}, body=self._body(spec, environment))
+        return manifests_yaml(plan["objects"], plan["notes"])
 
     def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
+        return self._record(self.client.json("POST", "/jobs", body=self._body(spec, environment)))
+
+    def _body(self, spec: JobSpec, environment: Mapping[str, str]) -> dict[str, Any]:
+        """The ``POST /jobs`` body of ``spec``: its options, the script (or payload) and the environment."""
         with open(spec.script, "rb") as f:
             content = base64.b64encode(f.read()).decode()
         body: dict[str, Any] = {
             "spec": submitted_options(spec),
             "args": list(spec.args),
             "script": {"name": os.path.basename(spec.script)},
-            "environment": environment,
+            "environment": dict(environment),
         }
         if spec.kind == "function":
             body["script"]["name"] = os.path.basename(spec.script).removesuffix(".kbatch-function.pkl")
             body["payload"] = content
         else:
             body["script"]["content"] = content
-        return self._record(self.client.json("POST", "/jobs", body=body))
+        return body
 
     def list(self, *, ended_since: datetime | None = None) -> list[JobRecord]:
         query = {"since": ended_since.isoformat()} if ended_since else {}

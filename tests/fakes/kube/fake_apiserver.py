@@ -13,7 +13,9 @@ Served:
   see ``nodes.py``); ``batch/v1``
   jobs (+ ``status``); namespaces (get/list/create: a namespace exists once
   created, and ``default`` and every namespace holding an object exist as if
-  created — objects may be created in any namespace, unlike Kubernetes);
+  created — objects may be created in any namespace, unlike Kubernetes, except
+  with ``strict_namespaces=True``: then creating one in a namespace that does
+  not exist is Kubernetes' 404);
   ``authorization.k8s.io/v1`` selfsubjectaccessreviews and
   selfsubjectrulesreviews (answered from the RBAC simulation below);
   ``rbac.authorization.k8s.io/v1`` roles, rolebindings, clusterroles and
@@ -46,7 +48,10 @@ Served:
   deny rules still apply on top. The caller is the token's user: a pod's
   service account (``system:serviceaccount:<ns>:<sa>``) for tokens the fake
   kubelet gives pods, the user of :meth:`issue_token` for kubeconfigs.
-  Refused calls get Kubernetes' 403 message. In the default mode a
+  Refused calls get Kubernetes' 403 message. Writing RBAC objects goes through
+  Kubernetes' escalation check (``escalation.py``: a binding needs ``bind`` on
+  its role or all the role's permissions, a Role ``escalate`` or its
+  permissions); the request log names the ``bind``/``escalate`` it used. In the default mode a
   selfsubjectrulesreview answers ``incomplete`` (deny rules are not rules).
 * A request log (:meth:`FakeApiServer.requests`) for asserting on API traffic.
 * Dropped watches (:meth:`FakeApiServer.drop_watches`): every open watch
@@ -87,12 +92,14 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from .escalation import checked, confirm_no_escalation
 from .rbac import allows, bound_rules
 from .resources import (
     BY_PATH,
     JOB,
     NAMESPACE,
     POD,
+    RBAC_GROUP,
     SSAR,
     SSRR,
     STORED,
@@ -118,6 +125,9 @@ class RecordedRequest:
     user: str | None = None
     pod: str | None = None  # "namespace/name" when a pod's token made the call
     status: int | None = None
+    #: (verb, resource) of the ``bind`` or ``escalate`` permission that let an RBAC write
+    #: through the escalation check (``escalation.py``); None when none was needed.
+    escalation: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -201,11 +211,13 @@ class FakeApiServer:
         user: str = DEFAULT_USER,
         allow_anonymous: bool = True,
         rbac: bool = False,
+        strict_namespaces: bool = False,
     ) -> None:
         self.store = Store()
         self.version = version
         self.allow_anonymous = allow_anonymous
         self.rbac = rbac  # True: deny by default, evaluate the stored Roles (may be switched any time)
+        self.strict_namespaces = strict_namespaces  # True: creating in a namespace that does not exist is a 404
         self.token = secrets.token_hex(16)
         self._tokens: dict[str, Identity] = {self.token: Identity(user)}
         self._deny_rules: list[DenyRule] = []
@@ -538,7 +550,7 @@ class FakeApiServer:
             return _json(listing)
         target = _target(group, version, rest)
         record.user = identity.name_in(target.namespace)
-        return await self._resource(request, identity, target)
+        return await self._resource(request, identity, target, record)
 
     def _public(self, what: str) -> web.Response:
         if what != "version":
@@ -582,7 +594,9 @@ class FakeApiServer:
         details = {"group": rtype.group, "kind": rtype.plural, **({"name": target.name} if target.name else {})}
         raise ApiError(403, "Forbidden", message, details)
 
-    async def _resource(self, request: web.Request, identity: Identity, target: Target) -> web.StreamResponse:
+    async def _resource(
+        self, request: web.Request, identity: Identity, target: Target, record: RecordedRequest
+    ) -> web.StreamResponse:
         verb = _verb(request, target)
         if verb not in target.rtype.verbs:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -591,6 +605,18 @@ class FakeApiServer:
         if target.rtype is SSRR:
             return self._rules_review(identity, await _body(request))
         self._authorize(identity, verb, target)
+        # The namespace lifecycle admission runs before the registry's escalation check.
+        if verb == "create" and self.strict_namespaces and target.namespace not in (None, *self._namespace_names()):
+            raise ApiError(404, "NotFound", f'namespaces "{target.namespace}" not found', {"kind": "namespaces"})
+        if self.rbac and verb in ("create", "update") and checked(target.rtype):
+            record.escalation = confirm_no_escalation(
+                self.store,
+                identity.name_in(target.namespace),
+                lambda verb, resource, name, ns: self.is_allowed(identity, verb, RBAC_GROUP, resource, ns, name),
+                target.rtype,
+                target.namespace,
+                await _body(request),
+            )
         if target.rtype is NAMESPACE:
             body = await _body(request) if verb == "create" else None
             return self._namespaces(target, verb, body, request.query.get("labelSelector", ""))
@@ -691,11 +717,7 @@ class FakeApiServer:
                 "status": {"phase": "Active"},
             }
 
-        names = (
-            {"default"}
-            | set(self._created_namespaces)
-            | {ns for r in STORED.values() if r.namespaced for ns in self._namespaces_of(r)}
-        )
+        names = self._namespace_names()
         if verb == "create":
             name = ((body or {}).get("metadata") or {}).get("name") if isinstance(body, dict) else None
             if not isinstance(name, str) or not name:
@@ -717,6 +739,14 @@ class FakeApiServer:
         ]
         meta = {"resourceVersion": self.store.resource_version}
         return _json({"kind": "NamespaceList", "apiVersion": "v1", "metadata": meta, "items": items})
+
+    def _namespace_names(self) -> set[str]:
+        """The namespaces that exist: ``default``, those created, and those of stored objects."""
+        return (
+            {"default"}
+            | set(self._created_namespaces)
+            | {ns for r in STORED.values() if r.namespaced for ns in self._namespaces_of(r)}
+        )
 
     def _namespaces_of(self, rtype: ResourceType) -> set[str]:
         return {o["metadata"].get("namespace", "") for o in self.store.select(rtype, None)}

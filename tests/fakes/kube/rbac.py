@@ -17,7 +17,8 @@ matches it; nothing is allowed by default. What is simulated, as in
   without a name: ``create``, ``list``), each with ``*``.
 
 Not simulated: aggregated ClusterRoles, ``nonResourceURLs`` (the fake serves
-discovery to everyone), escalation checks on writing Roles, and the built-in
+discovery to everyone; the escalation checks on writing RBAC objects are
+``escalation.py``'s), and the built-in
 roles (``system:basic-user`` is implied: the self-reviews are always allowed).
 """
 
