@@ -40,7 +40,8 @@ from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import BadInput, HubError, KubeError, Refused
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import HubToken
-from kbatch_dask.records import JobRecord, JobState
+from kbatch_dask.records import JobRecord, JobState, now
+from kbatch_dask.service import stuck
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
 from kbatch_dask.service.namespaces import Namespaces, portable_server_pod
@@ -305,3 +306,13 @@ class JobService:
     def active(self, caller: Caller) -> int:
         """The caller's jobs pending or running."""
         return self.cache.active(caller.name)
+
+    def fail_stuck(self) -> int:
+        """End the jobs whose pods can never start (:mod:`~kbatch_dask.service.stuck`):
+        their end recorded, their hub tokens revoked; how many."""
+        count = 0
+        for found in stuck.find(self.cache.with_pods(), now(), self.config.service.start_timeout):
+            if stuck.fail(self.api, found):
+                self.driver_events.revoke(found.job)
+                count += 1
+        return count
