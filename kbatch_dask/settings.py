@@ -120,6 +120,7 @@ class Service:
     max_body_size: int
     driver_url: str | None
     log_format: str  # "text" or "json"
+    start_timeout: float  # seconds a pod may wait for a fatal reason before its job fails
     limits: ServiceLimits
 
 

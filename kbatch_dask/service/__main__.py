@@ -14,8 +14,10 @@ from kbatch_dask.errors import KbatchError
 if TYPE_CHECKING:
     from kbatch_dask.service.cache import JobCache
     from kbatch_dask.service.driver_events import DriverEvents
+    from kbatch_dask.service.jobs import JobService
 
 SWEEP_PERIOD = 60.0
+STUCK_PERIOD = 30.0
 
 
 async def serve() -> None:
@@ -43,7 +45,8 @@ async def serve() -> None:
     app.listen(listen.port, listen.host, max_body_size=4 * config.service.max_body_size + 65536)
     log = logging.getLogger("kbatch_dask.service")
     log.info("listening on %s:%s%s", listen.host, listen.port, listen.prefix)
-    await sweep_tokens(app.settings["kbatch_jobs"].driver_events, cache, log)
+    jobs = app.settings["kbatch_jobs"]
+    await asyncio.gather(sweep_tokens(jobs.driver_events, cache, log), fail_stuck(jobs, cache, log))
 
 
 async def sweep_tokens(events: DriverEvents, cache: JobCache, log: logging.Logger) -> None:
@@ -56,6 +59,19 @@ async def sweep_tokens(events: DriverEvents, cache: JobCache, log: logging.Logge
             except KbatchError as exc:  # the hub unreachable: next time
                 log.warning("could not revoke ended jobs' hub tokens: %s", exc)
         await asyncio.sleep(SWEEP_PERIOD if cache.up else 1.0)
+
+
+async def fail_stuck(jobs: JobService, cache: JobCache, log: logging.Logger) -> None:
+    """Forever: fail the jobs whose pods can never start, looking a few times
+    per ``start-timeout`` (in the cache's memory; no API request to look)."""
+    period = min(STUCK_PERIOD, max(1.0, jobs.config.service.start_timeout / 4))
+    while True:
+        if cache.up:
+            try:
+                await asyncio.to_thread(jobs.fail_stuck)
+            except KbatchError as exc:  # Kubernetes unreachable: next time
+                log.warning("could not fail the jobs that can never start: %s", exc)
+        await asyncio.sleep(period)
 
 
 def main() -> None:

@@ -219,6 +219,11 @@ class JobCache:
         with self._lock:
             return list(self._jobs.values())
 
+    def with_pods(self) -> list[tuple[Obj, list[Obj]]]:
+        """Every Job the cache holds with its pods, as the API gave them."""
+        with self._lock:
+            return [(job, self._pods_for(job)) for job in self._jobs.values()]
+
     def namespace_of(self, job_id: str) -> str | None:
         """The namespace of a Job with this id, if the cache holds one."""
         with self._lock:
@@ -266,8 +271,7 @@ class JobCache:
     def _record(self, name: str) -> JobRecord:
         """The record of Job ``name`` (held lock), built again only when a version changed."""
         job = self._jobs[name]
-        job_id = str((_meta(job).get("labels") or {}).get(names.LABEL_JOB_ID, ""))
-        pods = [self._pods[p] for p in sorted(self._pods_of.get(job_id, ()))]
+        pods = self._pods_for(job)
         versions = (_version(job), *map(_version, pods))
         cached = self._records.get(name)
         if cached is not None and cached[0] == versions:
@@ -275,6 +279,11 @@ class JobCache:
         record = job_record(job, pods)
         self._records[name] = (versions, record)
         return record
+
+    def _pods_for(self, job: Obj) -> list[Obj]:
+        """The pods of ``job`` (held lock)."""
+        job_id = str((_meta(job).get("labels") or {}).get(names.LABEL_JOB_ID, ""))
+        return [self._pods[p] for p in sorted(self._pods_of.get(job_id, ()))]
 
     # -- writes of the service itself ------------------------------------------
 

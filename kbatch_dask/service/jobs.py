@@ -41,7 +41,8 @@ from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import BadInput, HubError, KubeError, Refused
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import HubToken
-from kbatch_dask.records import JobRecord, JobState
+from kbatch_dask.records import JobRecord, JobState, now
+from kbatch_dask.service import stuck
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
 from kbatch_dask.service.dry_run import NOT_MINTED, dry_run_plan
@@ -336,3 +337,13 @@ class JobService:
     def active(self, caller: Caller) -> int:
         """The caller's jobs pending or running."""
         return self.cache.active(caller.name)
+
+    def fail_stuck(self) -> int:
+        """End the jobs whose pods can never start (:mod:`~kbatch_dask.service.stuck`):
+        their end recorded, their hub tokens revoked; how many."""
+        count = 0
+        for found in stuck.find(self.cache.with_pods(), now(), self.config.service.start_timeout):
+            if stuck.fail(self.api, found):
+                self.driver_events.revoke(found.job)
+                count += 1
+        return count

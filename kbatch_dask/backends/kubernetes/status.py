@@ -14,6 +14,7 @@ Job ``Failed``, pod failed without a container exit        FAILED (pod reason: E
 Job ``Failed``, no pod left, the driver recorded success   SUCCEEDED (the pod went after the end)
 Job ``Failed``, no pod left and nothing recorded           LOST (driver pod vanished)
 Job condition ``Complete``                                 SUCCEEDED
+Job being deleted, the service recorded FAILED            FAILED (its pod could never start)
 Job being deleted                                          CANCELLED
 Job ``Suspended``, labelled for a Kueue LocalQueue         PENDING (waiting for quota)
 Job ``Suspended``                                          PENDING (Suspended)
@@ -155,7 +156,7 @@ def _memory_limit(pod: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _pending_reason(pod: Mapping[str, Any], attach: Mapping[str, str]) -> str | None:
+def pending_reason(pod: Mapping[str, Any], attach: Mapping[str, str]) -> str | None:
     status = pod.get("status") or {}
     waiting = _driver_state(pod).get("waiting") or {}
     name = str((pod.get("metadata") or {}).get("name", ""))
@@ -187,6 +188,10 @@ def job_status(
     if _condition(job, "Complete", "SuccessCriteriaMet"):
         return Status(JobState.SUCCEEDED, None, 0)
     if (job.get("metadata") or {}).get("deletionTimestamp"):
+        ann = _annotations(job)
+        if ann.get(names.ANN_STATE) == JobState.FAILED.value and ann.get(names.ANN_REASON):
+            # The service failed it (its pod could never start) and deletes it.
+            return Status(JobState.FAILED, str(ann[names.ANN_REASON]))
         return Status(JobState.CANCELLED, "cancelled by user")
     if _condition(job, "Suspended"):
         queued = ((job.get("metadata") or {}).get("labels") or {}).get(m.KUEUE_QUEUE_LABEL)
@@ -207,7 +212,7 @@ def job_status(
         return outcome
     if phase == "Unknown":
         return Status(JobState.RUNNING, "node not responding")
-    return Status(JobState.PENDING, _pending_reason(pod, attach or {}))
+    return Status(JobState.PENDING, pending_reason(pod, attach or {}))
 
 
 def _started(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> datetime | None:

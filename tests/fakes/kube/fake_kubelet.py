@@ -54,7 +54,11 @@ What it does with a Job:
 10. ``start_delay``: seconds a bound pod stays Pending (``ContainerCreating``)
    before its process starts — image pulls and volume attachment; the Job's
    ``activeDeadlineSeconds`` counts them, as in Kubernetes.
-11. Nodes (``nodes.py``): the kubelet stands for every node of a small cluster
+11. Images no registry has (:meth:`FakeKubelet.missing_image`): the bound pod
+    waits with ``ErrImagePull``, then (after :data:`PULL_BACK_OFF`)
+    ``ImagePullBackOff`` for as long as it lives, as the kubelet's pull
+    back-off reports it.
+12. Nodes (``nodes.py``): the kubelet stands for every node of a small cluster
     (two by default). A pod is bound to one by its ``nodeName`` or its required
     node affinity, the least loaded first; a ``ReadWriteOnce`` claim attached to
     another node keeps it in ``ContainerCreating`` with a ``FailedAttachVolume``
@@ -122,6 +126,7 @@ from .store import ApiError, JsonObj, now_iso
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 DEADLINE_MESSAGE = "Job was active longer than specified deadline"
 BACKOFF_MESSAGE = "Job has reached the specified backoff limit"
+PULL_BACK_OFF = 1.0  # seconds of ErrImagePull before ImagePullBackOff (the kubelet's first back-off is 10 s)
 
 
 def hold_message(reason: str, image: str) -> str:
@@ -162,6 +167,7 @@ class PodRun:
     bound: bool = True
     token: str = ""
     attach_reported: bool = False  # its FailedAttachVolume event was written
+    pull_failed: float | None = None  # monotonic time its image could not be pulled first
 
 
 @dataclass
@@ -223,6 +229,7 @@ class FakeKubelet:
         self._jobs: dict[tuple[str, str], JobRun] = {}
         self._pods: dict[tuple[str, str], PodRun] = {}
         self._holds: dict[tuple[str | None, str], Hold] = {}
+        self._missing_images: set[str] = set()
         self._made: dict[tuple[str, str], list[str]] = {}
         self._peak: dict[tuple[str, str], int] = {}
         self._events: queue.Queue[tuple[str, ResourceType, JsonObj]] = queue.Queue()
@@ -273,6 +280,11 @@ class FakeKubelet:
         """
         with self._lock:
             self._holds[(namespace, job_name)] = Hold(reason, message)
+
+    def missing_image(self, image: str) -> None:
+        """No registry has ``image``: pods using it never start (see the module's item 11)."""
+        with self._lock:
+            self._missing_images.add(image)
 
     def release(self, job_name: str, namespace: str | None = None) -> None:
         """Let held pods start."""
@@ -679,6 +691,11 @@ class FakeKubelet:
         if hold is not None:
             message = hold.message if hold.message is not None else hold_message(hold.reason, image)
             self._write_waiting(run, pod, hold.reason, message, scheduled=True)
+            return
+        if image in self._missing_images:
+            run.pull_failed = run.pull_failed or now
+            reason = "ImagePullBackOff" if now >= run.pull_failed + PULL_BACK_OFF else "ErrImagePull"
+            self._write_waiting(run, pod, reason, hold_message(reason, image), scheduled=True)
             return
         if pod["spec"]["nodeName"] not in self.nodes:
             self.store.remove(POD, run.namespace, run.name)  # bound to no node: the pod garbage collector's

@@ -171,6 +171,13 @@ class Store:
             self._history.clear()
             self._floor = self._rv
 
+    def changes(self, rtype: ResourceType, name: str) -> list[tuple[str, JsonObj]]:
+        """The kept change events of objects named ``name`` of ``rtype``, oldest
+        first: what a watch from the start of the history would have told."""
+        with self._lock:
+            kept = list(self._history)
+        return [(event, obj) for _, event, kind, obj in kept if kind is rtype and obj["metadata"]["name"] == name]
+
     def _remember(self, event: str, rtype: ResourceType, obj: JsonObj) -> None:
         self._pending.append((event, rtype, obj))
         self._history.append((self._rv, event, rtype, obj))

@@ -464,6 +464,27 @@ def test_hold_keeps_a_pod_pending(
     assert fake_kubelet.wait_for_job("stuck", NS)["status"]["succeeded"] == 1
 
 
+def test_a_missing_image_is_err_image_pull_then_image_pull_back_off_for_good(
+    fake_kubelet: FakeKubelet, batch: client.BatchV1Api, fake_apiserver: FakeApiServer
+) -> None:
+    fake_kubelet.missing_image("pangeo/nope:1")
+    batch.create_namespaced_job(NS, job_manifest("nope", ["true"], container={"image": "pangeo/nope:1"}))
+    seen: list[str] = []
+
+    def waiting(_: Any) -> bool:
+        pods = fake_apiserver.objects("pods", NS, label_selector="job-name=nope")
+        statuses = pods[0]["status"].get("containerStatuses") if pods else None
+        state = (statuses or [{}])[0].get("state", {}).get("waiting", {})
+        if state.get("reason") and state["reason"] not in seen:
+            seen.append(state["reason"])
+            assert "pangeo/nope:1" in state["message"] and pods[0]["status"]["phase"] == "Pending"
+        return "ImagePullBackOff" in seen
+
+    fake_apiserver.wait_for("jobs", NS, "nope", waiting)
+    assert seen == ["ErrImagePull", "ImagePullBackOff"]
+    assert fake_apiserver.objects("jobs", NS)[0]["status"].get("active") == 1  # never ends by itself
+
+
 def test_oom_kill(fake_kubelet: FakeKubelet, batch: client.BatchV1Api, fake_apiserver: FakeApiServer) -> None:
     batch.create_namespaced_job(NS, job_manifest("hungry", ["sleep", "60"]))
     fake_apiserver.wait_for("jobs", NS, "hungry", lambda j: bool(j and j["status"].get("ready")))
