@@ -105,6 +105,13 @@ class ServiceLimits:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServiceArchive:
+    directory: str
+    max_log_bytes: int
+    max_result_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Service:
     url: str | None
     token: str | None
@@ -121,6 +128,7 @@ class Service:
     driver_url: str | None
     log_format: str  # "text" or "json"
     limits: ServiceLimits
+    archive: ServiceArchive
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,8 @@ notebook sees too), also to that file. Progress is recorded as annotations on
 the job's own Job (:class:`KubeReporter`); without permission to patch it the
 driver says so once in its log and carries on. A job of the kbatch-dask service
 (its Secret names the service and holds the job's credential) reports to the
-service instead (:class:`~kbatch_dask.driver.service.ServiceReporter`).
+service instead (:class:`~kbatch_dask.driver.service.ServiceReporter`), and
+uploads its result and files to it as it ends (:mod:`~kbatch_dask.driver.uploads`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.reporting import Reporter
 from kbatch_dask.driver.service import ServiceReporter
 from kbatch_dask.driver.supervisor import Supervisor
+from kbatch_dask.driver.uploads import Uploads
 from kbatch_dask.errors import GatewayError, KubeError
 from kbatch_dask.gateway import GatewayClient, configured_gateway
 from kbatch_dask.records import JobState, now
@@ -176,9 +178,10 @@ def main(argv: list[str]) -> int:
     if service_url and credential:
         # A job of the kbatch-dask service: no Kubernetes credentials in this pod. The
         # credential was popped: the job's own code never sees it.
-        reporter = ServiceReporter(
-            service_url, job["id"], credential, log.info, pod_name=os.environ.get("KBATCH_DASK_POD_NAME")
-        )
+        # What the service serves once the job has ended: it sees none of the user's files.
+        uploads = Uploads.of(args.output, args.error, args.result, os.environ, config.service.archive)
+        pod_name = os.environ.get("KBATCH_DASK_POD_NAME")
+        reporter = ServiceReporter(service_url, job["id"], credential, log.info, pod_name=pod_name, uploads=uploads)
     else:
         reporter = KubeReporter(
             _connect(config.kubernetes.context, Timeouts.of(config.kubernetes), log.info),

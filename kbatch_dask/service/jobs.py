@@ -10,7 +10,9 @@ Job's name and user label hold the owner), an admin anyone's. Lists, shows and
 the policy's count of running jobs are read from the watch cache
 (:mod:`.cache`), without a Kubernetes API call; after a submit or cancel the
 Job as the API then holds it goes into the cache, so the caller's next read
-sees its own write.
+sees its own write. An ended job's result and logs come from the service's
+archive (:mod:`.archive`), which its driver filled as it ended: the service
+reads no file on a user's volume.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import builtins
 import collections
 import dataclasses
+import functools
 import hashlib
 import tempfile
 import threading
@@ -28,19 +31,26 @@ from typing import Any
 from tornado.escape import json_encode
 
 from kbatch_dask.backends import Detected
-from kbatch_dask.backends.hub.protocol import CREDENTIAL_VAR, SERVICE_URL_VAR
+from kbatch_dask.backends.hub.protocol import (
+    CREDENTIAL_VAR,
+    MAX_LOG_BYTES_VAR,
+    MAX_RESULT_BYTES_VAR,
+    SERVICE_URL_VAR,
+)
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes import pod_settings as session
 from kbatch_dask.backends.kubernetes.backend import KubernetesBackend, job_options
 from kbatch_dask.backends.kubernetes.client import KubeAPI
+from kbatch_dask.backends.kubernetes.pod_logs import pod_logs
 from kbatch_dask.backends.kubernetes.pod_template import combine_templates
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.backends.outputs import LogStream
-from kbatch_dask.errors import BadInput, HubError, KubeError, Refused
+from kbatch_dask.errors import BackendError, BadInput, HubError, KubeError, Refused
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import HubToken
 from kbatch_dask.records import JobRecord, JobState
+from kbatch_dask.service.archive import Archive, NotArchived, archived_logs
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
 from kbatch_dask.service.namespaces import Namespaces, portable_server_pod
@@ -76,7 +86,8 @@ class Listing:
 
 class UserJobs(KubernetesBackend):
     """The Kubernetes backend for ``user``'s jobs, run by the service: the jobs in
-    ``namespace``, the user's server pod read in ``servers`` (the hub's namespace)."""
+    ``namespace``, the user's server pod read in ``servers`` (the hub's namespace),
+    their uploads in ``archive``."""
 
     def __init__(
         self,
@@ -84,6 +95,7 @@ class UserJobs(KubernetesBackend):
         user: str,
         config: Settings,
         namespace: str,
+        archive: Archive,
         script_name: str = "",
         servers: str | None = None,
     ) -> None:
@@ -97,6 +109,7 @@ class UserJobs(KubernetesBackend):
         self._service_namespace = namespace
         self._servers = servers or namespace
         self._script_name = script_name
+        self.archive = archive
         self.annotations: dict[str, str] = {}  # the service's own on the Job, e.g. the credential's hash
 
     @property
@@ -139,6 +152,49 @@ class UserJobs(KubernetesBackend):
         objects.job["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
         return objects
 
+    def logs(
+        self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None
+    ) -> Iterator[str]:
+        """A running job's pod log (``follow``: until it ends); an ended job's archived
+        output, else (its driver uploaded none) its pod's log while the pod lasts.
+        Never a file on the user's volume: the service does not see them."""
+        record = self.get(job_id)
+        if record.state.is_terminal():
+            return self._ended_logs(record, stream, tail)
+        if stream == "error":
+            raise NotArchived(
+                f"job {job_id} is {record.state.value}: its error file is served once it ends "
+                f"(meanwhile its stderr is in its pod's log, `kbatch logs {job_id}`)"
+            )
+        ended = functools.partial(self._ended_logs, stream=stream, tail=tail)  # it may end as it is followed
+        return pod_logs(self.api, self.namespace, record, follow, stream, tail, self.get, self._pods, ended)
+
+    def _ended_logs(self, record: JobRecord, stream: LogStream, tail: int | None, pod: bool = True) -> Iterator[str]:
+        texts = archived_logs(self.archive, self.user, record, stream, tail)
+        if texts:
+            return iter(texts)
+        if not record.state.is_terminal():
+            raise BackendError(f"job {record.id} is {record.state.value} and has no driver pod to read its output from")
+        if pod and stream != "error":
+            # Its driver was killed before it could upload (OOM, node lost): the pod's log, while it lasts.
+            ended = functools.partial(self._ended_logs, stream=stream, tail=tail, pod=False)
+            return pod_logs(self.api, self.namespace, record, False, stream, tail, self.get, self._pods, ended)
+        what = "error file" if stream == "error" else "output"
+        raise NotArchived(
+            f"job {record.id} ended without its {what} in the service's archive: its driver did not upload it "
+            "(killed first, or the upload failed), and its pod is gone"
+        )
+
+    def result(self, job_id: str) -> bytes | None:
+        """A function job's pickled result as its driver uploaded it; None for other jobs."""
+        data = self.archive.get(self.user, job_id, "result")
+        if data is None and (self._job(job_id)["metadata"].get("annotations") or {}).get(names.ANN_RESULT):
+            raise NotArchived(
+                f"job {job_id}'s result was not uploaded to the service by its driver: the function did not "
+                f"return, or the upload failed (`kbatch logs {job_id}` says which)"
+            )
+        return data
+
 
 class JobService:
     """What a caller may do with jobs, with the service's Kubernetes client."""
@@ -150,10 +206,12 @@ class JobService:
         namespaces: Namespaces,
         policy: Policy,
         cache: JobCache,
+        archive: Archive,
         driver_url: str = "",
         tokens: JobTokens | None = None,
     ) -> None:
         self.api = api
+        self.archive = archive  # what the jobs' drivers uploaded as they ended
         self.config = config
         self.namespaces = namespaces
         self.namespace = namespaces.hub
@@ -167,7 +225,8 @@ class JobService:
         self.cache = cache
 
     def jobs_of(self, user: str, script_name: str = "") -> UserJobs:
-        return UserJobs(self.api, user, self.config, self.namespaces.of(user), script_name, self.namespace)
+        namespace = self.namespaces.of(user)
+        return UserJobs(self.api, user, self.config, namespace, self.archive, script_name, self.namespace)
 
     def _owner(self, caller: Caller, user: str | None) -> str:
         """Whose jobs a request is about: the caller's own, or (admins only) ``user``'s."""
@@ -185,7 +244,14 @@ class JobService:
         }
         # The driver's credential: in the job's Secret, its hash on the Job (driver_events).
         credential = new_credential()
-        environment = {**submission.environment, SERVICE_URL_VAR: self.driver_url, CREDENTIAL_VAR: credential}
+        archive = self.config.service.archive  # the driver keeps to the service's limits, not its image's
+        environment = {
+            **submission.environment,
+            SERVICE_URL_VAR: self.driver_url,
+            CREDENTIAL_VAR: credential,
+            MAX_LOG_BYTES_VAR: str(archive.max_log_bytes),
+            MAX_RESULT_BYTES_VAR: str(archive.max_result_bytes),
+        }
         backend = self.jobs_of(caller.name, submission.script_name)
         backend.annotations[names.ANN_CREDENTIAL_HASH] = digest(credential)
         with tempfile.TemporaryDirectory(prefix="kbatch-service-") as folder:
