@@ -22,9 +22,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
+from typing import IO
 
 from kbatch_dask import settings
-from kbatch_dask.backends.hub.protocol import CREDENTIAL_VAR, SERVICE_URL_VAR
+from kbatch_dask.backends.hub.protocol import CREDENTIAL_VAR, MAX_LOG_BYTES_VAR, SERVICE_URL_VAR
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
@@ -35,7 +36,7 @@ from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.reporting import Reporter
 from kbatch_dask.driver.service import ServiceReporter
 from kbatch_dask.driver.supervisor import Supervisor
-from kbatch_dask.driver.uploads import Uploads
+from kbatch_dask.driver.uploads import KeptTail, Uploads
 from kbatch_dask.errors import GatewayError, KubeError
 from kbatch_dask.gateway import GatewayClient, configured_gateway
 from kbatch_dask.records import JobState, now
@@ -175,11 +176,14 @@ def main(argv: list[str]) -> int:
         runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = notebook
     reporter: Reporter
     service_url, credential = os.environ.get(SERVICE_URL_VAR), os.environ.pop(CREDENTIAL_VAR, None)
+    echo: IO[bytes] = sys.stdout.buffer
     if service_url and credential:
         # A job of the kbatch-dask service: no Kubernetes credentials in this pod. The
-        # credential was popped: the job's own code never sees it.
-        # What the service serves once the job has ended: it sees none of the user's files.
-        uploads = Uploads.of(args.output, args.error, args.result, os.environ, config.service.archive)
+        # credential was popped: the job's own code never sees it. It uploads what the
+        # service serves once the job has ended (the service sees none of the user's
+        # files); without an output file on a volume, the output is the pod log's tail.
+        echo = kept = KeptTail(echo, int(os.environ.get(MAX_LOG_BYTES_VAR) or config.service.archive.max_log_bytes))
+        uploads = Uploads.of(args.output, args.error, args.result, os.environ, config.service.archive, kept)
         pod_name = os.environ.get("KBATCH_DASK_POD_NAME")
         reporter = ServiceReporter(service_url, job["id"], credential, log.info, pod_name=pod_name, uploads=uploads)
     else:
@@ -203,6 +207,6 @@ def main(argv: list[str]) -> int:
         **timing(config.driver),
         leftovers=Leftovers(grace=config.driver.kill_grace),
         log=log.info,
-        echo=sys.stdout.buffer,
+        echo=echo,
     )
     return supervisor.run()

@@ -167,9 +167,14 @@ class ServiceReporter:
             notes.append("kbatch: the job's result was not uploaded to the service (the driver's log says why)")
         noted = "".join(f"{n}\n" for n in notes).encode()
         last = "error" if uploads.error else "output"
-        for stream, path in (("error", uploads.error), ("output", uploads.output)):
+        for stream in ("error", "output"):
             extra = noted if stream == last else b""
-            data = capped_tail(path, uploads.max_log_bytes - len(extra), uploads.max_log_bytes)
+            limit = uploads.max_log_bytes - len(extra)
+            data = (
+                capped_tail(uploads.error, limit, uploads.max_log_bytes)
+                if stream == "error"
+                else uploads.output_tail(limit)
+            )
             if data is not None:
                 self._put(f"{stream} file", f"logs?stream={stream}", data + extra, deadline)
 

@@ -3,6 +3,7 @@ answers as the service does (kbatch_dask/driver/service.py)."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from kbatch_dask import settings
+from kbatch_dask.backends.hub.protocol import MAX_LOG_BYTES_VAR
 from kbatch_dask.driver.service import ServiceReporter
-from kbatch_dask.driver.uploads import Uploads
+from kbatch_dask.driver.uploads import KeptTail, Uploads
 from kbatch_dask.records import JobState
 
 CREDENTIAL = "the-job-credential"
@@ -208,3 +211,22 @@ def test_uploads_to_a_service_that_does_not_answer_are_bounded(tmp_path: Any) ->
     r.finished(JobState.SUCCEEDED, 0, None)
     assert len([s for s in said if "not uploaded" in s]) == 2  # the result and the output, each given up
     assert "cannot report the job's end" in said[-1]
+
+
+def test_without_an_output_file_the_tail_of_the_pod_log_is_the_output_uploaded(
+    fake: FakeService, tmp_path: Any
+) -> None:
+    pod_log = io.BytesIO()
+    kept = KeptTail(pod_log, 300)
+    for i in range(100):
+        kept.write(b"line %04d\n" % i)
+    files = Uploads.of(None, None, None, {MAX_LOG_BYTES_VAR: "300"}, settings.load().service.archive, kept)
+    uploading(fake, [], files).finished(JobState.SUCCEEDED, 0, None)
+    assert pod_log.getvalue().endswith(b"line 0099\n")  # the pod's log has it all
+    ((path, data),) = [r[1:] for r in fake.requests if r[0] == "PUT"]
+    assert path == JOB + "logs?stream=output" and len(data) <= 300
+    first, *rest = data.decode().splitlines()
+    assert len(rest) > 20 and rest == [f"line {i:04d}" for i in range(100 - len(rest), 100)]
+    assert (
+        first == f"kbatch: the first {10 * (100 - len(rest))} bytes were cut (kbatch.service.archive.max-log-bytes 300)"
+    )
