@@ -17,7 +17,7 @@ import pytest
 from kbatch_dask.driver.payload import unpack_result
 
 from .conftest import Service, User, run
-from .test_driver_events import secret_env
+from .test_driver_events import events, secret_env
 from .test_service import submit
 
 pytestmark = pytest.mark.gateway
@@ -156,8 +156,15 @@ def test_uploads_take_the_jobs_credential_only_replace_and_are_size_limited(serv
     assert run(alice, "logs", "--stderr", job_id).stdout == "and again\n"
 
 
-def test_the_result_of_a_running_job_is_409(service: Service, alice: User) -> None:
+def test_the_result_of_a_running_job_is_409_and_a_new_attempt_clears_the_last_ones_uploads(
+    service: Service, alice: User
+) -> None:
     job_id = submit(alice, "sleeper.py", "import time\ntime.sleep(600)\n", "--dask-workers", "0")
     status, data = get_raw(service.api(f"/jobs/{job_id}/result"), alice.token)
     assert status == 409 and b"its result comes when it ends" in data
+    credential = f"Bearer {secret_env(service, job_id)['KBATCH_DASK_JOB_CREDENTIAL']}"
+    kept = service.workdir / "kbatch-dask-archive" / f"kbatch-alice-{job_id}.result"
+    assert put(service, f"/jobs/{job_id}/result", credential, b"an earlier attempt's") == 204 and kept.exists()
+    assert events(service, job_id, credential, {"event": "started"}) == 204  # the next attempt starts
+    assert not kept.exists()
     run(alice, "cancel", job_id)
