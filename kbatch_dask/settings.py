@@ -105,6 +105,13 @@ class ServiceLimits:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServiceArchive:
+    directory: str
+    max_log_bytes: int
+    max_result_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Service:
     url: str | None
     token: str | None
@@ -122,6 +129,7 @@ class Service:
     log_format: str  # "text" or "json"
     start_timeout: float  # seconds a pod may wait for a fatal reason before its job fails
     limits: ServiceLimits
+    archive: ServiceArchive
 
 
 @dataclasses.dataclass(frozen=True)

@@ -76,6 +76,7 @@ def test_the_kustomization_renders_the_service_its_rbac_and_the_job_network_poli
     assert kinds == [
         ("Deployment", "kbatch-dask"),
         ("NetworkPolicy", "kbatch-dask-jobs"),
+        ("PersistentVolumeClaim", "kbatch-dask-data"),
         ("Role", "kbatch-dask"),
         ("RoleBinding", "kbatch-dask"),
         ("Service", "kbatch-dask"),
@@ -98,6 +99,18 @@ def the(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 def service_env(objects: list[dict[str, Any]]) -> dict[str, str]:
     container = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_the_archive_is_on_the_services_own_claim(shared: list[dict[str, Any]]) -> None:
+    """Ended jobs' results and logs outlive the service's pod: a claim, not an emptyDir."""
+    pod = the(shared, "Deployment")["spec"]["template"]["spec"]
+    archive = service_env(shared)["DASK_KBATCH__SERVICE__ARCHIVE__DIRECTORY"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if archive.startswith(m["mountPath"].rstrip("/") + "/")]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    claim = the(shared, "PersistentVolumeClaim")
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]  # writable by the service
+    assert the(shared, "Deployment")["spec"]["strategy"]["type"] == "Recreate"  # ReadWriteOnce: one pod at a time
 
 
 def test_job_pods_report_to_the_service_at_its_service(shared: list[dict[str, Any]]) -> None:
@@ -250,7 +263,10 @@ def serving(make: Callable[[int], web.Application]) -> Iterator[web.Application]
 
 
 def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
-    rbac_cluster: tuple[FakeApiServer, FakeKubelet, str], shared: list[dict[str, Any]], request: pytest.FixtureRequest
+    rbac_cluster: tuple[FakeApiServer, FakeKubelet, str],
+    shared: list[dict[str, Any]],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
     import dask.config
     from jupyterhub.services.auth import HubAuth
@@ -274,7 +290,11 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
     def make(port: int) -> web.Application:
         # The Deployment's driver URL, at the address the service listens on here.
         driver_url = urlsplit(env["DASK_KBATCH__SERVICE__DRIVER_URL"])._replace(netloc=f"127.0.0.1:{port}")
-        with dask.config.set({"kbatch.service.driver-url": driver_url.geturl()}):
+        # The Deployment's archive is on its claim; here, a folder of the test's.
+        archive = str(tmp_path / "archive")
+        with dask.config.set(
+            {"kbatch.service.driver-url": driver_url.geturl(), "kbatch.service.archive.directory": archive}
+        ):
             config = settings.load()
         cache = JobCache(KubeAPI(), NAMESPACE).start()  # as the service's main starts it
         request.addfinalizer(cache.stop)
@@ -291,14 +311,18 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
         job = jobs.submit(alice, submission.parse(body))
         wait_for(lambda: jobs.get(alice, job.id).state.is_terminal(), timeout=90, what="the job to end")
         assert jobs.get(alice, job.id).state is JobState.SUCCEEDED
+        # The ended job's output, from the archive its driver uploaded to.
         assert "hello from the job" in "".join(
             jobs.logs(alice, job.id, user=None, follow=False, stream="output", tail=None)
         )
+        assert "hello from the job" in (jobs.archive.get("alice", job.id, "output") or b"").decode()
         assert [j["id"] for j in json.loads(jobs.list_json(alice).body)["jobs"]] == [job.id]
         assert annotations(server, job.id)["kbatch-dask.io/state"] == "SUCCEEDED"  # the driver's event
         running = jobs.submit(alice, submission.parse(sleeping))
         # Its driver has reported its start (so it handles the cancel's SIGTERM) once the Job says so.
         wait_for(lambda: "kbatch-dask.io/started" in annotations(server, running.id), timeout=60, what="its start")
+        # A running job's log is its pod's (pods/log); an ended one's comes from the archive.
+        "".join(jobs.logs(alice, running.id, user=None, follow=False, stream="output", tail=None))
         (pod,) = server.objects("pods", NAMESPACE, f"kbatch-dask.io/job-id={running.id}")
         root = kubelet.pod_root(pod["metadata"]["name"], NAMESPACE)
         assert root.is_dir() and not (root / SERVICE_ACCOUNT_DIR.lstrip("/")).exists()  # mounted only with automount

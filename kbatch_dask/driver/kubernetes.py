@@ -9,7 +9,8 @@ notebook sees too), also to that file. Progress is recorded as annotations on
 the job's own Job (:class:`KubeReporter`); without permission to patch it the
 driver says so once in its log and carries on. A job of the kbatch-dask service
 (its Secret names the service and holds the job's credential) reports to the
-service instead (:class:`~kbatch_dask.driver.service.ServiceReporter`).
+service instead (:class:`~kbatch_dask.driver.service.ServiceReporter`), and
+uploads its result and files to it as it ends (:mod:`~kbatch_dask.driver.uploads`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
+from typing import IO
 
 from kbatch_dask import settings
-from kbatch_dask.backends.hub.protocol import CREDENTIAL_VAR, SERVICE_URL_VAR
+from kbatch_dask.backends.hub.protocol import CREDENTIAL_VAR, MAX_LOG_BYTES_VAR, SERVICE_URL_VAR
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
@@ -34,6 +36,7 @@ from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.reporting import Reporter
 from kbatch_dask.driver.service import ServiceReporter
 from kbatch_dask.driver.supervisor import Supervisor
+from kbatch_dask.driver.uploads import KeptTail, Uploads
 from kbatch_dask.errors import GatewayError, KubeError
 from kbatch_dask.gateway import GatewayClient, configured_gateway
 from kbatch_dask.records import JobState, now
@@ -173,12 +176,16 @@ def main(argv: list[str]) -> int:
         runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = notebook
     reporter: Reporter
     service_url, credential = os.environ.get(SERVICE_URL_VAR), os.environ.pop(CREDENTIAL_VAR, None)
+    echo: IO[bytes] = sys.stdout.buffer
     if service_url and credential:
         # A job of the kbatch-dask service: no Kubernetes credentials in this pod. The
-        # credential was popped: the job's own code never sees it.
-        reporter = ServiceReporter(
-            service_url, job["id"], credential, log.info, pod_name=os.environ.get("KBATCH_DASK_POD_NAME")
-        )
+        # credential was popped: the job's own code never sees it. It uploads what the
+        # service serves once the job has ended (the service sees none of the user's
+        # files); without an output file on a volume, the output is the pod log's tail.
+        echo = kept = KeptTail(echo, int(os.environ.get(MAX_LOG_BYTES_VAR) or config.service.archive.max_log_bytes))
+        uploads = Uploads.of(args.output, args.error, args.result, os.environ, config.service.archive, kept)
+        pod_name = os.environ.get("KBATCH_DASK_POD_NAME")
+        reporter = ServiceReporter(service_url, job["id"], credential, log.info, pod_name=pod_name, uploads=uploads)
     else:
         reporter = KubeReporter(
             _connect(config.kubernetes.context, Timeouts.of(config.kubernetes), log.info),
@@ -200,6 +207,6 @@ def main(argv: list[str]) -> int:
         **timing(config.driver),
         leftovers=Leftovers(grace=config.driver.kill_grace),
         log=log.info,
-        echo=sys.stdout.buffer,
+        echo=echo,
     )
     return supervisor.run()

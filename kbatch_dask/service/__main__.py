@@ -42,7 +42,9 @@ async def serve() -> None:
     app = make_app(config, api, listen, cache)
     # Bodies over the limit are answered 413 by the handler, in JSON; tornado's
     # own limit (which drops the connection) only stops the absurd.
-    app.listen(listen.port, listen.host, max_body_size=4 * config.service.max_body_size + 65536)
+    archive = config.service.archive
+    largest = max(4 * config.service.max_body_size, 2 * archive.max_log_bytes, 2 * archive.max_result_bytes)
+    app.listen(listen.port, listen.host, max_body_size=largest + 65536)
     log = logging.getLogger("kbatch_dask.service")
     log.info("listening on %s:%s%s", listen.host, listen.port, listen.prefix)
     jobs = app.settings["kbatch_jobs"]

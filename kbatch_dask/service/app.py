@@ -16,6 +16,7 @@ from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.errors import BadInput
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import TokenPolicy
+from kbatch_dask.service.archive import DirectoryArchive
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.context import Context
 from kbatch_dask.service.driver_events import JobTokens
@@ -90,6 +91,7 @@ def make_app(
         namespaces,
         Policy.from_settings(service),
         cache,
+        DirectoryArchive(service.archive.directory),
         driver_url=driver_url(service.driver_url, os.environ, listen),
         tokens=tokens,
     )
@@ -99,6 +101,7 @@ def make_app(
         service_name=service.name,
         admin_groups=service.admin_groups,
         max_body_size=service.max_body_size,
+        archive_limits=service.archive,
     )
     return web.Application(
         routes(listen.prefix, context),

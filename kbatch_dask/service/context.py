@@ -8,6 +8,7 @@ from jupyterhub.services.auth import HubAuth
 
 from kbatch_dask.service.jobs import JobService
 from kbatch_dask.service.metrics import Metrics
+from kbatch_dask.settings import ServiceArchive
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Context:
     service_name: str
     admin_groups: tuple[str, ...]
     max_body_size: int
+    archive_limits: ServiceArchive  # the largest uploads the drivers may make
     metrics: Metrics = field(default_factory=Metrics)
 
     @property

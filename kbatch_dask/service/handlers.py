@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from tornado import web
+from tornado.routing import Rule
 
 from kbatch_dask import versions
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
@@ -218,19 +219,19 @@ def _iso(text: str) -> datetime:
         raise BadInput(f"?since={text}: expected an ISO date and time, e.g. 2026-01-31T12:00:00+00:00") from None
 
 
-def routes(prefix: str, context: Any) -> list[tuple[str, type[web.RequestHandler], dict[str, Any]]]:
+def routes(prefix: str, context: Any) -> list[Rule | tuple[str, type[web.RequestHandler], dict[str, Any]]]:
     """The API's routes under the service's prefix."""
     api = f"{prefix.rstrip('/')}/api/v1"
     job = r"/jobs/([^/]+)"
     kw = {"context": context}
     return [
+        *driver_routes(api, job, kw),  # first: the drivers' uploads share paths with users' reads
         (api + "/?", RootHandler, kw),
         (api + "/jobs/?", JobsHandler, kw),
         (api + job + "/?", JobHandler, kw),
         (api + job + "/logs", LogsHandler, kw),
         (api + job + "/result", ResultHandler, kw),
         (api + "/health", HealthHandler, kw),
-        *driver_routes(api, job, kw),
         (api + "/metrics", MetricsHandler, kw),
         (f"{prefix.rstrip('/')}/api/(?!{'|'.join(versions.API_VERSIONS)}(?:/|$))([^/]+).*", OtherApiHandler, {}),
     ]

@@ -1,7 +1,7 @@
 """The service's jobs: the Kubernetes backend driven with the service's own
 credentials on behalf of one hub user at a time.
 
-:class:`UserJobs` is the Kubernetes backend for one user, except that what the
+:class:`~.user_jobs.UserJobs` is the Kubernetes backend for one user, except that what the
 direct backend reads from the session it runs in (the notebook pod by
 ``$HOSTNAME``, the image from ``$JUPYTER_IMAGE_SPEC``) comes from the user's own
 server pod, found by its z2jh labels, never from the client. :class:`JobService`
@@ -10,7 +10,9 @@ Job's name and user label hold the owner), an admin anyone's. Lists, shows and
 the policy's count of running jobs are read from the watch cache
 (:mod:`.cache`), without a Kubernetes API call; after a submit or cancel the
 Job as the API then holds it goes into the cache, so the caller's next read
-sees its own write.
+sees its own write. An ended job's result and logs come from the service's
+archive (:mod:`.archive`), which its driver filled as it ended: the service
+reads no file on a user's volume.
 """
 
 from __future__ import annotations
@@ -21,39 +23,39 @@ import dataclasses
 import hashlib
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from tornado.escape import json_encode
 
-from kbatch_dask.backends import Detected
-from kbatch_dask.backends.hub.protocol import CREDENTIAL_VAR, SERVICE_URL_VAR
+from kbatch_dask.backends.hub.protocol import (
+    CREDENTIAL_VAR,
+    MAX_LOG_BYTES_VAR,
+    MAX_RESULT_BYTES_VAR,
+    SERVICE_URL_VAR,
+)
 from kbatch_dask.backends.ids import new_job_id
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
-from kbatch_dask.backends.kubernetes import pod_settings as session
-from kbatch_dask.backends.kubernetes.backend import KubernetesBackend, job_options
+from kbatch_dask.backends.kubernetes.backend import job_options
 from kbatch_dask.backends.kubernetes.client import KubeAPI
-from kbatch_dask.backends.kubernetes.pod_template import combine_templates
-from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import BadInput, HubError, KubeError, Refused
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import HubToken
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.service import stuck
+from kbatch_dask.service.archive import Archive
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
 from kbatch_dask.service.dry_run import NOT_MINTED, dry_run_plan
-from kbatch_dask.service.namespaces import Namespaces, portable_server_pod
+from kbatch_dask.service.namespaces import Namespaces
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.service.submission import Submission
+from kbatch_dask.service.user_jobs import UserJobs
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
-
-# z2jh (kubespawner) labels of a user's server pod.
-SERVER_LABELS = "component=singleuser-server,hub.jupyter.org/username={user}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,72 +79,6 @@ class Listing:
         return cls(body, f'"{hashlib.sha1(body, usedforsecurity=False).hexdigest()}"')
 
 
-class UserJobs(KubernetesBackend):
-    """The Kubernetes backend for ``user``'s jobs, run by the service: the jobs in
-    ``namespace``, the user's server pod read in ``servers`` (the hub's namespace)."""
-
-    def __init__(
-        self,
-        api: KubeAPI,
-        user: str,
-        config: Settings,
-        namespace: str,
-        script_name: str = "",
-        servers: str | None = None,
-    ) -> None:
-        if servers not in (None, namespace):
-            # A configured job account (kbatch.kubernetes.service-account) is in the hub's
-            # namespace only: a per-user namespace's job pods run as its default one.
-            config = dataclasses.replace(
-                config, kubernetes=dataclasses.replace(config.kubernetes, service_account=None)
-            )
-        super().__init__(api=api, user=user, config=config)
-        self._service_namespace = namespace
-        self._servers = servers or namespace
-        self._script_name = script_name
-        self.annotations: dict[str, str] = {}  # the service's own on the Job, e.g. the credential's hash
-
-    @property
-    def detected_namespace(self) -> Detected[str]:
-        source = "kbatch.service.namespace" if self._servers == self._service_namespace else "per-user namespace"
-        return Detected(self._service_namespace, source)
-
-    def notebook_pod(self) -> session.NotebookPod:
-        """The user's running server pod (z2jh labels), or why there is none."""
-        selector = SERVER_LABELS.format(user=safe_slug(self.user, max_length=63))
-        pods = [
-            pod
-            for pod in self.api.list_pods(self._servers, selector)
-            if (pod.get("status") or {}).get("phase") == "Running"
-        ]
-        if not pods:
-            return session.NotebookPod(None, f"no running server of {self.user} in namespace {self._servers}")
-        if self._servers != self._service_namespace:
-            return session.NotebookPod(portable_server_pod(pods[0]))
-        return session.NotebookPod(pods[0])
-
-    def detect_image(self, option: str | None, pod: session.NotebookPod) -> Detected[str]:
-        # Never the service's own $JUPYTER_IMAGE_SPEC: --image (the policy checked it) or the server's.
-        return session.detect_image(option, {}, None, pod.image)
-
-    def _pod_template(self) -> Mapping[str, Any]:
-        # The admin's, merged last over everything the job took from the server pod.
-        return combine_templates(self.config.kubernetes.pod_template, self.config.service.pod_template, m.CONTAINER)
-
-    def manifests(
-        self, spec: JobSpec, environment: Mapping[str, str], job_id: str, pod: m.PodSettings | None = None
-    ) -> m.Manifests:
-        objects = super().manifests(spec, environment, job_id, pod)
-        if self._script_name:
-            # The script was written to a folder of the service's; show the name the user gave.
-            objects.job["metadata"]["annotations"][names.ANN_SCRIPT] = self._script_name
-        objects.job["metadata"]["annotations"].update(self.annotations)
-        # The driver reports to the service (driver_events): its pod holds no Kubernetes
-        # credentials, whatever the server pod or the admin's pod template say.
-        objects.job["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
-        return objects
-
-
 class JobService:
     """What a caller may do with jobs, with the service's Kubernetes client."""
 
@@ -153,10 +89,12 @@ class JobService:
         namespaces: Namespaces,
         policy: Policy,
         cache: JobCache,
+        archive: Archive,
         driver_url: str = "",
         tokens: JobTokens | None = None,
     ) -> None:
         self.api = api
+        self.archive = archive  # what the jobs' drivers uploaded as they ended
         self.config = config
         self.namespaces = namespaces
         self.namespace = namespaces.hub
@@ -170,7 +108,8 @@ class JobService:
         self.cache = cache
 
     def jobs_of(self, user: str, script_name: str = "") -> UserJobs:
-        return UserJobs(self.api, user, self.config, self.namespaces.of(user), script_name, self.namespace)
+        namespace = self.namespaces.of(user)
+        return UserJobs(self.api, user, self.config, namespace, self.archive, script_name, self.namespace)
 
     def _owner(self, caller: Caller, user: str | None) -> str:
         """Whose jobs a request is about: the caller's own, or (admins only) ``user``'s."""
@@ -199,7 +138,7 @@ class JobService:
     def submit(self, caller: Caller, submission: Submission) -> JobRecord:
         # The driver's credential: in the job's Secret, its hash on the Job (driver_events).
         credential = new_credential()
-        environment = {**submission.environment, SERVICE_URL_VAR: self.driver_url, CREDENTIAL_VAR: credential}
+        environment = self._driver_environment(submission, credential)
         with tempfile.TemporaryDirectory(prefix="kbatch-service-") as folder:
             backend, spec = self._prepared(caller, submission, folder)
             backend.annotations[names.ANN_CREDENTIAL_HASH] = digest(credential)
@@ -221,11 +160,22 @@ class JobService:
                 self._written(caller.name, record.id)
         return record
 
+    def _driver_environment(self, submission: Submission, credential: str) -> dict[str, str]:
+        """The job's environment: the user's, and how its driver reaches the service."""
+        archive = self.config.service.archive  # the driver keeps to the service's limits, not its image's
+        return {
+            **submission.environment,
+            SERVICE_URL_VAR: self.driver_url,
+            CREDENTIAL_VAR: credential,
+            MAX_LOG_BYTES_VAR: str(archive.max_log_bytes),
+            MAX_RESULT_BYTES_VAR: str(archive.max_result_bytes),
+        }
+
     def dry_run(self, caller: Caller, submission: Submission) -> dict[str, Any]:
         """What :meth:`submit` would create for ``submission`` now (``POST /jobs?dry-run=1``),
         after the same checks, refused alike; creates nothing and mints nothing (the
         credential and the hub token are placeholders), Secret values redacted."""
-        environment = {**submission.environment, SERVICE_URL_VAR: self.driver_url, CREDENTIAL_VAR: NOT_MINTED}
+        environment = self._driver_environment(submission, NOT_MINTED)
         with tempfile.TemporaryDirectory(prefix="kbatch-service-") as folder:
             backend, spec = self._prepared(caller, submission, folder)
             backend.annotations[names.ANN_CREDENTIAL_HASH] = NOT_MINTED

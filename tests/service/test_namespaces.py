@@ -11,6 +11,7 @@ import base64
 import copy
 import json
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.errors import BadInput, JobNotFound, KubeError
 from kbatch_dask.service import submission
 from kbatch_dask.service.app import namespace
+from kbatch_dask.service.archive import DirectoryArchive
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.jobs import Caller, JobService
 from kbatch_dask.service.namespaces import Namespaces
@@ -60,7 +62,9 @@ def make_service(**overrides: Any) -> JobService:
     # As the service runs it: a per-user mode's cache watches every namespace at once.
     cache = JobCache(KubeAPI(), "" if namespaces.per_user else namespaces.hub).start()
     wait_for(lambda: cache.up, what="the cache's first list")
-    return JobService(api, config, namespaces, Policy(), cache)
+    return JobService(
+        api, config, namespaces, Policy(), cache, DirectoryArchive(tempfile.mkdtemp(prefix="kbatch-archive-"))
+    )
 
 
 def listed(service: JobService, caller: Caller, everyone: bool = False) -> list[dict[str, Any]]:

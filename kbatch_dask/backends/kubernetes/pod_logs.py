@@ -26,9 +26,11 @@ def pod_logs(
     tail: int | None,
     get: Callable[[str], JobRecord],
     pods: Callable[[str], list[dict[str, Any]]],
+    gone: Callable[[JobRecord], Iterator[str]] | None = None,
 ) -> Iterator[str]:
     """The log of the job's latest driver pod, each attempt's in turn with ``follow``
-    until the job ends; the output file when no pod is left and the file is readable.
+    until the job ends; when no pod is left, ``gone(record)``: by default the output
+    file, if readable here (the service, which sees no user's files, reads its archive).
     ``get`` reads the job's record again (:class:`JobNotFound` once it is gone), ``pods`` its pods."""
     job_id = record.id
     streamed: set[str] = set()
@@ -48,10 +50,7 @@ def pod_logs(
                     raise
                 pod = None
         if pod is None and not streamed and (record.state.is_terminal() or not follow):
-            if not record.output or not os.access(record.output, os.R_OK):
-                where = f"and its output file {record.output} cannot be read here" if record.output else ""
-                raise BackendError(f"job {job_id} has no driver pod any more {where}".strip())
-            yield from read_files(log_files(job_id, record.output, record.error, stream), tail=tail)
+            yield from (gone or output_files(stream, tail))(record)
             return
         if not follow:
             return
@@ -62,6 +61,18 @@ def pod_logs(
         if record.state.is_terminal() and (streamed or pod is None):
             return
         time.sleep(0.5)
+
+
+def output_files(stream: LogStream, tail: int | None) -> Callable[[JobRecord], Iterator[str]]:
+    """The job's output file (or files, by ``stream``), read here: once its pods are gone."""
+
+    def read(record: JobRecord) -> Iterator[str]:
+        if not record.output or not os.access(record.output, os.R_OK):
+            where = f"and its output file {record.output} cannot be read here" if record.output else ""
+            raise BackendError(f"job {record.id} has no driver pod any more {where}".strip())
+        return read_files(log_files(record.id, record.output, record.error, stream), tail=tail)
+
+    return read
 
 
 def has_started(pod: Mapping[str, Any] | None) -> bool:

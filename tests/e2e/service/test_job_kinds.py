@@ -3,10 +3,10 @@ result (``submit_with_cluster`` with the hub backend), a notebook, a script's
 output followed live (``kbatch logs -f``, the service's ``?follow=1``) and
 ``kbatch wait`` with the job's exit code. See conftest.py for the servers.
 
-A function job's result, and a notebook's executed copy, are read from the
-path the job's pod wrote them to: these tests' service sees the users' home
-volumes (the fake kubelet maps each claim to a local directory) where a real
-cluster's service would not — a limit of the service today, not of the tests.
+A function job's result comes from the service's archive, which the job's
+driver uploaded it to (test_archive.py shows it without the files the pod
+wrote); a notebook's executed copy is read here from alice's home, where the
+pod wrote it (the fake kubelet maps each claim to a local directory).
 """
 
 from __future__ import annotations

@@ -1,0 +1,107 @@
+"""What the service keeps of its jobs after they end: a function job's pickled
+result and the job's output and error files, uploaded by the job's driver with
+its own credential before it reports the end (docs/service.md, "Results and
+logs of ended jobs"). The service never reads a file from a user's volume: on a
+real cluster it does not mount them.
+
+:class:`Archive` is the narrow interface (put, get, delete one upload of one
+job); :class:`DirectoryArchive` keeps each upload as a file of its own. A job
+is named by its owner and its id, as the rest of the service names it; the
+file's name is the job's Kubernetes name (a DNS label for any user,
+:func:`~kbatch_dask.backends.kubernetes.manifests.job_name`) and the kind,
+never anything a client sent.
+
+>>> import tempfile
+>>> archive = DirectoryArchive(tempfile.mkdtemp())
+>>> archive.put("alice", "k3x9q", "output", b"hello\\n")
+>>> archive.get("alice", "k3x9q", "output"), archive.get("alice", "k3x9q", "error")
+(b'hello\\n', None)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from typing import Protocol
+
+from kbatch_dask.backends.hub.protocol import Upload
+from kbatch_dask.backends.kubernetes import manifests as m
+from kbatch_dask.backends.kubernetes.slugs import is_dns_label
+from kbatch_dask.backends.outputs import LogStream, log_files, tail_offset
+from kbatch_dask.errors import KbatchError
+from kbatch_dask.files import write_atomic
+from kbatch_dask.records import JobRecord
+
+KINDS: tuple[Upload, ...] = ("result", "output", "error")
+
+
+class Archive(Protocol):
+    """The uploads of the service's jobs, by owner, job id and kind."""
+
+    def put(self, user: str, job_id: str, kind: Upload, data: bytes) -> None:
+        """Keep ``data``, replacing what was kept (a retried upload)."""
+        ...
+
+    def get(self, user: str, job_id: str, kind: Upload) -> bytes | None:
+        """What was kept, or None when nothing was uploaded."""
+        ...
+
+    def delete(self, user: str, job_id: str, kind: Upload) -> None:
+        """Forget what was kept (nothing kept is fine)."""
+        ...
+
+
+class DirectoryArchive:
+    """Each upload a file ``{directory}/{job name}.{kind}``, written atomically
+    (readers see the old file or the new one, never half of one), readable by
+    the service's own user only."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = os.path.abspath(directory)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+
+    def _path(self, user: str, job_id: str, kind: Upload) -> str:
+        if not is_dns_label(job_id) or kind not in KINDS:  # the handlers checked both: never a path trick
+            raise ValueError(f"not a job id and upload: {job_id!r}, {kind!r}")
+        return os.path.join(self.directory, f"{m.job_name(user, job_id)}.{kind}")
+
+    def put(self, user: str, job_id: str, kind: Upload, data: bytes) -> None:
+        write_atomic(self._path(user, job_id, kind), data, 0o600)
+
+    def get(self, user: str, job_id: str, kind: Upload) -> bytes | None:
+        try:
+            with open(self._path(user, job_id, kind), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def delete(self, user: str, job_id: str, kind: Upload) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(user, job_id, kind))
+
+
+class NotArchived(KbatchError):
+    """An ended job's upload the service does not have: its driver did not make it
+    (killed first, or the upload failed). The API answers 409 with the message."""
+
+
+def archived_logs(archive: Archive, user: str, record: JobRecord, stream: LogStream, tail: int | None) -> list[str]:
+    """The archived output (``stream``: its output, its error file or both, each
+    under ``==> FILE <==`` when both, as ``kbatch logs --all`` prints files), its
+    last ``tail`` lines of each; empty when the driver uploaded none of it."""
+    log_files(record.id, record.output, record.error, stream)  # BadInput for --stderr without an error file
+    separate = record.error if record.error and record.error != record.output else None
+    kinds: list[tuple[Upload, str]] = [] if stream == "error" else [("output", record.output or "output")]
+    if separate and stream != "output":
+        kinds.append(("error", separate))
+    texts: list[str] = []
+    for kind, path in kinds:
+        data = archive.get(user, record.id, kind)
+        if data is None:
+            continue
+        gap = "\n" if texts else ""
+        label = f"{gap}==> {path} <==\n" if len(kinds) > 1 else ""
+        start = tail_offset(io.BytesIO(data), tail) if tail is not None else 0
+        texts.append(label + data[start:].decode("utf-8", errors="replace"))
+    return texts
