@@ -304,7 +304,10 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
     alice = Caller("alice")
     script = {"name": "hello.py", "content": base64.b64encode(b"print('hello from the job')\n").decode()}
     body = json.dumps({"spec": {"dask_workers": "0", "chdir": str(Path.home())}, "script": script}).encode()
-    sleeper = {"name": "sleeper.py", "content": base64.b64encode(b"import time\ntime.sleep(600)\n").decode()}
+    sleeper = {
+        "name": "sleeper.py",
+        "content": base64.b64encode(b"import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n").decode(),
+    }
     sleeping = json.dumps({"spec": {"dask_workers": "0", "chdir": str(Path.home())}, "script": sleeper}).encode()
     with serving(make) as app:
         jobs: JobService = app.settings["kbatch_jobs"]
@@ -322,7 +325,13 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
         # Its driver has reported its start (so it handles the cancel's SIGTERM) once the Job says so.
         wait_for(lambda: "kbatch-dask.io/started" in annotations(server, running.id), timeout=60, what="its start")
         # A running job's log is its pod's (pods/log); an ended one's comes from the archive.
-        "".join(jobs.logs(alice, running.id, user=None, follow=False, stream="output", tail=None))
+        wait_for(
+            lambda: (
+                "sleeping" in "".join(jobs.logs(alice, running.id, user=None, follow=False, stream="output", tail=None))
+            ),
+            timeout=30,
+            what="the running job's log",
+        )
         (pod,) = server.objects("pods", NAMESPACE, f"kbatch-dask.io/job-id={running.id}")
         root = kubelet.pod_root(pod["metadata"]["name"], NAMESPACE)
         assert root.is_dir() and not (root / SERVICE_ACCOUNT_DIR.lstrip("/")).exists()  # mounted only with automount

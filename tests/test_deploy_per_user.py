@@ -129,7 +129,7 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
     with serving(make) as app:
         jobs: JobService = app.settings["kbatch_jobs"]
         done = jobs.submit(alice, body("hello.py", b"print('hello from the job')\n"))
-        running = jobs.submit(bob, body("sleeper.py", b"import time\ntime.sleep(600)\n"))
+        running = jobs.submit(bob, body("sleeper.py", b"import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n"))
         assert [j["metadata"]["namespace"] for j in job_of(server, done.id) + job_of(server, running.id)] == [
             "kbatch-alice",
             "kbatch-bob",
@@ -150,6 +150,14 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
             lambda: "kbatch-dask.io/started" in job_of(server, running.id)[0]["metadata"].get("annotations", {}),
             timeout=60,
             what="bob's job to start",
+        )
+        # A running job's log is its pod's (pods/log); an ended one's comes from the archive.
+        wait_for(
+            lambda: (
+                "sleeping" in "".join(jobs.logs(bob, running.id, user=None, follow=False, stream="output", tail=None))
+            ),
+            timeout=30,
+            what="bob's running job's log",
         )
         assert jobs.cancel(bob, running.id).id == running.id
         wait_for(lambda: not job_of(server, running.id), timeout=60, what="the cancelled job to go")
