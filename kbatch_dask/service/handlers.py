@@ -128,6 +128,20 @@ class JobHandler(ApiHandler):
         self.finish(job_json(await off_loop(self.context.jobs.cancel, caller, job_id, user)))
 
 
+class HoldHandler(JobHandler):
+    """``POST /jobs/{id}/hold`` and ``/release``: a job waiting in the queue; 409 for another."""
+
+    def initialize(self, context: Any, release: bool = False) -> None:
+        super().initialize(context)
+        self.release = release
+
+    async def post(self, job_id: str) -> None:
+        caller, user = await self._caller_and_user(job_id)
+        await self.context.jobs.cache.wait_up(CACHE_WAIT)
+        act = self.context.jobs.release if self.release else self.context.jobs.hold
+        self.finish(job_json(await off_loop(act, caller, job_id, user)))
+
+
 class LogsHandler(JobHandler):
     async def get(self, job_id: str) -> None:
         caller, user = await self._caller_and_user(job_id)
@@ -229,6 +243,8 @@ def routes(prefix: str, context: Any) -> list[tuple[str, type[web.RequestHandler
         (api + job + "/?", JobHandler, kw),
         (api + job + "/logs", LogsHandler, kw),
         (api + job + "/result", ResultHandler, kw),
+        (api + job + "/hold", HoldHandler, kw),
+        (api + job + "/release", HoldHandler, {**kw, "release": True}),
         (api + "/health", HealthHandler, kw),
         *driver_routes(api, job, kw),
         (api + "/metrics", MetricsHandler, kw),
