@@ -3,6 +3,7 @@ waits (driver/queue.py), with the real `kbatch` and detached drivers."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def test_an_afterok_chain_runs_in_order_and_a_failure_cancels_its_dependants(hom
     go.touch()
     records = [ended(job_id) for job_id in (first, second, third)]
     assert [r["state"] for r in records] == ["SUCCEEDED"] * 3
-    for before, after in zip(records, records[1:], strict=False):
+    for before, after in itertools.pairwise(records):
         assert before["finished"] <= after["started"], (before, after)
 
     failing = quick(tmp_path, "raise SystemExit(3)\n")

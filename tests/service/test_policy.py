@@ -53,5 +53,6 @@ def test_a_job_within_the_limits_passes() -> None:
 def test_a_submission_that_would_wait_is_refused_once_the_queue_is_full() -> None:
     Policy(max_queued_jobs=2).check_queued(1)
     Policy().check_queued(1000)  # no bound
-    with pytest.raises(Refused, match=r"2 jobs waiting to start, the limit of kbatch.service.limits.max-queued-jobs \(2\)"):
+    full = r"2 jobs waiting to start, the limit of kbatch.service.limits.max-queued-jobs \(2\)"
+    with pytest.raises(Refused, match=full):
         Policy(max_queued_jobs=2).check_queued(2)

@@ -150,9 +150,7 @@ def test_a_dependency_on_an_unknown_or_another_users_job_is_refused_naming_it(
     assert run(bob, "wait", bobs).returncode == 0
 
 
-def test_hold_keeps_a_queued_job_waiting_until_release_and_refuses_a_running_one(
-    service: Service, alice: User
-) -> None:
+def test_hold_keeps_a_queued_job_waiting_until_release_and_refuses_a_running_one(service: Service, alice: User) -> None:
     busy = [waiter(alice) for _ in range(MAX_RUNNING)]
     queued, go = waiter(alice)
     for job_id, _ in busy:
