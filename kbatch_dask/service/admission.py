@@ -191,8 +191,8 @@ class Admission:
         while not self._stopping.is_set():
             self._poked.wait(PASS_EVERY)
             self._poked.clear()
-            if self._stopping.is_set() or not self.cache.up:
-                continue  # a pass on a half-listed cache could start jobs out of turn
+            if self._stopping.is_set():
+                return
             try:
                 self.run()
             except Exception:  # the queue must outlive any one bad pass; the next change retries
@@ -205,7 +205,10 @@ class Admission:
         return [entry(job, record) for job, record in self.cache.entries()]
 
     def run(self) -> Plan:
-        """One pass: start what may start, say why the rest waits."""
+        """One pass: start what may start, say why the rest waits (nothing while the
+        cache is not up: a half-listed queue could start jobs out of turn)."""
+        if not self.cache.up:
+            return Plan()
         with self.lock:
             decided = plan(self.entries(), self.per_user, self.total)
             for e in decided.start:

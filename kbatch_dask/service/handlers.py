@@ -50,7 +50,7 @@ class RootHandler(ApiHandler):
                 "api": list(versions.API_VERSIONS),
                 "limits": self.context.jobs.policy.summary(),
                 "namespace-mode": "per-user" if self.context.jobs.namespaces.per_user else "shared",
-                "usage": {"active-jobs": active},
+                "usage": {"active-jobs": active, "queued-jobs": self.context.jobs.admission.queued(caller.name)},
             }
         )
 
