@@ -4,7 +4,8 @@
 
     KbatchError                  base class; the CLI prints "Error: <message>", exit 1
     ├── BadInput                 bad option, size, time, directive or script; exit 2
-    │   └── Refused              the service's policy refused the job (image, a limit); exit 2
+    │   ├── Refused              the service's policy refused the job (image, a limit); exit 2
+    │   └── Conflict             the job's state does not allow it (hold a running job); exit 2
     ├── JobNotFound              no job with that id
     ├── GatewayError             the Dask-Gateway refused a request (status)
     │   └── GatewayUnreachable   ... or could not be reached (worth retrying)
@@ -44,6 +45,11 @@ class Refused(BadInput):
     def __init__(self, message: str, limit: str | None = None) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class Conflict(BadInput):
+    """What was asked does not fit the job's state now (``kbatch hold`` of a job
+    that runs or has ended); the service answers it with 409."""
 
 
 class JobNotFound(KbatchError, LookupError):

@@ -102,6 +102,16 @@ class Job:
             raise KbatchError(f"job {self.id} ended {how} without a result; see `kbatch logs {self.id}`")
         return unpack_result(data)
 
+    def hold(self) -> JobState:
+        """Keep the pending job from starting until :meth:`release`."""
+        self._record = self._backend.hold(self.id)
+        return self._record.state
+
+    def release(self) -> JobState:
+        """Let the held job start (when its dependency and the quota allow)."""
+        self._record = self._backend.release(self.id)
+        return self._record.state
+
     def cancel(self) -> JobState:
         self._record = self._backend.cancel(self.id)
         return self._record.state

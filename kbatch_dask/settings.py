@@ -96,6 +96,7 @@ class Kubernetes:
 @dataclasses.dataclass(frozen=True)
 class ServiceLimits:
     max_running_jobs: int
+    max_running_jobs_total: int | None
     max_queued_jobs: int | None
     max_dask_workers: int | None
     max_time: str | None  # a time limit as --time takes it

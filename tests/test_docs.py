@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
         "show",
         "logs",
         "cancel",
+        "hold",
+        "release",
         "wait",
         "gc",
         "gateway",

@@ -27,6 +27,7 @@ EXIT_CODES = {
     errors.KbatchError: 1,
     errors.BadInput: 2,
     errors.Refused: 2,
+    errors.Conflict: 2,
     errors.JobNotFound: 1,
     errors.GatewayError: 1,
     errors.GatewayUnreachable: 1,

@@ -66,6 +66,12 @@ class Backend(Protocol):
     def cancel(self, job_id: str) -> JobRecord:
         """Stop the job (and its cluster); returns the job's final record."""
 
+    def hold(self, job_id: str) -> JobRecord:
+        """Keep a pending job from starting (``kbatch hold``); Conflict once it started or ended."""
+
+    def release(self, job_id: str) -> JobRecord:
+        """Let a held job start (``kbatch release``); Conflict unless it is held."""
+
     def result(self, job_id: str) -> bytes | None:
         """A function job's pickled result (see :mod:`kbatch_dask.driver.payload`), None if there is none."""
 

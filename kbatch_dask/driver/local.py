@@ -1,5 +1,6 @@
 """The driver of a local job: reads its job directory, reports into its record.
 
+A job with ``--dependency`` (or held) first waits for it (:mod:`.queue`).
 A job with ``--retries N`` runs up to N more times after a failed attempt (see
 :func:`~kbatch_dask.driver.ending.retried`), each attempt a complete
 :class:`Supervisor` run with a cluster of its own; its record shows the attempt.
@@ -18,6 +19,7 @@ from kbatch_dask.backends.local.backend import LocalBackend
 from kbatch_dask.backends.local.store import JobDir
 from kbatch_dask.driver import timing
 from kbatch_dask.driver.leftovers import Leftovers
+from kbatch_dask.driver.queue import wait_to_start
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.gateway import GatewayClient
 from kbatch_dask.records import DaskInfo, JobState, now
@@ -77,6 +79,9 @@ def main(argv: list[str]) -> int:
     spec = jobdir.load_spec()
     record = jobdir.read_record()
     home = os.environ.get("KBATCH_DASK_HOME") or os.path.dirname(os.path.dirname(jobdir.path))
+    if not wait_to_start(jobdir, spec, LocalBackend(home, config)):
+        return 0  # ended before it started (cancelled, or a dependency never satisfied)
+    record = jobdir.read_record()
     output = record.output or os.path.join(spec.workdir, f"kbatch-{jobdir.id}.out")
     runner_env = {"KBATCH_DASK_RESULT_FILE": jobdir.file("result.pkl")}
     notebook = spec.executed_notebook(jobdir.id, os.path.dirname(output))

@@ -95,6 +95,7 @@ def make_app(
         driver_url=driver_url(service.driver_url, os.environ, listen),
         tokens=tokens,
     )
+    jobs.admission.start()
     context = Context(
         hub_auth=auth,
         jobs=jobs,

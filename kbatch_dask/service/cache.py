@@ -15,7 +15,8 @@ and show through the service make no API call. A record is built again only
 when the resourceVersion of its Job or of one of its pods changed, and a whole
 answer (:meth:`JobCache.memo`, the JSON of a queue) only when one of the jobs
 it is about changed: each user's jobs have a generation, bumped by every change
-to one of them. Writes of
+to one of them. Every change is told to the listeners (:meth:`JobCache.listen`:
+the admission of queued jobs, :mod:`.admission`). Writes of
 the service itself (submit, cancel) are applied from the API's answer at once
 (:meth:`JobCache.written`), so the writer's next read sees them even before the
 watch event arrives.
@@ -165,6 +166,7 @@ class JobCache:
         self.pods = Reflector(api, "pods", namespace, self._replace_pods, self._apply_pod, watch_seconds=watch_seconds)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._listeners: list[Callable[[], None]] = []
 
     # -- running ----------------------------------------------------------------
 
@@ -197,6 +199,15 @@ class JobCache:
                 why = "; ".join(f"{r.kind}: {r.error}" for r in failing if r.error) or "the first list is not done"
                 raise KubeError(f"the service's view of Kubernetes is not up to date ({why})")
             await asyncio.sleep(0.02)
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after each change (from a reflector's or a writer's
+        thread, without the cache's lock: it must be quick, e.g. set an Event)."""
+        self._listeners.append(listener)
+
+    def _tell(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     def health(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -239,6 +250,19 @@ class JobCache:
             if name not in self._jobs:
                 raise JobNotFound(job_id)
             return self._record(name)
+
+    def entries(self) -> list[tuple[Obj, JobRecord]]:
+        """Every Job with its record (the admission's view of the queue)."""
+        with self._lock:
+            return [(job, self._record(name)) for name, job in self._jobs.items()]
+
+    def job(self, user: str, job_id: str) -> Obj:
+        """The Job of ``user``'s job ``job_id`` as last seen (JobNotFound unless held)."""
+        with self._lock:
+            job = self._jobs.get(m.job_name(user, job_id))
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
 
     def active(self, user: str) -> int:
         """``user``'s jobs pending or running."""
@@ -295,6 +319,7 @@ class JobCache:
                 self._gone.add(name)
             elif name not in self._gone and _newer(job, self._jobs.get(name)):
                 self._put_job(job)
+        self._tell()
 
     # -- from the reflectors ----------------------------------------------------
 
@@ -306,6 +331,7 @@ class JobCache:
             for job in items:
                 self._put_job(job)
             self._records = {k: v for k, v in self._records.items() if k in self._jobs}
+        self._tell()
 
     def _apply_job(self, kind: str, job: Obj) -> None:
         name = str(_meta(job).get("name", ""))
@@ -315,6 +341,7 @@ class JobCache:
                 self._gone.discard(name)
             elif name not in self._gone and _newer(job, self._jobs.get(name)):
                 self._put_job(job)
+        self._tell()
 
     def _put_job(self, job: Obj) -> None:
         meta = _meta(job)
@@ -340,12 +367,14 @@ class JobCache:
             self._pods, self._pods_of = {}, {}
             for pod in items:
                 self._put_pod(pod)
+        self._tell()
 
     def _apply_pod(self, kind: str, pod: Obj) -> None:
         with self._lock:
             self._drop_pod(str(_meta(pod).get("name", "")))
             if kind != "DELETED":
                 self._put_pod(pod)
+        self._tell()
 
     def _put_pod(self, pod: Obj) -> None:
         meta = _meta(pod)

@@ -28,7 +28,12 @@ def dry_run_plan(
     >>> dry_run_plan([], [{"kind": "Secret", "data": {"K": "dg=="}}], False)["objects"]
     [{'kind': 'Secret', 'data': {'K': '<redacted>'}}]
     """
-    resumed = "by Kueue when its queue has quota" if queued else "once the ConfigMap and Secret exist"
+    resumed = (
+        "by Kueue when its queue has quota"
+        if queued
+        else "by the service's queue when its dependency, a hold and the running-jobs limits allow, "
+        "once the ConfigMap and Secret exist"
+    )
     notes = [
         "kbatch --dry-run: the objects the kbatch-dask service would create for this submission. The Job is",
         f"created suspended and resumed {resumed} (those are owned by the Job). Secret values are",

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 from tornado import web
 
-from kbatch_dask.errors import BadInput, JobNotFound, KbatchError, KubeError, Refused
+from kbatch_dask.errors import BadInput, Conflict, JobNotFound, KbatchError, KubeError, Refused
 from kbatch_dask.service.archive import NotArchived
 from kbatch_dask.service.logs import about
 
@@ -24,6 +24,8 @@ def status_of(exc: KbatchError) -> int:
     """
     if isinstance(exc, Refused):
         return 403
+    if isinstance(exc, Conflict):
+        return 409
     if isinstance(exc, BadInput):
         return 400
     if isinstance(exc, JobNotFound):

@@ -51,7 +51,7 @@ class RootHandler(ApiHandler):
                 "api": list(versions.API_VERSIONS),
                 "limits": self.context.jobs.policy.summary(),
                 "namespace-mode": "per-user" if self.context.jobs.namespaces.per_user else "shared",
-                "usage": {"active-jobs": active},
+                "usage": {"active-jobs": active, "queued-jobs": self.context.jobs.admission.queued(caller.name)},
             }
         )
 
@@ -127,6 +127,20 @@ class JobHandler(ApiHandler):
     async def delete(self, job_id: str) -> None:
         caller, user = await self._caller_and_user(job_id)
         self.finish(job_json(await off_loop(self.context.jobs.cancel, caller, job_id, user)))
+
+
+class HoldHandler(JobHandler):
+    """``POST /jobs/{id}/hold`` and ``/release``: a job waiting in the queue; 409 for another."""
+
+    def initialize(self, context: Any, release: bool = False) -> None:
+        super().initialize(context)
+        self.release = release
+
+    async def post(self, job_id: str) -> None:
+        caller, user = await self._caller_and_user(job_id)
+        await self.context.jobs.cache.wait_up(CACHE_WAIT)
+        act = self.context.jobs.release if self.release else self.context.jobs.hold
+        self.finish(job_json(await off_loop(act, caller, job_id, user)))
 
 
 class LogsHandler(JobHandler):
@@ -231,6 +245,8 @@ def routes(prefix: str, context: Any) -> list[Rule | tuple[str, type[web.Request
         (api + job + "/?", JobHandler, kw),
         (api + job + "/logs", LogsHandler, kw),
         (api + job + "/result", ResultHandler, kw),
+        (api + job + "/hold", HoldHandler, kw),
+        (api + job + "/release", HoldHandler, {**kw, "release": True}),
         (api + "/health", HealthHandler, kw),
         (api + "/metrics", MetricsHandler, kw),
         (f"{prefix.rstrip('/')}/api/(?!{'|'.join(versions.API_VERSIONS)}(?:/|$))([^/]+).*", OtherApiHandler, {}),

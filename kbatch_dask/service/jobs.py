@@ -7,12 +7,13 @@ direct backend reads from the session it runs in (the notebook pod by
 server pod, found by its z2jh labels, never from the client. :class:`JobService`
 adds the policy and who may see what: a user reaches only their own jobs (the
 Job's name and user label hold the owner), an admin anyone's. Lists, shows and
-the policy's count of running jobs are read from the watch cache
-(:mod:`.cache`), without a Kubernetes API call; after a submit or cancel the
-Job as the API then holds it goes into the cache, so the caller's next read
-sees its own write. An ended job's result and logs come from the service's
-archive (:mod:`.archive`), which its driver filled as it ended: the service
-reads no file on a user's volume.
+the policy's counts are read from the watch cache (:mod:`.cache`), without a
+Kubernetes API call; after a submit or cancel the Job as the API then holds it
+goes into the cache, so the caller's next read sees its own write. Every job
+enters the service's queue (:mod:`.admission`), suspended, and starts when its
+dependency, its hold and the running-jobs limits allow. An ended job's result and logs come from the
+service's archive (:mod:`.archive`), which its driver filled as it ended: the
+service reads no file on a user's volume.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import hashlib
 import tempfile
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tornado.escape import json_encode
@@ -41,11 +42,12 @@ from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.backend import job_options
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.outputs import LogStream
-from kbatch_dask.errors import BadInput, HubError, KubeError, Refused
+from kbatch_dask.errors import BadInput, HubError, JobNotFound, KubeError, Refused
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import HubToken
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.service import stuck
+from kbatch_dask.service.admission import Admission, queue_annotations
 from kbatch_dask.service.archive import Archive
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
@@ -56,6 +58,7 @@ from kbatch_dask.service.submission import Submission
 from kbatch_dask.service.user_jobs import UserJobs
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
+from kbatch_dask.spec.dependency import Dependency
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +109,15 @@ class JobService:
         # user's jobs, then creates one; two at once would both pass the count.
         self._submitting: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
         self.cache = cache
+        self.kueue = bool(config.kubernetes.queue_name)  # Kueue owns the Jobs' suspend: the service queues nothing
+        self.admission = Admission(
+            api,
+            cache,
+            policy.max_running_jobs,
+            policy.max_running_jobs_total,
+            timedelta(days=config.kubernetes.ttl_days),
+            revoke=lambda job: self.driver_events.revoke_later(job, 0),
+        )
 
     def jobs_of(self, user: str, script_name: str = "") -> UserJobs:
         namespace = self.namespaces.of(user)
@@ -143,7 +155,7 @@ class JobService:
             backend, spec = self._prepared(caller, submission, folder)
             backend.annotations[names.ANN_CREDENTIAL_HASH] = digest(credential)
             with self._submitting[caller.name]:
-                self.policy.check_active([r.state for r in self.cache.records(caller.name)])
+                self._enqueue(caller.name, spec, backend)
                 self.namespaces.ensure(caller.name)
                 token = self._gateway_token(caller.name, spec)
                 if token is not None:
@@ -158,6 +170,9 @@ class JobService:
                     raise
                 # Inside the lock: the next submission of this user counts this job.
                 self._written(caller.name, record.id)
+                if not self.kueue:
+                    self.admission.run()  # it starts now if it may: the answer says so
+                    record = self.cache.record(caller.name, record.id)
         return record
 
     def _driver_environment(self, submission: Submission, credential: str) -> dict[str, str]:
@@ -179,7 +194,7 @@ class JobService:
         with tempfile.TemporaryDirectory(prefix="kbatch-service-") as folder:
             backend, spec = self._prepared(caller, submission, folder)
             backend.annotations[names.ANN_CREDENTIAL_HASH] = NOT_MINTED
-            self.policy.check_active([r.state for r in self.cache.records(caller.name)])
+            self._enqueue(caller.name, spec, backend)  # checked, and its queue annotations shown
             first_use = self.namespaces.planned(caller.name)
             if self._needs_token(spec):
                 assert self.tokens is not None
@@ -194,6 +209,28 @@ class JobService:
         return (
             self.tokens is not None and bool(spec.workers) and gateway is not None and gateway.auth_type == "jupyterhub"
         )
+
+    def _enqueue(self, user: str, spec: JobSpec, backend: UserJobs) -> None:
+        """Check the job's dependency and the queue's bound; the Job's queue annotations."""
+        if self.kueue:
+            if spec.dependency:
+                raise BadInput(
+                    f"--dependency {spec.dependency}: Kueue queues this service's jobs "
+                    "(kbatch.kubernetes.queue-name), and it has no dependencies"
+                )
+            return
+        if spec.dependency:
+            Dependency.parse(spec.dependency).check_known(lambda job_id: self._known(user, job_id))
+        if spec.dependency or self.admission.would_wait(user):
+            self.policy.check_queued(self.admission.queued(user))
+        backend.annotations.update(queue_annotations(spec.dependency))
+
+    def _known(self, user: str, job_id: str) -> bool:
+        try:
+            self.cache.record(user, job_id)
+        except JobNotFound:
+            return False
+        return True
 
     def _gateway_token(self, user: str, spec: JobSpec) -> HubToken | None:
         """A hub token of ``user`` for the job's cluster, when it has one on a
@@ -280,6 +317,12 @@ class JobService:
         self.driver_events.revoke_later(job, 0 if ended(job) else grace + 5)
         self._written(self._owner(caller, user), job_id)
         return record
+
+    def hold(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
+        return self.admission.hold(self._owner(caller, user), job_id, True)
+
+    def release(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
+        return self.admission.hold(self._owner(caller, user), job_id, False)
 
     def result(self, caller: Caller, job_id: str, user: str | None = None) -> bytes | None:
         return self._job_of(caller, job_id, user).result(job_id)

@@ -2,20 +2,18 @@
 one user may ask for (``kbatch.service.allowed-images`` and ``limits.*``).
 
 Pure: the settings, the job spec, the image of the user's running server and
-the number of their active jobs come in; a :class:`~kbatch_dask.errors.Refused`
+the number of their queued jobs come in; a :class:`~kbatch_dask.errors.Refused`
 naming the limit comes out (the API answers it with 403).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kbatch_dask import settings
 from kbatch_dask.errors import BadInput, Refused
-from kbatch_dask.records import JobState
 from kbatch_dask.spec import JobSpec
 from kbatch_dask.spec.units import format_size, parse_size, parse_time
 
@@ -29,6 +27,7 @@ class Policy:
 
     allowed_images: tuple[str, ...] = (SERVER_IMAGE,)
     max_running_jobs: int = 10
+    max_running_jobs_total: int | None = None
     max_queued_jobs: int | None = None
     max_dask_workers: int | None = None
     max_time: int | None = None
@@ -48,6 +47,7 @@ class Policy:
         return cls(
             allowed_images=service.allowed_images,
             max_running_jobs=limits.max_running_jobs,
+            max_running_jobs_total=limits.max_running_jobs_total,
             max_queued_jobs=limits.max_queued_jobs,
             max_dask_workers=limits.max_dask_workers,
             max_time=max_time,
@@ -92,25 +92,18 @@ class Policy:
         if self.max_gpus is not None and spec.gpus > self.max_gpus:
             _refuse(f"--gpus {spec.gpus}", "max-gpus", self.max_gpus)
 
-    def check_active(self, states: Sequence[JobState]) -> None:
-        """Refuse a submission of a user whose jobs are in ``states`` now: too many pending
-        or running (``max-running-jobs``), or too many PENDING (``max-queued-jobs``:
-        submitted, their pod not running yet; the service keeps no queue of its own yet).
+    def check_queued(self, queued: int) -> None:
+        """Refuse a submission that would wait in the service's queue of a user who
+        has ``queued`` jobs waiting there already (``max-queued-jobs``); over
+        ``max-running-jobs`` a job is queued, not refused (:mod:`.admission`).
 
-        >>> Policy(max_queued_jobs=2).check_active([JobState.PENDING, JobState.RUNNING])
+        >>> Policy(max_queued_jobs=2).check_queued(1)
         """
-        active = sum(not state.is_terminal() for state in states)
-        if active >= self.max_running_jobs:
+        if self.max_queued_jobs is not None and queued >= self.max_queued_jobs:
             raise Refused(
-                f"you have {active} jobs pending or running, the limit of {LIMITS}.max-running-jobs "
-                f"({self.max_running_jobs}); wait for one to end or cancel one",
-                limit="max-running-jobs",
-            )
-        pending = sum(state is JobState.PENDING for state in states)
-        if self.max_queued_jobs is not None and pending >= self.max_queued_jobs:
-            raise Refused(
-                f"you have {pending} jobs PENDING, the limit of {LIMITS}.max-queued-jobs "
-                f"({self.max_queued_jobs}); wait for one to start or cancel one"
+                f"you have {queued} jobs waiting to start, the limit of {LIMITS}.max-queued-jobs "
+                f"({self.max_queued_jobs}); wait for one to start or cancel one",
+                limit="max-queued-jobs",
             )
 
     def summary(self) -> dict[str, Any]:
@@ -118,6 +111,7 @@ class Policy:
         return {
             "allowed-images": list(self.allowed_images),
             "max-running-jobs": self.max_running_jobs,
+            "max-running-jobs-total": self.max_running_jobs_total,
             "max-queued-jobs": self.max_queued_jobs,
             "max-dask-workers": self.max_dask_workers,
             "max-time": self.max_time,

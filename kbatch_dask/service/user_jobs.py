@@ -38,6 +38,8 @@ class UserJobs(KubernetesBackend):
     ``namespace``, the user's server pod read in ``servers`` (the hub's namespace),
     their uploads in ``archive``."""
 
+    resumes = False  # the admission resumes each Job in its turn
+
     def __init__(
         self,
         api: KubeAPI,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kbatch_dask.errors import BadInput
+from kbatch_dask.spec.dependency import parse_dependency
 from kbatch_dask.spec.directives import parse_directives
 from kbatch_dask.spec.options import MULTIPLE_OPTIONS, env_values, explicit_values
 from kbatch_dask.spec.script import read_script
@@ -90,6 +91,7 @@ class JobSpec:
     backend: str = "auto"
     parameters: tuple[tuple[str, str], ...] = ()
     notebook_output: str | None = None
+    dependency: str | None = None  # its normal text (spec.dependency.Dependency parses it)
 
     def required_workers(self) -> int:
         """Workers the cluster must have before the user's code starts: the
@@ -242,6 +244,7 @@ _CONVERTERS: dict[str, Any] = {
     "retries": lambda v: _count("--retries", v, 0),
     "backend": lambda v: _backend(v),
     "export": lambda v: _export(v),
+    "dependency": lambda v: parse_dependency(v),
 }
 
 
@@ -314,6 +317,7 @@ def _validate(path: str, args: tuple[str, ...], v: Mapping[str, Any], environ: M
         backend=backend,
         parameters=tuple((str(k), str(v)) for k, v in v.get("parameter", ())),
         notebook_output=_pattern("notebook output", v["notebook_output"]) if v.get("notebook_output") else None,
+        dependency=_converted(v, "dependency"),
     )
 
 

@@ -74,6 +74,13 @@ SPEC_OPTIONS: list[click.Option] = [
         help="Re-run a failed or OOM job up to N times, each on a fresh cluster [default: 0].",
     ),
     click.Option(
+        ["-d", "--dependency"],
+        metavar="TYPE:ID[:ID...]",
+        help="Start only once other jobs have ended: afterok (all SUCCEEDED), afterany (all ended), "
+        "afternotok (all ended, none SUCCEEDED), or singleton (no earlier job of yours with this name "
+        "is pending or running); PENDING (dependency) until then, CANCELLED when it can never be met.",
+    ),
+    click.Option(
         ["-p", "--parameter"],
         nargs=2,
         metavar="KEY VALUE",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from kbatch_dask.errors import BadInput, Refused
-from kbatch_dask.records import JobState
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.spec import JobSpec, Workers
 
@@ -51,14 +50,9 @@ def test_a_job_within_the_limits_passes() -> None:
     )
 
 
-def test_running_jobs_at_the_limit_refuse_one_more() -> None:
-    Policy(max_running_jobs=2).check_active([JobState.RUNNING, JobState.SUCCEEDED])
-    with pytest.raises(Refused, match="max-running-jobs"):
-        Policy(max_running_jobs=2).check_active([JobState.RUNNING, JobState.PENDING])
-
-
-def test_queued_jobs_count_the_pending_ones_only() -> None:
-    # Running and ended jobs do not count against max-queued-jobs; PENDING ones do.
-    Policy(max_queued_jobs=1).check_active([JobState.RUNNING, JobState.RUNNING, JobState.FAILED])
-    with pytest.raises(Refused, match=r"1 jobs PENDING, the limit of kbatch.service.limits.max-queued-jobs \(1\)"):
-        Policy(max_queued_jobs=1).check_active([JobState.RUNNING, JobState.PENDING])
+def test_a_submission_that_would_wait_is_refused_once_the_queue_is_full() -> None:
+    Policy(max_queued_jobs=2).check_queued(1)
+    Policy().check_queued(1000)  # no bound
+    full = r"2 jobs waiting to start, the limit of kbatch.service.limits.max-queued-jobs \(2\)"
+    with pytest.raises(Refused, match=full):
+        Policy(max_queued_jobs=2).check_queued(2)

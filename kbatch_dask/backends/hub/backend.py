@@ -55,6 +55,7 @@ def submitted_options(spec: JobSpec) -> dict[str, Any]:
         "image": spec.image,
         "retries": str(spec.retries),
         "parameter": [list(p) for p in spec.parameters] or None,
+        "dependency": spec.dependency,
     }
     return {k: v for k, v in options.items() if v is not None}
 
@@ -120,6 +121,12 @@ class HubBackend:
 
     def cancel(self, job_id: str) -> JobRecord:
         return self._record(self.client.json("DELETE", f"/jobs/{_quoted(job_id)}", job_id=job_id))
+
+    def hold(self, job_id: str) -> JobRecord:
+        return self._record(self.client.json("POST", f"/jobs/{_quoted(job_id)}/hold", job_id=job_id))
+
+    def release(self, job_id: str) -> JobRecord:
+        return self._record(self.client.json("POST", f"/jobs/{_quoted(job_id)}/release", job_id=job_id))
 
     def result(self, job_id: str) -> bytes | None:
         self.get(job_id)  # JobNotFound for an unknown job; then a 404 means no result

@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
-from kbatch_dask.errors import BackendError, BadInput, HubError, JobNotFound, KbatchError, Refused
+from kbatch_dask.errors import BackendError, BadInput, Conflict, HubError, JobNotFound, KbatchError, Refused
 from kbatch_dask.versions import user_agent
 
 API = "api/v1"
@@ -31,7 +31,9 @@ def error_for(status: int, message: str, job_id: str | None = None) -> KbatchErr
         return HubError(f"the kbatch-dask service refused the token: {message}", status)
     if status == 403:
         return Refused(message)
-    if status in (400, 409, 413):
+    if status == 409:
+        return Conflict(message)
+    if status in (400, 413):
         return BadInput(message)
     return BackendError(f"the kbatch-dask service answered {status}: {message}")
 

@@ -33,6 +33,14 @@ ANN_RESULT = PREFIX + "result"  # where a function job's pickled result goes
 # the hub token it minted for the job's gateway, until it is revoked.
 ANN_CREDENTIAL_HASH = PREFIX + "credential-sha256"
 ANN_HUB_TOKEN_ID = PREFIX + "hub-token-id"
+# Set by the service's admission (service/admission.py) on a Job it keeps
+# suspended: its place in the queue (nanoseconds since the epoch at submit), why
+# it waits (``waiting for quota``, ``dependency``, ``held``), its --dependency,
+# and whether it is held. All of the queue is in these: a restart loses nothing.
+ANN_QUEUE_ORDER = PREFIX + "queue-order"
+ANN_PENDING_REASON = PREFIX + "pending-reason"
+ANN_DEPENDENCY = PREFIX + "dependency"
+ANN_HELD = PREFIX + "held"
 # Set by the driver while the job runs.
 ANN_CLUSTER = PREFIX + "cluster"
 ANN_DASHBOARD = PREFIX + "dashboard"

@@ -60,6 +60,9 @@ def job_options(config: Settings) -> m.JobOptions:
 
 class KubernetesBackend:
     name = NAME
+    # Whether submit resumes the Job itself; the kbatch-dask service's admission
+    # (service/admission.py) resumes its jobs when their turn comes.
+    resumes = True
 
     def __init__(self, api: KubeAPI | None = None, user: str | None = None, config: Settings | None = None) -> None:
         self._api = api
@@ -195,6 +198,11 @@ class KubernetesBackend:
                 "a Kubernetes job's Dask cluster needs a Dask-Gateway the cluster can reach: "
                 "set gateway.address (e.g. DASK_GATEWAY__ADDRESS), or use --dask-workers 0"
             )
+        if spec.dependency and self.resumes:
+            raise BadInput(
+                f"--dependency {spec.dependency}: the direct Kubernetes backend has nothing to wait with; "
+                "use the kbatch-dask service (--backend hub) or the local backend"
+            )
         # The pod's resources enforce --cpus, --memory and --gpus; what is said is
         # about the volumes the job cannot share with the notebook.
         return tuple(KbatchWarning(w) for w in self.notebook_session().plan.warnings)
@@ -255,7 +263,7 @@ class KubernetesBackend:
             undo.append(lambda: api.delete_config_map(namespace, name))
             api.create_secret(namespace, m.owned_by(objects.secret, job))
             undo.append(lambda: api.delete_secret(namespace, name))
-            if not self.config.kubernetes.queue_name:
+            if self.resumes and not self.config.kubernetes.queue_name:
                 job = api.patch_job(namespace, name, {"spec": {"suspend": False}})
         except BaseException:
             for step in reversed(undo):
@@ -333,6 +341,15 @@ class KubernetesBackend:
                 return f.read()
         except FileNotFoundError:
             return None
+
+    def hold(self, job_id: str) -> JobRecord:
+        raise BadInput(
+            "kbatch hold: the direct Kubernetes backend starts every job at once; "
+            "use the kbatch-dask service (--backend hub) or the local backend"
+        )
+
+    def release(self, job_id: str) -> JobRecord:
+        raise BadInput("kbatch release: the direct Kubernetes backend holds no job (see kbatch hold)")
 
     # -- cancel ---------------------------------------------------------------
 

@@ -16,6 +16,8 @@ Job ``Failed``, no pod left and nothing recorded           LOST (driver pod vani
 Job condition ``Complete``                                 SUCCEEDED
 Job being deleted, the service recorded FAILED            FAILED (its pod could never start)
 Job being deleted                                          CANCELLED
+Job suspended by the service's admission                  PENDING (waiting for quota, dependency, held)
+Job suspended by the admission, its end recorded           that end (CANCELLED: dependency never satisfied)
 Job ``Suspended``, labelled for a Kueue LocalQueue         PENDING (waiting for quota)
 Job ``Suspended``                                          PENDING (Suspended)
 pod not scheduled / container waiting                      PENDING (Unschedulable, ImagePullBackOff, …)
@@ -193,6 +195,9 @@ def job_status(
             # The service failed it (its pod could never start) and deletes it.
             return Status(JobState.FAILED, str(ann[names.ANN_REASON]))
         return Status(JobState.CANCELLED, "cancelled by user")
+    ann = _annotations(job)
+    if (job.get("spec") or {}).get("suspend") and names.ANN_QUEUE_ORDER in ann:
+        return _queued(ann)
     if _condition(job, "Suspended"):
         queued = ((job.get("metadata") or {}).get("labels") or {}).get(m.KUEUE_QUEUE_LABEL)
         return Status(JobState.PENDING, "waiting for quota" if queued else "Suspended")
@@ -213,6 +218,15 @@ def job_status(
     if phase == "Unknown":
         return Status(JobState.RUNNING, "node not responding")
     return Status(JobState.PENDING, pending_reason(pod, attach or {}))
+
+
+def _queued(ann: Mapping[str, str]) -> Status:
+    """A Job the service keeps suspended: waiting (its reason), or ended before it
+    started (a dependency that can never be met: the service recorded the end)."""
+    recorded = str(ann.get(names.ANN_STATE, ""))
+    if recorded in JobState.__members__ and JobState(recorded).is_terminal():
+        return Status(JobState(recorded), ann.get(names.ANN_REASON) or None)
+    return Status(JobState.PENDING, ann.get(names.ANN_PENDING_REASON) or "waiting for quota")
 
 
 def _started(job: Mapping[str, Any], pod: Mapping[str, Any] | None) -> datetime | None:

@@ -25,13 +25,14 @@ from kbatch_dask.backends import Detected
 from kbatch_dask.backends.local import cluster_processes, embedded_gateway, limits
 from kbatch_dask.backends.local.store import JobDir, JobStore
 from kbatch_dask.backends.outputs import LogStream, check_writable, log_files, read_files
-from kbatch_dask.errors import BackendError, BadInput, GatewayError, KbatchWarning
+from kbatch_dask.errors import BackendError, BadInput, Conflict, GatewayError, JobNotFound, KbatchWarning
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.gateway.options import check_worker_count
 from kbatch_dask.procs import killpg, pid_alive
 from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec, current_user, expand_pattern
+from kbatch_dask.spec.dependency import WAITING, Dependency
 from kbatch_dask.spec.environment import exported_environment
 
 DRIVER_MODULE = "kbatch_dask.driver"
@@ -99,6 +100,8 @@ class LocalBackend:
     def check(self, spec: JobSpec) -> tuple[KbatchWarning, ...]:
         if spec.kind == "notebook" and importlib.util.find_spec("papermill") is None:
             raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
+        if spec.dependency:  # waited for by the job's driver (driver/queue.py)
+            Dependency.parse(spec.dependency).check_known(self._known)
         if spec.workers and configured_gateway() is None:  # the embedded gateway, whose limit is ours
             limit = self.config.embedded_gateway.cluster_max_workers
             check_worker_count(str(spec.workers), spec.workers.maximum, limit)
@@ -128,6 +131,7 @@ class LocalBackend:
                 user=spec.user,
                 backend=self.name,
                 state=JobState.PENDING,
+                reason=WAITING if spec.dependency else None,
                 submitted=now(),
                 script=spec.script,
                 args=spec.args,
@@ -252,6 +256,40 @@ class LocalBackend:
                 return f.read()
         except FileNotFoundError:
             return None
+
+    def _known(self, job_id: str) -> bool:
+        try:
+            self.store.job(job_id)
+        except JobNotFound:
+            return False
+        return True
+
+    # -- hold -----------------------------------------------------------------
+
+    def hold(self, job_id: str) -> JobRecord:
+        return self._hold(job_id, True)
+
+    def release(self, job_id: str) -> JobRecord:
+        return self._hold(job_id, False)
+
+    def _hold(self, job_id: str, held: bool) -> JobRecord:
+        """Hold or release a job whose driver still waits (its dependency, or a hold);
+        under the job's lock, which the driver takes to decide to start."""
+        jobdir = self.store.job(job_id)
+        self._checked(jobdir)  # a vanished driver's job is LOST, not held
+        verb = "held" if held else "released"
+        with jobdir.locked():
+            record = jobdir.read_record()
+            if record.state is not JobState.PENDING or jobdir.admitted:
+                started = "has started" if record.state is JobState.PENDING else f"is {record.state.value}"
+                raise Conflict(f"job {job_id} {started}: only a job still waiting to start can be {verb}")
+            if not held and not jobdir.held:
+                raise Conflict(f"job {job_id} is not held (it is PENDING: {record.reason or 'starting'})")
+            jobdir.set_held(held)
+            waiting = WAITING if jobdir.load_spec().dependency else None
+            record = record.replace(reason="held" if held else waiting)
+            jobdir.write_record(record)
+            return record
 
     # -- cancel ---------------------------------------------------------------
 

@@ -10,6 +10,8 @@
         driver.log     the driver's own log
         cancel         present once a cancel was requested
         fail           present once the job was ended from outside as FAILED; holds why
+        held           present while the job is held (kbatch hold)
+        admitted       present once the driver stopped waiting (dependency, hold) and starts the job
     <home>/index/      copies of ended jobs' final records (see index.py)
 
 Every write of ``record.json`` is a locked read-modify-write, so the submitter,
@@ -117,6 +119,29 @@ class JobDir:
         """Ask the driver to end the job FAILED for ``reason`` when it is signalled
         (something it depends on, its gateway, is going away)."""
         write_atomic(self.file("fail"), reason.encode(), 0o600)
+
+    # Hold and admission: both written under the job's lock, so a hold either
+    # comes before the driver's decision to start (and keeps it waiting) or is refused.
+
+    @property
+    def held(self) -> bool:
+        return os.path.exists(self.file("held"))
+
+    def set_held(self, held: bool) -> None:
+        if held:
+            with open(self.file("held"), "a"):
+                pass
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.file("held"))
+
+    @property
+    def admitted(self) -> bool:
+        return os.path.exists(self.file("admitted"))
+
+    def admit(self) -> None:
+        with open(self.file("admitted"), "a"):
+            pass
 
 
 class JobStore:

@@ -78,8 +78,30 @@ DEADLINE = "the Job's deadline passed (the time limit of 600 s per attempt plus 
 QUEUED = {"kueue.x-k8s.io/queue-name": "team-a"}
 UNSCHEDULABLE = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
 
+
+def in_service_queue(annotations: dict[str, str], suspended: bool = True) -> dict[str, Any]:
+    """A Job of the service's queue (service/admission.py): suspended, with its place and reason."""
+    conditions = [("Suspended", "JobSuspended")] if suspended else []  # resumed: the condition is False
+    obj = job(*conditions, annotations={"kbatch-dask.io/queue-order": "1", **annotations})
+    obj["spec"]["suspend"] = suspended
+    return obj
+
+
+NEVER = {
+    "kbatch-dask.io/state": "CANCELLED",
+    "kbatch-dask.io/reason": "dependency never satisfied",
+    "kbatch-dask.io/finished": "2026-11-21T21:45:00+00:00",
+}
+
 CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], Status]] = [
     ("no pod yet", job(), [], Status(JobState.PENDING)),
+    ("in the service's queue", in_service_queue({"kbatch-dask.io/pending-reason": "dependency"}), [],
+     Status(JobState.PENDING, "dependency")),
+    ("queued, no reason written yet", in_service_queue({}), [], Status(JobState.PENDING, "waiting for quota")),
+    ("ended in the service's queue", in_service_queue(NEVER), [],
+     Status(JobState.CANCELLED, "dependency never satisfied")),
+    ("resumed by the service", in_service_queue({}, suspended=False), [pod("Running", {"running": {"startedAt": T1}})],
+     Status(JobState.RUNNING)),
     ("suspended", job(("Suspended", "JobSuspended")), [], Status(JobState.PENDING, "Suspended")),
     ("queued in kueue", labelled(job(("Suspended", "JobSuspended")), QUEUED), [],
      Status(JobState.PENDING, "waiting for quota")),

@@ -62,6 +62,8 @@ def short_watches(service: Service) -> Iterator[None]:
     """Watches that the API server ends every second, so the service resumes often."""
     service.server.max_watch_seconds = 1
     service.server.drop_watches()  # the open ones were asked for a minute
+    # Dropped watches are relisted after a backoff: up again before the test reads /health.
+    wait_for(lambda: http("GET", service.api("/health"))[0] == 200, what="both watches up again")
     yield
     service.server.max_watch_seconds = 1800
 

@@ -27,7 +27,8 @@ SLEEPER = "import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n"
 
 @pytest.fixture(scope="module")
 def service_settings() -> dict[str, str]:
-    return {"DASK_KBATCH__SERVICE__LIMITS__MAX_RUNNING_JOBS": "1"}
+    # One job started, none waiting: a second is refused (max-queued-jobs) rather than queued.
+    return {"DASK_KBATCH__SERVICE__LIMITS__MAX_RUNNING_JOBS": "1", "DASK_KBATCH__SERVICE__LIMITS__MAX_QUEUED_JOBS": "0"}
 
 
 def writes(service: Service) -> list[str]:
@@ -106,7 +107,7 @@ def test_a_refused_dry_run_is_the_same_refusal_as_a_submit(
 
 
 def test_dry_runs_count_against_no_limit_and_a_full_quota_refuses_them_alike(service: Service, alice: User) -> None:
-    for _ in range(3):  # max-running-jobs is 1 here: dry runs are not jobs
+    for _ in range(3):  # max-running-jobs is 1 and max-queued-jobs 0 here: dry runs are not jobs
         dry_run(alice, "--dask-workers", "0")
     (alice.home / "sleeper.py").write_text(SLEEPER)
     first = run(alice, "--parsable", "--dask-workers", "0", "sleeper.py")
@@ -116,7 +117,7 @@ def test_dry_runs_count_against_no_limit_and_a_full_quota_refuses_them_alike(ser
         dry = run(alice, "--dry-run", "--dask-workers", "0", "sleeper.py")
         real = run(alice, "--dask-workers", "0", "sleeper.py")
         assert dry.returncode == real.returncode == 2, dry.stderr
-        assert dry.stderr == real.stderr and "max-running-jobs (1)" in dry.stderr, dry.stderr
+        assert dry.stderr == real.stderr and "max-queued-jobs (0)" in dry.stderr, dry.stderr
     finally:
         assert run(alice, "cancel", job_id).returncode == 0
     wait_for(lambda: service.objects("jobs") == [], timeout=60, what="the cancelled Job to go")

@@ -26,6 +26,7 @@ from .conftest import Service, User, make_user, run
 pytestmark = pytest.mark.gateway
 
 MAX_RUNNING = 6
+MAX_QUEUED = 2
 # Seconds: the service's kbatch.kubernetes.api-*-timeout while the API is
 # unreachable (short, so the test is; too short for a busy machine otherwise).
 API_TIMEOUT = 2
@@ -36,6 +37,7 @@ def service_settings() -> dict[str, str]:
     return {
         "DASK_KBATCH__SERVICE__LOG_FORMAT": "json",
         "DASK_KBATCH__SERVICE__LIMITS__MAX_RUNNING_JOBS": str(MAX_RUNNING),
+        "DASK_KBATCH__SERVICE__LIMITS__MAX_QUEUED_JOBS": str(MAX_QUEUED),
     }
 
 
@@ -233,8 +235,11 @@ def test_concurrent_submissions_of_five_users_are_each_accepted_or_refused_once(
             mine = [(status, answer) for name, status, answer in answers if name == user.name]
             accepted = {answer["id"] for status, answer in mine if status == 201}
             refused = [answer["error"] for status, answer in mine if status == 403]
-            assert (len(accepted), len(refused)) == (MAX_RUNNING, 10 - MAX_RUNNING), mine
-            assert all("max-running-jobs" in message for message in refused), refused
+            # MAX_RUNNING started, MAX_QUEUED waiting for quota, the rest refused.
+            assert (len(accepted), len(refused)) == (MAX_RUNNING + MAX_QUEUED, 10 - MAX_RUNNING - MAX_QUEUED), mine
+            assert all("max-queued-jobs" in message for message in refused), refused
+            reasons = [answer["reason"] for status, answer in mine if status == 201]
+            assert reasons.count("waiting for quota") == MAX_QUEUED, reasons
             status, listed = request("GET", service.api("/jobs"), user.token)
             assert status == 200 and {r["id"] for r in listed["jobs"]} == accepted  # exactly their own
             stored = service.objects("jobs")
