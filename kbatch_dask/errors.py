@@ -49,7 +49,8 @@ class Refused(BadInput):
 
 class Conflict(BadInput):
     """What was asked does not fit the job's state now (``kbatch hold`` of a job
-    that runs or has ended); the service answers it with 409."""
+    that runs or has ended; the result of a job whose driver did not upload it);
+    the service answers it with 409."""
 
 
 class JobNotFound(KbatchError, LookupError):

@@ -29,7 +29,6 @@ from kbatch_dask.backends.hub.protocol import Upload
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
 from kbatch_dask.backends.outputs import LogStream, log_files, tail_offset
-from kbatch_dask.errors import KbatchError
 from kbatch_dask.files import write_atomic
 from kbatch_dask.records import JobRecord
 
@@ -79,11 +78,6 @@ class DirectoryArchive:
     def delete(self, user: str, job_id: str, kind: Upload) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(user, job_id, kind))
-
-
-class NotArchived(KbatchError):
-    """An ended job's upload the service does not have: its driver did not make it
-    (killed first, or the upload failed). The API answers 409 with the message."""
 
 
 def archived_logs(archive: Archive, user: str, record: JobRecord, stream: LogStream, tail: int | None) -> list[str]:

@@ -10,7 +10,6 @@ from typing import Any, NoReturn
 from tornado import web
 
 from kbatch_dask.errors import BadInput, Conflict, JobNotFound, KbatchError, KubeError, Refused
-from kbatch_dask.service.archive import NotArchived
 from kbatch_dask.service.logs import about
 
 log = logging.getLogger("kbatch_dask.service")
@@ -30,8 +29,6 @@ def status_of(exc: KbatchError) -> int:
         return 400
     if isinstance(exc, JobNotFound):
         return 404
-    if isinstance(exc, NotArchived):  # the job has ended without it, or not ended yet
-        return 409
     if isinstance(exc, KubeError):
         return 503 if exc.status is None or exc.status >= 500 else 502
     return 500

@@ -22,9 +22,9 @@ from kbatch_dask.backends.kubernetes.pod_logs import pod_logs
 from kbatch_dask.backends.kubernetes.pod_template import combine_templates
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.backends.outputs import LogStream
-from kbatch_dask.errors import BackendError
+from kbatch_dask.errors import BackendError, Conflict
 from kbatch_dask.records import JobRecord
-from kbatch_dask.service.archive import Archive, NotArchived, archived_logs
+from kbatch_dask.service.archive import Archive, archived_logs
 from kbatch_dask.service.namespaces import portable_server_pod
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
@@ -113,7 +113,7 @@ class UserJobs(KubernetesBackend):
         if record.state.is_terminal():
             return self._ended_logs(record, stream, tail)
         if stream == "error":
-            raise NotArchived(
+            raise Conflict(
                 f"job {job_id} is {record.state.value}: its error file is served once it ends "
                 f"(meanwhile its stderr is in its pod's log, `kbatch logs {job_id}`)"
             )
@@ -131,7 +131,7 @@ class UserJobs(KubernetesBackend):
             ended = functools.partial(self._ended_logs, stream=stream, tail=tail, pod=False)
             return pod_logs(self.api, self.namespace, record, False, stream, tail, self.get, self._pods, ended)
         what = "error file" if stream == "error" else "output"
-        raise NotArchived(
+        raise Conflict(
             f"job {record.id} ended without its {what} in the service's archive: its driver did not upload it "
             "(killed first, or the upload failed), and its pod is gone"
         )
@@ -140,7 +140,7 @@ class UserJobs(KubernetesBackend):
         """A function job's pickled result as its driver uploaded it; None for other jobs."""
         data = self.archive.get(self.user, job_id, "result")
         if data is None and (self._job(job_id)["metadata"].get("annotations") or {}).get(names.ANN_RESULT):
-            raise NotArchived(
+            raise Conflict(
                 f"job {job_id}'s result was not uploaded to the service by its driver: the function did not "
                 f"return, or the upload failed (`kbatch logs {job_id}` says which)"
             )
