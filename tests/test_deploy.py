@@ -44,8 +44,9 @@ DEPLOY = ROOT / "deploy"
 KINDS = {"Role": "roles", "RoleBinding": "rolebindings", "ClusterRole": "clusterroles",
          "ClusterRoleBinding": "clusterrolebindings"}  # fmt: skip
 #: Granted, but only called on a rare path: the undo of a submission whose Secret or
-#: ConfigMap could not be created, and the events read when a job's pod cannot attach a volume.
-RARELY_CALLED = {("delete", "configmaps"), ("delete", "secrets"), ("list", "events")}
+#: ConfigMap could not be created, the events read when a job's pod cannot attach a volume,
+#: and a queued job's gateway token put in its Secret as it starts (these runs' jobs have no cluster).
+RARELY_CALLED = {("delete", "configmaps"), ("delete", "secrets"), ("list", "events"), ("patch", "secrets")}
 
 
 def render(path: Path) -> list[dict[str, Any]]:

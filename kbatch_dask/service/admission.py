@@ -167,10 +167,14 @@ class Admission:
         total: int | None,
         ttl: timedelta,
         revoke: Callable[[Obj], None] = lambda job: None,
+        starting: Callable[[Obj], Mapping[str, str]] = lambda job: {},
     ) -> None:
         self.api, self.cache = api, cache
         self.per_user, self.total, self.ttl = per_user, total, ttl
         self._revoke = revoke  # the hub token of a job that ends before it started
+        # What a job needs as it leaves the queue (its gateway token): the annotations
+        # to add, or a KbatchError that ends it FAILED.
+        self._starting = starting
         self.lock = threading.RLock()
         self._poked = threading.Event()
         self._stopping = threading.Event()
@@ -212,8 +216,13 @@ class Admission:
         with self.lock:
             decided = plan(self.entries(), self.per_user, self.total)
             for e in decided.start:
-                resume = {"metadata": {"annotations": {names.ANN_PENDING_REASON: None}}, "spec": {"suspend": False}}
-                self._patch(e, resume)
+                try:
+                    added: dict[str, str | None] = dict(self._starting(e.job))
+                except KbatchError as exc:
+                    self._end(e, JobState.FAILED, str(exc))
+                    continue
+                added |= {names.ANN_PENDING_REASON: None, names.ANN_TOKEN_AT_START: None}
+                self._patch(e, {"metadata": {"annotations": added}, "spec": {"suspend": False}})
                 self.log.info("started job %s", e.record.id, extra=_about(e))
             for e, reason in decided.reasons:
                 self._patch(e, {"metadata": {"annotations": {names.ANN_PENDING_REASON: reason}}})

@@ -18,13 +18,14 @@ service reads no file on a user's volume.
 
 from __future__ import annotations
 
+import base64
 import builtins
 import collections
 import dataclasses
 import hashlib
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -117,6 +118,7 @@ class JobService:
             policy.max_running_jobs_total,
             timedelta(days=config.kubernetes.ttl_days),
             revoke=lambda job: self.driver_events.revoke_later(job, 0),
+            starting=self._token_at_start,
         )
 
     def jobs_of(self, user: str, script_name: str = "") -> UserJobs:
@@ -157,7 +159,11 @@ class JobService:
             with self._submitting[caller.name]:
                 self._enqueue(caller.name, spec, backend)
                 self.namespaces.ensure(caller.name)
-                token = self._gateway_token(caller.name, spec)
+                token = None
+                if self._needs_token(spec) and self.kueue:  # Kueue starts the Job: its token is made now
+                    token = self._gateway_token(caller.name, spec.name, spec.time_limit)
+                elif self._needs_token(spec):  # the queue starts it, and makes its token then
+                    backend.annotations[names.ANN_TOKEN_AT_START] = "true"
                 if token is not None:
                     assert self.tokens is not None
                     environment.update(self.tokens.environment(caller.name, token))
@@ -196,10 +202,12 @@ class JobService:
             backend.annotations[names.ANN_CREDENTIAL_HASH] = NOT_MINTED
             self._enqueue(caller.name, spec, backend)  # checked, and its queue annotations shown
             first_use = self.namespaces.planned(caller.name)
-            if self._needs_token(spec):
+            if self._needs_token(spec) and self.kueue:
                 assert self.tokens is not None
                 environment.update(self.tokens.environment(caller.name, HubToken(NOT_MINTED, NOT_MINTED)))
                 backend.annotations[names.ANN_HUB_TOKEN_ID] = NOT_MINTED
+            elif self._needs_token(spec):  # as submit does: made when the queue starts it
+                backend.annotations[names.ANN_TOKEN_AT_START] = "true"
             objects = backend.manifests(spec, environment, new_job_id()).all()
         return dry_run_plan(first_use, objects, queued=bool(self.config.kubernetes.queue_name))
 
@@ -232,14 +240,31 @@ class JobService:
             return False
         return True
 
-    def _gateway_token(self, user: str, spec: JobSpec) -> HubToken | None:
-        """A hub token of ``user`` for the job's cluster, when it has one on a
-        gateway with JupyterHub auth; a hub that refuses is a refusal (403)."""
-        if not self._needs_token(spec):
-            return None
+    def _token_at_start(self, job: Mapping[str, Any]) -> dict[str, str]:
+        """As the queue starts ``job``: its gateway token, made now (so that it lives
+        ``--time`` plus the margin from the start, however long the job waited), put
+        in the job's Secret before its pod exists; the annotation naming it."""
+        meta = job.get("metadata") or {}
+        ann = meta.get("annotations") or {}
+        if ann.get(names.ANN_TOKEN_AT_START) != "true" or self.tokens is None:
+            return {}
+        user, name, namespace = str(ann[names.ANN_USER]), str(ann.get(names.ANN_NAME, "")), str(meta["namespace"])
+        limit = ann.get(names.ANN_TIME_LIMIT)
+        token = self._gateway_token(user, name, int(limit) if limit else None)
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in self.tokens.environment(user, token).items()}
+        try:
+            self.api.patch_secret(namespace, str(meta["name"]), {"data": data})  # the Secret shares the Job's name
+        except BaseException:
+            self.tokens.revoke(user, token.id, str(meta["name"]))
+            raise
+        return {names.ANN_HUB_TOKEN_ID: token.id}
+
+    def _gateway_token(self, user: str, name: str, time_limit: int | None) -> HubToken:
+        """A hub token of ``user`` for the job's cluster (on a gateway with
+        JupyterHub auth); a hub that refuses is a refusal (403)."""
         assert self.tokens is not None
         try:
-            return self.tokens.mint(user, spec.name, spec.time_limit)
+            return self.tokens.mint(user, name, time_limit)
         except HubError as exc:
             raise Refused(
                 f"JupyterHub did not create a token for the job's Dask cluster ({exc}); the service's hub role "

@@ -33,6 +33,9 @@ ANN_RESULT = PREFIX + "result"  # where a function job's pickled result goes
 # the hub token it minted for the job's gateway, until it is revoked.
 ANN_CREDENTIAL_HASH = PREFIX + "credential-sha256"
 ANN_HUB_TOKEN_ID = PREFIX + "hub-token-id"
+# The service mints the job's gateway token when the job leaves its queue (a token made at
+# submit could expire while the job waits).
+ANN_TOKEN_AT_START = PREFIX + "hub-token-at-start"
 # Set by the service's admission (service/admission.py) on a Job it keeps
 # suspended: its place in the queue (nanoseconds since the epoch at submit), why
 # it waits (``waiting for quota``, ``dependency``, ``held``), its --dependency,

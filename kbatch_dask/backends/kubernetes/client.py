@@ -317,6 +317,9 @@ class KubeAPI:
     def delete_secret(self, namespace: str, name: str) -> None:
         self._call("delete", "secrets", namespace, self.core.delete_namespaced_secret, name, namespace)
 
+    def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self._call("patch", "secrets", namespace, self.core.patch_namespaced_secret, name, namespace, patch)
+
     # -- Namespaces and RoleBindings (the service's per-user mode) --------------
 
     def create_namespace(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -330,16 +333,8 @@ class KubeAPI:
         return list(page.get("items") or [])
 
     def create_role_binding(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(
-            self._call(
-                "create",
-                "rolebindings.rbac.authorization.k8s.io",
-                namespace,
-                self.rbac.create_namespaced_role_binding,
-                namespace,
-                body,
-            )
-        )
+        create, resource = self.rbac.create_namespaced_role_binding, "rolebindings.rbac.authorization.k8s.io"
+        return dict(self._call("create", resource, namespace, create, namespace, body))
 
     # -- Pods -------------------------------------------------------------------
 
@@ -352,16 +347,8 @@ class KubeAPI:
         return dict(self._call("get", "pods", namespace, self.core.read_namespaced_pod, name, namespace))
 
     def read_claim(self, namespace: str, name: str) -> dict[str, Any]:
-        return dict(
-            self._call(
-                "get",
-                "persistentvolumeclaims",
-                namespace,
-                self.core.read_namespaced_persistent_volume_claim,
-                name,
-                namespace,
-            )
-        )
+        read = self.core.read_namespaced_persistent_volume_claim
+        return dict(self._call("get", "persistentvolumeclaims", namespace, read, name, namespace))
 
     def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
         """The namespace's Events matching ``field_selector``, in one request."""

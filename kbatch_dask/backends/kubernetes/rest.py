@@ -115,6 +115,9 @@ class CoreV1(_Group):
     def delete_namespaced_secret(self, name: str, namespace: str, **kw: Any) -> Any:
         return self._request("DELETE", _ns(namespace, "secrets", name), **kw)
 
+    def patch_namespaced_secret(self, name: str, namespace: str, body: Any, **kw: Any) -> Any:
+        return self._request("PATCH", _ns(namespace, "secrets", name), body=body, content_type=MERGE_PATCH, **kw)
+
     def list_namespaced_pod(self, namespace: str, label_selector: str | None = None, **kw: Any) -> Any:
         query = {"labelSelector": label_selector, **_watching(kw)}
         return self._request("GET", _ns(namespace, "pods"), query, **kw)

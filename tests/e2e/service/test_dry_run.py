@@ -67,13 +67,12 @@ def test_a_dry_run_shows_what_the_service_would_create_and_creates_nothing(servi
     assert config_map["data"]["train.py"] == "print('train')\n"  # the script as sent
     assert job["spec"]["activeDeadlineSeconds"] == 600 + 600  # --time + kbatch.kubernetes.start-margin
     assert job["spec"]["suspend"] is True
-    # Keys only; the credential and the hub token are not minted.
-    assert {"API_KEY", "KBATCH_DASK_JOB_CREDENTIAL", "KBATCH_DASK_SERVICE_URL", "JUPYTERHUB_API_TOKEN"} <= set(
-        secret["data"]
-    )
+    # Keys only; the credential is not minted, and the hub token comes as the queue starts the job.
+    assert {"API_KEY", "KBATCH_DASK_JOB_CREDENTIAL", "KBATCH_DASK_SERVICE_URL"} <= set(secret["data"])
+    assert "JUPYTERHUB_API_TOKEN" not in secret["data"]
     assert set(secret["data"].values()) == {"<redacted>"}
     assert job["metadata"]["annotations"]["kbatch-dask.io/credential-sha256"] == "<minted at submit>"
-    assert job["metadata"]["annotations"]["kbatch-dask.io/hub-token-id"] == "<minted at submit>"
+    assert job["metadata"]["annotations"]["kbatch-dask.io/hub-token-at-start"] == "true"
     for value in (SECRET_VALUE, base64.b64encode(SECRET_VALUE.encode()).decode(), alice.token):
         assert value not in out
     for obj in objects:
@@ -83,7 +82,7 @@ def test_a_dry_run_shows_what_the_service_would_create_and_creates_nothing(servi
 def test_a_dry_run_without_a_cluster_gets_no_hub_token(service: Service, alice: User) -> None:
     (job, _, secret), _ = dry_run(alice, "--dask-workers", "0")
     assert "JUPYTERHUB_API_TOKEN" not in secret["data"]
-    assert "kbatch-dask.io/hub-token-id" not in job["metadata"]["annotations"]
+    assert "kbatch-dask.io/hub-token-at-start" not in job["metadata"]["annotations"]
 
 
 @pytest.mark.parametrize(

@@ -182,3 +182,35 @@ def test_hold_keeps_a_queued_job_waiting_until_release_and_refuses_a_running_one
     assert run(alice, "wait", queued, timeout=120).returncode == 0
     assert run(alice, "wait", other, timeout=120).returncode == 0
     assert run(alice, "release", queued).returncode == 2  # ended
+
+
+CLUSTER_JOB = """\
+from dask.distributed import get_client
+get_client().wait_for_workers(1, timeout=60)
+print("cluster total", get_client().submit(sum, [1, 2, 3]).result(), flush=True)
+"""
+
+
+def test_a_queued_jobs_gateway_token_is_made_when_it_starts_not_when_it_waits(service: Service, alice: User) -> None:
+    ahead = [waiter(alice) for _ in range(MAX_RUNNING)]
+    for job_id, _ in ahead:
+        wait_for(lambda job_id=job_id: started(alice, job_id), timeout=90, what=f"{job_id} to start")
+    tokens = {t["id"] for t in service.hub.tokens("alice")}
+    queued = submit_with_cluster_job(alice)
+    assert state(alice, queued) == ("PENDING", "waiting for quota")
+    (job,) = [j for j in service.objects("jobs") if j["metadata"]["labels"]["kbatch-dask.io/job-id"] == queued]
+    assert "kbatch-dask.io/hub-token-id" not in job["metadata"]["annotations"]
+    assert {t["id"] for t in service.hub.tokens("alice")} == tokens  # none made while it waits
+
+    ahead[0][1].touch()  # a place frees: the job starts, with a token made now, and its cluster works
+    assert run(alice, "wait", queued, timeout=180).returncode == 0
+    assert "cluster total 6" in run(alice, "logs", queued).stdout
+    ahead[1][1].touch()
+
+
+def submit_with_cluster_job(user: User) -> str:
+    script = f"cluster-{secrets.token_hex(3)}.py"
+    (user.home / script).write_text(CLUSTER_JOB)
+    proc = run(user, "--parsable", "--dask-workers", "1", "--time", "10:00", script)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1]
