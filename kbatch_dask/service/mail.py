@@ -106,7 +106,7 @@ class Mailer:
             except (OSError, smtplib.SMTPException, BadInput) as exc:
                 why = _describe(exc)
                 if attempts > self.retries or not _transient(exc):
-                    log.warning("mail to %s not sent (%d attempts): %s", message["To"], attempts, why, extra=about)
+                    log.warning("mail to %s not sent (%d attempt(s)): %s", message["To"], attempts, why, extra=about)
                     return False
                 log.info("mail to %s not sent (%s); retrying in %g s", message["To"], why, delay, extra=about)
                 time.sleep(delay)
