@@ -32,7 +32,7 @@ from kbatch_dask.settings import ServiceMail
 from kbatch_dask.spec.mail import check_address
 
 log = logging.getLogger("kbatch_dask.service")
-SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+SECURITY_PORTS = {"starttls": 587, "ssl": 465, "plain": 25}
 MAX_LINE = 500  # characters of one log line in a mail
 BACKOFF = 2.0  # seconds before the first retry, doubling
 

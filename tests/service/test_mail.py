@@ -52,7 +52,7 @@ def inbox() -> Iterator[Inbox]:
 
 
 def mailer(box: Inbox, **changes: object) -> Mailer:
-    base = Mailer("127.0.0.1", box.port, "none", "kbatch@hub.example.org", "kbatch", PASSWORD, timeout=10, backoff=0.01)
+    base = Mailer("127.0.0.1", box.port, "plain", "kbatch@hub.example.org", "kbatch", PASSWORD, timeout=10, backoff=0.01)
     return dataclasses.replace(base, **changes)
 
 
@@ -148,7 +148,7 @@ def test_a_server_saying_try_later_gets_a_bounded_number_of_retries(caplog: pyte
 def test_an_unreachable_server_is_a_logged_failure(caplog: pytest.LogCaptureFixture) -> None:
     with running(Inbox()) as box:
         port = box.port
-    gone = Mailer("127.0.0.1", port, "none", "kbatch@hub.example.org", retries=1, backoff=0.01)
+    gone = Mailer("127.0.0.1", port, "plain", "kbatch@hub.example.org", retries=1, backoff=0.01)
     message = compose(record(), "END", "alice@example.org", page=None, log_tail=[], at=T0)
     assert gone.send(message, "alice", "k3x9q") is False
     assert "ConnectionRefusedError" in caplog.text
@@ -170,7 +170,7 @@ def test_the_settings_make_a_mailer_or_one_line_naming_the_key(tmp_path: Path) -
     from_file = Mailer.from_settings(mail_settings(**host, security="ssl", password_file=str(secret)), {})
     assert from_file is not None and from_file.port == 465 and from_file._password() == PASSWORD
     for values, message in [
-        ({**host, "security": "tls"}, "security = 'tls': expected one of starttls, ssl, none"),
+        ({**host, "security": "tls"}, "security = 'tls': expected one of starttls, ssl, plain"),
         ({"smtp_host": "smtp.example.org"}, "from-address is needed with smtp-host"),
         ({**host, "password_env": "SMTP_PW"}, "password-env names SMTP_PW, which is not set"),
         ({**host, "password_file": str(tmp_path / "none")}, "password-file: cannot read it"),
@@ -181,7 +181,7 @@ def test_the_settings_make_a_mailer_or_one_line_naming_the_key(tmp_path: Path) -
 
 def test_a_submission_asking_for_mail_the_service_cannot_send_is_refused_in_one_line() -> None:
     spec = JobSpec("/h/train.py", "train", "alice", "/h", "o", mail_type=("END", "FAIL"))
-    setup = MailSetup(Mailer("h", 25, "none", "k@h.org"), "{username}@example.org", 20, None)
+    setup = MailSetup(Mailer("h", 25, "plain", "k@h.org"), "{username}@example.org", 20, None)
     assert submit_annotations(setup, spec, "alice") == {ANN_MAIL_TYPE: "END,FAIL", ANN_MAIL_USER: "alice@example.org"}
     given = dataclasses.replace(spec, mail_user="a@lab.org")
     assert submit_annotations(setup, given, "alice")[ANN_MAIL_USER] == "a@lab.org"
