@@ -52,8 +52,8 @@ def inbox() -> Iterator[Inbox]:
 
 
 def mailer(box: Inbox, **changes: object) -> Mailer:
-    base = Mailer("127.0.0.1", box.port, "plain", "kbatch@hub.example.org", "kbatch", PASSWORD, timeout=10, backoff=0.01)
-    return dataclasses.replace(base, **changes)
+    base = Mailer("127.0.0.1", box.port, "plain", "kbatch@hub.example.org", "kbatch", PASSWORD, timeout=10)
+    return dataclasses.replace(base, **{"backoff": 0.01, **changes})
 
 
 def test_an_end_message_has_the_state_exit_code_reason_output_page_and_log_tail() -> None:
