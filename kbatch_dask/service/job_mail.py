@@ -5,7 +5,8 @@
   else the admin's ``address-template`` filled in), or refuses the submission
   in one line when the service sends no mail or knows no address.
 - **BEGIN** on the driver's ``started`` event; **END** on its last ``finished``
-  event (not one a retry follows), and, through :meth:`DriverEvents.sweep
+  event (not one a retry follows), when the service fails a job that can
+  never start (:mod:`.stuck`), and, through :meth:`DriverEvents.sweep
   <kbatch_dask.service.driver_events.DriverEvents.sweep>`, for a Job found
   ended without one (an OOM kill, a lost node). END is mailed when ``END`` was
   asked, or ``FAIL`` was and the job failed: one message per ending, as Slurm sends.
@@ -112,6 +113,12 @@ class JobMail:
         if event == "started":
             self._queue(job, "BEGIN", None)
         elif event == "finished" and final:
+            self.end(job, values)
+
+    def end(self, job: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+        """``job`` ended as ``values`` say (``state``, ``exit_code``, ``reason``: its
+        driver's report, or the service's own end of a job that can never start)."""
+        if _annotations(job).get(ANN_MAIL_TYPE):
             self._queue(job, "END", values)
 
     def ended(self, job: Mapping[str, Any]) -> None:
@@ -161,19 +168,19 @@ class JobMail:
         self.setup.mailer.send(message, user, job_id)
 
     def _record(self, user: str, job_id: str, job: Mapping[str, Any], values: Mapping[str, Any] | None) -> JobRecord:
-        """The job's record; at a ``finished`` event, its end as the driver reported it
-        (the pod, and so the Job's status, has not ended yet)."""
+        """The job's record; with ``values``, its end as reported: the Job's status does
+        not say it yet (its pod is still stopping, or is being deleted with it)."""
         try:
             record = self.jobs_of(user).get(job_id)
         except JobNotFound:
             record = job_record(job, [])
-        if values is None or record.state.is_terminal():
+        if values is None:
             return record
         return record.replace(
             state=JobState(values["state"]),
             exit_code=values.get("exit_code"),
             reason=values.get("reason"),
-            finished=now(),
+            finished=record.finished or now(),
         )
 
     def _log_tail(self, user: str, job_id: str) -> list[str]:

@@ -337,10 +337,12 @@ class JobService:
 
     def fail_stuck(self) -> int:
         """End the jobs whose pods can never start (:mod:`~kbatch_dask.service.stuck`):
-        their end recorded, their hub tokens revoked; how many."""
+        their end recorded and mailed, their hub tokens revoked; how many."""
         count = 0
         for found in stuck.find(self.cache.with_pods(), now(), self.config.service.start_timeout):
             if stuck.fail(self.api, found):
                 self.driver_events.revoke(found.job)
+                if self.mail is not None:
+                    self.mail.end(found.job, {"state": JobState.FAILED.value, "reason": found.reason})
                 count += 1
         return count

@@ -183,8 +183,9 @@ def subject(record: JobRecord, event: str, at: datetime) -> str:
     if event == "BEGIN":
         waited = (record.started or at) - record.submitted
         return f"{what} began, queued {clock(max(timedelta(0), waited))}"
-    code = "" if record.exit_code is None else f", exit {record.exit_code}"
-    return f"{what} ended: {record.state.value}{code}, {clock(elapsed(record, at))}"
+    span = elapsed(record, at)
+    parts = [record.state.value, *([f"exit {record.exit_code}"] if record.exit_code is not None else [])]
+    return f"{what} ended: {', '.join([*parts, *([clock(span)] if span is not None else [])])}"
 
 
 def compose(
@@ -202,7 +203,7 @@ def compose(
         ("Submitted", record.submitted.isoformat(timespec="seconds")),
         ("Started", record.started.isoformat(timespec="seconds") if record.started else None),
         ("Ended", record.finished.isoformat(timespec="seconds") if record.finished else None),
-        ("Elapsed", clock(elapsed(record, at))),
+        ("Elapsed", clock(elapsed(record, at)) if record.started else None),
         ("Output", record.output),
         ("Page", page),
     ]

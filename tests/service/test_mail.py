@@ -82,6 +82,13 @@ def test_a_begin_message_says_how_long_the_job_waited() -> None:
     assert "Page:" not in message.get_content() and "log" not in message.get_content()
 
 
+def test_a_job_that_never_ran_ends_without_an_elapsed_time() -> None:
+    never = record(reason="ErrImagePull", exit_code=None, started=None, finished=T0 + timedelta(minutes=5))
+    message = compose(never, "END", "a@b.org", page=None, log_tail=[], at=T0 + timedelta(minutes=5))
+    assert message["Subject"] == "kbatch job k3x9q (train.py) ended: FAILED"
+    assert "Elapsed:" not in message.get_content() and "Reason:    ErrImagePull" in message.get_content()
+
+
 @pytest.mark.parametrize(
     ("asked", "event", "state", "mailed"),
     [

@@ -45,6 +45,7 @@ def service_settings(inbox: Inbox) -> dict[str, str]:
         "DASK_KBATCH__SERVICE__MAIL__FROM_ADDRESS": "kbatch@hub.example.org",
         "DASK_KBATCH__SERVICE__MAIL__ADDRESS_TEMPLATE": "{username}@example.org",
         "DASK_KBATCH__HUB__PUBLIC_URL": PUBLIC_URL,
+        "DASK_KBATCH__SERVICE__START_TIMEOUT": "2",  # a job that can never start fails soon
     }
 
 
@@ -135,6 +136,16 @@ def test_an_end_without_a_driver_event_is_mailed_once_after_a_restart(
     ended(alice, later)
     mails(inbox, later)
     assert len(inbox.messages) == before + 2  # nothing mailed before the restart was mailed again
+
+
+def test_a_job_that_can_never_start_is_mailed_its_failure(service: Service, alice: User, inbox: Inbox) -> None:
+    missing = "pangeo/no-such-image:1"  # allowed by the policy (pangeo/*), in no registry
+    service.kubelet.missing_image(missing)
+    job_id = submit(alice, "never.py", SUCCEEDS, "--image", missing, "--mail-type", "FAIL", "--dask-workers", "0")
+    (message,) = mails(inbox, job_id)
+    assert message["Subject"] == f"kbatch job {job_id} (never.py) ended: FAILED"  # no exit code, never ran
+    (reason,) = [line for line in message.get_content().splitlines() if line.startswith("Reason:")]
+    assert missing in reason and "kbatch.service.start-timeout" in reason
 
 
 def test_the_smtp_password_is_in_no_log_line(service: Service, alice: User, inbox: Inbox) -> None:
