@@ -116,7 +116,7 @@ class ServiceArchive:
 class ServiceMail:
     smtp_host: str | None  # None: the service sends no mail (--mail-type is refused)
     smtp_port: int | None  # None: the security's usual port
-    security: str  # "starttls", "ssl" or "none"
+    security: str  # "starttls", "ssl" or "plain"
     username: str | None
     password_env: str | None  # the name of the variable holding the password, never the password
     password_file: str | None
