@@ -113,6 +113,21 @@ class ServiceArchive:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServiceMail:
+    smtp_host: str | None  # None: the service sends no mail (--mail-type is refused)
+    smtp_port: int | None  # None: the security's usual port
+    security: str  # "starttls", "ssl" or "plain"
+    username: str | None
+    password_env: str | None  # the name of the variable holding the password, never the password
+    password_file: str | None
+    from_address: str | None
+    address_template: str | None  # "{username}@example.org"
+    retries: int
+    timeout: float
+    log_lines: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Service:
     url: str | None
     token: str | None
@@ -131,6 +146,7 @@ class Service:
     start_timeout: float  # seconds a pod may wait for a fatal reason before its job fails
     limits: ServiceLimits
     archive: ServiceArchive
+    mail: ServiceMail
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,8 +52,8 @@ async def serve() -> None:
 
 
 async def sweep_tokens(events: DriverEvents, cache: JobCache, log: logging.Logger) -> None:
-    """Forever: revoke the hub tokens of jobs that ended without saying so (once
-    the watch cache is up, then every :data:`SWEEP_PERIOD` seconds)."""
+    """Forever: revoke the hub tokens of jobs that ended without saying so, and
+    mail their ends (once the watch cache is up, then every :data:`SWEEP_PERIOD` seconds)."""
     while True:
         if cache.up:
             try:

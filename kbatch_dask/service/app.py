@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,17 +17,21 @@ from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.errors import BadInput
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import TokenPolicy
+from kbatch_dask.hub.urls import absolute_address, hub_public_url
 from kbatch_dask.service.archive import DirectoryArchive
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.context import Context
 from kbatch_dask.service.driver_events import JobTokens
 from kbatch_dask.service.handlers import NotFoundHandler, routes
+from kbatch_dask.service.job_mail import MailSetup
 from kbatch_dask.service.jobs import JobService
 from kbatch_dask.service.logs import access_log
+from kbatch_dask.service.mail import Mailer
 from kbatch_dask.service.namespaces import Namespaces
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.settings import Settings
 
+log = logging.getLogger("kbatch_dask.service")
 DEFAULT_URL = "http://127.0.0.1:10202"  # loopback unless the hub says otherwise
 
 
@@ -71,6 +76,20 @@ def driver_url(configured: str | None, environ: Mapping[str, str], listen: Liste
     return base + listen.prefix
 
 
+def mail_setup(config: Settings, environ: Mapping[str, str], prefix: str) -> MailSetup | None:
+    """The service's mail (None without ``kbatch.service.mail.smtp-host``), with links to
+    the jobs' pages on the hub's public URL when it is known."""
+    mail = config.service.mail
+    mailer = Mailer.from_settings(mail, environ)
+    if mailer is None:
+        return None
+    base = hub_public_url(config.hub.public_url, environ)
+    if base is None:
+        log.warning("the service's mail has no links to the jobs' pages: set kbatch.hub.public-url")
+    pages = absolute_address(prefix, base) if base else None
+    return MailSetup(mailer, mail.address_template, mail.log_lines, pages)
+
+
 def make_app(
     config: Settings, api: KubeAPI, listen: Listen, cache: JobCache, hub_auth: HubAuth | None = None
 ) -> web.Application:
@@ -94,6 +113,7 @@ def make_app(
         DirectoryArchive(service.archive.directory),
         driver_url=driver_url(service.driver_url, os.environ, listen),
         tokens=tokens,
+        mail=mail_setup(config, os.environ, listen.prefix),
     )
     jobs.admission.start()
     context = Context(

@@ -19,6 +19,8 @@ Kubernetes credentials.
   driver's final ``finished`` event, after a cancel (once the pod's
   termination grace is over: its driver stops the cluster with it), and by
   :meth:`DriverEvents.sweep` for Jobs found ended without one.
+- **Mail**: a job's ``started`` and last ``finished`` events, and the ends the
+  sweep finds, go to :mod:`.job_mail` when the job asked for mail.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from kbatch_dask.backends.kubernetes.status import disruption
 from kbatch_dask.errors import BadInput, HubError, KubeError
 from kbatch_dask.hub import tokens as hub
 from kbatch_dask.records import JobState, now
+from kbatch_dask.service.job_mail import JobMail
 
 log = logging.getLogger("kbatch_dask.service")
 ALL_JOBS = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
@@ -126,11 +129,13 @@ class DriverEvents:
         namespaces: Callable[[], list[str]],
         tokens: JobTokens | None,
         located: Callable[[str], str | None] = lambda job_id: None,
+        mail: JobMail | None = None,
     ) -> None:
         self.api = api
         self.namespaces = namespaces  # those holding the service's jobs (one, or one per user)
         self.located = located  # the namespace of a job the service knows already (its watch cache)
         self.tokens = tokens
+        self.mail = mail  # None: the service sends no mail
 
     # -- who asks ---------------------------------------------------------------
 
@@ -170,7 +175,10 @@ class DriverEvents:
         except KubeError as exc:
             if exc.status != 404:  # deleted meanwhile (a cancel): nothing to record on
                 raise
-        if event == "finished" and _final(job, JobState(values["state"])):
+        final = event == "finished" and _final(job, JobState(values["state"]))
+        if self.mail is not None:
+            self.mail.driver_event(job, event, values, final)
+        if final:
             self.revoke(job)
 
     def pod_status(self, job: Mapping[str, Any], pod_name: str | None) -> dict[str, Any]:
@@ -211,13 +219,17 @@ class DriverEvents:
 
     def sweep(self, jobs: Iterable[Mapping[str, Any]]) -> int:
         """Revoke the tokens of ``jobs`` (the watch cache's: no list of its own)
-        that ended without a final event (killed, OOM, node gone, retries spent);
-        how many were revoked."""
-        if self.tokens is None:
+        that ended without a final event (killed, OOM, node gone, retries spent),
+        and mail their ends; how many tokens were revoked."""
+        if self.tokens is None and self.mail is None:
             return 0
         count = 0
         for job in jobs:
-            if _annotations(job).get(names.ANN_HUB_TOKEN_ID) and ended(job):
+            if not ended(job):
+                continue
+            if self.mail is not None:
+                self.mail.ended(job)
+            if self.tokens is not None and _annotations(job).get(names.ANN_HUB_TOKEN_ID):
                 self.revoke(job)
                 count += 1
         return count

@@ -53,6 +53,7 @@ from kbatch_dask.service.archive import Archive
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
 from kbatch_dask.service.dry_run import NOT_MINTED, dry_run_plan
+from kbatch_dask.service.job_mail import JobMail, MailSetup, submit_annotations
 from kbatch_dask.service.namespaces import Namespaces
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.service.submission import Submission
@@ -96,6 +97,7 @@ class JobService:
         archive: Archive,
         driver_url: str = "",
         tokens: JobTokens | None = None,
+        mail: MailSetup | None = None,
     ) -> None:
         self.api = api
         self.archive = archive  # what the jobs' drivers uploaded as they ended
@@ -105,7 +107,8 @@ class JobService:
         self.policy = policy
         self.driver_url = driver_url  # where the jobs' drivers reach the service
         self.tokens = tokens  # None: no hub to mint the jobs' gateway tokens with
-        self.driver_events = DriverEvents(api, namespaces.all, tokens, cache.namespace_of)
+        self.mail = JobMail(mail, api, self.jobs_of) if mail else None  # None: no SMTP server configured
+        self.driver_events = DriverEvents(api, namespaces.all, tokens, cache.namespace_of, self.mail)
         # One submission per user at a time: the running-jobs limit counts the
         # user's jobs, then creates one; two at once would both pass the count.
         self._submitting: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
@@ -143,6 +146,7 @@ class JobService:
         }
         backend = self.jobs_of(caller.name, submission.script_name)
         spec = submission.spec(caller.name, folder, defaults)
+        backend.annotations.update(submit_annotations(self.mail.setup if self.mail else None, spec, caller.name))
         self.policy.check_job(spec)
         server = backend.notebook_pod()
         image = self.policy.image(spec.image, server.image)
@@ -358,10 +362,12 @@ class JobService:
 
     def fail_stuck(self) -> int:
         """End the jobs whose pods can never start (:mod:`~kbatch_dask.service.stuck`):
-        their end recorded, their hub tokens revoked; how many."""
+        their end recorded and mailed, their hub tokens revoked; how many."""
         count = 0
         for found in stuck.find(self.cache.with_pods(), now(), self.config.service.start_timeout):
             if stuck.fail(self.api, found):
                 self.driver_events.revoke(found.job)
+                if self.mail is not None:
+                    self.mail.end(found.job, {"state": JobState.FAILED.value, "reason": found.reason})
                 count += 1
         return count

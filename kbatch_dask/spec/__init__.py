@@ -20,6 +20,7 @@ from typing import Any
 from kbatch_dask.errors import BadInput
 from kbatch_dask.spec.dependency import parse_dependency
 from kbatch_dask.spec.directives import parse_directives
+from kbatch_dask.spec.mail import check_address, parse_mail_type
 from kbatch_dask.spec.options import MULTIPLE_OPTIONS, env_values, explicit_values
 from kbatch_dask.spec.script import read_script
 from kbatch_dask.spec.units import is_digits, parse_size, parse_time
@@ -92,6 +93,8 @@ class JobSpec:
     parameters: tuple[tuple[str, str], ...] = ()
     notebook_output: str | None = None
     dependency: str | None = None  # its normal text (spec.dependency.Dependency parses it)
+    mail_type: tuple[str, ...] = ()  # of spec.mail.MAIL_TYPES
+    mail_user: str | None = None
 
     def required_workers(self) -> int:
         """Workers the cluster must have before the user's code starts: the
@@ -155,6 +158,7 @@ class JobSpec:
         values["dask_options"] = tuple(tuple(kv) for kv in values.get("dask_options") or ())
         values["env"] = tuple(tuple(kv) for kv in values.get("env") or ())
         values["parameters"] = tuple(tuple(kv) for kv in values.get("parameters") or ())
+        values["mail_type"] = tuple(values.get("mail_type") or ())
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -245,6 +249,8 @@ _CONVERTERS: dict[str, Any] = {
     "backend": lambda v: _backend(v),
     "export": lambda v: _export(v),
     "dependency": lambda v: parse_dependency(v),
+    "mail_type": lambda v: parse_mail_type(v),
+    "mail_user": lambda v: check_address(v),
 }
 
 
@@ -318,6 +324,8 @@ def _validate(path: str, args: tuple[str, ...], v: Mapping[str, Any], environ: M
         parameters=tuple((str(k), str(v)) for k, v in v.get("parameter", ())),
         notebook_output=_pattern("notebook output", v["notebook_output"]) if v.get("notebook_output") else None,
         dependency=_converted(v, "dependency"),
+        mail_type=_converted(v, "mail_type", ()),
+        mail_user=_converted(v, "mail_user"),
     )
 
 

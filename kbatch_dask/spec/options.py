@@ -88,6 +88,17 @@ SPEC_OPTIONS: list[click.Option] = [
         help="Notebook parameter, injected by papermill (repeatable).",
     ),
     click.Option(
+        ["--mail-type"],
+        metavar="TYPES",
+        help="Mail about the job: BEGIN, END, FAIL, ALL or NONE, comma-separated (the service sends it) "
+        "[default: NONE].",
+    ),
+    click.Option(
+        ["--mail-user"],
+        metavar="ADDRESS",
+        help="Where the mail goes [default: the address the service's admin maps your hub name to].",
+    ),
+    click.Option(
         ["--backend"],
         metavar="local|kubernetes",
         help="Where to run [default: config kbatch.backend; auto = kubernetes inside a pod, else local].",

@@ -179,6 +179,18 @@ def test_queue_of_a_thousand_jobs_makes_at_most_three_api_requests(session: Fake
     assert len(api_requests) <= 3, [(r.method, r.path, r.query) for r in api_requests]
 
 
+def test_mail_asked_of_the_direct_backend_is_a_warning_not_silence(session: FakeSession) -> None:
+    script = session.write("mailed.py", "print('done', flush=True)\n")
+    proc = session.run("--backend", "kubernetes", "--parsable", "--mail-type", "ALL", script, "--dask-workers", "0")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("Warning: ")]
+    assert warnings == [
+        "Warning: --mail-type BEGIN,END,FAIL: the kubernetes backend sends no mail; "
+        "the kbatch-dask service does (--backend hub)"
+    ]
+    session.wait_done(proc.stdout.strip().splitlines()[-1], 60)
+
+
 def test_logs_follow_the_pod_and_fall_back_to_the_output_file(session: FakeSession) -> None:
     script = session.write(
         "ticker.py",

@@ -183,3 +183,12 @@ def test_each_attempt_gets_the_whole_time_limit(home: Path, tmp_path: Path) -> N
     job_id, _ = submit("--retries", "1", "--time", "0:08", str(script), "--dask-workers", "0")
     job = ended(job_id)
     assert (job["state"], job["exit_code"], job["attempt"]) == ("SUCCEEDED", 0, 2), job
+
+
+def test_mail_asked_of_the_local_backend_is_a_warning_not_silence(home: Path, tmp_path: Path) -> None:
+    script = write_script(tmp_path / "mailed.py", "print('done')\n")
+    job_id, stderr = submit("--mail-type", "end,fail", "--mail-user", "a@b.org", str(script), "--dask-workers", "0")
+    assert warnings(stderr) == [
+        "Warning: --mail-type END,FAIL: the local backend sends no mail; the kbatch-dask service does (--backend hub)"
+    ]
+    assert ended(job_id)["state"] == "SUCCEEDED"

@@ -56,6 +56,8 @@ def submitted_options(spec: JobSpec) -> dict[str, Any]:
         "retries": str(spec.retries),
         "parameter": [list(p) for p in spec.parameters] or None,
         "dependency": spec.dependency,
+        "mail_type": ",".join(spec.mail_type) or None,
+        "mail_user": spec.mail_user,
     }
     return {k: v for k, v in options.items() if v is not None}
 

@@ -33,6 +33,7 @@ from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gatew
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec, current_user, expand_pattern
+from kbatch_dask.spec.mail import unsent
 from kbatch_dask.spec.script import read_script
 
 NAME = "kubernetes"
@@ -205,7 +206,8 @@ class KubernetesBackend:
             )
         # The pod's resources enforce --cpus, --memory and --gpus; what is said is
         # about the volumes the job cannot share with the notebook.
-        return tuple(KbatchWarning(w) for w in self.notebook_session().plan.warnings)
+        mail = unsent(spec.mail_type, self.name)  # the service, which mails its jobs, drops these warnings
+        return (*(KbatchWarning(w) for w in self.notebook_session().plan.warnings), *((mail,) if mail else ()))
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:
         """The configured gateway: pods cannot reach a gateway on this machine."""

@@ -34,6 +34,7 @@ from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec, current_user, expand_pattern
 from kbatch_dask.spec.dependency import WAITING, Dependency
 from kbatch_dask.spec.environment import exported_environment
+from kbatch_dask.spec.mail import unsent
 
 DRIVER_MODULE = "kbatch_dask.driver"
 
@@ -107,8 +108,8 @@ class LocalBackend:
             check_worker_count(str(spec.workers), spec.workers.maximum, limit)
         # The driver finds the machine as the job's environment shows it (CUDA_VISIBLE_DEVICES).
         machine = limits.this_machine(exported_environment(spec.export, spec.env, os.environ))
-        warning = limits.warning(limits.placement(spec, machine).unenforced)
-        return (warning,) if warning else ()
+        warnings = (limits.warning(limits.placement(spec, machine).unenforced), unsent(spec.mail_type, self.name))
+        return tuple(w for w in warnings if w)
 
     def dry_run(self, spec: JobSpec, environment: Mapping[str, str]) -> str:
         """The validated spec a submission would store (the environment is not shown)."""
