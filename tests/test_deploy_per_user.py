@@ -93,6 +93,7 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
     per_user_cluster: tuple[FakeApiServer, FakeKubelet],
     per_user: list[dict[str, Any]],  # noqa: F811
     request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
     import dask.config
     from jupyterhub.services.auth import HubAuth
@@ -113,7 +114,11 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
     def make(port: int) -> web.Application:
         driver_url = urlsplit(env["DASK_KBATCH__SERVICE__DRIVER_URL"])._replace(netloc=f"127.0.0.1:{port}")
         with dask.config.set(
-            {"kbatch.service.driver-url": driver_url.geturl(), "kbatch.service.namespace-mode": "per-user"}
+            {
+                "kbatch.service.driver-url": driver_url.geturl(),
+                "kbatch.service.namespace-mode": "per-user",
+                "kbatch.service.archive.directory": str(tmp_path / "archive"),  # the Deployment's is on its claim
+            }
         ):
             config = settings.load()
         cache = JobCache(KubeAPI(), "").start()  # every namespace, as the service's main starts it in this mode
