@@ -83,6 +83,12 @@ NOT_RUN = {
     "pip install --user ./kbatch-dask": "installs kbatch-dask for the user; the tests run this checkout's",
     "kbatch": "names the program in the prose (`kbatch` returns at once), not a command line",
     "kbatch show": "names the subcommand in the prose; `kbatch show k3x9q` is run",
+    # The prose about chains, with ID for the id the first prints: the same chain,
+    # hold and release are run by tests/e2e/test_local_dependencies.py.
+    "kbatch --parsable prepare.py": "the first of the prose's chain (tests/e2e/test_local_dependencies.py)",
+    "kbatch -d afterok:ID train.py": "ID stands for prepare.py's id (tests/e2e/test_local_dependencies.py)",
+    "kbatch hold ID": "ID stands for a waiting job (tests/e2e/test_local_dependencies.py)",
+    "kbatch release ID": "ID stands for a held job (tests/e2e/test_local_dependencies.py)",
 }
 
 

@@ -20,9 +20,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kbatch_dask.errors import BadInput
-from kbatch_dask.records import JobState
+
+if TYPE_CHECKING:  # records imports the gateway client: not for `kbatch --help`
+    from kbatch_dask.records import JobState
 
 KINDS = ("afterok", "afterany", "afternotok", "singleton")
 NEVER = "dependency never satisfied"  # the reason of a job cancelled for it
@@ -79,11 +82,14 @@ class Dependency:
         known) and, for ``singleton``, whether an earlier job of the user with the
         same name is still pending or running.
 
+        >>> from kbatch_dask.records import JobState
         >>> Dependency("afterok", ("a", "b")).outcome({"a": JobState.SUCCEEDED, "b": JobState.RUNNING})
         <Outcome.WAIT: 'wait'>
         >>> Dependency("afterok", ("a",)).outcome({"a": JobState.FAILED})
         <Outcome.NEVER: 'never'>
         """
+        from kbatch_dask.records import JobState
+
         if self.kind == "singleton":
             return Outcome.WAIT if earlier_same_name_active else Outcome.MET
         found = [states.get(job_id) for job_id in self.ids]
