@@ -105,6 +105,11 @@ class ServiceLimits:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServiceHistory:
+    retention: str | None  # how long job records are kept, e.g. "90d"; None: for ever
+
+
+@dataclasses.dataclass(frozen=True)
 class Service:
     url: str | None
     token: str | None
@@ -120,6 +125,8 @@ class Service:
     max_body_size: int
     driver_url: str | None
     log_format: str  # "text" or "json"
+    database_url: str
+    history: ServiceHistory
     limits: ServiceLimits
 
 

@@ -19,6 +19,10 @@ to one of them. Writes of
 the service itself (submit, cancel) are applied from the API's answer at once
 (:meth:`JobCache.written`), so the writer's next read sees them even before the
 watch event arrives.
+
+A :class:`Listener` (the job records' recorder, :mod:`.history.recorder`) is
+told of every job whose record may have changed, with that record, and of the
+last record of a Job that went: the database keeps it.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
@@ -63,6 +67,19 @@ def _newer(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
         return True
     a, b = _version(new), _version(old)
     return not (a.isdigit() and b.isdigit()) or int(a) >= int(b)
+
+
+Gone = Literal["deleted", "unseen"]  # how a Job went: a DELETED event, or missing from a relist
+
+
+class Listener(Protocol):
+    """Told of changes while the cache holds its lock: it must only take note."""
+
+    def changed(self, record: JobRecord, namespace: str, gone: Gone | None = None) -> None:
+        """The job's newest record; ``gone``: its Job went, and how."""
+
+    def listed(self, present: Iterable[tuple[str, str]]) -> None:
+        """The (user, job id) of every Job of a full list."""
 
 
 class Reflector:
@@ -143,7 +160,9 @@ class Reflector:
 class JobCache:
     """The service namespace's kbatch-dask Jobs and pods, and their records."""
 
-    def __init__(self, api: KubeAPI, namespace: str, *, watch_seconds: int = WATCH_SECONDS) -> None:
+    def __init__(
+        self, api: KubeAPI, namespace: str, *, watch_seconds: int = WATCH_SECONDS, listener: Listener | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[str, Obj] = {}  # Job name -> Job
         self._by_user: dict[str, set[str]] = {}  # user label -> Job names
@@ -154,6 +173,8 @@ class JobCache:
         self._generations: dict[str, int] = {}  # user label -> changes to that user's jobs and pods
         self._generation = 0  # changes to anyone's
         self._memos: dict[tuple[str | None, Hashable], tuple[int, bytes]] = {}  # (user, query) -> (generation, answer)
+        self._names_by_id: dict[str, str] = {}  # job id label -> Job name
+        self.listener = listener  # told of every record that may have changed
         self.jobs = Reflector(api, "jobs", namespace, self._replace_jobs, self._apply_job, watch_seconds=watch_seconds)
         self.pods = Reflector(api, "pods", namespace, self._replace_pods, self._apply_pod, watch_seconds=watch_seconds)
         self._stopping = threading.Event()
@@ -216,6 +237,11 @@ class JobCache:
                     return str(meta.get("namespace") or "") or None
         return None
 
+    def holds(self, user: str, job_id: str) -> bool:
+        """Whether the cache has ``user``'s Job ``job_id``."""
+        with self._lock:
+            return m.job_name(user, job_id) in self._jobs
+
     def record(self, user: str, job_id: str) -> JobRecord:
         name = m.job_name(user, job_id)
         with self._lock:
@@ -244,6 +270,20 @@ class JobCache:
                 self._memos.clear()
             self._memos[key] = (stamp, answer)
         return answer
+
+    def touch(self, users: Iterable[str]) -> None:
+        """Answers about these users' jobs changed without a change in Kubernetes (the database's)."""
+        with self._lock:
+            for user in users:
+                slug = safe_slug(user)
+                self._generations[slug] = self._generations.get(slug, 0) + 1
+            self._generation += 1
+
+    def _tell(self, name: str | None, gone: Gone | None = None) -> None:
+        """Tell the listener (held lock) of the record of Job ``name``, if the cache has it."""
+        if self.listener is not None and name is not None and name in self._jobs:
+            namespace = str(_meta(self._jobs[name]).get("namespace") or "")
+            self.listener.changed(self._record(name), namespace, gone)
 
     def _changed(self, obj: Mapping[str, Any]) -> None:
         """A job or pod of this user changed (held lock): their answers are stale."""
@@ -279,37 +319,50 @@ class JobCache:
 
     def _replace_jobs(self, items: list[Obj]) -> None:
         with self._lock:
-            for job in self._jobs.values():
+            listed = {str(_meta(job).get("name", "")) for job in items}
+            for name, job in self._jobs.items():
                 self._changed(job)  # those gone from the new list too
-            self._jobs, self._by_user, self._gone = {}, {}, set()
+                if name not in listed:
+                    self._tell(name, "unseen")  # deleted while no watch was up
+            self._jobs, self._by_user, self._gone, self._names_by_id = {}, {}, set(), {}
             for job in items:
                 self._put_job(job)
             self._records = {k: v for k, v in self._records.items() if k in self._jobs}
+            if self.listener is not None:
+                self.listener.listed((r.user, r.id) for r in map(self._record, self._jobs))
 
     def _apply_job(self, kind: str, job: Obj) -> None:
         name = str(_meta(job).get("name", ""))
         with self._lock:
             if kind == "DELETED":
+                if name in self._jobs and _newer(job, self._jobs[name]):
+                    self._put_job(job, tell=False)  # its last state, then told as gone
+                self._tell(name, "deleted")
                 self._drop_job(name)
                 self._gone.discard(name)
             elif name not in self._gone and _newer(job, self._jobs.get(name)):
                 self._put_job(job)
 
-    def _put_job(self, job: Obj) -> None:
+    def _put_job(self, job: Obj, tell: bool = True) -> None:
         meta = _meta(job)
         name = str(meta.get("name", ""))
         self._drop_job(name)
         self._jobs[name] = job
-        user = str((meta.get("labels") or {}).get(names.LABEL_USER, ""))
-        self._by_user.setdefault(user, set()).add(name)
+        labels = meta.get("labels") or {}
+        self._by_user.setdefault(str(labels.get(names.LABEL_USER, "")), set()).add(name)
+        self._names_by_id[str(labels.get(names.LABEL_JOB_ID, ""))] = name
         self._changed(job)
+        if tell:
+            self._tell(name)
 
     def _drop_job(self, name: str) -> None:
         job = self._jobs.pop(name, None)
         self._records.pop(name, None)
         if job is not None:
-            user = str((_meta(job).get("labels") or {}).get(names.LABEL_USER, ""))
-            self._by_user.get(user, set()).discard(name)
+            labels = _meta(job).get("labels") or {}
+            self._by_user.get(str(labels.get(names.LABEL_USER, "")), set()).discard(name)
+            if self._names_by_id.get(str(labels.get(names.LABEL_JOB_ID, ""))) == name:
+                del self._names_by_id[str(labels.get(names.LABEL_JOB_ID, ""))]
             self._changed(job)
 
     def _replace_pods(self, items: list[Obj]) -> None:
@@ -319,12 +372,15 @@ class JobCache:
             self._pods, self._pods_of = {}, {}
             for pod in items:
                 self._put_pod(pod)
+            for name in self._jobs:
+                self._tell(name)
 
     def _apply_pod(self, kind: str, pod: Obj) -> None:
         with self._lock:
             self._drop_pod(str(_meta(pod).get("name", "")))
             if kind != "DELETED":
                 self._put_pod(pod)
+            self._tell(self._names_by_id.get(str((_meta(pod).get("labels") or {}).get(names.LABEL_JOB_ID, ""))))
 
     def _put_pod(self, pod: Obj) -> None:
         meta = _meta(pod)

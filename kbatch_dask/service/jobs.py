@@ -10,7 +10,9 @@ Job's name and user label hold the owner), an admin anyone's. Lists, shows and
 the policy's count of running jobs are read from the watch cache
 (:mod:`.cache`), without a Kubernetes API call; after a submit or cancel the
 Job as the API then holds it goes into the cache, so the caller's next read
-sees its own write.
+sees its own write. A job no longer in the cache (its Job and pods gone: the
+TTL) is read from the job records of the database (:mod:`.history`), which
+are written at submit and from the cache's changes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import builtins
 import collections
 import dataclasses
+import logging
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -36,17 +39,20 @@ from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.kubernetes.pod_template import combine_templates
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.backends.outputs import LogStream
-from kbatch_dask.errors import BadInput, HubError, KubeError, Refused
+from kbatch_dask.errors import BackendError, BadInput, HubError, JobNotFound, KubeError, Refused
 from kbatch_dask.gateway import configured_gateway
 from kbatch_dask.hub.tokens import HubToken
 from kbatch_dask.records import JobRecord, JobState
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
+from kbatch_dask.service.history import Recorder
 from kbatch_dask.service.namespaces import Namespaces, portable_server_pod
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.service.submission import Submission
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
+
+log = logging.getLogger("kbatch_dask.service")
 
 # z2jh (kubespawner) labels of a user's server pod.
 SERVER_LABELS = "component=singleuser-server,hub.jupyter.org/username={user}"
@@ -136,6 +142,7 @@ class JobService:
         namespaces: Namespaces,
         policy: Policy,
         cache: JobCache,
+        records: Recorder,
         driver_url: str = "",
         tokens: JobTokens | None = None,
     ) -> None:
@@ -151,6 +158,7 @@ class JobService:
         # user's jobs, then creates one; two at once would both pass the count.
         self._submitting: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
         self.cache = cache
+        self.records = records  # the database's job records, beyond the cache
 
     def jobs_of(self, user: str, script_name: str = "") -> UserJobs:
         return UserJobs(self.api, user, self.config, self.namespaces.of(user), script_name, self.namespace)
@@ -197,7 +205,17 @@ class JobService:
                     raise
                 # Inside the lock: the next submission of this user counts this job.
                 self._written(caller.name, record.id)
+        self._remember(record, self.namespaces.of(caller.name), spec)
         return record
+
+    def _remember(self, record: JobRecord, namespace: str, spec: JobSpec) -> None:
+        """The job's first record, with its spec, in the database. The Job exists
+        already: a database that fails now gets the record from the cache later."""
+        options = {**spec.to_dict(), "script": record.script, "env": [k for k, _ in spec.env]}  # no values
+        try:
+            self.records.history.put([(record, namespace)], spec=options)
+        except BackendError as exc:
+            log.warning("job %s: its record is not in the database yet: %s", record.id, exc)
 
     def _gateway_token(self, user: str, spec: JobSpec) -> HubToken | None:
         """A hub token of ``user`` for the job's cluster, when it has one on a
@@ -233,17 +251,19 @@ class JobService:
         user: str | None = None,
         states: tuple[JobState, ...] = (),
         since: datetime | None = None,
+        until: datetime | None = None,
     ) -> bytes:
         """The records of the jobs listed as the API's JSON, ``{"jobs": [...]}``:
         kept until one of them changes, since most queues are asked again and
-        again unchanged."""
+        again unchanged. Those the cache holds, then those only the database
+        does (one query); none submitted after ``until``."""
         owner = self._list_owner(caller, everyone, user)
 
         def build() -> bytes:
-            records = self._list(owner, states, since)
+            records = self._list(owner, states, since, until)
             return json_encode({"jobs": [r.to_dict() for r in records]}).encode()
 
-        return self.cache.memo(owner, (states, since), build)
+        return self.cache.memo(owner, (states, since, until), build)
 
     def _list_owner(self, caller: Caller, everyone: bool, user: str | None) -> str | None:
         """Whose jobs a list is about (None: everyone's)."""
@@ -252,9 +272,12 @@ class JobService:
         return None if everyone and not user else self._owner(caller, user)
 
     def _list(
-        self, owner: str | None, states: tuple[JobState, ...], since: datetime | None
+        self, owner: str | None, states: tuple[JobState, ...], since: datetime | None, until: datetime | None
     ) -> builtins.list[JobRecord]:
-        return [r for r in self.cache.records(owner, since) if not states or r.state in states]
+        live = [r for r in self.cache.records(owner, since) if until is None or r.submitted <= until]
+        gone = self.records.records(owner, since, until, leave_out=lambda r: self.cache.holds(r.user, r.id))
+        records = sorted(live + gone, key=lambda r: (r.submitted, r.id))
+        return [r for r in records if not states or r.state in states]
 
     def count_by_state(self) -> dict[JobState, int]:
         """Every user's jobs by state (the metrics)."""
@@ -267,7 +290,16 @@ class JobService:
         return self.jobs_of(owner)
 
     def get(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
-        return self.cache.record(self._owner(caller, user), job_id)
+        """The job from the cache, else from the database (its Job gone); JobNotFound
+        for one of neither, or another user's."""
+        owner = self._owner(caller, user)
+        try:
+            return self.cache.record(owner, job_id)
+        except JobNotFound:
+            stored = self.records.find(owner, job_id)
+            if stored is None:
+                raise
+            return stored
 
     def logs(
         self, caller: Caller, job_id: str, *, user: str | None, follow: bool, stream: LogStream, tail: int | None
@@ -275,14 +307,18 @@ class JobService:
         return self._job_of(caller, job_id, user).logs(job_id, follow=follow, stream=stream, tail=tail)
 
     def cancel(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
-        backend = self._job_of(caller, job_id, user)
+        owner = self._owner(caller, user)
+        if not self.cache.holds(owner, job_id):
+            return self.get(caller, job_id, user)  # its Job is gone: it ended, there is nothing to stop
+        backend = self.jobs_of(owner)
         job = backend._job(job_id)
         record = backend.cancel(job_id)
         # A running driver stops its cluster with the token as its pod stops: the token
         # goes at its finished event, or at the latest once the pod's grace is over.
         grace = job_options(self.config).termination_grace
         self.driver_events.revoke_later(job, 0 if ended(job) else grace + 5)
-        self._written(self._owner(caller, user), job_id)
+        self._written(owner, job_id)
+        self.records.changed(record, self.namespaces.of(owner))  # the Job may be gone already
         return record
 
     def result(self, caller: Caller, job_id: str, user: str | None = None) -> bytes | None:
