@@ -288,7 +288,7 @@ def requested(job: Mapping[str, Any]) -> dict[str, Any]:
 
     >>> c = {"name": m.CONTAINER, "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}
     >>> requested({"spec": {"template": {"spec": {"containers": [c]}}}})
-    {'cpus': 0.5, 'memory': 1073741824, 'gpus': None}
+    {'cpus': 0.5, 'memory': 1073741824, 'gpus': 0}
     """
     template = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
     for container in template.get("containers") or []:
@@ -298,7 +298,7 @@ def requested(job: Mapping[str, Any]) -> dict[str, Any]:
             return {
                 "cpus": parse_cpu(asked.get("cpu")),
                 "memory": parse_memory(asked.get("memory")),
-                "gpus": _int(limits.get(m.GPU_RESOURCE)),
+                "gpus": _int(limits.get(m.GPU_RESOURCE)) or 0,
             }
     return {"cpus": None, "memory": None, "gpus": None}
 

@@ -143,7 +143,7 @@ class LocalBackend:
                 notebook_output=spec.executed_notebook(job_id, os.path.dirname(output)),
                 cpus=spec.cpus,
                 memory=spec.memory,
-                gpus=spec.gpus or None,
+                gpus=spec.gpus,
             )
 
         jobdir = self.store.create(spec, environment, first_record)
