@@ -184,7 +184,9 @@ def show_cmd(job_id: str, output: str, backend: str | None) -> None:
 
 
 @cli.command("history")
-@click.option("--since", metavar="TIME", help="From this time: an ISO date or time, or an age (2d, 12h). [default: midnight]")
+@click.option(
+    "--since", metavar="TIME", help="From this time: an ISO date or time, or an age (2d, 12h). [default: midnight]"
+)
 @click.option("--until", metavar="TIME", help="To this time, as --since. [default: now]")
 @click.option("-u", "--user", help="Only jobs of this user.")
 @click.option("-o", "--output", type=click.Choice(("table", "json", "yaml")), default="table", show_default=True)
@@ -193,9 +195,10 @@ def history_cmd(since: str | None, until: str | None, user: str | None, output: 
     """List past and present jobs, sacct-like.
 
     The jobs active between --since and --until, ended or not, with their
-    elapsed time, state, exit code and requested resources. The hub backend remembers jobs long after Kubernetes deleted them, the
-    local backend every job of its state directory, the kubernetes backend
-    those whose Job still exists."""
+    elapsed time, state, exit code and requested resources. The hub backend
+    remembers jobs long after Kubernetes deleted them, the local backend every
+    job of its state directory, the kubernetes backend those whose Job still
+    exists."""
     from kbatch_dask import history, render
 
     start = history.parse_when(since, "--since") if since else None

@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> None:
         history = History(args.url or settings.load().service.database_url, migrate=False)
         try:
             if args.command == "current":
-                print(f"{history.url}: at {migrations.current(history.engine) or 'base (no tables)'}; "
-                      f"newest shipped: {migrations.head()}")
+                print(
+                    f"{history.url}: at {migrations.current(history.engine) or 'base (no tables)'}; "
+                    f"newest shipped: {migrations.head()}"
+                )
             elif args.command == "upgrade":
                 migrations.upgrade(history.engine, args.revision)
                 print(f"{history.url}: at {migrations.current(history.engine)}")

@@ -115,8 +115,8 @@ class Recorder:
         with self._lock:
             noted = [r for r, _ in self._noted.values() if user is None or r.user == user]
         for record in noted:
-            active_or_recent = not record.state.is_terminal() or since is None or (
-                (record.finished or record.submitted) >= since
+            active_or_recent = (
+                not record.state.is_terminal() or since is None or ((record.finished or record.submitted) >= since)
             )
             if active_or_recent and (until is None or record.submitted <= until):
                 stored[_key(record)] = record

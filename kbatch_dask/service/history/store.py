@@ -132,7 +132,9 @@ class History:
         if user is not None:
             query = query.where(JobRow.user == user)
         if since is not None:
-            query = query.where(or_(JobRow.state.in_(ACTIVE), func.coalesce(JobRow.finished, JobRow.submitted) >= since))
+            query = query.where(
+                or_(JobRow.state.in_(ACTIVE), func.coalesce(JobRow.finished, JobRow.submitted) >= since)
+            )
         if until is not None:
             query = query.where(JobRow.submitted <= until)
         with Session(self.engine) as session:
@@ -143,9 +145,7 @@ class History:
         return list(self._guarded(self._unfinished, updated_before))
 
     def _unfinished(self, updated_before: datetime) -> list[tuple[JobRecord, str]]:
-        query = select(JobRow.record, JobRow.namespace).where(
-            JobRow.state.in_(ACTIVE), JobRow.updated < updated_before
-        )
+        query = select(JobRow.record, JobRow.namespace).where(JobRow.state.in_(ACTIVE), JobRow.updated < updated_before)
         with Session(self.engine) as session:
             return [(JobRecord.from_dict(data), ns) for data, ns in session.execute(query)]
 

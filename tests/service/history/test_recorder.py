@@ -6,19 +6,20 @@ the jobs that went while no service watched are found at the first list."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fakes.kube.fake_apiserver import FakeApiServer
 from fakes.kube.fixtures import fake_apiserver  # noqa: F401
 from fakes.kube.resources import JOB, POD
-from service.test_cache import NS, seed, wait_for
 
 from kbatch_dask.backends.kubernetes import manifests
 from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts, import_kubernetes
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.history import History, Recorder
+from service.test_cache import NS, seed, wait_for
 
 
 def api_of(server: FakeApiServer, folder: Path) -> KubeAPI:
@@ -122,3 +123,16 @@ def test_jobs_gone_while_no_service_watched_end_lost_at_the_first_list(
     finally:
         cache.stop(wait=10)
         recorder.stop()
+
+
+def test_retention_deletes_old_records_tells_the_archive_and_the_cache(history: History) -> None:
+    expired: list[list[tuple[str, str]]] = []
+    touched: list[set[str]] = []
+    recorder = Recorder(history, touch=lambda users: touched.append(set(users)), on_expired=expired.append)
+    long_ago = now() - timedelta(days=100)
+    old = JobRecord("old1", "train", "alice", "kubernetes", JobState.SUCCEEDED, long_ago, "t.py", finished=long_ago)
+    history.put([(old, NS), (old.replace(id="new1", finished=now()), NS)])
+    assert recorder.expire(timedelta(days=90)) == 1
+    assert expired == [[("alice", "old1")]] and touched == [{"alice"}]
+    assert recorder.find("alice", "old1") is None and recorder.find("alice", "new1") is not None
+    assert recorder.expire(timedelta(days=90)) == 0 and len(expired) == 1  # nothing more to say
