@@ -115,6 +115,7 @@ def test_jobs_gone_while_no_service_watched_end_lost_at_the_first_list(
     cache, recorder = watched(fake_apiserver, tmp_path, history)
     try:
         wait_for(lambda: (stored(history, "alice", "gone1") or base).state is JobState.LOST, "the reconciliation")
+        recorder.flush()  # both lists are in: a2's record from before its pod was listed (PENDING) is superseded
         gone = stored(history, "alice", "gone1")
         assert gone is not None and gone.reason == "its Kubernetes Job went while the service was not watching"
         a2, done = stored(history, "alice", "a2"), stored(history, "alice", "done")
