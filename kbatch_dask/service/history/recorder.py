@@ -72,6 +72,7 @@ class Recorder:
         self.on_expired = on_expired
         self.started = now()
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._noted: dict[Key, tuple[JobRecord, str]] = {}  # not written yet: (record, namespace)
         self._listed: set[Key] | None = None  # the first full list's jobs, until reconciled
         self._reconciled = False
@@ -156,6 +157,10 @@ class Recorder:
     def flush(self) -> None:
         """Write what is noted (then reconcile after the first list); BackendError
         when the database fails (what was noted stays noted)."""
+        with self._flushing:  # one at a time: an older batch never lands after a newer one
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             batch = dict(self._noted)
         if batch:
