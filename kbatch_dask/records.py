@@ -111,6 +111,10 @@ class JobRecord:
     time_limit: int | None = None  # seconds; None: no limit
     notebook_output: str | None = None  # where a notebook job's executed notebook goes
     attempt: int = 1  # which run of the job this is (1 + the retries so far)
+    # What the driver asked for (--cpus, --memory in bytes, --gpus, or the backend's defaults); None: not said.
+    cpus: float | None = None
+    memory: int | None = None
+    gpus: int | None = None
 
     def elapsed(self, at: datetime | None = None) -> float | None:
         """Seconds run so far (running) or in total (ended); None if never started."""
@@ -150,6 +154,9 @@ class JobRecord:
             "time_limit": self.time_limit,
             "notebook_output": self.notebook_output,
             "attempt": self.attempt,
+            "cpus": self.cpus,
+            "memory": self.memory,
+            "gpus": self.gpus,
         }
 
     @classmethod
@@ -179,6 +186,9 @@ class JobRecord:
             time_limit=data.get("time_limit"),
             notebook_output=data.get("notebook_output"),
             attempt=data.get("attempt") or 1,
+            cpus=data.get("cpus"),
+            memory=data.get("memory"),
+            gpus=data.get("gpus"),
         )
 
 

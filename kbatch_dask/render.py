@@ -14,6 +14,9 @@ WIDE_COLUMNS = (
     "JOBID", "NAME", "USER", "STATE", "SUBMITTED", "TIME", "TIME_LIMIT", "WORKERS",
     "REASON/EXIT", "CLUSTER", "DASHBOARD", "OUTPUT",
 )  # fmt: skip
+HISTORY_COLUMNS = (
+    "JOBID", "NAME", "STATE", "SUBMITTED", "START", "END", "ELAPSED", "EXIT", "CPUS", "MEMORY", "GPUS", "WORKERS",
+)  # fmt: skip
 MAX_NAME = 24
 
 
@@ -94,8 +97,38 @@ def _row(record: JobRecord, wide: bool, at: datetime | None) -> list[str]:
 def table(records: Sequence[JobRecord], wide: bool = False, at: datetime | None = None) -> str:
     """Aligned columns, header first; the last column is not padded."""
     header = list(WIDE_COLUMNS if wide else TABLE_COLUMNS)
-    rows = [header] + [_row(r, wide, at) for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return _aligned([header] + [_row(r, wide, at) for r in records])
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%dT%H:%M:%S") if value else "-"
+
+
+def history_table(records: Sequence[JobRecord], at: datetime | None = None) -> str:
+    """``kbatch history``'s columns (sacct's, with the Dask workers), lined up as the queue's."""
+    rows = [list(HISTORY_COLUMNS)]
+    for r in records:
+        rows.append(
+            [
+                r.id,
+                _short(r.name, MAX_NAME),
+                r.state.value,
+                _when(r.submitted),
+                _when(r.started),
+                _when(r.finished),
+                format_duration(r.elapsed(at)) or "-",
+                "-" if r.exit_code is None else str(r.exit_code),
+                "-" if r.cpus is None else f"{r.cpus:g}",
+                "-" if r.memory is None else format_size(r.memory),
+                "-" if r.gpus is None else str(r.gpus),
+                workers_cell(r).split("/", 1)[-1],
+            ]
+        )
+    return _aligned(rows)
+
+
+def _aligned(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
         cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False)] + [row[-1]]

@@ -128,6 +128,11 @@ class ServiceMail:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServiceHistory:
+    retention: str | None  # how long job records are kept, e.g. "90d"; None: for ever
+
+
+@dataclasses.dataclass(frozen=True)
 class Service:
     url: str | None
     token: str | None
@@ -144,6 +149,8 @@ class Service:
     driver_url: str | None
     log_format: str  # "text" or "json"
     start_timeout: float  # seconds a pod may wait for a fatal reason before its job fails
+    database_url: str
+    history: ServiceHistory
     limits: ServiceLimits
     archive: ServiceArchive
     mail: ServiceMail

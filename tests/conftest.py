@@ -192,3 +192,27 @@ def own_gateway_home(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("KBATCH_DASK_HOME", str(path))
     yield path
     embedded.stop(str(path))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """One real PostgreSQL server for the run (tests/pg_server.py); its URL.
+    Skipped, saying why, only where no PostgreSQL server can be started."""
+    from pg_server import postgres_server, why_not
+
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind the service supports: a SQLite file, and
+    a database of its own on the run's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'records.sqlite'}"
+    from pg_server import new_database
+
+    return new_database(request.getfixturevalue("postgres"))

@@ -278,6 +278,7 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
     from kbatch_dask.service import submission
     from kbatch_dask.service.app import Listen, make_app
     from kbatch_dask.service.cache import JobCache
+    from kbatch_dask.service.history import History, Recorder
     from kbatch_dask.service.jobs import Caller, JobService
 
     server, kubelet, account = rbac_cluster
@@ -300,7 +301,8 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
         cache = JobCache(KubeAPI(), NAMESPACE).start()  # as the service's main starts it
         request.addfinalizer(cache.stop)
         wait_for(lambda: cache.up, what="the watch cache's first list")
-        return make_app(config, api, Listen("127.0.0.1", port, prefix), cache, hub_auth=hub)
+        records = Recorder(History(f"sqlite:///{tmp_path}/records-{port}.sqlite"))
+        return make_app(config, api, Listen("127.0.0.1", port, prefix), cache, records, hub_auth=hub)
 
     alice = Caller("alice")
     script = {"name": "hello.py", "content": base64.b64encode(b"print('hello from the job')\n").decode()}

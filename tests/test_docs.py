@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
         "submit",
         "queue",
         "show",
+        "history",
         "logs",
         "cancel",
         "hold",

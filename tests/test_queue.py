@@ -119,6 +119,9 @@ def test_json_shape_matches_the_cli_contract() -> None:
         "time_limit",
         "notebook_output",
         "attempt",
+        "cpus",
+        "memory",
+        "gpus",
     ]
     assert first["submitted"] == "2026-11-21T21:40:00+00:00"
     assert first["dask"] == {

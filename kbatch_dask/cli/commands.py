@@ -183,6 +183,34 @@ def show_cmd(job_id: str, output: str, backend: str | None) -> None:
         click.echo(render.show(record))
 
 
+@cli.command("history")
+@click.option(
+    "--since", metavar="TIME", help="From this time: an ISO date or time, or an age (2d, 12h). [default: midnight]"
+)
+@click.option("--until", metavar="TIME", help="To this time, as --since. [default: now]")
+@click.option("-u", "--user", help="Only jobs of this user.")
+@click.option("-o", "--output", type=click.Choice(("table", "json", "yaml")), default="table", show_default=True)
+@click.option("--backend", metavar="local|kubernetes|hub")
+def history_cmd(since: str | None, until: str | None, user: str | None, output: str, backend: str | None) -> None:
+    """List past and present jobs, sacct-like.
+
+    The jobs active between --since and --until, ended or not, with their
+    elapsed time, state, exit code and requested resources. The hub backend
+    remembers jobs long after Kubernetes deleted them, the local backend every
+    job of its state directory, the kubernetes backend those whose Job still
+    exists."""
+    from kbatch_dask import history, render
+
+    start = history.parse_when(since, "--since") if since else None
+    end = history.parse_when(until, "--until") if until else None
+    records = history.records(start, end, user, backend)
+    if output == "table":
+        click.echo(render.history_table(records))
+        return
+    data = [{**r.to_dict(), "elapsed": r.elapsed()} for r in records]
+    click.echo(render.to_json(data) if output == "json" else render.to_yaml(data))
+
+
 @cli.command("logs")
 @click.argument("job_id", metavar="JOB", shell_complete=job_ids)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing output until the job ends.")

@@ -23,6 +23,7 @@ from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.context import Context
 from kbatch_dask.service.driver_events import JobTokens
 from kbatch_dask.service.handlers import NotFoundHandler, routes
+from kbatch_dask.service.history import Recorder
 from kbatch_dask.service.job_mail import MailSetup
 from kbatch_dask.service.jobs import JobService
 from kbatch_dask.service.logs import access_log
@@ -91,10 +92,16 @@ def mail_setup(config: Settings, environ: Mapping[str, str], prefix: str) -> Mai
 
 
 def make_app(
-    config: Settings, api: KubeAPI, listen: Listen, cache: JobCache, hub_auth: HubAuth | None = None
+    config: Settings,
+    api: KubeAPI,
+    listen: Listen,
+    cache: JobCache,
+    records: Recorder,
+    hub_auth: HubAuth | None = None,
 ) -> web.Application:
     """The application, reading from ``cache`` (started by the caller, on the jobs'
-    namespace, or all); ``hub_auth`` from the ``JUPYTERHUB_*`` environment unless given."""
+    namespace, or all) and, for jobs gone from it, from ``records`` (the database,
+    the cache's listener); ``hub_auth`` from the ``JUPYTERHUB_*`` environment unless given."""
     service = config.service
     namespaces = Namespaces(api, service, namespace(config, api))
     auth = hub_auth or HubAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""))
@@ -111,6 +118,7 @@ def make_app(
         Policy.from_settings(service),
         cache,
         DirectoryArchive(service.archive.directory),
+        records,
         driver_url=driver_url(service.driver_url, os.environ, listen),
         tokens=tokens,
         mail=mail_setup(config, os.environ, listen.prefix),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Iterable
 from typing import Protocol
 
 from kbatch_dask.backends.hub.protocol import Upload
@@ -78,6 +79,14 @@ class DirectoryArchive:
     def delete(self, user: str, job_id: str, kind: Upload) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(user, job_id, kind))
+
+
+def forget(archive: Archive, jobs: Iterable[tuple[str, str]]) -> None:
+    """Delete everything kept of these ``(user, job id)`` (their records went: the
+    database's retention)."""
+    for user, job_id in jobs:
+        for kind in KINDS:
+            archive.delete(user, job_id, kind)
 
 
 def archived_logs(archive: Archive, user: str, record: JobRecord, stream: LogStream, tail: int | None) -> list[str]:

@@ -1,14 +1,15 @@
 """The routes of API v1 (SERVICE.md), thin: parse the request, call
 :class:`~kbatch_dask.service.jobs.JobService` off the event loop (the
 Kubernetes client blocks), answer JSON. Reads served from the watch cache
-(queue, show, the running-jobs count) run on the loop: they are memory only,
-and wait for the cache to be up (:data:`CACHE_WAIT`, then 503)."""
+wait for it to be up (:data:`CACHE_WAIT`, then 503); the running-jobs count
+runs on the loop (memory only), queue and show off it, since a job no longer
+in the cache is read from the database."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from tornado import web
@@ -16,12 +17,13 @@ from tornado.routing import Rule
 
 from kbatch_dask import versions
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
-from kbatch_dask.errors import BadInput, JobNotFound, KubeError
+from kbatch_dask.errors import BackendError, BadInput, JobNotFound, KubeError
 from kbatch_dask.records import JobRecord, JobState
 from kbatch_dask.service import submission
 from kbatch_dask.service.auth import ApiHandler
 from kbatch_dask.service.driver_handlers import driver_routes
 from kbatch_dask.service.errors import JsonErrors, refuse
+from kbatch_dask.service.jobs import Listing
 from kbatch_dask.service.logs import log
 from kbatch_dask.service.metrics import CONTENT_TYPE
 
@@ -64,15 +66,17 @@ class JobsHandler(ApiHandler):
         states = (
             JobState.parse_list(self.get_query_argument("state", "")) if self.get_query_argument("state", "") else ()
         )
-        since = self.get_query_argument("since", None)
+        since, until = self.get_query_argument("since", None), self.get_query_argument("until", None)
         await self.context.jobs.cache.wait_up(CACHE_WAIT)
-        listing = self.context.jobs.list_json(
-            caller,
-            everyone=self._flag("all"),
-            user=self.get_query_argument("user", None),
-            states=states,
-            since=_iso(since) if since else None,
-        )
+        everyone, user = self._flag("all"), self.get_query_argument("user", None)
+        after, before = (_iso("since", since) if since else None), (_iso("until", until) if until else None)
+
+        def listed(call: Callable[..., Listing | None]) -> Listing | None:
+            return call(caller, everyone=everyone, user=user, states=states, since=after, until=before)
+
+        # An unchanged list is answered from memory at once; building one may query the database.
+        listing = listed(self.context.jobs.kept_list_json) or await off_loop(listed, self.context.jobs.list_json)
+        assert listing is not None  # list_json always answers
         self._etag = listing.etag
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(listing.body)
@@ -122,7 +126,7 @@ class JobHandler(ApiHandler):
     async def get(self, job_id: str) -> None:
         caller, user = await self._caller_and_user(job_id)
         await self.context.jobs.cache.wait_up(CACHE_WAIT)
-        self.finish(job_json(self.context.jobs.get(caller, job_id, user)))
+        self.finish(job_json(await off_loop(self.context.jobs.get, caller, job_id, user)))
 
     async def delete(self, job_id: str) -> None:
         caller, user = await self._caller_and_user(job_id)
@@ -175,7 +179,7 @@ class ResultHandler(JobHandler):
     async def get(self, job_id: str) -> None:
         caller, user = await self._caller_and_user(job_id)
         await self.context.jobs.cache.wait_up(CACHE_WAIT)
-        record = self.context.jobs.get(caller, job_id, user)
+        record = await off_loop(self.context.jobs.get, caller, job_id, user)
         if not record.state.is_terminal():
             refuse(409, f"job {job_id} is {record.state.value}: its result comes when it ends")
         data = await off_loop(self.context.jobs.result, caller, job_id, user)
@@ -187,16 +191,21 @@ class ResultHandler(JobHandler):
 
 class HealthHandler(JsonErrors):
     """Liveness without auth and without user data: are both watches of the
-    cache up, and how long since each last heard from Kubernetes? 503 when not."""
+    cache up, how long since each last heard from Kubernetes, does the
+    database answer? 503 when not."""
 
     def initialize(self, context: Any) -> None:
         self.context = context
 
     async def get(self) -> None:
         cache = self.context.jobs.cache
-        up = cache.up
-        self.set_status(200 if up else 503)
-        self.finish({"kubernetes": "ok" if up else "down", "watches": cache.health()})
+        try:
+            await off_loop(self.context.jobs.records.history.ping)
+            database = "ok"
+        except BackendError as exc:
+            database = str(exc)
+        self.set_status(200 if cache.up and database == "ok" else 503)
+        self.finish({"kubernetes": "ok" if cache.up else "down", "database": database, "watches": cache.health()})
 
 
 class MetricsHandler(JsonErrors):
@@ -226,11 +235,12 @@ class NotFoundHandler(JsonErrors):
         refuse(404, f"no such endpoint: {self.request.method} {self.request.path}")
 
 
-def _iso(text: str) -> datetime:
+def _iso(name: str, text: str) -> datetime:
     try:
-        return datetime.fromisoformat(text)
+        value = datetime.fromisoformat(text)
     except ValueError:
-        raise BadInput(f"?since={text}: expected an ISO date and time, e.g. 2026-01-31T12:00:00+00:00") from None
+        raise BadInput(f"?{name}={text}: expected an ISO date and time, e.g. 2026-01-31T12:00:00+00:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # compared with aware times
 
 
 def routes(prefix: str, context: Any) -> list[Rule | tuple[str, type[web.RequestHandler], dict[str, Any]]]:

@@ -13,19 +13,21 @@ goes into the cache, so the caller's next read sees its own write. Every job
 enters the service's queue (:mod:`.admission`), suspended, and starts when its
 dependency, its hold and the running-jobs limits allow. An ended job's result and logs come from the
 service's archive (:mod:`.archive`), which its driver filled as it ended: the
-service reads no file on a user's volume.
+service reads no file on a user's volume. A job no longer in the cache (its Job and pods gone: the
+TTL) is read from the job records of the database (:mod:`.history`), which
+are written at submit and from the cache's changes.
 """
 
 from __future__ import annotations
 
-import base64
 import builtins
 import collections
 import dataclasses
 import hashlib
+import logging
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,8 +45,7 @@ from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.backend import job_options
 from kbatch_dask.backends.kubernetes.client import KubeAPI
 from kbatch_dask.backends.outputs import LogStream
-from kbatch_dask.errors import BadInput, HubError, JobNotFound, KubeError, Refused
-from kbatch_dask.gateway import configured_gateway
+from kbatch_dask.errors import BackendError, BadInput, JobNotFound, KubeError
 from kbatch_dask.hub.tokens import HubToken
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.service import stuck
@@ -53,6 +54,8 @@ from kbatch_dask.service.archive import Archive
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
 from kbatch_dask.service.dry_run import NOT_MINTED, dry_run_plan
+from kbatch_dask.service.gateway_tokens import GatewayTokens
+from kbatch_dask.service.history import Recorder
 from kbatch_dask.service.job_mail import JobMail, MailSetup, submit_annotations
 from kbatch_dask.service.namespaces import Namespaces
 from kbatch_dask.service.policy import Policy
@@ -61,6 +64,8 @@ from kbatch_dask.service.user_jobs import UserJobs
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
 from kbatch_dask.spec.dependency import Dependency
+
+log = logging.getLogger("kbatch_dask.service")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +100,7 @@ class JobService:
         policy: Policy,
         cache: JobCache,
         archive: Archive,
+        records: Recorder,
         driver_url: str = "",
         tokens: JobTokens | None = None,
         mail: MailSetup | None = None,
@@ -107,6 +113,7 @@ class JobService:
         self.policy = policy
         self.driver_url = driver_url  # where the jobs' drivers reach the service
         self.tokens = tokens  # None: no hub to mint the jobs' gateway tokens with
+        self.gateway_tokens = GatewayTokens(api, tokens)
         self.mail = JobMail(mail, api, self.jobs_of) if mail else None  # None: no SMTP server configured
         self.driver_events = DriverEvents(api, namespaces.all, tokens, cache.namespace_of, self.mail)
         # One submission per user at a time: the running-jobs limit counts the
@@ -121,8 +128,9 @@ class JobService:
             policy.max_running_jobs_total,
             timedelta(days=config.kubernetes.ttl_days),
             revoke=lambda job: self.driver_events.revoke_later(job, 0),
-            starting=self._token_at_start,
+            starting=self.gateway_tokens.at_start,
         )
+        self.records = records  # the database's job records, beyond the cache
 
     def jobs_of(self, user: str, script_name: str = "") -> UserJobs:
         namespace = self.namespaces.of(user)
@@ -164,9 +172,9 @@ class JobService:
                 self._enqueue(caller.name, spec, backend)
                 self.namespaces.ensure(caller.name)
                 token = None
-                if self._needs_token(spec) and self.kueue:  # Kueue starts the Job: its token is made now
-                    token = self._gateway_token(caller.name, spec.name, spec.time_limit)
-                elif self._needs_token(spec):  # the queue starts it, and makes its token then
+                if self.gateway_tokens.needed(spec) and self.kueue:  # Kueue starts the Job: its token is made now
+                    token = self.gateway_tokens.mint(caller.name, spec.name, spec.time_limit)
+                elif self.gateway_tokens.needed(spec):  # the queue starts it, and makes its token then
                     backend.annotations[names.ANN_TOKEN_AT_START] = "true"
                 if token is not None:
                     assert self.tokens is not None
@@ -183,7 +191,17 @@ class JobService:
                 if not self.kueue:
                     self.admission.run()  # it starts now if it may: the answer says so
                     record = self.cache.record(caller.name, record.id)
+        self._remember(record, self.namespaces.of(caller.name), spec)
         return record
+
+    def _remember(self, record: JobRecord, namespace: str, spec: JobSpec) -> None:
+        """The job's first record, with its spec, in the database. The Job exists
+        already: a database that fails now gets the record from the cache later."""
+        options = {**spec.to_dict(), "script": record.script, "env": [k for k, _ in spec.env]}  # no values
+        try:
+            self.records.history.put([(record, namespace)], spec=options)
+        except BackendError as exc:
+            log.warning("job %s: its record is not in the database yet: %s", record.id, exc)
 
     def _driver_environment(self, submission: Submission, credential: str) -> dict[str, str]:
         """The job's environment: the user's, and how its driver reaches the service."""
@@ -206,21 +224,14 @@ class JobService:
             backend.annotations[names.ANN_CREDENTIAL_HASH] = NOT_MINTED
             self._enqueue(caller.name, spec, backend)  # checked, and its queue annotations shown
             first_use = self.namespaces.planned(caller.name)
-            if self._needs_token(spec) and self.kueue:
+            if self.gateway_tokens.needed(spec) and self.kueue:
                 assert self.tokens is not None
                 environment.update(self.tokens.environment(caller.name, HubToken(NOT_MINTED, NOT_MINTED)))
                 backend.annotations[names.ANN_HUB_TOKEN_ID] = NOT_MINTED
-            elif self._needs_token(spec):  # as submit does: made when the queue starts it
+            elif self.gateway_tokens.needed(spec):  # as submit does: made when the queue starts it
                 backend.annotations[names.ANN_TOKEN_AT_START] = "true"
             objects = backend.manifests(spec, environment, new_job_id()).all()
         return dry_run_plan(first_use, objects, queued=bool(self.config.kubernetes.queue_name))
-
-    def _needs_token(self, spec: JobSpec) -> bool:
-        """Whether the job gets a hub token: it has a cluster, on a gateway with JupyterHub auth."""
-        gateway = configured_gateway()
-        return (
-            self.tokens is not None and bool(spec.workers) and gateway is not None and gateway.auth_type == "jupyterhub"
-        )
 
     def _enqueue(self, user: str, spec: JobSpec, backend: UserJobs) -> None:
         """Check the job's dependency and the queue's bound; the Job's queue annotations."""
@@ -244,37 +255,6 @@ class JobService:
             return False
         return True
 
-    def _token_at_start(self, job: Mapping[str, Any]) -> dict[str, str]:
-        """As the queue starts ``job``: its gateway token, made now (so that it lives
-        ``--time`` plus the margin from the start, however long the job waited), put
-        in the job's Secret before its pod exists; the annotation naming it."""
-        meta = job.get("metadata") or {}
-        ann = meta.get("annotations") or {}
-        if ann.get(names.ANN_TOKEN_AT_START) != "true" or self.tokens is None:
-            return {}
-        user, name, namespace = str(ann[names.ANN_USER]), str(ann.get(names.ANN_NAME, "")), str(meta["namespace"])
-        limit = ann.get(names.ANN_TIME_LIMIT)
-        token = self._gateway_token(user, name, int(limit) if limit else None)
-        data = {k: base64.b64encode(v.encode()).decode() for k, v in self.tokens.environment(user, token).items()}
-        try:
-            self.api.patch_secret(namespace, str(meta["name"]), {"data": data})  # the Secret shares the Job's name
-        except BaseException:
-            self.tokens.revoke(user, token.id, str(meta["name"]))
-            raise
-        return {names.ANN_HUB_TOKEN_ID: token.id}
-
-    def _gateway_token(self, user: str, name: str, time_limit: int | None) -> HubToken:
-        """A hub token of ``user`` for the job's cluster (on a gateway with
-        JupyterHub auth); a hub that refuses is a refusal (403)."""
-        assert self.tokens is not None
-        try:
-            return self.tokens.mint(user, name, time_limit)
-        except HubError as exc:
-            raise Refused(
-                f"JupyterHub did not create a token for the job's Dask cluster ({exc}); the service's hub role "
-                "needs the scope 'tokens' and users the scopes of kbatch.hub.token-scopes"
-            ) from None
-
     def _written(self, user: str, job_id: str) -> None:
         """Put the Job as the API holds it after our write into the cache."""
         name = m.job_name(user, job_id)
@@ -295,17 +275,34 @@ class JobService:
         user: str | None = None,
         states: tuple[JobState, ...] = (),
         since: datetime | None = None,
+        until: datetime | None = None,
     ) -> Listing:
         """The records of the jobs listed as the API's JSON, ``{"jobs": [...]}``:
         kept until one of them changes, since most queues are asked again and
-        again unchanged."""
+        again unchanged. Those the cache holds, then those only the database
+        does (one query); none submitted after ``until``."""
         owner = self._list_owner(caller, everyone, user)
 
         def build() -> Listing:
-            records = self._list(owner, states, since)
+            records = self._list(owner, states, since, until)
             return Listing.of(json_encode({"jobs": [r.to_dict() for r in records]}).encode())
 
-        return self.cache.memo(owner, (states, since), build)
+        return self.cache.memo(owner, (states, since, until), build)
+
+    def kept_list_json(
+        self,
+        caller: Caller,
+        *,
+        everyone: bool = False,
+        user: str | None = None,
+        states: tuple[JobState, ...] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Listing | None:
+        """:meth:`list_json`'s answer if it is kept and none of its jobs changed
+        since: no query, so the event loop may ask (None: build it off the loop)."""
+        kept = self.cache.kept(self._list_owner(caller, everyone, user), (states, since, until))
+        return kept if isinstance(kept, Listing) else None
 
     def _list_owner(self, caller: Caller, everyone: bool, user: str | None) -> str | None:
         """Whose jobs a list is about (None: everyone's)."""
@@ -314,9 +311,12 @@ class JobService:
         return None if everyone and not user else self._owner(caller, user)
 
     def _list(
-        self, owner: str | None, states: tuple[JobState, ...], since: datetime | None
+        self, owner: str | None, states: tuple[JobState, ...], since: datetime | None, until: datetime | None
     ) -> builtins.list[JobRecord]:
-        return [r for r in self.cache.records(owner, since) if not states or r.state in states]
+        live = [r for r in self.cache.records(owner, since) if until is None or r.submitted <= until]
+        gone = self.records.records(owner, since, until, leave_out=lambda r: self.cache.holds(r.user, r.id))
+        records = sorted(live + gone, key=lambda r: (r.submitted, r.id))
+        return [r for r in records if not states or r.state in states]
 
     def count_by_state(self) -> dict[JobState, int]:
         """Every user's jobs by state (the metrics)."""
@@ -329,7 +329,16 @@ class JobService:
         return self.jobs_of(owner)
 
     def get(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
-        return self.cache.record(self._owner(caller, user), job_id)
+        """The job from the cache, else from the database (its Job gone); JobNotFound
+        for one of neither, or another user's."""
+        owner = self._owner(caller, user)
+        try:
+            return self.cache.record(owner, job_id)
+        except JobNotFound:
+            stored = self.records.find(owner, job_id)
+            if stored is None:
+                raise
+            return stored
 
     def logs(
         self, caller: Caller, job_id: str, *, user: str | None, follow: bool, stream: LogStream, tail: int | None
@@ -337,14 +346,18 @@ class JobService:
         return self._job_of(caller, job_id, user).logs(job_id, follow=follow, stream=stream, tail=tail)
 
     def cancel(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:
-        backend = self._job_of(caller, job_id, user)
+        owner = self._owner(caller, user)
+        if not self.cache.holds(owner, job_id):
+            return self.get(caller, job_id, user)  # its Job is gone: it ended, there is nothing to stop
+        backend = self.jobs_of(owner)
         job = backend._job(job_id)
         record = backend.cancel(job_id)
         # A running driver stops its cluster with the token as its pod stops: the token
         # goes at its finished event, or at the latest once the pod's grace is over.
         grace = job_options(self.config).termination_grace
         self.driver_events.revoke_later(job, 0 if ended(job) else grace + 5)
-        self._written(self._owner(caller, user), job_id)
+        self._written(owner, job_id)
+        self.records.changed(record, self.namespaces.of(owner))  # the Job may be gone already
         return record
 
     def hold(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:

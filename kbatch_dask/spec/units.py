@@ -112,6 +112,21 @@ def parse_seconds(value: object, option: str = "--timeout") -> float:
     return seconds
 
 
+AGE_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_age(text: str, option: str = "--since") -> int:
+    """A length of time such as ``90d``, ``12h``, ``30m``, ``2w`` or ``45s``, in seconds.
+
+    >>> parse_age("2d"), parse_age("12h"), parse_age("1w")
+    (172800, 43200, 604800)
+    """
+    raw = str(text).strip().lower()
+    if len(raw) < 2 or raw[-1] not in AGE_UNITS or not is_digits(raw[:-1]):
+        raise BadInput(f"{option} {text!r}: expected a number and a unit, e.g. 90d, 12h, 30m, 2w or 45s")
+    return int(raw[:-1]) * AGE_UNITS[raw[-1]]
+
+
 def format_duration(seconds: float | None) -> str:
     """Slurm-style elapsed time: ``M:SS``, ``H:MM:SS`` or ``D-HH:MM:SS``.
 

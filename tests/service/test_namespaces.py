@@ -11,7 +11,6 @@ import base64
 import copy
 import json
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from kbatch_dask.service import submission
 from kbatch_dask.service.app import namespace
 from kbatch_dask.service.archive import DirectoryArchive
 from kbatch_dask.service.cache import JobCache
+from kbatch_dask.service.history import History, Recorder
 from kbatch_dask.service.jobs import Caller, JobService
 from kbatch_dask.service.namespaces import Namespaces
 from kbatch_dask.service.policy import Policy
@@ -54,7 +54,7 @@ def start_server(server: FakeApiServer, user: str, home: Path) -> None:
     server.store.insert(POD, pod)
 
 
-def make_service(**overrides: Any) -> JobService:
+def make_service(folder: Path, **overrides: Any) -> JobService:
     with dask.config.set({f"kbatch.service.{k}": v for k, v in overrides.items()}):
         config = settings.load()
     api = KubeAPI()
@@ -62,9 +62,8 @@ def make_service(**overrides: Any) -> JobService:
     # As the service runs it: a per-user mode's cache watches every namespace at once.
     cache = JobCache(KubeAPI(), "" if namespaces.per_user else namespaces.hub).start()
     wait_for(lambda: cache.up, what="the cache's first list")
-    return JobService(
-        api, config, namespaces, Policy(), cache, DirectoryArchive(tempfile.mkdtemp(prefix="kbatch-archive-"))
-    )
+    records = Recorder(History(f"sqlite:///{folder}/records.sqlite"))
+    return JobService(api, config, namespaces, Policy(), cache, DirectoryArchive(str(folder / "archive")), records)
 
 
 def listed(service: JobService, caller: Caller, everyone: bool = False) -> list[dict[str, Any]]:
@@ -76,7 +75,7 @@ def listed(service: JobService, caller: Caller, everyone: bool = False) -> list[
 def per_user(fake_apiserver: FakeApiServer, kube_env: Path, tmp_path: Path) -> Iterator[JobService]:  # noqa: F811
     for user in ("alice", "bob", ODD_NAME, "carol"):
         start_server(fake_apiserver, user, tmp_path)
-    service = make_service(**{"namespace-mode": "per-user"})
+    service = make_service(tmp_path, **{"namespace-mode": "per-user"})
     yield service
     service.cache.stop()
     service.api.close()
@@ -174,11 +173,15 @@ def test_a_namespace_that_is_not_the_services_is_never_used(
     assert jobs_in(fake_apiserver, "kbatch-carol") == [] and listed(per_user, Caller("carol")) == []
 
 
-def test_a_bad_namespace_template_is_refused_at_start(fake_apiserver: FakeApiServer, kube_env: Path) -> None:  # noqa: F811
+def test_a_bad_namespace_template_is_refused_at_start(
+    fake_apiserver: FakeApiServer,  # noqa: F811
+    kube_env: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     with pytest.raises(BadInput, match=re.escape("namespace-template = 'Jobs_{username}'")):
-        make_service(**{"namespace-mode": "per-user", "namespace-template": "Jobs_{username}"})
+        make_service(tmp_path, **{"namespace-mode": "per-user", "namespace-template": "Jobs_{username}"})
     with pytest.raises(BadInput, match="namespace-mode = 'mine'"):
-        make_service(**{"namespace-mode": "mine"})
+        make_service(tmp_path, **{"namespace-mode": "mine"})
 
 
 def test_the_admins_pod_template_wins_over_the_server_pod_and_the_kubernetes_template(
@@ -195,7 +198,7 @@ def test_the_admins_pod_template_wins_over_the_server_pod_and_the_kubernetes_tem
     }
     kube_template = {"priorityClassName": "low", "nodeSelector": {"zone": "a"}}
     with dask.config.set({"kbatch.kubernetes.pod-template": kube_template}):
-        service = make_service(**{"pod-template": template})
+        service = make_service(tmp_path, **{"pod-template": template})
     # A client that asks for more pod-spec than the options is refused by name (test_submission.py);
     # what it may ask, it asks through validated options, which the template still overrides.
     service.submit(Caller("alice"), submission.parse(body()))

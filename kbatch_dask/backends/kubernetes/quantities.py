@@ -25,3 +25,43 @@ def memory_quantity(n: int) -> str:
             if n % base**power == 0:
                 return f"{n // base**power}{suffix}"
     return str(n)
+
+
+_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def parse_cpu(quantity: object) -> float | None:
+    """A CPU quantity as a number of CPUs; None when it is not one.
+
+    >>> parse_cpu("500m"), parse_cpu("2"), parse_cpu(None)
+    (0.5, 2.0, None)
+    """
+    text = str(quantity or "")
+    try:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        return None
+
+
+def parse_memory(quantity: object) -> int | None:
+    """A memory quantity in bytes; None when it is not one.
+
+    >>> parse_memory("4Gi"), parse_memory("1500M"), parse_memory("1001"), parse_memory("x")
+    (4294967296, 1500000000, 1001, None)
+    """
+    text = str(quantity or "")
+    for units in (_BINARY, _DECIMAL):
+        for suffix, factor in units.items():
+            if text.endswith(suffix):
+                text, scale = text[: -len(suffix)], factor
+                break
+        else:
+            continue
+        break
+    else:
+        scale = 1
+    try:
+        return int(float(text) * scale)
+    except ValueError:
+        return None

@@ -39,6 +39,7 @@ from typing import Any
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.claims import ATTACH_FAILED
+from kbatch_dask.backends.kubernetes.quantities import parse_cpu, parse_memory
 from kbatch_dask.records import DaskInfo, JobRecord, JobState
 
 BACKEND = "kubernetes"
@@ -297,7 +298,28 @@ def job_record(
         time_limit=_int(ann.get(names.ANN_TIME_LIMIT)),
         notebook_output=ann.get(names.ANN_NOTEBOOK_OUTPUT) or None,
         attempt=attempt(job, status.state),
+        **requested(job),
     )
+
+
+def requested(job: Mapping[str, Any]) -> dict[str, Any]:
+    """What the Job's driver container asks for: ``cpus``, ``memory`` (bytes), ``gpus``.
+
+    >>> c = {"name": m.CONTAINER, "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}
+    >>> requested({"spec": {"template": {"spec": {"containers": [c]}}}})
+    {'cpus': 0.5, 'memory': 1073741824, 'gpus': 0}
+    """
+    template = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in template.get("containers") or []:
+        if container.get("name") == m.CONTAINER:
+            resources = container.get("resources") or {}
+            asked, limits = resources.get("requests") or {}, resources.get("limits") or {}
+            return {
+                "cpus": parse_cpu(asked.get("cpu")),
+                "memory": parse_memory(asked.get("memory")),
+                "gpus": _int(limits.get(m.GPU_RESOURCE)) or 0,
+            }
+    return {"cpus": None, "memory": None, "gpus": None}
 
 
 def attempt(job: Mapping[str, Any], state: JobState) -> int:

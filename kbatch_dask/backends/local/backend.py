@@ -146,6 +146,9 @@ class LocalBackend:
                 workdir=spec.workdir,
                 time_limit=spec.time_limit,
                 notebook_output=spec.executed_notebook(job_id, os.path.dirname(output)),
+                cpus=spec.cpus,
+                memory=spec.memory,
+                gpus=spec.gpus,
             )
 
         jobdir = self.store.create(spec, environment, first_record)

@@ -212,6 +212,9 @@ def test_record_of_a_running_job_with_a_cluster() -> None:
         "time_limit": 3600,
         "notebook_output": None,
         "attempt": 1,
+        "cpus": None,
+        "memory": None,
+        "gpus": None,
     }
 
 

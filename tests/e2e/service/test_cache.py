@@ -79,12 +79,22 @@ def test_queue_and_show_make_no_kubernetes_api_request(service: Service, alice: 
     assert service_requests(service) == []
 
 
-def test_a_job_made_or_deleted_behind_the_services_back_appears_and_goes(service: Service, alice: User) -> None:
+def test_a_job_made_or_deleted_behind_the_services_back_appears_and_is_remembered(
+    service: Service, alice: User
+) -> None:
     service.server.create("jobs", NAMESPACE, kbatch_job("alice", "behind"))
     wait_for(shows(service, alice, "behind"), what="the job made behind the service's back")
     service.server.store.delete(JOB, NAMESPACE, manifests.job_name("alice", "behind"))
-    wait_for(lambda: "behind" not in ids(service, alice), what="the deleted job to go")
-    assert alice.http("GET", service.api("/jobs/behind"))[0] == 404
+
+    def cancelled() -> bool:
+        status, job = alice.http("GET", service.api("/jobs/behind"))
+        return status == 200 and job["state"] == "CANCELLED"
+
+    # Its record stays in the database: deleted before it ended, it ended CANCELLED.
+    wait_for(cancelled, what="the deleted job to be recorded CANCELLED")
+    assert "behind" in ids(service, alice)
+    reason = alice.http("GET", service.api("/jobs/behind"))[1]["reason"]
+    assert reason == "its Kubernetes Job was deleted before it ended"
 
 
 def test_a_410_gone_makes_the_service_list_again_and_its_queue_stays_right(
