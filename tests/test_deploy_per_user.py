@@ -104,6 +104,7 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
     from kbatch_dask.service import submission
     from kbatch_dask.service.app import Listen, make_app
     from kbatch_dask.service.cache import JobCache
+    from kbatch_dask.service.history import History, Recorder
     from kbatch_dask.service.jobs import Caller, JobService
 
     server, _ = per_user_cluster
@@ -124,7 +125,9 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
         cache = JobCache(KubeAPI(), "").start()  # every namespace, as the service's main starts it in this mode
         request.addfinalizer(cache.stop)
         wait_for(lambda: cache.up, what="the watch cache's first list")
-        return make_app(config, api, Listen("127.0.0.1", port, env["JUPYTERHUB_SERVICE_PREFIX"]), cache, hub_auth=hub)
+        records = Recorder(History(f"sqlite:///{tmp_path}/records-{port}.sqlite"))
+        listen = Listen("127.0.0.1", port, env["JUPYTERHUB_SERVICE_PREFIX"])
+        return make_app(config, api, listen, cache, records, hub_auth=hub)
 
     def body(name: str, code: bytes) -> submission.Submission:
         script = {"name": name, "content": base64.b64encode(code).decode()}

@@ -53,11 +53,11 @@ def test_a_job_gone_from_kubernetes_is_read_from_its_record_by_its_owner_only(
     assert not service.cache.holds("alice", record.id)
     shown = service.get(ALICE, record.id)
     assert (shown.id, shown.user) == (record.id, "alice")
-    assert [j["id"] for j in json.loads(service.list_json(ALICE))["jobs"]] == [record.id]
+    assert [j["id"] for j in json.loads(service.list_json(ALICE).body)["jobs"]] == [record.id]
     assert service.cancel(ALICE, record.id) == shown  # nothing to stop
     with pytest.raises(JobNotFound):
         service.get(BOB, record.id)
     with pytest.raises(JobNotFound):
         service.cancel(BOB, record.id)
-    assert json.loads(service.list_json(BOB))["jobs"] == []
+    assert json.loads(service.list_json(BOB).body)["jobs"] == []
     assert shown.state is JobState.PENDING  # as submitted: this test's service has no recorder thread
