@@ -11,8 +11,8 @@ from kbatch_dask.backends import Backend
 from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import KbatchError, KbatchWarning
 from kbatch_dask.records import JobRecord, JobState
-from kbatch_dask.report import JobReport
 from kbatch_dask.render import workers_cell
+from kbatch_dask.report import JobReport
 from kbatch_dask.spec.units import format_duration, parse_seconds
 
 

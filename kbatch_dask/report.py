@@ -101,9 +101,9 @@ class JobReport:
         busy, peak, efficiency = self.busy_workers(), int(self.workers.get("peak") or 0), self.cpu_efficiency
         if busy is not None and efficiency is not None and efficiency < LOW_CPU_EFFICIENCY and peak > 1:
             out.append(f"mean {busy:.1f} of {peak} workers busy: try --dask-workers {max(1, int(busy))}:{peak}")
-        memory = self.memory_efficiency
-        if memory is not None and memory < LOW_MEMORY_EFFICIENCY and self.tasks["count"]:
-            wanted = max(1, math.ceil(2 * int(self.memory["peak_bytes"]) / GIB))
+        memory, limit = self.memory_efficiency, int(self.memory.get("limit_bytes") or 0)
+        wanted = max(1, math.ceil(2 * int(self.memory["peak_bytes"]) / GIB))  # twice the peak, whole GiB
+        if memory is not None and memory < LOW_MEMORY_EFFICIENCY and wanted * GIB < limit and self.tasks["count"]:
             out.append(f"peak worker memory {memory:.0%} of its limit: try --worker-memory {wanted}Gi")
         if self.memory.get("spill_written_bytes"):
             spilled = _bytes(self.memory["spill_written_bytes"])

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
         "submit",
         "queue",
         "show",
+        "report",
         "logs",
         "cancel",
         "hold",

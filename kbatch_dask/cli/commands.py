@@ -171,10 +171,8 @@ def _draw(records: list[Any], output: str) -> None:
 def show_cmd(job_id: str, output: str, backend: str | None) -> None:
     """Show everything known about one job: state and reason, times, files
     (output, error, executed notebook), working directory, time limit, attempt,
-    Dask cluster and its workers' size."""
-    from kbatch_dask import api, render
-
-    from kbatch_dask import settings
+    Dask cluster and its workers' size, and one line of its report."""
+    from kbatch_dask import api, render, settings
     from kbatch_dask.report import find
 
     record = api.show_record(job_id, backend)
