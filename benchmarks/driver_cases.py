@@ -44,6 +44,17 @@ print("last", time.time(), flush=True)
 cluster.shutdown()
 """
 
+# The report's cost (issue 17), on a job that keeps its scheduler busy: 2000 tasks.
+REPORT_SCRIPT = """\
+import os, time
+print("first", time.time(), os.environ["KBATCH_DASK_CLUSTER"], flush=True)
+from dask.distributed import get_client
+client = get_client()
+assert sum(client.gather(client.map(lambda i: i + 1, range(2000)))) == 2001000
+print("last", time.time(), flush=True)
+"""
+NO_REPORT = {"DASK_KBATCH__REPORT__ENABLED": "false"}
+
 RUNNER_IMPORTS = "import kbatch_dask.driver.runner, kbatch_dask.driver.session, distributed, dask_gateway"
 
 Measured = dict[str, float]
@@ -83,9 +94,9 @@ def _follow(pid: int, output: Path, settings: GatewaySettings, alive: Callable[[
     raise RuntimeError(f"process {pid}: no cluster stop within 300 s")
 
 
-def _kbatch_run(ctx: Context, home: Path, script: Path, n: int) -> Measured:
+def _kbatch_run(ctx: Context, home: Path, script: Path, n: int, extra: dict[str, str] | None = None) -> Measured:
     output = ctx.scratch / f"driver-{n}.out"
-    env = ctx.env(KBATCH_DASK_HOME=str(home))
+    env = ctx.env(KBATCH_DASK_HOME=str(home), **(extra or {}))
     proc = subprocess.run(
         [KBATCH, "-o", str(output), "--parsable", str(script), "--dask-workers", "1"],
         env=env,
@@ -107,7 +118,8 @@ def _kbatch_run(ctx: Context, home: Path, script: Path, n: int) -> Measured:
     state = json.loads((job_dir / "record.json").read_text())["state"]
     if state != "SUCCEEDED":
         raise RuntimeError(f"benchmark job ended {state}; see {job_dir}")
-    return {"start": float(seen.first[1]) - started, "end": seen.stopped - seen.last, "rss": seen.rss}
+    start = float(seen.first[1]) - started
+    return {"start": start, "end": seen.stopped - seen.last, "rss": seen.rss, "total": seen.stopped - started}
 
 
 def _bare_run(ctx: Context, script: Path, n: int) -> Measured:
@@ -130,10 +142,11 @@ def _bare_run(ctx: Context, script: Path, n: int) -> Measured:
 
 def driver(ctx: Context) -> list[Row]:
     home = ctx.home("driver")
-    job_script, bare_script = ctx.scratch / "job.py", ctx.scratch / "bare.py"
+    job_script, bare_script, report_script = ctx.scratch / "job.py", ctx.scratch / "bare.py", ctx.scratch / "tasks.py"
     job_script.write_text(JOB_SCRIPT)
     bare_script.write_text(BARE_SCRIPT)
-    results: dict[str, list[Measured]] = {"kbatch": [], "bare": []}
+    report_script.write_text(REPORT_SCRIPT)
+    results: dict[str, list[Measured]] = {"kbatch": [], "bare": [], "report": [], "no report": []}
     counter = iter(range(10**6))
 
     def kbatch_run() -> float:
@@ -147,8 +160,18 @@ def driver(ctx: Context) -> list[Row]:
     def runner_imports() -> float:
         return timed([sys.executable, "-c", RUNNER_IMPORTS], ctx.env())
 
-    imports = interleaved({"kbatch": kbatch_run, "bare": bare_run, "imports": runner_imports}, ctx.sizes.repeat_slow)
+    def reported() -> float:
+        results["report"].append(_kbatch_run(ctx, home, report_script, next(counter)))
+        return 0.0
+
+    def unreported() -> float:
+        results["no report"].append(_kbatch_run(ctx, home, report_script, next(counter), NO_REPORT))
+        return 0.0
+
+    runs = {"kbatch": kbatch_run, "bare": bare_run, "imports": runner_imports, "report": reported, "none": unreported}
+    imports = interleaved(runs, ctx.sizes.repeat_slow)
     job, bare = results["kbatch"], results["bare"]
+    without = "kbatch job of 2000 tasks, no report (report.enabled false): driver start → cluster STOPPED"
     cluster_start = "gateway cluster start (bare new_cluster())"
     return [
         Row(cluster_start, [r["cluster"] for r in bare]),
@@ -171,6 +194,13 @@ def driver(ctx: Context) -> list[Row]:
             target=Target(2.0),
         ),
         Row("bare dask-gateway script peak RSS", [r["rss"] for r in bare], unit="MiB"),
+        Row(without, [r["total"] for r in results["no report"]]),
+        Row(
+            "kbatch job of 2000 tasks, with its report and Dask's HTML report: driver start → cluster STOPPED",
+            [r["total"] for r in results["report"]],
+            baseline=without,
+            target=Target(1.05, "times"),
+        ),
         Row(
             "supervisor peak RSS",
             [r["rss"] for r in job],

@@ -12,6 +12,7 @@ from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import KbatchError, KbatchWarning
 from kbatch_dask.records import JobRecord, JobState
 from kbatch_dask.render import workers_cell
+from kbatch_dask.report import JobReport
 from kbatch_dask.spec.units import format_duration, parse_seconds
 
 
@@ -101,6 +102,14 @@ class Job:
             how = _state(self._record)
             raise KbatchError(f"job {self.id} ended {how} without a result; see `kbatch logs {self.id}`")
         return unpack_result(data)
+
+    def report(self) -> JobReport:
+        """What the job's Dask cluster did (:mod:`kbatch_dask.report`): written as the
+        job ends; a :class:`~kbatch_dask.errors.KbatchError` says why there is none."""
+        from kbatch_dask import report, settings
+
+        record = self._record if self._record.state.is_terminal() else self.refresh()
+        return report.required(record, settings.load().report)
 
     def hold(self) -> JobState:
         """Keep the pending job from starting until :meth:`release`."""

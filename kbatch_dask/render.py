@@ -136,9 +136,9 @@ def _aligned(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def show(record: JobRecord) -> str:
+def show(record: JobRecord, report: str | None = None) -> str:
     """One job, one field per line (the JSON's fields; the time limit and the
-    workers' memory in the units they are given in)."""
+    workers' memory in the units they are given in); ``report``: the job report's line."""
     data = record.to_dict()
     data["time_limit"] = time_limit_cell(record.time_limit)
     dask = data.pop("dask") or {}
@@ -146,6 +146,7 @@ def show(record: JobRecord) -> str:
         dask["worker_memory"] = format_size(dask["worker_memory"])
     lines = [(k, v) for k, v in data.items()]
     lines += [(f"dask.{k}", v) for k, v in dask.items()]
+    lines += [("report", report)] if report else []
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k.ljust(width)}  {_plain(v)}" for k, v in lines)
 

@@ -41,6 +41,15 @@ class Driver:
 
 
 @dataclasses.dataclass(frozen=True)
+class Report:
+    enabled: bool
+    html: bool
+    core_hour_price: float | None
+    gb_hour_price: float | None
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Queue:
     recent_hours: float
     live_timeout: float
@@ -163,6 +172,7 @@ class Settings:
     notebook_output: str
     dask: Dask
     driver: Driver
+    report: Report
     queue: Queue
     local: Local
     embedded_gateway: EmbeddedGatewayLimits

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
         "queue",
         "show",
         "history",
+        "report",
         "logs",
         "cancel",
         "hold",

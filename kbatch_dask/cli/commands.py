@@ -171,16 +171,34 @@ def _draw(records: list[Any], output: str) -> None:
 def show_cmd(job_id: str, output: str, backend: str | None) -> None:
     """Show everything known about one job: state and reason, times, files
     (output, error, executed notebook), working directory, time limit, attempt,
-    Dask cluster and its workers' size."""
-    from kbatch_dask import api, render
+    Dask cluster and its workers' size, and one line of its report."""
+    from kbatch_dask import api, render, settings
+    from kbatch_dask.report import find
 
     record = api.show_record(job_id, backend)
+    found = find(record, settings.load().report)
+    summary = {"report": found.to_dict() if found else None}  # what `kbatch report -o json` prints
     if output == "json":
-        click.echo(render.to_json(record.to_dict()))
+        click.echo(render.to_json({**record.to_dict(), **summary}))
     elif output == "yaml":
-        click.echo(render.to_yaml(record.to_dict()))
+        click.echo(render.to_yaml({**record.to_dict(), **summary}))
     else:
-        click.echo(render.show(record))
+        click.echo(render.show(record, found.line() if found else None))
+
+
+@cli.command("report")
+@click.argument("job_id", metavar="JOB", shell_complete=job_ids)
+@click.option("-o", "--output", type=click.Choice(("table", "json")), default="table", show_default=True)
+@click.option("--backend", metavar="local|kubernetes")
+def report_cmd(job_id: str, output: str, backend: str | None) -> None:
+    """What the job's Dask cluster did (Slurm's seff): wall time, cluster start
+    wait, worker-seconds, CPU and memory efficiency, spill, the task prefixes
+    that took the time, a cost estimate where prices are configured, and a hint
+    when the job asked for more than it used."""
+    from kbatch_dask import api, render
+
+    report = api.get_job(job_id, backend).report()
+    click.echo(render.to_json(report.to_dict()) if output == "json" else report.render())
 
 
 @cli.command("history")

@@ -31,7 +31,7 @@ from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
 from kbatch_dask.backends.kubernetes.pod_settings import detect_namespace
 from kbatch_dask.backends.kubernetes.status import disruption
-from kbatch_dask.driver import timing
+from kbatch_dask.driver import metering, timing
 from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.reporting import Reporter
 from kbatch_dask.driver.service import ServiceReporter
@@ -194,10 +194,11 @@ def main(argv: list[str]) -> int:
             log.info,
             pod_name=os.environ.get("KBATCH_DASK_POD_NAME"),
         )
+    script = os.path.join(args.job_dir, job["script"])
     supervisor = Supervisor(
         spec=spec,
         job_id=job["id"],
-        script=os.path.join(args.job_dir, job["script"]),
+        script=script,
         environment=os.environ,
         reporter=reporter,
         gateway=_configured_gateway,
@@ -208,5 +209,6 @@ def main(argv: list[str]) -> int:
         leftovers=Leftovers(grace=config.driver.kill_grace),
         log=log.info,
         echo=echo,
+        metering=metering.for_job(job["id"], args.output, spec.kind, script, config.report, log.info),
     )
     return supervisor.run()

@@ -17,7 +17,7 @@ from kbatch_dask import settings
 from kbatch_dask.backends.local import limits
 from kbatch_dask.backends.local.backend import LocalBackend
 from kbatch_dask.backends.local.store import JobDir
-from kbatch_dask.driver import timing
+from kbatch_dask.driver import metering, timing
 from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.queue import wait_to_start
 from kbatch_dask.driver.supervisor import Supervisor
@@ -106,6 +106,7 @@ def main(argv: list[str]) -> int:
             log=log.info,
             attempt=attempt,
             memory_limit=spec.memory,
+            metering=metering.for_job(jobdir.id, output, spec.kind, jobdir.script_path, config.report, log.info),
         )
         exit_code = supervisor.run()
         if not supervisor.again:

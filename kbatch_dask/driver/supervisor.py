@@ -25,6 +25,7 @@ from typing import IO, TypeVar
 from kbatch_dask.driver import owned
 from kbatch_dask.driver.ending import Outcome, Stop, StopReason, outcome, retried
 from kbatch_dask.driver.leftovers import Leftovers, resident_memory
+from kbatch_dask.driver.metering import Metering
 from kbatch_dask.driver.process import RUNNER_MODULE, Runner, StartRunner, start_process
 from kbatch_dask.driver.reporting import Reporter
 from kbatch_dask.driver.switch import DeadMansSwitch
@@ -73,6 +74,7 @@ class Supervisor:
         attempt: int | None = None,
         memory_limit: int | None = None,
         memory_used: Callable[[int], int] = resident_memory,
+        metering: Metering | None = None,
     ) -> None:
         self.spec = spec
         self.job_id = job_id
@@ -101,6 +103,7 @@ class Supervisor:
         self.attempt = attempt  # of a job with --retries; None: not known (a Kubernetes Job's next pod)
         self.memory_limit = memory_limit  # bytes the runner's process tree may use
         self.memory_used = memory_used  # of a runner, by its pid
+        self.metering = metering  # the job's report, armed and saved through the switch's client
         self.end: Outcome | None = None  # once run: how this attempt ended
         self.again = False  # once run: this attempt failed and another follows (see ending.retried)
         self.stop: StopReason | None = None  # why the job is stopping: set once, by the first cause
@@ -238,7 +241,7 @@ class Supervisor:
         self.reporter.cluster(name, None, None)
         self.log(f"cluster {name} created; waiting for it to start")
         if self.switch_grace > 0:
-            self.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log)
+            self.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log, self.metering)
         info = self._retrying(lambda: gateway.wait_running(name, self.start_timeout), deadline)
         if workers.adaptive:
             capped = gateway.adapt(name, workers.minimum, workers.maximum)
@@ -253,10 +256,8 @@ class Supervisor:
             else:
                 granted = Workers(min(workers.minimum, limit), min(workers.maximum, limit), workers.adaptive)
                 plural = "worker" if limit == 1 else "workers"
-                note = (
-                    f"--dask-workers {workers}: the gateway allows at most {limit} {plural} per cluster; "
-                    f"the job runs with {granted}"
-                )
+                note = f"--dask-workers {workers}: the gateway allows at most {limit} {plural} per cluster; "
+                note += f"the job runs with {granted}"
             self.log(note)
         self.reporter.cluster(name, info.dashboard, self.worker_limit)
         return note
@@ -298,10 +299,10 @@ class Supervisor:
         return None
 
     def _release_cluster(self) -> None:
-        """Stop the job's cluster, then disarm the switch and close the gateway. The
-        switch's arming ends first, so that its thread does not connect to a stopping cluster."""
+        """Stop the job's cluster, then disarm the switch and close the gateway. The switch's arming
+        ends first, so that its thread does not connect to a stopping cluster; then the job's report."""
         if self.switch is not None:
-            self.switch.wait_armed()
+            self.switch.ending()
         self._stop_cluster()
         if self.switch is not None:
             self.switch.disarm()
@@ -357,8 +358,7 @@ class Supervisor:
         return env
 
     def _run_runner(self, out: IO[bytes] | None, err: IO[bytes] | None, deadline: float | None) -> int | None:
-        """Run the user's code until it ends; its return code (``-N`` for signal N),
-        or None when the job was stopped before it could start."""
+        """Run the user's code to its end: its return code (``-N``: signal N), None if the job stopped first."""
         if self.stop is not None:  # a signal while the cluster started, its Interrupted swallowed
             return None
         if self.switch is not None:

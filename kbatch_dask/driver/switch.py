@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from kbatch_dask.driver.metering import Metering
 from kbatch_dask.gateway import GatewayClient
 
 
@@ -15,11 +16,20 @@ class DeadMansSwitch:
     client kept connected to the job's cluster, so that its scheduler can tell the
     driver lives. It is armed in a thread while the cluster starts: importing
     dask-gateway and distributed takes about as long as a cluster's start, so the
-    two overlap."""
+    two overlap. Its client also arms and, at the end, fetches the job's report
+    (:mod:`.metering`)."""
 
-    def __init__(self, gateway: GatewayClient, cluster: str, grace: float, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        gateway: GatewayClient,
+        cluster: str,
+        grace: float,
+        log: Callable[[str], None],
+        metering: Metering | None = None,
+    ) -> None:
         self.grace = grace
         self.log = log
+        self.metering = metering
         self._parts: tuple[Any, ...] = ()
         self._arming: threading.Thread | None = threading.Thread(
             target=self._arm, args=(gateway, cluster), name="dead-mans-switch", daemon=True
@@ -39,12 +49,24 @@ class DeadMansSwitch:
             self.log(f"dead-man's switch armed on {name}: the cluster stops {self.grace:g} s after this driver dies")
         except Exception as exc:  # the job can run without it; gc is the backstop
             self.log(f"could not arm the dead-man's switch ({type(exc).__name__}: {exc}); continuing without it")
+            return
+        if self.metering is not None:
+            try:
+                self.metering.arm(client)
+            except Exception as exc:  # the job runs the same without its report
+                self.log(f"could not start the job's report ({type(exc).__name__}: {exc}); continuing without it")
 
     def wait_armed(self, timeout: float = 60.0) -> None:
         """Wait for the arming to end, armed or not (the first call waits, up to ``timeout``)."""
         if self._arming is not None:
             self._arming.join(timeout)
             self._arming = None
+
+    def ending(self) -> None:
+        """The job ends, its cluster still runs: the arming ended (armed or not), the job's report saved."""
+        self.wait_armed()
+        if self._parts and self.metering is not None:
+            self.metering.save(self._parts[2])
 
     def disarm(self) -> None:
         if not self._parts:
