@@ -88,7 +88,9 @@ def queue_page(jobs: list[dict[str, Any]], view: View) -> bytes:
     """The queue: every job of ``jobs`` that passes the filters, newest first as given."""
     rows = [row(job) for job in jobs if matches(job, view)]
     users = sorted({str(job["user"]) for job in jobs})
-    return bytes(TEMPLATES.load("queue.html").generate(view=view, rows=rows, states=STATES, users=users, total=len(jobs)))
+    return bytes(
+        TEMPLATES.load("queue.html").generate(view=view, rows=rows, states=STATES, users=users, total=len(jobs))
+    )
 
 
 def job_page(job: dict[str, Any], view: View) -> bytes:
