@@ -192,3 +192,6 @@ def own_gateway_home(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("KBATCH_DASK_HOME", str(path))
     yield path
     embedded.stop(str(path))
+
+
+from chromium import chromium  # noqa: E402, F401  (the web page's browser, one per run)
