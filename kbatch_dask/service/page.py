@@ -110,9 +110,16 @@ class ServicePage(HubOAuthenticated, PageHandler):  # type: ignore[misc]
         raise web.HTTPError(403, "not logged in: open the page to log in through the hub")
 
 
+class OAuthCallback(HubOAuthCallbackHandler):  # type: ignore[misc]
+    """The hub's OAuth callback, with the page's HubOAuth (not a process-wide instance)."""
+
+    def initialize(self, hub_auth: HubOAuth) -> None:
+        self.hub_auth = hub_auth
+
+
 def web_routes(prefix: str, context: Context) -> list[Any]:
     """The page and the OAuth callback under the service's prefix (none without a hub to log in with)."""
     if context.hub_oauth is None:
         return []
-    callback = (prefix + "oauth_callback", HubOAuthCallbackHandler, {"hub_auth": context.hub_oauth})
+    callback = (prefix + "oauth_callback", OAuthCallback, {"hub_auth": context.hub_oauth})
     return [callback, *page_routes(prefix, ServicePage, "hub", {"context": context})]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tornado import web
+from tornado.log import gen_log
 
 from kbatch_dask.errors import BadInput, Conflict, JobNotFound, KbatchError, Refused
 from kbatch_dask.web import render
@@ -91,7 +92,7 @@ class PageHandler(web.RequestHandler):
             base=self.base,
             user=source.user if source else "",
             admin=bool(source and source.admin),
-            xsrf_form_html=self.xsrf_form_html(),
+            xsrf=self.xsrf_token.decode(),
             everyone=arg("all", "") in ("1", "true"),
             of_user=arg("user", ""),
             state=state,
@@ -121,6 +122,12 @@ class PageHandler(web.RequestHandler):
             return
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.finish(render.error_page(status_code, message, render.View(self.base, "", host=self.host)))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, KbatchError):  # an answer (404, 400, …), not a fault: one line
+            gen_log.info("%s %s: %s", self.request.method, self.request.path, " ".join(str(value).split()))
+        else:
+            super().log_exception(typ, value, tb)
 
     def html(self, page: bytes) -> None:
         self.set_header("Content-Type", "text/html; charset=UTF-8")

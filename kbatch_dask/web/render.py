@@ -1,7 +1,6 @@
 """Job records to HTML, pure: the CLI's JSON in, a page out.
 
-Every value goes through tornado's autoescaping (``{{ }}``); the one markup a
-host passes in is its XSRF form field. A dashboard link is only ever an
+Every value goes through tornado's autoescaping (``{{ }}``), the XSRF token too. A dashboard link is only ever an
 ``http(s)`` URL, so a record cannot smuggle ``javascript:`` into an ``href``.
 """
 
@@ -30,7 +29,7 @@ class View:
     base: str  # the page's root path, ending in "/"
     user: str
     admin: bool = False
-    xsrf_form_html: str = ""  # trusted markup from tornado
+    xsrf: str = ""  # the host's XSRF token: in the cancel form, and sent by the script with every request
     everyone: bool = False  # an admin's ?all=1
     of_user: str = ""  # an admin's ?user=NAME
     state: str = ""  # ?state=RUNNING: only jobs in that state

@@ -8,6 +8,9 @@
   const base = body.dataset.base;
   const TERMINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED", "TIMEOUT", "OOM", "LOST"]);
 
+  // JupyterHub accepts a login cookie on a script's request only with its XSRF token (so does kbatch ui on a POST).
+  const XSRF = { "X-XSRFToken": body.dataset.xsrf };
+
   function say(text) { document.getElementById("live").textContent = text; }
 
   // What kbatch_dask/render.py and web/render.py show, from the same JSON.
@@ -66,7 +69,7 @@
   function poller(url) {
     let etag = null;
     return async () => {
-      const headers = { Accept: "application/json" };
+      const headers = { Accept: "application/json", ...XSRF };
       if (etag) headers["If-None-Match"] = etag;
       const answer = await fetch(url, { headers, credentials: "same-origin", cache: "no-store" });
       if (answer.status === 304) return null;
@@ -134,7 +137,7 @@
     const url = `${base}jobs/${encodeURIComponent(id)}`;
     const cancel = document.getElementById("cancel");
     let last = null;
-    every(poller(`${url}${other || "?"}${other ? "&" : ""}format=json`), (job) => {
+    const show = (job) => {
       const badge = document.getElementById("job-state");
       if (last !== job.state) {
         badge.replaceWith(Object.assign(stateBadge(job), { id: "job-state" }));
@@ -150,7 +153,8 @@
       slot.replaceChildren(...(dash ? ["· ", el("a", { href: dash, target: "_blank", rel: "noopener noreferrer" }, "Dask dashboard")] : []));
       document.getElementById("job-json").textContent = JSON.stringify(job, null, 2);
       if (cancel && TERMINAL.has(job.state)) cancel.hidden = true;
-    });
+    };
+    every(poller(`${url}${other || "?"}${other ? "&" : ""}format=json`), show);
 
     if (cancel) {
       cancel.addEventListener("submit", async (event) => {
@@ -159,9 +163,10 @@
         const form = new FormData(cancel);
         form.set("confirmed", "1");
         const answer = await fetch(cancel.action, {
-          method: "POST", body: form, credentials: "same-origin", headers: { Accept: "application/json" },
+          method: "POST", body: form, credentials: "same-origin", headers: { Accept: "application/json", ...XSRF },
         });
-        say(answer.ok ? `Cancelling job ${id}` : `Cancel failed: HTTP ${answer.status}`);
+        if (answer.ok) show(await answer.json()); // the job as the cancel left it (it may be gone from the list next)
+        else say(`Cancel failed: HTTP ${answer.status}`);
       });
     }
 
@@ -170,7 +175,7 @@
     (async () => {
       const follow = log.dataset.follow === "1";
       const answer = await fetch(`${url}/log${other || "?"}${other ? "&" : ""}follow=${follow ? 1 : 0}`,
-        { credentials: "same-origin" });
+        { credentials: "same-origin", headers: XSRF });
       log.textContent = "";
       if (!answer.ok) { log.textContent = `(no log: HTTP ${answer.status})`; return; }
       const reader = answer.body.getReader();
