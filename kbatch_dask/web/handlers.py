@@ -43,7 +43,9 @@ async def off_loop(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def status_of(exc: KbatchError) -> int:
-    """>>> status_of(JobNotFound("x")), status_of(BadInput("y"))
+    """The page's status for one of kbatch's errors.
+
+    >>> status_of(JobNotFound("x")), status_of(BadInput("y"))
     (404, 400)
     """
     for kind, status in ((JobNotFound, 404), (BadInput, 400), (Refused, 403), (Conflict, 409)):

@@ -19,7 +19,9 @@ class JobList:
 
     @classmethod
     def of(cls, jobs: list[dict[str, Any]]) -> JobList:
-        """>>> JobList.of([]).etag
+        """The list of ``jobs`` (``JobRecord.to_dict()`` each), its ETag a hash of the body.
+
+        >>> JobList.of([]).etag
         '"921e8f3293fce936"'
         """
         body = json.dumps({"jobs": jobs}, sort_keys=True).encode()

@@ -73,9 +73,9 @@ def test_the_local_page_follows_a_job_and_cancels_it(ui: str, chromium: Any, tmp
         until(lambda: browser.find_elements(By.CSS_SELECTOR, row), "the job in the queue")
         assert text(browser, f"{row} .name") == XSS_NAME  # the name as text, not an <img>
         assert not browser.find_elements(By.CSS_SELECTOR, "img")
-        link = until(
-            lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} .dashboard a"), "the dashboard link, live"
-        )[0].get_attribute("href")
+        link = until(lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} .dashboard a"), "the dashboard link, live")[
+            0
+        ].get_attribute("href")
         assert link.startswith("http://127.0.0.1:") and "/status" in link, link
         assert "RUNNING" in text(browser, f"{row} .state")
 
