@@ -14,9 +14,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 sys.path.insert(0, str(HERE.parent.parent / "tests"))
 
-from benchmarks.web_cases import jobs, serve  # noqa: E402
 from chromium import CHROMEDRIVER, CHROMIUM, scheme  # noqa: E402
 
+from benchmarks.web_cases import jobs, serve  # noqa: E402
 from kbatch_dask.web.source import JobList  # noqa: E402
 
 
