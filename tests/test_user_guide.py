@@ -83,6 +83,7 @@ NOT_RUN = {
     "pip install --user ./kbatch-dask": "installs kbatch-dask for the user; the tests run this checkout's",
     "kbatch": "names the program in the prose (`kbatch` returns at once), not a command line",
     "kbatch show": "names the subcommand in the prose; `kbatch show k3x9q` is run",
+    "kbatch ui": "serves until Ctrl-C and opens a browser; tests/e2e/test_local_ui.py runs it in headless Chromium",
 }
 
 
