@@ -35,6 +35,7 @@ class Sizes:
     service_clients: int = 100  # at once, each sending service_requests one after another
     service_requests: int = 20  # per client, when the load is aiohttp clients
     service_seconds: float = 5.0  # of load per repetition, when it is wrk
+    web_jobs: int = 1_000  # in the web page's queue
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -48,6 +49,7 @@ class Sizes:
             1,
             1,
             service_jobs=40,
+            web_jobs=20,
             service_users=4,
             service_clients=4,
             service_requests=2,

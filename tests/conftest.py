@@ -216,3 +216,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     from pg_server import new_database
 
     return new_database(request.getfixturevalue("postgres"))
+
+
+from chromium import chromium  # noqa: E402, F401  (the web page's browser, one per run)

@@ -52,6 +52,8 @@ FORBIDDEN = {
     "kbatch_dask.hub": (*FACES, "kbatch_dask.backends", "kbatch_dask.driver"),
     "kbatch_dask.backends": (*FACES, "kbatch_dask.driver"),
     "kbatch_dask.driver": FACES,
+    # The web page serves two hosts (the service, kbatch ui): it knows neither, nor any backend.
+    "kbatch_dask.web": (*FACES, "kbatch_dask.service", "kbatch_dask.backends", "kbatch_dask.driver"),
     "kbatch_dask.backends.kubernetes.manifests": PURE,
     "kbatch_dask.backends.kubernetes.status": PURE,
     "kbatch_dask.queue": PURE,

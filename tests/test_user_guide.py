@@ -89,6 +89,7 @@ NOT_RUN = {
     "kbatch -d afterok:ID train.py": "ID stands for prepare.py's id (tests/e2e/test_local_dependencies.py)",
     "kbatch hold ID": "ID stands for a waiting job (tests/e2e/test_local_dependencies.py)",
     "kbatch release ID": "ID stands for a held job (tests/e2e/test_local_dependencies.py)",
+    "kbatch ui": "serves until Ctrl-C and opens a browser; tests/e2e/test_local_ui.py runs it in headless Chromium",
 }
 
 

@@ -29,6 +29,7 @@ from kbatch_dask.service.jobs import JobService
 from kbatch_dask.service.logs import access_log
 from kbatch_dask.service.mail import Mailer
 from kbatch_dask.service.namespaces import Namespaces
+from kbatch_dask.service.page import hub_oauth, web_routes
 from kbatch_dask.service.policy import Policy
 from kbatch_dask.settings import Settings
 
@@ -131,10 +132,12 @@ def make_app(
         admin_groups=service.admin_groups,
         max_body_size=service.max_body_size,
         archive_limits=service.archive,
+        hub_oauth=hub_oauth(service.name, auth.api_url, auth.api_token, os.environ),
     )
     return web.Application(
-        routes(listen.prefix, context),
+        [*routes(listen.prefix, context), *web_routes(listen.prefix, context)],
         default_handler_class=NotFoundHandler,
+        cookie_secret=os.urandom(32),  # the page's login cookies: a restart logs in again through the hub
         log_function=access_log(context.metrics.observe),
         kbatch_jobs=jobs,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jupyterhub.services.auth import HubAuth
+from jupyterhub.services.auth import HubAuth, HubOAuth
 
 from kbatch_dask.service.jobs import JobService
 from kbatch_dask.service.metrics import Metrics
@@ -20,6 +20,7 @@ class Context:
     max_body_size: int
     archive_limits: ServiceArchive  # the largest uploads the drivers may make
     metrics: Metrics = field(default_factory=Metrics)
+    hub_oauth: HubOAuth | None = None  # the web page's login; None: no page (no hub to log in with)
 
     @property
     def scope(self) -> str:

@@ -72,7 +72,11 @@ c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
 c.JupyterHub.services = [
     {{"name": "{gateway_service}", "api_token": "{gateway_token}"}},
     {{"name": "{admin_service}", "api_token": "{admin_token}"}},
-    {{"name": "{kbatch_service}", "api_token": "{service_token}", "url": "http://127.0.0.1:{service_port}"}},
+    # Its web page logs in with OAuth. Behind a proxy the default redirect URI, /services/NAME/oauth_callback,
+    # is right; here the browser reaches the service on its own port.
+    {{"name": "{kbatch_service}", "api_token": "{service_token}", "url": "http://127.0.0.1:{service_port}",
+      "display": True, "oauth_no_confirm": True,
+      "oauth_redirect_uri": "http://127.0.0.1:{service_port}/services/{kbatch_service}/oauth_callback"}},
 ]
 c.JupyterHub.load_roles = [
     {{"name": "user", "scopes": ["self", "access:services!service={gateway_service}",

@@ -105,6 +105,10 @@ def service(
             "JUPYTERHUB_API_URL": jupyterhub.api_url,
             "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{jupyterhub.service_port}",
             "JUPYTERHUB_SERVICE_PREFIX": PREFIX,
+            # The web page's OAuth: the browser goes to the hub's own port (no proxy in these tests).
+            "JUPYTERHUB_HOST": f"http://127.0.0.1:{jupyterhub.port}",
+            "JUPYTERHUB_CLIENT_ID": f"service-{KBATCH_SERVICE}",
+            "JUPYTERHUB_OAUTH_CALLBACK_URL": f"http://127.0.0.1:{jupyterhub.service_port}{PREFIX}oauth_callback",
             "KUBECONFIG": str(kubeconfig),
             # The gateway the jobs use (the service checks that there is one, and passes it on).
             "DASK_GATEWAY__ADDRESS": hub_gateway.address,
