@@ -3,6 +3,7 @@ each of its command lines, exiting and printing as the guide shows."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -169,6 +170,19 @@ def lists_the_job(proc: subprocess.CompletedProcess[str], walk: Walk) -> None:
     assert re.search(rf"^{walk.ids['climatology']}\s+climatology\s+SUCCEEDED", proc.stdout, re.M), proc.stdout
 
 
+def reports_the_cluster(proc: subprocess.CompletedProcess[str], walk: Walk) -> None:
+    # The guide: wall time, the cluster's start wait, CPU and memory efficiency, the task prefixes.
+    for label in ("Wall time", "Cluster start wait", "CPU efficiency", "Memory efficiency", "Top task prefixes"):
+        assert re.search(rf"^{label} +\S", proc.stdout, re.M), proc.stdout
+    assert proc.stdout.startswith(f"Job {walk.ids['climatology']}"), proc.stdout
+
+
+def reports_as_json(proc: subprocess.CompletedProcess[str], walk: Walk) -> None:
+    report = json.loads(proc.stdout)
+    assert report["job"] == walk.ids["climatology"] and report["workers"]["peak"] >= 1, report
+    assert 0 < report["cpu_efficiency"] <= 1.0 and report["tasks"], report
+
+
 def shows_the_traceback(proc: subprocess.CompletedProcess[str], walk: Walk) -> None:
     assert "Traceback (most recent call last):" in proc.stdout and "ValueError: no data" in proc.stdout, proc.stdout
 
@@ -193,6 +207,8 @@ STEPS = [
     Step("kqueue -o wide", job="climatology", when="ended", check=wide_has_time_limit_and_reason),
     Step("kqueue --all", job="climatology", when="ended", check=lists_the_job),
     Step("kbatch wait k3x9q", job="climatology", when="ended"),
+    Step("kbatch report k3x9q", job="climatology", when="ended", check=reports_the_cluster),
+    Step("kbatch report k3x9q -o json", job="climatology", when="ended", check=reports_as_json),
     Step("kbatch gc"),
     Step("kbatch logs k3x9q", job="failed", check=shows_the_traceback),
     Step("kbatch logs --stderr k3x9q", job="failed with -e", check=shows_the_traceback),
