@@ -205,7 +205,9 @@ class HealthHandler(JsonErrors):
         except BackendError as exc:
             database = str(exc)
         self.set_status(200 if cache.up and database == "ok" else 503)
-        self.finish({"kubernetes": "ok" if cache.up else "down", "database": database, "watches": cache.health()})
+        records = self.context.jobs.records.pending  # not written yet: the database's backlog
+        answer = {"kubernetes": "ok" if cache.up else "down", "database": database, "records-pending": records}
+        self.finish({**answer, "watches": cache.health()})
 
 
 class MetricsHandler(JsonErrors):

@@ -96,6 +96,12 @@ class Recorder:
             self._listed = set(present)
         self._wake.set()
 
+    @property
+    def pending(self) -> int:
+        """Records noted and not written yet (``/health`` shows it: the writes' backlog)."""
+        with self._lock:
+            return len(self._noted)
+
     # -- reads -----------------------------------------------------------------
 
     def find(self, user: str, job_id: str) -> JobRecord | None:
