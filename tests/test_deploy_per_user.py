@@ -105,7 +105,7 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
     from kbatch_dask.service.app import Listen, make_app
     from kbatch_dask.service.cache import JobCache
     from kbatch_dask.service.history import History, Recorder
-    from kbatch_dask.service.jobs import Caller, JobService
+    from kbatch_dask.service.jobs import Caller, JobService, ListQuery
 
     server, _ = per_user_cluster
     env = service_env(per_user)
@@ -151,7 +151,9 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
             jobs.logs(alice, done.id, user=None, follow=False, stream="output", tail=None)
         )
         # One watch across the namespaces: both users' jobs, each seen by its owner only.
-        everyone = {j["id"]: j["user"] for j in json.loads(jobs.list_json(admin, everyone=True).body)["jobs"]}
+        everyone = {
+            j["id"]: j["user"] for j in json.loads(jobs.list_json(admin, ListQuery(everyone=True)).body)["jobs"]
+        }
         assert everyone == {done.id: "alice", running.id: "bob"}
         assert [j["id"] for j in json.loads(jobs.list_json(bob).body)["jobs"]] == [running.id]
         wait_for(

@@ -23,7 +23,7 @@ from kbatch_dask.service import submission
 from kbatch_dask.service.auth import ApiHandler
 from kbatch_dask.service.driver_handlers import driver_routes
 from kbatch_dask.service.errors import JsonErrors, refuse
-from kbatch_dask.service.jobs import Listing
+from kbatch_dask.service.jobs import ListQuery
 from kbatch_dask.service.logs import log
 from kbatch_dask.service.metrics import CONTENT_TYPE
 
@@ -68,15 +68,17 @@ class JobsHandler(ApiHandler):
         )
         since, until = self.get_query_argument("since", None), self.get_query_argument("until", None)
         await self.context.jobs.cache.wait_up(CACHE_WAIT)
-        everyone, user = self._flag("all"), self.get_query_argument("user", None)
-        after, before = (_iso("since", since) if since else None), (_iso("until", until) if until else None)
-
-        def listed(call: Callable[..., Listing | None]) -> Listing | None:
-            return call(caller, everyone=everyone, user=user, states=states, since=after, until=before)
-
+        query = ListQuery(
+            everyone=self._flag("all"),
+            user=self.get_query_argument("user", None),
+            states=states,
+            since=_iso("since", since) if since else None,
+            until=_iso("until", until) if until else None,
+        )
         # An unchanged list is answered from memory at once; building one may query the database.
-        listing = listed(self.context.jobs.kept_list_json) or await off_loop(listed, self.context.jobs.list_json)
-        assert listing is not None  # list_json always answers
+        jobs = self.context.jobs
+        kept = jobs.kept_list_json(caller, query)
+        listing = kept if kept is not None else await off_loop(jobs.list_json, caller, query)
         self._etag = listing.etag
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(listing.body)

@@ -77,6 +77,22 @@ class Caller:
 
 
 @dataclasses.dataclass(frozen=True)
+class ListQuery:
+    """Which jobs a list is of: the caller's, everyone's (admins) or ``user``'s;
+    in ``states``; active in ``since``..``until``."""
+
+    everyone: bool = False
+    user: str | None = None
+    states: tuple[JobState, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def kept_as(self) -> tuple[object, ...]:
+        """The key its answer is kept under, beside whose jobs it is about."""
+        return (self.states, self.since, self.until)
+
+
+@dataclasses.dataclass(frozen=True)
 class Listing:
     """A list's JSON and its ETag, both computed once per change of its jobs (the
     ETag is what lets a polling page get a 304 instead of the list again)."""
@@ -267,41 +283,23 @@ class JobService:
 
     # -- read and act -----------------------------------------------------------
 
-    def list_json(
-        self,
-        caller: Caller,
-        *,
-        everyone: bool = False,
-        user: str | None = None,
-        states: tuple[JobState, ...] = (),
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> Listing:
+    def list_json(self, caller: Caller, query: ListQuery = ListQuery()) -> Listing:
         """The records of the jobs listed as the API's JSON, ``{"jobs": [...]}``:
         kept until one of them changes, since most queues are asked again and
         again unchanged. Those the cache holds, then those only the database
         does (one query); none submitted after ``until``."""
-        owner = self._list_owner(caller, everyone, user)
+        owner = self._list_owner(caller, query.everyone, query.user)
 
         def build() -> Listing:
-            records = self._list(owner, states, since, until)
+            records = self._list(owner, query.states, query.since, query.until)
             return Listing.of(json_encode({"jobs": [r.to_dict() for r in records]}).encode())
 
-        return self.cache.memo(owner, (states, since, until), build)
+        return self.cache.memo(owner, query.kept_as(), build)
 
-    def kept_list_json(
-        self,
-        caller: Caller,
-        *,
-        everyone: bool = False,
-        user: str | None = None,
-        states: tuple[JobState, ...] = (),
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> Listing | None:
+    def kept_list_json(self, caller: Caller, query: ListQuery = ListQuery()) -> Listing | None:
         """:meth:`list_json`'s answer if it is kept and none of its jobs changed
         since: no query, so the event loop may ask (None: build it off the loop)."""
-        kept = self.cache.kept(self._list_owner(caller, everyone, user), (states, since, until))
+        kept = self.cache.kept(self._list_owner(caller, query.everyone, query.user), query.kept_as())
         return kept if isinstance(kept, Listing) else None
 
     def _list_owner(self, caller: Caller, everyone: bool, user: str | None) -> str | None:

@@ -14,7 +14,7 @@ from tornado import web
 
 from kbatch_dask.service.auth import hub_admin
 from kbatch_dask.service.context import Context
-from kbatch_dask.service.jobs import Caller
+from kbatch_dask.service.jobs import Caller, ListQuery
 from kbatch_dask.web.handlers import PageHandler, page_routes
 from kbatch_dask.web.source import JobList
 
@@ -49,7 +49,7 @@ class ServiceJobs:
         return self.caller.admin
 
     def listing(self, *, everyone: bool, user: str | None) -> JobList:
-        listing = self.context.jobs.list_json(self.caller, everyone=everyone, user=user)
+        listing = self.context.jobs.list_json(self.caller, ListQuery(everyone=everyone, user=user))
         return JobList(listing.body, listing.etag)
 
     def job(self, job_id: str, user: str | None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from kbatch_dask.service.app import namespace
 from kbatch_dask.service.archive import DirectoryArchive
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.history import History, Recorder
-from kbatch_dask.service.jobs import Caller, JobService
+from kbatch_dask.service.jobs import Caller, JobService, ListQuery
 from kbatch_dask.service.namespaces import Namespaces
 from kbatch_dask.service.policy import Policy
 
@@ -68,7 +68,7 @@ def make_service(folder: Path, **overrides: Any) -> JobService:
 
 def listed(service: JobService, caller: Caller, everyone: bool = False) -> list[dict[str, Any]]:
     """The jobs ``GET /jobs`` answers ``caller``, as JSON."""
-    return list(json.loads(service.list_json(caller, everyone=everyone).body)["jobs"])
+    return list(json.loads(service.list_json(caller, ListQuery(everyone=everyone)).body)["jobs"])
 
 
 @pytest.fixture

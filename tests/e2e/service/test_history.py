@@ -61,6 +61,7 @@ def test_a_job_deleted_by_its_ttl_still_shows_and_survives_a_restart(service: Se
         assert job_id not in [j["id"] for j in as_json(bob, "history", "--since", "1h")]
         service.stop()
         service.start()  # nothing of the job in Kubernetes: only the database has it
+
     def health() -> dict[str, Any]:
         with urllib.request.urlopen(service.api("/health"), timeout=30) as answer:
             return dict(json.loads(answer.read()))

@@ -38,9 +38,9 @@ def test_a_listing_makes_one_query_and_none_when_nothing_changed(service: JobSer
     service.submit(ALICE, submission.parse(body()))
     statements: list[str] = []
     event.listen(service.records.history.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    first = service.list_json(ALICE, since=None)
+    first = service.list_json(ALICE)
     assert len(statements) == 1  # the jobs only the database has, for every job the cache has
-    assert service.list_json(ALICE, since=None) == first and len(statements) == 1  # kept: no query
+    assert service.list_json(ALICE) == first and len(statements) == 1  # kept: no query
 
 
 def test_a_job_gone_from_kubernetes_is_read_from_its_record_by_its_owner_only(
