@@ -91,7 +91,7 @@ def service_queue(ctx: Context) -> list[Row]:
             _stop(proc)
         hub.stop()
     what = f"{sizes.service_clients} clients, {sizes.service_jobs:,} jobs of {len(users)} users"
-    clients = f"{loads[0].tool} clients" + ("" if loads[0].tool == "wrk" else " in this process (install wrk)")
+    clients = f"{loads[0].tool} clients" + ("" if loads[0].tool == "wrk" else " in this process; install wrk")
     return [
         Row(f"service ready (lists {sizes.service_jobs:,} Jobs and their pods)", [ready]),
         Row(f"service settled (the {sizes.service_jobs:,} jobs' records written to its database)", [settled]),

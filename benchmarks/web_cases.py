@@ -119,13 +119,18 @@ def _paints(url: str, ctx: Context) -> list[float]:
                  f"--user-data-dir={ctx.scratch / 'chromium-profile'}"):  # fmt: skip
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_script_timeout(30)
     try:
         samples = []
         for _ in range(ctx.sizes.repeat_fast):
             driver.get("about:blank")
             driver.get(url)
-            paint = driver.execute_script(
-                "const p = performance.getEntriesByName('first-contentful-paint')[0]; return p ? p.startTime : null;"
+            # The paint's entry comes once the browser has painted, which may be after the load event.
+            paint = driver.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "new PerformanceObserver((list) => {"
+                "  const p = list.getEntriesByName('first-contentful-paint')[0]; if (p) done(p.startTime);"
+                "}).observe({type: 'paint', buffered: true});"
             )
             samples.append(float(paint) / 1000)
         return samples
