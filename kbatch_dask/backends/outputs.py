@@ -90,6 +90,17 @@ class _Source:
             yield rest
 
 
+def read_whole(path: str | None) -> bytes | None:
+    """The file's content; None without a path or a file (a function that never returned)."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def read_files(
     paths: Sequence[str],
     *,

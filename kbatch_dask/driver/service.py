@@ -41,7 +41,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kbatch_dask.driver.uploads import Uploads, capped_tail, read_whole
+from kbatch_dask.backends.outputs import read_whole
+from kbatch_dask.driver.uploads import Uploads, capped_tail
 from kbatch_dask.records import JobState
 from kbatch_dask.spec.units import format_size
 from kbatch_dask.versions import user_agent

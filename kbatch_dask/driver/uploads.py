@@ -108,17 +108,6 @@ class KeptTail(io.BytesIO):
         return kept if total <= limit else _cut(kept, total, limit, shown_limit)
 
 
-def read_whole(path: str | None) -> bytes | None:
-    """The file's content; None without a path or a file (a function that never returned)."""
-    if not path:
-        return None
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
 def capped_tail(path: str | None, limit: int, shown_limit: int | None = None) -> bytes | None:
     """The file, or, when it is over ``limit`` bytes, its tail from the first whole
     line on, under the line :data:`CUT` (the whole at most ``limit`` bytes); None

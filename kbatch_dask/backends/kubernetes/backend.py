@@ -27,7 +27,7 @@ from kbatch_dask.backends.kubernetes.dry_run import dry_run_yaml
 from kbatch_dask.backends.kubernetes.pod_logs import pod_logs
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
 from kbatch_dask.backends.kubernetes.status import job_record, pods_by_job
-from kbatch_dask.backends.outputs import LogStream, log_files, read_files
+from kbatch_dask.backends.outputs import LogStream, log_files, read_files, read_whole
 from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound, KbatchWarning, KubeError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord, JobState, now
@@ -335,14 +335,7 @@ class KubernetesBackend:
 
     def result(self, job_id: str) -> bytes | None:
         """A function job's pickled result, from the file its pod wrote on a shared volume."""
-        path = (self._job(job_id)["metadata"].get("annotations") or {}).get(names.ANN_RESULT)
-        if not path:
-            return None
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
+        return read_whole((self._job(job_id)["metadata"].get("annotations") or {}).get(names.ANN_RESULT))
 
     def hold(self, job_id: str) -> JobRecord:
         raise BadInput(
