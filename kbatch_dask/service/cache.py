@@ -151,11 +151,11 @@ class JobCache:
     def namespace_of(self, job_id: str) -> str | None:
         """The namespace of a Job with this id, if the cache holds one."""
         with self._lock:
-            for job in self._jobs.values():
-                meta = job.get("metadata") or {}
-                if (meta.get("labels") or {}).get(names.LABEL_JOB_ID) == job_id:
-                    return str(meta.get("namespace") or "") or None
-        return None
+            name = self._names_by_id.get(job_id)
+            job = self._jobs.get(name) if name is not None else None
+        if job is None:
+            return None
+        return str(meta_of(job).get("namespace") or "") or None
 
     def holds(self, user: str, job_id: str) -> bool:
         """Whether the cache has ``user``'s Job ``job_id``."""
