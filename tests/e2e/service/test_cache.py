@@ -57,13 +57,36 @@ def health(service: Service) -> dict[str, Any]:
     return dict(answer["watches"])
 
 
+def lists(service: Service) -> dict[str, int]:
+    """How many full lists each watch has made, whether or not it is up now."""
+    answer = http("GET", service.api("/health"))[1]
+    return {kind: watch["lists"] for kind, watch in answer["watches"].items()}
+
+
+def drop_watches_and_wait(service: Service) -> None:
+    """Cut both watches and wait until each has listed again and /health is 200.
+
+    A /health read right after the cut may still be the old 200: the reflectors
+    notice the cut a moment later, then list again after a backoff."""
+    before = lists(service)
+    service.server.drop_watches()
+    wait_for(relisted_since(service, before), what="both watches listed again and up")
+
+
+def relisted_since(service: Service, before: dict[str, int]) -> Callable[[], bool]:
+    def both_relisted_and_up() -> bool:
+        status, answer = http("GET", service.api("/health"))
+        relisted = all(watch["lists"] > before[kind] for kind, watch in answer["watches"].items())
+        return status == 200 and relisted
+
+    return both_relisted_and_up
+
+
 @pytest.fixture
 def short_watches(service: Service) -> Iterator[None]:
     """Watches that the API server ends every second, so the service resumes often."""
     service.server.max_watch_seconds = 1
-    service.server.drop_watches()  # the open ones were asked for a minute
-    # Dropped watches are relisted after a backoff: up again before the test reads /health.
-    wait_for(lambda: http("GET", service.api("/health"))[0] == 200, what="both watches up again")
+    drop_watches_and_wait(service)  # the open ones were asked for a minute
     yield
     service.server.max_watch_seconds = 1800
 
@@ -109,11 +132,12 @@ def test_a_410_gone_makes_the_service_list_again_and_its_queue_stays_right(
 
 
 def test_dropped_watches_are_resumed(service: Service, alice: User) -> None:
+    before = lists(service)
     service.server.drop_watches()
     service.server.create("jobs", NAMESPACE, kbatch_job("alice", "after-drop"))
     wait_for(shows(service, alice, "after-drop"), what="a job made after the watches were cut")
     # The pods' watch was cut too: up again once its own relist is done.
-    wait_for(lambda: http("GET", service.api("/health"))[0] == 200, what="both watches up again")
+    wait_for(relisted_since(service, before), what="both watches listed again and up")
 
 
 def test_a_submitted_job_is_shown_at_once(service: Service, alice: User) -> None:
