@@ -157,6 +157,7 @@ class Service:
     max_body_size: int
     driver_url: str | None
     log_format: str  # "text" or "json"
+    log_level: str  # "debug", "info" or "warning"
     start_timeout: float  # seconds a pod may wait for a fatal reason before its job fails
     database_url: str
     history: ServiceHistory

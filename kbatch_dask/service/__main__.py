@@ -28,7 +28,8 @@ async def serve() -> None:
     from kbatch_dask.service.logs import configure
 
     config = settings.load()
-    configure(config.service.log_format)  # before the imports: JupyterHub's log lines at import are in the format too
+    # Before the imports: JupyterHub's log lines at import are in the format too.
+    configure(config.service.log_format, config.service.log_level)
 
     from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
     from kbatch_dask.service.app import Listen, make_app, namespace

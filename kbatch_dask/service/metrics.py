@@ -52,6 +52,8 @@ class Metrics:
             ["handler", "method", "code"],
             registry=self.registry,
         )
+        # Each labelled histogram once: labels() takes a lock and builds a key per call.
+        self._durations: dict[tuple[str, str, int], Histogram] = {}
 
     @contextmanager
     def submission(self) -> Iterator[None]:
@@ -67,9 +69,11 @@ class Metrics:
 
     def observe(self, handler: web.RequestHandler) -> None:
         """One answered request (tornado's ``log_function``)."""
-        self.request_duration.labels(
-            type(handler).__name__, handler.request.method or "", str(handler.get_status())
-        ).observe(handler.request.request_time())
+        key = (type(handler).__name__, handler.request.method or "", handler.get_status())
+        duration = self._durations.get(key)
+        if duration is None:
+            duration = self._durations[key] = self.request_duration.labels(key[0], key[1], str(key[2]))
+        duration.observe(handler.request.request_time())
 
     def page(self, by_state: Mapping[JobState, int] | None) -> bytes:
         """The text page; ``by_state`` None: the jobs could not be listed."""
