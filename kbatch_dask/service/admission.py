@@ -41,7 +41,7 @@ from typing import Any
 
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.backends.kubernetes.client import KubeAPI
-from kbatch_dask.errors import Conflict, KbatchError, KubeError
+from kbatch_dask.errors import Conflict, JobNotFound, KbatchError, KubeError
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.spec.dependency import NEVER, WAITING, Dependency, Outcome
@@ -99,11 +99,18 @@ def entry(job: Obj, record: JobRecord) -> Entry:
     )
 
 
-def plan(entries: Iterable[Entry], per_user: int, total: int | None) -> Plan:
-    """What to start, and why the rest waits (see the module's docstring)."""
+def plan(
+    entries: Iterable[Entry],
+    per_user: int,
+    total: int | None,
+    state_of: Callable[[str, str], JobState | None] = lambda user, job_id: None,
+) -> Plan:
+    """What to start, and why the rest waits (see the module's docstring).
+    ``entries``: at least every job not ended; ``state_of(user, id)``: the
+    state of a job not among them (None: no longer known)."""
     entries = list(entries)
     result = Plan()
-    states: dict[str, dict[str, JobState]] = collections.defaultdict(dict)
+    states: dict[str, dict[str, JobState | None]] = collections.defaultdict(dict)
     for e in entries:
         states[e.record.user][e.record.id] = e.record.state
         if not e.queued and not e.record.state.is_terminal():
@@ -114,7 +121,11 @@ def plan(entries: Iterable[Entry], per_user: int, total: int | None) -> Plan:
             _wait(result, e, HELD)
             continue
         if e.dependency is not None:
-            outcome = e.dependency.outcome(states[e.record.user], _earlier_namesake_active(e, entries))
+            known = states[e.record.user]
+            for job_id in e.dependency.ids:
+                if job_id not in known:
+                    known[job_id] = state_of(e.record.user, job_id)
+            outcome = e.dependency.outcome(known, _earlier_namesake_active(e, entries))
             if outcome is Outcome.NEVER:
                 result.never.append(e)
                 continue
@@ -206,7 +217,15 @@ class Admission:
     # -- the queue --------------------------------------------------------------
 
     def entries(self) -> list[Entry]:
-        return [entry(job, record) for job, record in self.cache.entries()]
+        """The open Jobs: ended ones neither wait nor count (a dependency asks the cache)."""
+        return [entry(job, record) for job, record in self.cache.open_entries()]
+
+    def _state_of(self, user: str, job_id: str) -> JobState | None:
+        """A job's state, None once the cache no longer holds it."""
+        try:
+            return self.cache.record(user, job_id).state
+        except JobNotFound:
+            return None
 
     def run(self) -> Plan:
         """One pass: start what may start, say why the rest waits (nothing while the
@@ -214,7 +233,7 @@ class Admission:
         if not self.cache.up:
             return Plan()
         with self.lock:
-            decided = plan(self.entries(), self.per_user, self.total)
+            decided = plan(self.entries(), self.per_user, self.total, self._state_of)
             for e in decided.start:
                 try:
                     added: dict[str, str | None] = dict(self._starting(e.job))
@@ -233,7 +252,7 @@ class Admission:
 
     def would_wait(self, user: str) -> bool:
         """Whether a job of ``user`` submitted now would wait for quota."""
-        decided = plan(self.entries(), self.per_user, self.total)
+        decided = plan(self.entries(), self.per_user, self.total, self._state_of)
         started = sum(decided.started.values())
         full = self.total is not None and started >= self.total
         return full or user in decided.quota_waiting or decided.started[user] >= self.per_user
@@ -288,7 +307,7 @@ class Admission:
     def _delete_expired(self) -> None:
         """Delete the Jobs the queue ended (they never finish for the TTL controller) after the TTL."""
         oldest = now() - self.ttl
-        for job, record in self.cache.entries():
+        for job, record in self.cache.open_entries():
             suspended = (job.get("spec") or {}).get("suspend")
             if suspended and record.state.is_terminal() and record.finished and record.finished < oldest:
                 meta = job.get("metadata") or {}

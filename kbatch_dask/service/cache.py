@@ -74,6 +74,11 @@ class JobCache:
         self._generation = 0  # changes to anyone's
         self._memos: dict[tuple[str | None, Hashable], tuple[int, object]] = {}  # (user, query) -> (generation, answer)
         self._names_by_id: dict[str, str] = {}  # job id label -> Job name
+        # The Jobs the queue is about (not ended, or suspended: queued, or ended by the
+        # queue and awaiting deletion), kept up to date from those changed since the
+        # last look: the passes over the queue cost what is open, not every Job kept.
+        self._open: set[str] = set()
+        self._dirty: set[str] = set()  # Job names whose Job or pods changed since then
         self.listener = listener  # told of every record that may have changed
         self.jobs = Reflector(api, "jobs", namespace, self._replace_jobs, self._apply_job, watch_seconds=watch_seconds)
         self.pods = Reflector(api, "pods", namespace, self._replace_pods, self._apply_pod, watch_seconds=watch_seconds)
@@ -143,11 +148,6 @@ class JobCache:
         with self._lock:
             return list(self._jobs.values())
 
-    def with_pods(self) -> list[tuple[Obj, list[Obj]]]:
-        """Every Job the cache holds with its pods, as the API gave them."""
-        with self._lock:
-            return [(job, self._pods_for(job)) for job in self._jobs.values()]
-
     def namespace_of(self, job_id: str) -> str | None:
         """The namespace of a Job with this id, if the cache holds one."""
         with self._lock:
@@ -169,10 +169,26 @@ class JobCache:
                 raise JobNotFound(job_id)
             return self._record(name)
 
-    def entries(self) -> list[tuple[Obj, JobRecord]]:
-        """Every Job with its record (the admission's view of the queue)."""
+    def open_entries(self) -> list[tuple[Obj, JobRecord]]:
+        """Every Job not ended, or suspended, with its record (the admission's
+        view of the queue); the ended ones, most of what is kept, are left out."""
         with self._lock:
-            return [(job, self._record(name)) for name, job in self._jobs.items()]
+            for name in self._dirty:
+                if name in self._jobs and self._is_open(name):
+                    self._open.add(name)
+                else:
+                    self._open.discard(name)
+            self._dirty.clear()
+            return [(self._jobs[name], self._record(name)) for name in self._open]
+
+    def open_with_pods(self) -> list[tuple[Obj, list[Obj]]]:
+        """:meth:`open_entries`' Jobs with their pods, as the API gave them."""
+        jobs = [job for job, _ in self.open_entries()]
+        with self._lock:
+            return [(job, self._pods_for(job)) for job in jobs]
+
+    def _is_open(self, name: str) -> bool:
+        return bool((self._jobs[name].get("spec") or {}).get("suspend")) or not self._record(name).state.is_terminal()
 
     def job(self, user: str, job_id: str) -> Obj:
         """The Job of ``user``'s job ``job_id`` as last seen (JobNotFound unless held)."""
@@ -228,10 +244,15 @@ class JobCache:
             self.listener.changed(self._record(name), namespace, gone)
 
     def _changed(self, obj: Mapping[str, Any]) -> None:
-        """A job or pod of this user changed (held lock): their answers are stale."""
-        user = str((meta_of(obj).get("labels") or {}).get(names.LABEL_USER, ""))
+        """A job or pod of this user changed (held lock): their answers are stale,
+        and whether its Job is open to the queue must be looked at again."""
+        labels = meta_of(obj).get("labels") or {}
+        user = str(labels.get(names.LABEL_USER, ""))
         self._generations[user] = self._generations.get(user, 0) + 1
         self._generation += 1
+        name = self._names_by_id.get(str(labels.get(names.LABEL_JOB_ID, "")))
+        if name is not None:
+            self._dirty.add(name)
 
     def _record(self, name: str) -> JobRecord:
         """The record of Job ``name`` (held lock), built again only when a version changed."""
@@ -272,6 +293,7 @@ class JobCache:
                 if name not in listed:
                     self._tell(name, "unseen")  # deleted while no watch was up
             self._jobs, self._by_user, self._gone, self._names_by_id = {}, {}, set(), {}
+            self._open = set()  # each listed Job is looked at again (all are changed)
             for job in items:
                 self._put_job(job)
             self._records = {k: v for k, v in self._records.items() if k in self._jobs}
@@ -307,6 +329,7 @@ class JobCache:
     def _drop_job(self, name: str) -> None:
         job = self._jobs.pop(name, None)
         self._records.pop(name, None)
+        self._open.discard(name)
         if job is not None:
             labels = meta_of(job).get("labels") or {}
             self._by_user.get(str(labels.get(names.LABEL_USER, "")), set()).discard(name)

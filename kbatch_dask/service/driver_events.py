@@ -225,11 +225,14 @@ class DriverEvents:
             return 0
         count = 0
         for job in jobs:
-            if not ended(job):
+            # The annotations first: most Jobs kept ended long ago and need nothing.
+            token = self.tokens is not None and bool(_annotations(job).get(names.ANN_HUB_TOKEN_ID))
+            mail = self.mail is not None and self.mail.awaits_end(job)
+            if not (token or mail) or not ended(job):
                 continue
-            if self.mail is not None:
+            if mail and self.mail is not None:
                 self.mail.ended(job)
-            if self.tokens is not None and _annotations(job).get(names.ANN_HUB_TOKEN_ID):
+            if token:
                 self.revoke(job)
                 count += 1
         return count

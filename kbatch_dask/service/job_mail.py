@@ -121,10 +121,14 @@ class JobMail:
         if _annotations(job).get(ANN_MAIL_TYPE):
             self._queue(job, "END", values)
 
+    def awaits_end(self, job: Mapping[str, Any]) -> bool:
+        """Whether ``job`` asked for mail and its end was not handled yet."""
+        ann = _annotations(job)
+        return bool(ann.get(ANN_MAIL_TYPE)) and "END" not in _listed(ann.get(ANN_MAIL_DONE))
+
     def ended(self, job: Mapping[str, Any]) -> None:
         """``job`` is found ended (the sweep): queue its END unless it was handled."""
-        ann = _annotations(job)
-        if ann.get(ANN_MAIL_TYPE) and "END" not in _listed(ann.get(ANN_MAIL_DONE)):
+        if self.awaits_end(job):
             self._queue(job, "END", None)
 
     def _queue(self, job: Mapping[str, Any], event: str, values: Mapping[str, Any] | None) -> None:

@@ -375,7 +375,7 @@ class JobService:
         """End the jobs whose pods can never start (:mod:`~kbatch_dask.service.stuck`):
         their end recorded and mailed, their hub tokens revoked; how many."""
         count = 0
-        for found in stuck.find(self.cache.with_pods(), now(), self.config.service.start_timeout):
+        for found in stuck.find(self.cache.open_with_pods(), now(), self.config.service.start_timeout):
             if stuck.fail(self.api, found):
                 self.driver_events.revoke(found.job)
                 if self.mail is not None:

@@ -96,6 +96,27 @@ def test_dependencies_wait_start_or_are_never_satisfied() -> None:
     assert [(e.record.id, reason) for e, reason in decided.reasons] == [("d1", WAITING)]
 
 
+def test_predecessors_not_among_the_entries_are_asked_of_state_of() -> None:
+    # The admission gives only open jobs; ended predecessors are looked up, once each.
+    ended = {("alice", "s1"): JobState.SUCCEEDED, ("alice", "f1"): JobState.FAILED}
+    asked: list[tuple[str, str]] = []
+
+    def state_of(user: str, job_id: str) -> JobState | None:
+        asked.append((user, job_id))
+        return ended.get((user, job_id))
+
+    jobs = [
+        job("alice", "d1", 1, dependency="afterok:s1"),
+        job("alice", "d2", 2, dependency="afterok:f1"),
+        job("alice", "d3", 3, dependency="afterany:gone"),  # no longer known: ended, as before
+        job("alice", "d4", 4, dependency="afterok:s1:f1"),
+    ]
+    decided = plan(jobs, 5, None, state_of)
+    assert [e.record.id for e in decided.start] == ["d1", "d3"]
+    assert sorted(e.record.id for e in decided.never) == ["d2", "d4"]
+    assert sorted(asked) == [("alice", "f1"), ("alice", "gone"), ("alice", "s1")]
+
+
 def test_singleton_waits_for_an_earlier_job_of_the_same_name() -> None:
     jobs = [
         job("alice", "n1", 1, JobState.RUNNING, queued=False, name="train"),

@@ -190,3 +190,35 @@ def test_a_kept_answer_is_built_again_only_after_a_change_to_its_users_jobs(
     fake_apiserver.create("jobs", NS, kbatch_job("alice", "a9"))
     wait_for(lambda: "a9" in ids(cache, "alice"), "alice's new Job")
     assert cache.memo("alice", "queue", build) == b"a1,a2,a9" and len(builds) == 2
+
+
+def open_ids(cache: JobCache) -> set[str]:
+    return {record.id for _, record in cache.open_entries()}
+
+
+def test_the_queue_sees_open_jobs_only_and_follows_them_as_they_change(
+    cache: JobCache,
+    fake_apiserver: FakeApiServer,  # noqa: F811
+) -> None:
+    assert open_ids(cache) == {"a2"}  # a1 Complete and b1 Failed: ended, left out
+    queued = kbatch_job("alice", "q1", "Running")
+    queued["spec"]["suspend"] = True
+    del queued["status"]["active"]
+    fake_apiserver.store.insert(JOB, queued)
+    ended = kbatch_job("bob", "e1", "Complete")  # ended by the queue: still suspended, awaiting deletion
+    ended["spec"]["suspend"] = True
+    fake_apiserver.store.insert(JOB, ended)
+    fake_apiserver.compact()  # the next resume is a 410: only the relist shows them
+    wait_for(lambda: "q1" in ids(cache, "alice") and "e1" in ids(cache, "bob"), "the relist")
+    assert open_ids(cache) == {"a2", "q1", "e1"}
+    # a2 ends: its pod goes, and its Job completes.
+    (pod,) = fake_apiserver.store.select(POD, NS, f"{names.LABEL_JOB_ID}=a2")
+    fake_apiserver.store.delete(POD, NS, pod["metadata"]["name"])
+    completed = kbatch_job("alice", "a2")["status"]
+    fake_apiserver.store.mutate_status(
+        JOB, NS, manifests.job_name("alice", "a2"), lambda s: s.update(completed, active=0)
+    )
+    wait_for(lambda: cache.record("alice", "a2").state is JobState.SUCCEEDED, "a2's end")
+    assert open_ids(cache) == {"q1", "e1"}
+    cache.written(manifests.job_name("alice", "q1"), None)  # deleted by the service
+    assert open_ids(cache) == {"e1"}
