@@ -36,6 +36,9 @@ class Sizes:
     service_requests: int = 20  # per client, when the load is aiohttp clients
     service_seconds: float = 5.0  # of load per repetition, when it is wrk
     web_jobs: int = 1_000  # in the web page's queue
+    scaling_jobs: tuple[int, ...] = (1, 100, 10_000)  # how queues grow with the jobs
+    scaling_workers: tuple[int, ...] = (1, 20)  # how a job's start and end grow with its workers
+    repeat_scaling_workers: int = 3
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -54,6 +57,9 @@ class Sizes:
             service_clients=4,
             service_requests=2,
             service_seconds=1.0,
+            scaling_jobs=(1, 3),
+            scaling_workers=(1,),
+            repeat_scaling_workers=1,
         )
 
 

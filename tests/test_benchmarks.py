@@ -14,6 +14,7 @@ from conftest import ROOT
 pytestmark = pytest.mark.gateway
 
 
+@pytest.mark.timeout(600)  # every group once, a hub and a service included
 def test_benchmark_smoke_run_prints_every_row(gateway_home: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KBATCH_", "DASK_"))}
     proc = subprocess.run(
@@ -22,7 +23,7 @@ def test_benchmark_smoke_run_prints_every_row(gateway_home: Path, tmp_path: Path
         env={**env, "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=540,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
@@ -42,6 +43,11 @@ def test_benchmark_smoke_run_prints_every_row(gateway_home: Path, tmp_path: Path
         "GET /jobs p99, 4 clients, 40 jobs of 4 users",
         "service CPU per GET /jobs",
         "web page, 20 jobs: browser, to first contentful paint",
+        "scaling: kqueue, kubernetes, 1 job",
+        "scaling: kqueue, kubernetes, 3 jobs",
+        "scaling: service GET /jobs, one client, a user with 3 jobs",
+        "scaling: kqueue, hub (through the service), 3 jobs",
+        "scaling: 1 worker: last line → cluster STOPPED",
     ]
     # A row's name, then what it notes in parentheses (e.g. which load generator ran).
     missing = [name for name in expected if not any(row == name or row.startswith(f"{name} (") for row in rows)]
