@@ -172,11 +172,10 @@ def show_cmd(job_id: str, output: str, backend: str | None) -> None:
     """Show everything known about one job: state and reason, times, files
     (output, error, executed notebook), working directory, time limit, attempt,
     Dask cluster and its workers' size, and one line of its report."""
-    from kbatch_dask import api, render, settings
-    from kbatch_dask.report import find
+    from kbatch_dask import api, render
 
     record = api.show_record(job_id, backend)
-    found = find(record, settings.load().report)
+    found = api.find_report(record, backend)
     summary = {"report": found.to_dict() if found else None}  # what `kbatch report -o json` prints
     if output == "json":
         click.echo(render.to_json({**record.to_dict(), **summary}))

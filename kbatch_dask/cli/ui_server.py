@@ -41,7 +41,9 @@ class LocalJobs:
     def job(self, job_id: str, user: str | None) -> dict[str, Any]:
         from kbatch_dask import api
 
-        return api.show_record(job_id, self.backend).to_dict()
+        record = api.show_record(job_id, self.backend)
+        found = api.find_report(record, self.backend)
+        return {**record.to_dict(), "report": found.to_dict() if found else None}  # as `kbatch show -o json`
 
     def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[str]:
         from kbatch_dask import api

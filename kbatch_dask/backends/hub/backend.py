@@ -18,9 +18,10 @@ from typing import Any
 from kbatch_dask import settings
 from kbatch_dask.backends.hub.client import ServiceClient
 from kbatch_dask.backends.outputs import LogStream
-from kbatch_dask.errors import BackendError, BadInput, JobNotFound, KbatchWarning
+from kbatch_dask.errors import BackendError, BadInput, Conflict, JobNotFound, KbatchWarning
 from kbatch_dask.gateway import GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord
+from kbatch_dask.report import Saved
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
 from kbatch_dask.spec.units import format_size
@@ -135,6 +136,13 @@ class HubBackend:
         try:
             return self.client.raw(f"/jobs/{_quoted(job_id)}/result", job_id=job_id)
         except JobNotFound:
+            return None
+
+    def report(self, record: JobRecord) -> Saved | None:
+        """The report's summary the job's driver uploaded to the service (409: not ended, 404: none)."""
+        try:
+            return Saved(self.client.json("GET", f"/jobs/{_quoted(record.id)}/report", job_id=record.id))
+        except (JobNotFound, Conflict):
             return None
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:
