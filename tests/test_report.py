@@ -11,12 +11,12 @@ from typing import Any, cast
 import pytest
 
 from kbatch_dask.backends import Backend
-from kbatch_dask.errors import KbatchError
+from kbatch_dask.errors import BadInput, KbatchError
 from kbatch_dask.job import Job
 from kbatch_dask.records import DaskInfo, JobRecord, JobState
-from kbatch_dask.errors import BadInput
 from kbatch_dask.report import GIB, Saved, line, of, rows, saved_beside, summary_of
 from kbatch_dask.settings import Report
+
 
 class Beside:
     """The part of a local backend a job's report needs: the file beside its output."""

@@ -21,7 +21,7 @@ from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import BackendError, BadInput, Conflict, JobNotFound, KbatchWarning
 from kbatch_dask.gateway import GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord
-from kbatch_dask.report import Saved
+from kbatch_dask.report import Saved, report_paths
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
 from kbatch_dask.spec.units import format_size
@@ -139,11 +139,14 @@ class HubBackend:
             return None
 
     def report(self, record: JobRecord) -> Saved | None:
-        """The report's summary the job's driver uploaded to the service (409: not ended, 404: none)."""
+        """The report's summary the job's driver uploaded to the service (409: not ended, 404: none),
+        and Dask's HTML report where this session sees it: beside the output, on the user's volume."""
         try:
-            return Saved(self.client.json("GET", f"/jobs/{_quoted(record.id)}/report", job_id=record.id))
+            summary = self.client.json("GET", f"/jobs/{_quoted(record.id)}/report", job_id=record.id)
         except (JobNotFound, Conflict):
             return None
+        paths = report_paths(record.output, record.id)
+        return Saved(summary, paths[1] if paths and os.path.exists(paths[1]) else None)
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:
         """The configured gateway: the jobs' clusters are the user's, on the hub's gateway."""
