@@ -23,7 +23,6 @@ from kbatch_dask.gateway.options import check_cluster_options
 from kbatch_dask.job import Job
 from kbatch_dask.reaper import GcAction, stale_clusters
 from kbatch_dask.records import JobRecord, JobState, now
-from kbatch_dask.report import JobReport, find
 from kbatch_dask.spec import JobSpec, build_spec
 from kbatch_dask.spec.environment import exported_environment
 from kbatch_dask.spec.options import SPEC_OPTION_NAMES
@@ -295,12 +294,6 @@ def show_record(job_id: str, backend: str | None = None) -> JobRecord:
     config = settings.load()
     b = _backend(backend, config)
     return _with_clusters(b, [b.get(job_id)], config.queue.live_timeout)[0]
-
-
-def find_report(record: JobRecord, backend: str | None = None) -> JobReport | None:
-    """The job's report (``kbatch show``'s line), where its backend keeps it; None when it has none (yet)."""
-    config = settings.load()
-    return find(record, _backend(backend, config).report(record), config.report)
 
 
 def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None = None) -> list[GcAction]:

@@ -39,11 +39,9 @@ class LocalJobs:
         return JobList.of([r.to_dict() for r in api.list_records(backend=self.backend)])
 
     def job(self, job_id: str, user: str | None) -> dict[str, Any]:
-        from kbatch_dask import api
+        from kbatch_dask.cli.shown import shown, shown_json
 
-        record = api.show_record(job_id, self.backend)
-        found = api.find_report(record, self.backend)
-        return {**record.to_dict(), "report": found.to_dict() if found else None}  # as `kbatch show -o json`
+        return shown_json(*shown(job_id, self.backend))
 
     def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[str]:
         from kbatch_dask import api
