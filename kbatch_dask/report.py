@@ -175,32 +175,32 @@ def rows(data: dict[str, Any]) -> list[tuple[str, str]]:
     """The report's JSON (:meth:`JobReport.to_dict`, the ``report`` of ``kbatch show -o json``)
     as label and text: the terminal's table, the notebook's and the web page's."""
     w, t, m = data["workers"], data["tasks"], data["memory"]
-    rows = [("State", data["state"]), ("Wall time", _duration(data["wall_seconds"]))]
-    rows.append(("Cluster start wait", _duration(data["cluster_wait_seconds"])))
-    rows.append(
+    out = [("State", data["state"]), ("Wall time", _duration(data["wall_seconds"]))]
+    out.append(("Cluster start wait", _duration(data["cluster_wait_seconds"])))
+    out.append(
         (
             "Workers",
             f"{w['peak']} peak, {w['mean']:.1f} mean, {w['seconds']:.0f} worker-seconds "
             f"({w['threads_peak']} threads peak)",
         )
     )
-    rows.append(("Tasks", f"{t['count']} ({t['erred']} erred), {t['compute_seconds']:.1f} compute-seconds"))
-    rows.append(("CPU efficiency", f"{_percent(data['cpu_efficiency'])} (compute-seconds / worker thread-seconds)"))
+    out.append(("Tasks", f"{t['count']} ({t['erred']} erred), {t['compute_seconds']:.1f} compute-seconds"))
+    out.append(("CPU efficiency", f"{_percent(data['cpu_efficiency'])} (compute-seconds / worker thread-seconds)"))
     limit = f" of {_bytes(m['limit_bytes'])} per worker" if m.get("limit_bytes") else ""
     peak = f"peak {_bytes(m['peak_bytes'])}{limit}"
-    rows.append(("Memory efficiency", f"{_percent(data['memory_efficiency'])} ({peak})"))
-    rows.append(("Spill", f"{_bytes(m.get('spill_written_bytes') or 0)} written to disk"))
-    rows.append(("Transfer", f"{_bytes(data['transfer_bytes'])} sent by workers"))
+    out.append(("Memory efficiency", f"{_percent(data['memory_efficiency'])} ({peak})"))
+    out.append(("Spill", f"{_bytes(m.get('spill_written_bytes') or 0)} written to disk"))
+    out.append(("Transfer", f"{_bytes(data['transfer_bytes'])} sent by workers"))
     cost = data.get("cost")
     if cost:
         spent = f"{cost['total']:.2f} {cost['currency']}".strip()
-        rows.append(("Cost", f"~{spent} ({cost['core_hours']:.2f} core-hours, {cost['gib_hours']:.2f} GiB-hours)"))
+        out.append(("Cost", f"~{spent} ({cost['core_hours']:.2f} core-hours, {cost['gib_hours']:.2f} GiB-hours)"))
     top = ", ".join(f"{p['prefix']} {p['seconds']:.1f} s ({p['count']})" for p in t["prefixes"][:5])
-    rows.append(("Top task prefixes", top or "-"))
+    out.append(("Top task prefixes", top or "-"))
     if data.get("html"):
-        rows.append(("Dask report", data["html"]))
-    rows += [("Hint", hint) for hint in data.get("hints") or ()]
-    return rows
+        out.append(("Dask report", data["html"]))
+    out += [("Hint", hint) for hint in data.get("hints") or ()]
+    return out
 
 
 def line(data: dict[str, Any]) -> str:
@@ -241,7 +241,7 @@ def saved_beside(record: JobRecord) -> Saved | None:
 def summary_of(data: bytes) -> dict[str, Any]:
     """The meter's summary in ``data``, checked for what :func:`of` reads; BadInput says what is wrong.
 
-    >>> summary_of(b'{"workers": {}}')
+    >>> summary_of(b'{"collected": 1, "metered_from": 0, "workers": {}}')
     Traceback (most recent call last):
     ...
     kbatch_dask.errors.BadInput: the report has no number workers.peak: not the summary kbatch-dask's driver saves
@@ -304,6 +304,7 @@ def required(record: JobRecord, saved: Saved | None, prices: Prices | None = Non
     if record.dask is None:
         raise KbatchError(f"job {record.id} had no Dask cluster: it has no report")
     where = report_paths(record.output, record.id)
+    # A hub job's report is the one its driver uploaded to the service, not the file.
     beside = f" ({where[0]} is not there)" if where and record.backend != "hub" else ""
     raise KbatchError(f"job {record.id} has no report{beside}; kbatch.report.enabled may be off, or the job never ran")
 
