@@ -104,12 +104,13 @@ class Job:
         return unpack_result(data)
 
     def report(self) -> JobReport:
-        """What the job's Dask cluster did (:mod:`kbatch_dask.report`): written as the
-        job ends; a :class:`~kbatch_dask.errors.KbatchError` says why there is none."""
+        """What the job's Dask cluster did (:mod:`kbatch_dask.report`): saved as the
+        job ends, where its backend keeps it; a :class:`~kbatch_dask.errors.KbatchError`
+        says why there is none."""
         from kbatch_dask import report, settings
 
         record = self._record if self._record.state.is_terminal() else self.refresh()
-        return report.required(record, settings.load().report)
+        return report.required(record, self._backend.report(record), settings.load().report)
 
     def hold(self) -> JobState:
         """Keep the pending job from starting until :meth:`release`."""

@@ -115,6 +115,7 @@ class JobRecord:
     cpus: float | None = None
     memory: int | None = None
     gpus: int | None = None
+    dependency: str | None = None  # --dependency as its normal text (spec.dependency), e.g. "afterok:k3x9q"
 
     def elapsed(self, at: datetime | None = None) -> float | None:
         """Seconds run so far (running) or in total (ended); None if never started."""
@@ -157,6 +158,7 @@ class JobRecord:
             "cpus": self.cpus,
             "memory": self.memory,
             "gpus": self.gpus,
+            "dependency": self.dependency,
         }
 
     @classmethod
@@ -189,6 +191,7 @@ class JobRecord:
             cpus=data.get("cpus"),
             memory=data.get("memory"),
             gpus=data.get("gpus"),
+            dependency=data.get("dependency"),
         )
 
 

@@ -3,8 +3,11 @@ scheduler's own view.
 
 The job's driver writes ``kbatch-%j.report.json`` beside the job's output file
 as the job ends (:mod:`kbatch_dask.driver.metering`, from the
-:mod:`kbatch_dask.driver.meter` plugin on the scheduler). This module reads it
-with the job's record and derives what a user asks: the wall time, how long
+:mod:`kbatch_dask.driver.meter` plugin on the scheduler); a job of the
+kbatch-dask service also uploads it to the service (``PUT /jobs/{id}/report``),
+which serves it from its archive. Each backend finds what was saved
+(:class:`Saved`, ``Backend.report``); this module reads it with the job's
+record and derives what a user asks: the wall time, how long
 the cluster took to get its first worker, the worker-seconds, the CPU
 efficiency (task compute-seconds / worker thread-seconds), the memory
 efficiency (a worker's peak memory / its limit), spill, the task prefixes that
@@ -30,7 +33,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from kbatch_dask.errors import KbatchError
+from kbatch_dask.errors import BadInput, KbatchError
 from kbatch_dask.records import JobRecord
 from kbatch_dask.settings import Report as Prices
 from kbatch_dask.spec.units import format_duration
@@ -38,6 +41,20 @@ from kbatch_dask.spec.units import format_duration
 LOW_CPU_EFFICIENCY = 0.5  # below it, the hint suggests fewer (or adaptive) workers
 LOW_MEMORY_EFFICIENCY = 0.25  # below it, the hint suggests less memory per worker
 GIB = 2**30
+# What of the meter's summary is read as a number (summary_of checks an upload for them).
+SUMMARY_NUMBERS = (
+    "collected",
+    "metered_from",
+    "workers.peak",
+    "workers.mean",
+    "workers.seconds",
+    "workers.threads_peak",
+    "workers.thread_seconds",
+    "tasks.count",
+    "tasks.erred",
+    "tasks.compute_seconds",
+    "memory.peak_bytes",
+)
 
 
 def report_paths(output: str | None, job_id: str) -> tuple[str, str] | None:
@@ -133,33 +150,7 @@ class JobReport:
 
     def rows(self) -> list[tuple[str, str]]:
         """The report as label and text, for the terminal and the notebook."""
-        w, t, m = self.workers, self.tasks, self.memory
-        rows = [("State", self.state), ("Wall time", _duration(self.wall_seconds))]
-        rows.append(("Cluster start wait", _duration(self.cluster_wait_seconds)))
-        rows.append(
-            (
-                "Workers",
-                f"{w['peak']} peak, {w['mean']:.1f} mean, {w['seconds']:.0f} worker-seconds "
-                f"({w['threads_peak']} threads peak)",
-            )
-        )
-        rows.append(("Tasks", f"{t['count']} ({t['erred']} erred), {t['compute_seconds']:.1f} compute-seconds"))
-        rows.append(("CPU efficiency", f"{_percent(self.cpu_efficiency)} (compute-seconds / worker thread-seconds)"))
-        limit = f" of {_bytes(m['limit_bytes'])} per worker" if m.get("limit_bytes") else ""
-        peak = f"peak {_bytes(m['peak_bytes'])}{limit}"
-        rows.append(("Memory efficiency", f"{_percent(self.memory_efficiency)} ({peak})"))
-        rows.append(("Spill", f"{_bytes(m.get('spill_written_bytes') or 0)} written to disk"))
-        rows.append(("Transfer", f"{_bytes(self.transfer_bytes)} sent by workers"))
-        cost = self.cost()
-        if cost:
-            spent = f"{cost['total']:.2f} {cost['currency']}".strip()
-            rows.append(("Cost", f"~{spent} ({cost['core_hours']:.2f} core-hours, {cost['gib_hours']:.2f} GiB-hours)"))
-        top = ", ".join(f"{p['prefix']} {p['seconds']:.1f} s ({p['count']})" for p in t["prefixes"][:5])
-        rows.append(("Top task prefixes", top or "-"))
-        if self.html:
-            rows.append(("Dask report", self.html))
-        rows += [("Hint", hint) for hint in self.hints()]
-        return rows
+        return rows(self.to_dict())
 
     def render(self) -> str:
         rows = self.rows()
@@ -168,10 +159,7 @@ class JobReport:
 
     def line(self) -> str:
         """One line for ``kbatch show``."""
-        return (
-            f"CPU {_percent(self.cpu_efficiency)}, memory {_percent(self.memory_efficiency)}, "
-            f"{self.workers['seconds']:.0f} worker-seconds (kbatch report {self.job})"
-        )
+        return line(self.to_dict())
 
     def _repr_html_(self) -> str:
         cells = "".join(
@@ -183,17 +171,108 @@ class JobReport:
         return f'<div><h4 style="margin-bottom: 0.25em">{title}</h4><table>{cells}</table></div>'
 
 
-def find(record: JobRecord, prices: Prices | None = None) -> JobReport | None:
-    """The report of the job of ``record``, None when it has none (yet)."""
+def rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The report's JSON (:meth:`JobReport.to_dict`, the ``report`` of ``kbatch show -o json``)
+    as label and text: the terminal's table, the notebook's and the web page's."""
+    w, t, m = data["workers"], data["tasks"], data["memory"]
+    out = [("State", data["state"]), ("Wall time", _duration(data["wall_seconds"]))]
+    out.append(("Cluster start wait", _duration(data["cluster_wait_seconds"])))
+    out.append(
+        (
+            "Workers",
+            f"{w['peak']} peak, {w['mean']:.1f} mean, {w['seconds']:.0f} worker-seconds "
+            f"({w['threads_peak']} threads peak)",
+        )
+    )
+    out.append(("Tasks", f"{t['count']} ({t['erred']} erred), {t['compute_seconds']:.1f} compute-seconds"))
+    out.append(("CPU efficiency", f"{_percent(data['cpu_efficiency'])} (compute-seconds / worker thread-seconds)"))
+    limit = f" of {_bytes(m['limit_bytes'])} per worker" if m.get("limit_bytes") else ""
+    peak = f"peak {_bytes(m['peak_bytes'])}{limit}"
+    out.append(("Memory efficiency", f"{_percent(data['memory_efficiency'])} ({peak})"))
+    out.append(("Spill", f"{_bytes(m.get('spill_written_bytes') or 0)} written to disk"))
+    out.append(("Transfer", f"{_bytes(data['transfer_bytes'])} sent by workers"))
+    cost = data.get("cost")
+    if cost:
+        spent = f"{cost['total']:.2f} {cost['currency']}".strip()
+        out.append(("Cost", f"~{spent} ({cost['core_hours']:.2f} core-hours, {cost['gib_hours']:.2f} GiB-hours)"))
+    top = ", ".join(f"{p['prefix']} {p['seconds']:.1f} s ({p['count']})" for p in t["prefixes"][:5])
+    out.append(("Top task prefixes", top or "-"))
+    if data.get("html"):
+        out.append(("Dask report", data["html"]))
+    out += [("Hint", hint) for hint in data.get("hints") or ()]
+    return out
+
+
+def line(data: dict[str, Any]) -> str:
+    """The report's JSON as one line (``kbatch show``, the web page)."""
+    return (
+        f"CPU {_percent(data['cpu_efficiency'])}, memory {_percent(data['memory_efficiency'])}, "
+        f"{data['workers']['seconds']:.0f} worker-seconds (kbatch report {data['job']})"
+    )
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a job's driver saved of its report: the meter's summary (the JSON of
+    ``kbatch-%j.report.json``) and where Dask's HTML report is, if anywhere. Each
+    backend finds it where its jobs keep it (``Backend.report``): beside the output
+    file, or in the kbatch-dask service's archive."""
+
+    summary: dict[str, Any]
+    html: str | None = None
+
+    def report(self, record: JobRecord, prices: Prices | None = None) -> JobReport:
+        return of(self.summary, record, prices, self.html)
+
+
+def saved_beside(record: JobRecord) -> Saved | None:
+    """The report the driver wrote beside the job's output file; None when it has none (yet)."""
     paths = report_paths(record.output, record.id)
     if paths is None:
         return None
     try:
-        with open(paths[0], encoding="utf-8") as f:
-            raw = json.load(f)
-    except (OSError, ValueError):
+        with open(paths[0], "rb") as f:
+            summary = summary_of(f.read())
+    except (OSError, KbatchError):
         return None
-    return of(raw, record, prices, paths[1] if os.path.exists(paths[1]) else None)
+    return Saved(summary, paths[1] if os.path.exists(paths[1]) else None)
+
+
+def summary_of(data: bytes) -> dict[str, Any]:
+    """The meter's summary in ``data``, checked for what :func:`of` reads; BadInput says what is wrong.
+
+    >>> summary_of(b'{"collected": 1, "metered_from": 0, "workers": {}}')
+    Traceback (most recent call last):
+    ...
+    kbatch_dask.errors.BadInput: the report has no number workers.peak: not the summary kbatch-dask's driver saves
+    """
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        raise BadInput("the report is not JSON") from None
+    if not isinstance(raw, dict):
+        raise BadInput("the report is not a JSON object")
+    for path in SUMMARY_NUMBERS:
+        value: Any = raw
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadInput(f"the report has no number {path}: not the summary kbatch-dask's driver saves")
+    prefixes = raw["tasks"].get("prefixes")
+    if not isinstance(prefixes, list) or not all(
+        isinstance(p, dict)
+        and isinstance(p.get("prefix"), str)
+        and isinstance(p.get("seconds"), (int, float))
+        and isinstance(p.get("count"), int)
+        for p in prefixes
+    ):
+        raise BadInput("the report's tasks.prefixes is not a list of {prefix, seconds, count}")
+    return raw
+
+
+def find(record: JobRecord, saved: Saved | None, prices: Prices | None = None) -> JobReport | None:
+    """The report of the job of ``record`` from what its backend found saved; None when it has none (yet)."""
+    return saved.report(record, prices) if saved else None
 
 
 def of(raw: dict[str, Any], record: JobRecord, prices: Prices | None, page: str | None) -> JobReport:
@@ -215,9 +294,9 @@ def of(raw: dict[str, Any], record: JobRecord, prices: Prices | None, page: str 
     )
 
 
-def required(record: JobRecord, prices: Prices | None = None) -> JobReport:
+def required(record: JobRecord, saved: Saved | None, prices: Prices | None = None) -> JobReport:
     """:func:`find`'s report, or a KbatchError that says why there is none."""
-    found = find(record, prices)
+    found = find(record, saved, prices)
     if found is not None:
         return found
     if not record.state.is_terminal():
@@ -225,7 +304,8 @@ def required(record: JobRecord, prices: Prices | None = None) -> JobReport:
     if record.dask is None:
         raise KbatchError(f"job {record.id} had no Dask cluster: it has no report")
     where = report_paths(record.output, record.id)
-    beside = f" ({where[0]} is not there)" if where else ""
+    # A hub job's report is the one its driver uploaded to the service, not the file.
+    beside = f" ({where[0]} is not there)" if where and record.backend != "hub" else ""
     raise KbatchError(f"job {record.id} has no report{beside}; kbatch.report.enabled may be off, or the job never ran")
 
 

@@ -11,11 +11,19 @@ from typing import Any, cast
 import pytest
 
 from kbatch_dask.backends import Backend
-from kbatch_dask.errors import KbatchError
+from kbatch_dask.errors import BadInput, KbatchError
 from kbatch_dask.job import Job
 from kbatch_dask.records import DaskInfo, JobRecord, JobState
-from kbatch_dask.report import GIB, of
+from kbatch_dask.report import GIB, Saved, line, of, rows, saved_beside, summary_of
 from kbatch_dask.settings import Report
+
+
+class Beside:
+    """The part of a local backend a job's report needs: the file beside its output."""
+
+    def report(self, record: JobRecord) -> Saved | None:
+        return saved_beside(record)
+
 
 STARTED = datetime(2026, 11, 21, 21, 40, tzinfo=timezone.utc)
 
@@ -77,9 +85,29 @@ def test_the_cost_is_the_workers_core_and_gib_hours_priced_and_absent_without_pr
 
 def test_job_report_reads_the_file_beside_the_output_and_shows_as_a_table(tmp_path: Path) -> None:
     record = dataclasses.replace(_record(), output=str(tmp_path / "train.out"))
-    job = Job(record, cast(Backend, None))  # an ended job's record is not fetched again
+    job = Job(record, cast(Backend, Beside()))  # an ended job's record is not fetched again
     with pytest.raises(KbatchError, match="has no report"):
         job.report()
     (tmp_path / "kbatch-k3x9q.report.json").write_text(json.dumps(_summary(compute=310.0)))
     page = job.report()._repr_html_()
     assert page.count("<tr>") == len(job.report().rows()) and "<th" in page and "3.1 of 20 workers" in page
+
+
+def test_a_summary_is_checked_for_what_the_report_reads_and_refused_in_one_line() -> None:
+    good = _summary(compute=310.0)
+    assert summary_of(json.dumps(good).encode()) == good
+    for bad, said in (
+        (b"<html>", "not JSON"),
+        (b"[1]", "not a JSON object"),
+        (json.dumps({**good, "workers": {**good["workers"], "seconds": "many"}}).encode(), "workers.seconds"),
+        (json.dumps({**good, "tasks": {**good["tasks"], "prefixes": [{"prefix": 1}]}}).encode(), "prefixes"),
+    ):
+        with pytest.raises(BadInput, match=said):
+            summary_of(bad)
+
+
+def test_the_reports_json_renders_as_the_same_rows_and_line_as_the_report() -> None:
+    report = of(_summary(compute=310.0), _record(), Report(True, True, 0.05, None, "EUR"), None)
+    data = json.loads(json.dumps(report.to_dict()))  # as `kbatch show -o json` prints it
+    assert rows(data) == report.rows() and "Cost" in dict(rows(data))
+    assert line(data) == report.line() == "CPU 16%, memory 75%, 2000 worker-seconds (kbatch report k3x9q)"

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import BadInput, KbatchWarning
@@ -23,6 +23,9 @@ from kbatch_dask.records import JobRecord
 from kbatch_dask.settings import Settings
 from kbatch_dask.settings import load as load_settings
 from kbatch_dask.spec import JobSpec
+
+if TYPE_CHECKING:
+    from kbatch_dask.report import Saved
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -74,6 +77,9 @@ class Backend(Protocol):
 
     def result(self, job_id: str) -> bytes | None:
         """A function job's pickled result (see :mod:`kbatch_dask.driver.payload`), None if there is none."""
+
+    def report(self, record: JobRecord) -> Saved | None:
+        """What the job's driver saved of its report (:mod:`kbatch_dask.report`), None when none (yet)."""
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:
         """The Dask-Gateway this backend's jobs use: the configured one, or one the

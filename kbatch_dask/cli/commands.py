@@ -172,16 +172,14 @@ def show_cmd(job_id: str, output: str, backend: str | None) -> None:
     """Show everything known about one job: state and reason, times, files
     (output, error, executed notebook), working directory, time limit, attempt,
     Dask cluster and its workers' size, and one line of its report."""
-    from kbatch_dask import api, render, settings
-    from kbatch_dask.report import find
+    from kbatch_dask import render
+    from kbatch_dask.cli.shown import shown, shown_json
 
-    record = api.show_record(job_id, backend)
-    found = find(record, settings.load().report)
-    summary = {"report": found.to_dict() if found else None}  # what `kbatch report -o json` prints
+    record, found = shown(job_id, backend)
     if output == "json":
-        click.echo(render.to_json({**record.to_dict(), **summary}))
+        click.echo(render.to_json(shown_json(record, found)))
     elif output == "yaml":
-        click.echo(render.to_yaml({**record.to_dict(), **summary}))
+        click.echo(render.to_yaml(shown_json(record, found)))
     else:
         click.echo(render.show(record, found.line() if found else None))
 

@@ -39,9 +39,9 @@ class LocalJobs:
         return JobList.of([r.to_dict() for r in api.list_records(backend=self.backend)])
 
     def job(self, job_id: str, user: str | None) -> dict[str, Any]:
-        from kbatch_dask import api
+        from kbatch_dask.cli.shown import shown, shown_json
 
-        return api.show_record(job_id, self.backend).to_dict()
+        return shown_json(*shown(job_id, self.backend))
 
     def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[str]:
         from kbatch_dask import api

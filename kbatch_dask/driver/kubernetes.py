@@ -174,6 +174,8 @@ def main(argv: list[str]) -> int:
     notebook = spec.executed_notebook(job["id"], os.path.dirname(args.output) if args.output else spec.workdir)
     if notebook:
         runner_env["KBATCH_DASK_NOTEBOOK_OUTPUT"] = notebook
+    script = os.path.join(args.job_dir, job["script"])
+    meter = metering.for_job(job["id"], args.output, spec.kind, script, config.report, log.info)
     reporter: Reporter
     service_url, credential = os.environ.get(SERVICE_URL_VAR), os.environ.pop(CREDENTIAL_VAR, None)
     echo: IO[bytes] = sys.stdout.buffer
@@ -184,6 +186,7 @@ def main(argv: list[str]) -> int:
         # files); without an output file on a volume, the output is the pod log's tail.
         echo = kept = KeptTail(echo, int(os.environ.get(MAX_LOG_BYTES_VAR) or config.service.archive.max_log_bytes))
         uploads = Uploads.of(args.output, args.error, args.result, os.environ, config.service.archive, kept)
+        uploads = dataclasses.replace(uploads, report=meter.report if meter else None)
         pod_name = os.environ.get("KBATCH_DASK_POD_NAME")
         reporter = ServiceReporter(service_url, job["id"], credential, log.info, pod_name=pod_name, uploads=uploads)
     else:
@@ -194,7 +197,6 @@ def main(argv: list[str]) -> int:
             log.info,
             pod_name=os.environ.get("KBATCH_DASK_POD_NAME"),
         )
-    script = os.path.join(args.job_dir, job["script"])
     supervisor = Supervisor(
         spec=spec,
         job_id=job["id"],
@@ -209,6 +211,6 @@ def main(argv: list[str]) -> int:
         leftovers=Leftovers(grace=config.driver.kill_grace),
         log=log.info,
         echo=echo,
-        metering=metering.for_job(job["id"], args.output, spec.kind, script, config.report, log.info),
+        metering=meter,
     )
     return supervisor.run()

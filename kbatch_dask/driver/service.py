@@ -25,6 +25,7 @@ seconds, each failure said in its log::
     PUT {url}api/v1/jobs/{id}/result                 the pickled result (function jobs)
     PUT {url}api/v1/jobs/{id}/logs?stream=error      the error file (-e), its tail
     PUT {url}api/v1/jobs/{id}/logs?stream=output     the output file, its tail
+    PUT {url}api/v1/jobs/{id}/report                 the job report's summary (kbatch-%j.report.json)
     -> 204; 413 over the service's limit
 
 A service that does not answer costs the job nothing: the driver says so once
@@ -41,6 +42,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kbatch_dask.backends.hub.protocol import MAX_REPORT_BYTES
 from kbatch_dask.backends.outputs import read_whole
 from kbatch_dask.driver.uploads import Uploads, capped_tail
 from kbatch_dask.records import JobState
@@ -152,9 +154,9 @@ class ServiceReporter:
             delay = min(delay * 2, 10.0)
 
     def _upload(self, uploads: Uploads) -> None:
-        """The result, then the error file, then the output, within :attr:`upload_for`
-        seconds; what was not uploaded is said in the log, and in the last of the
-        job's files uploaded (its error file, else its output)."""
+        """The result, then the error file, then the output, then the report's summary,
+        within :attr:`upload_for` seconds; what was not uploaded is said in the log,
+        and (the result) in the last of the job's files uploaded (its error file, else its output)."""
         deadline = time.monotonic() + self.upload_for
         notes = []
         result = read_whole(uploads.result)
@@ -178,6 +180,11 @@ class ServiceReporter:
             )
             if data is not None:
                 self._put(f"{stream} file", f"logs?stream={stream}", data + extra, deadline)
+        report = read_whole(uploads.report)  # the metering wrote it whole before the cluster stopped
+        if report is not None and len(report) > MAX_REPORT_BYTES:
+            self.say(f"the job's report ({format_size(len(report))}) was not uploaded: it is over the service's limit")
+        elif report is not None:
+            self._put("report", "report", report, deadline)
 
     def _put(self, what: str, path: str, data: bytes, deadline: float) -> bool:
         """One upload, retried while the service cannot be reached or fails; whether it was taken."""

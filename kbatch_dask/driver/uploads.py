@@ -1,5 +1,6 @@
 """What a service job's driver uploads before it reports the end: the function
-job's pickled result, and the job's output and error files, each within the
+job's pickled result, the job's output and error files, and its report's
+summary (``kbatch-%j.report.json``, :mod:`.metering`), each within the
 service's limits (the job's Secret holds them:
 :data:`~kbatch_dask.backends.hub.protocol.MAX_LOG_BYTES_VAR` and
 :data:`~kbatch_dask.backends.hub.protocol.MAX_RESULT_BYTES_VAR`). The service
@@ -39,6 +40,7 @@ class Uploads:
     max_log_bytes: int
     max_result_bytes: int
     echoed: KeptTail | None = None  # the pod log's tail: the output of a job without an output file
+    report: str | None = None  # the job report's summary, once the driver wrote it (None: not metered)
 
     @classmethod
     def of(

@@ -1,5 +1,5 @@
 """What the service keeps of its jobs after they end: a function job's pickled
-result and the job's output and error files, uploaded by the job's driver with
+result, the job's output and error files and its report's summary, uploaded by the job's driver with
 its own credential before it reports the end (docs/service.md, "Results and
 logs of ended jobs"). The service never reads a file from a user's volume: on a
 real cluster it does not mount them.
@@ -32,8 +32,9 @@ from kbatch_dask.backends.kubernetes.slugs import is_dns_label
 from kbatch_dask.backends.outputs import LogStream, log_files, tail_offset
 from kbatch_dask.files import write_atomic
 from kbatch_dask.records import JobRecord
+from kbatch_dask.report import Saved, summary_of
 
-KINDS: tuple[Upload, ...] = ("result", "output", "error")
+KINDS: tuple[Upload, ...] = ("result", "output", "error", "report")
 
 
 class Archive(Protocol):
@@ -108,3 +109,9 @@ def archived_logs(archive: Archive, user: str, record: JobRecord, stream: LogStr
         start = tail_offset(io.BytesIO(data), tail) if tail is not None else 0
         texts.append(label + data[start:].decode("utf-8", errors="replace"))
     return texts
+
+
+def archived_report(archive: Archive, user: str, job_id: str) -> Saved | None:
+    """The job report's summary its driver uploaded (checked then), None when it uploaded none."""
+    data = archive.get(user, job_id, "report")
+    return Saved(summary_of(data)) if data is not None else None

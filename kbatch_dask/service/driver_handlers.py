@@ -14,9 +14,10 @@ from typing import Any
 from tornado import httputil
 from tornado.routing import PathMatches, Rule
 
-from kbatch_dask.backends.hub.protocol import LOG_UPLOADS, Upload
+from kbatch_dask.backends.hub.protocol import LOG_UPLOADS, MAX_REPORT_BYTES, Upload
 from kbatch_dask.backends.kubernetes import annotations as names
 from kbatch_dask.errors import BadInput
+from kbatch_dask.report import summary_of
 from kbatch_dask.service.archive import KINDS, Archive
 from kbatch_dask.service.driver_events import DriverEvents, ended
 from kbatch_dask.service.errors import JsonErrors, refuse
@@ -72,13 +73,15 @@ class EventsHandler(DriverHandler):
 
 
 class UploadHandler(DriverHandler):
-    """``PUT .../result`` and ``PUT .../logs?stream=output|error``: what the driver
-    uploads before it reports the end, kept in the service's archive."""
+    """``PUT .../result``, ``PUT .../logs?stream=output|error`` and ``PUT .../report``:
+    what the driver uploads before it reports the end, kept in the service's archive."""
 
     async def put(self, job_id: str, what: str) -> None:
         job = await self.verified_job(job_id)
         kind: Upload
-        if what == "result":
+        if what == "report":
+            kind, limit, setting = "report", MAX_REPORT_BYTES, None  # a summary's size is the meter's to bound
+        elif what == "result":
             kind, limit, setting = "result", self.limits.max_result_bytes, "max-result-bytes"
         else:
             stream = self.get_query_argument("stream", "")
@@ -87,7 +90,10 @@ class UploadHandler(DriverHandler):
             kind = "error" if stream == "error" else "output"
             limit, setting = self.limits.max_log_bytes, "max-log-bytes"
         if len(self.request.body) > limit:
-            refuse(413, f"the {kind} upload is over {limit} bytes (kbatch.service.archive.{setting})")
+            named = f" (kbatch.service.archive.{setting})" if setting else ""
+            refuse(413, f"the {kind} upload is over {limit} bytes{named}")
+        if kind == "report":
+            summary_of(self.request.body)  # served to its owner as the report's JSON: only the driver's shape (400)
         await asyncio.to_thread(self.archive.put, owner_of(job), job_id, kind, self.request.body)
         self.set_status(204)
         self.finish()
@@ -113,5 +119,5 @@ def driver_routes(api: str, job: str, kw: dict[str, Any]) -> list[Rule]:
     return [
         Rule(PathMatches(api + job + "/events$"), EventsHandler, kw),
         Rule(PathMatches(api + job + "/pod-status$"), PodStatusHandler, kw),
-        Rule(PutMatches(api + job + "/(result|logs)$"), UploadHandler, kw),
+        Rule(PutMatches(api + job + "/(result|logs|report)$"), UploadHandler, kw),
     ]

@@ -191,6 +191,20 @@ class ResultHandler(JobHandler):
         self.finish(data)
 
 
+class ReportHandler(JobHandler):
+    """The job report's summary its driver uploaded (``kbatch report`` derives the rest)."""
+
+    async def get(self, job_id: str) -> None:
+        caller, user = await self._caller_and_user(job_id)
+        await self.context.jobs.cache.wait_up(CACHE_WAIT)
+        record, saved = await off_loop(self.context.jobs.report, caller, job_id, user)
+        if saved is None and not record.state.is_terminal():
+            refuse(409, f"job {job_id} is {record.state.value}: its report comes when it ends")
+        if saved is None:
+            refuse(404, f"job {job_id} has no report (its driver uploaded none: no Dask cluster, or the report is off)")
+        self.finish(saved.summary)
+
+
 class HealthHandler(JsonErrors):
     """Liveness without auth and without user data: are both watches of the
     cache up, how long since each last heard from Kubernetes, does the
@@ -259,6 +273,7 @@ def routes(prefix: str, context: Any) -> list[Rule | tuple[str, type[web.Request
         (api + job + "/?", JobHandler, kw),
         (api + job + "/logs", LogsHandler, kw),
         (api + job + "/result", ResultHandler, kw),
+        (api + job + "/report", ReportHandler, kw),
         (api + job + "/hold", HoldHandler, kw),
         (api + job + "/release", HoldHandler, {**kw, "release": True}),
         (api + "/health", HealthHandler, kw),

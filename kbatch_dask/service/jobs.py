@@ -48,9 +48,10 @@ from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import BackendError, BadInput, JobNotFound, KubeError
 from kbatch_dask.hub.tokens import HubToken
 from kbatch_dask.records import JobRecord, JobState, now
+from kbatch_dask.report import Saved
 from kbatch_dask.service import stuck
 from kbatch_dask.service.admission import Admission, queue_annotations
-from kbatch_dask.service.archive import Archive
+from kbatch_dask.service.archive import Archive, archived_report
 from kbatch_dask.service.cache import JobCache
 from kbatch_dask.service.driver_events import DriverEvents, JobTokens, digest, ended, new_credential
 from kbatch_dask.service.dry_run import NOT_MINTED, dry_run_plan
@@ -366,6 +367,11 @@ class JobService:
 
     def result(self, caller: Caller, job_id: str, user: str | None = None) -> bytes | None:
         return self._job_of(caller, job_id, user).result(job_id)
+
+    def report(self, caller: Caller, job_id: str, user: str | None = None) -> tuple[JobRecord, Saved | None]:
+        """The job (as :meth:`get`, its Job may be gone) and its report's summary from the archive."""
+        record = self.get(caller, job_id, user)
+        return record, archived_report(self.archive, record.user, job_id)
 
     def active(self, caller: Caller) -> int:
         """The caller's jobs pending or running."""

@@ -12,6 +12,7 @@ from typing import Any
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from tornado import web
 
+from kbatch_dask.report import find
 from kbatch_dask.service.auth import hub_admin
 from kbatch_dask.service.context import Context
 from kbatch_dask.service.jobs import Caller, ListQuery
@@ -53,7 +54,10 @@ class ServiceJobs:
         return JobList(listing.body, listing.etag)
 
     def job(self, job_id: str, user: str | None) -> dict[str, Any]:
-        return self.context.jobs.get(self.caller, job_id, user).to_dict()
+        """The job as ``kbatch show -o json`` prints it, its report from the archive."""
+        record, saved = self.context.jobs.report(self.caller, job_id, user)
+        found = find(record, saved, self.context.jobs.config.report)
+        return {**record.to_dict(), "report": found.to_dict() if found else None}
 
     def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[str]:
         return self.context.jobs.logs(self.caller, job_id, user=user, follow=follow, stream="output", tail=None)

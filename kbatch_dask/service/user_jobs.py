@@ -2,7 +2,7 @@
 credentials, with what the direct backend reads from the session it runs in
 (the notebook pod by ``$HOSTNAME``, the image from ``$JUPYTER_IMAGE_SPEC``)
 taken from the user's own server pod, found by its z2jh labels, never from
-the client; an ended job's result and logs from the service's archive
+the client; an ended job's result, logs and report from the service's archive
 (:mod:`.archive`), which its driver filled as it ended."""
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import BackendError, Conflict
 from kbatch_dask.records import JobRecord
-from kbatch_dask.service.archive import Archive, archived_logs
+from kbatch_dask.report import Saved
+from kbatch_dask.service.archive import Archive, archived_logs, archived_report
 from kbatch_dask.service.namespaces import portable_server_pod
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
@@ -135,6 +136,10 @@ class UserJobs(KubernetesBackend):
             f"job {record.id} ended without its {what} in the service's archive: its driver did not upload it "
             "(killed first, or the upload failed), and its pod is gone"
         )
+
+    def report(self, record: JobRecord) -> Saved | None:
+        """The report's summary as its driver uploaded it: never the file beside the output."""
+        return archived_report(self.archive, self.user, record.id)
 
     def result(self, job_id: str) -> bytes | None:
         """A function job's pickled result as its driver uploaded it; None for other jobs."""

@@ -13,6 +13,6 @@ asking; the page renders the same records and JSON the CLI prints
 - ``templates/`` and ``static/`` (package data): the HTML, one stylesheet with
   a light and a dark scheme, one small script (live updates, the log, cancel).
 
-It imports records, render and errors only: never the service, the CLI or a
-backend (tests/test_code_quality.py).
+It imports records, render, report, spec and errors only: never the service,
+the CLI or a backend (tests/test_code_quality.py).
 """

@@ -6,7 +6,8 @@ and passes that class to :func:`page_routes`. Under the page's root:
 
 - ``GET /``: the queue (``?state=``, ``?name=``; admins ``?all=1``, ``?user=``);
   ``?format=json``: the list as the API answers it, with an ETag (304 while unchanged);
-- ``GET jobs/{id}``: one job; ``?format=json``: its ``kbatch show -o json``;
+- ``GET jobs/{id}``: one job, with its Dask report and its dependency's jobs and
+  their states; ``?format=json``: its ``kbatch show -o json``;
 - ``GET jobs/{id}/log``: its output as text, ``?follow=1`` until it ends;
 - ``POST jobs/{id}/cancel``: cancel (XSRF-checked by the host; ``confirmed=1``,
   else a page that asks first);
@@ -163,7 +164,20 @@ class JobPage(PageHandler):
         if self.wants_json():
             self.finish(job)
             return
-        self.html(render.job_page(job, self.view(source)))
+        states = await off_loop(dependency_states, source, job, self.of_user())
+        self.html(render.job_page(job, self.view(source), states))
+
+
+def dependency_states(source: JobSource, job: dict[str, Any], user: str | None) -> dict[str, str | None]:
+    """The state of each job ``job`` depends on (its owner's: a dependency is on one's own
+    jobs); None for one no longer known."""
+    states: dict[str, str | None] = {}
+    for job_id in render.dependency_ids(job):
+        try:
+            states[job_id] = str(source.job(job_id, user)["state"])
+        except JobNotFound:
+            states[job_id] = None
+    return states
 
 
 class JobLog(PageHandler):

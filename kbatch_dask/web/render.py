@@ -1,4 +1,5 @@
-"""Job records to HTML, pure: the CLI's JSON in, a page out.
+"""Job records to HTML, pure: the CLI's JSON in (``kbatch show -o json``'s, with its
+``report``), a page out.
 
 Every value goes through tornado's autoescaping (``{{ }}``), the XSRF token too. A dashboard link is only ever an
 ``http(s)`` URL, so a record cannot smuggle ``javascript:`` into an ``href``.
@@ -14,12 +15,21 @@ from typing import Any
 
 from tornado import template
 
+from kbatch_dask import report
 from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.render import workers_cell
+from kbatch_dask.spec.dependency import Dependency
 from kbatch_dask.spec.units import format_duration
 
 TEMPLATES = template.Loader(str(Path(__file__).parent / "templates"), autoescape="xhtml_escape")
 STATES = tuple(s.value for s in JobState)
+# What each --dependency kind waits for (spec/dependency.py), said on the job's page.
+WAITS_FOR = {
+    "afterok": "starts once every job below has ended SUCCEEDED",
+    "afterany": "starts once every job below has ended, however",
+    "afternotok": "starts once every job below has ended, none SUCCEEDED",
+    "singleton": "starts once no earlier job of its user with its name is active",
+}
 
 
 @dataclass(frozen=True)
@@ -92,8 +102,39 @@ def queue_page(jobs: list[dict[str, Any]], view: View) -> bytes:
     )
 
 
-def job_page(job: dict[str, Any], view: View) -> bytes:
-    """One job: everything ``kbatch show`` knows, its log, and cancel while it lives."""
+def report_view(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The job's report (the ``report`` of ``kbatch show -o json``) as the page shows it:
+    ``kbatch show``'s line and ``kbatch report``'s rows (its state is the page's); None without one.
+    Dask's HTML report is a file beside the job's output, named as text: neither host serves it."""
+    data = job.get("report")
+    if not data:
+        return None
+    return {"line": report.line(data), "rows": [(label, text) for label, text in report.rows(data) if label != "State"]}
+
+
+def dependency_ids(job: dict[str, Any]) -> tuple[str, ...]:
+    """The jobs ``job`` depends on (none for ``singleton``).
+
+    >>> dependency_ids({"dependency": "afterok:k3x9q:m7p2r"}), dependency_ids({"dependency": None})
+    (('k3x9q', 'm7p2r'), ())
+    """
+    text = job.get("dependency")
+    return Dependency.parse(text).ids if text else ()
+
+
+def dependency_view(job: dict[str, Any], states: dict[str, str | None]) -> dict[str, Any] | None:
+    """The job's ``--dependency``: its kind, what it waits for, and each job with
+    its state (``states``; None: gone or never known); None without one."""
+    text = job.get("dependency")
+    if not text:
+        return None
+    dependency = Dependency.parse(text)
+    jobs = [{"id": job_id, "state": states.get(job_id)} for job_id in dependency.ids]
+    return {"kind": dependency.kind, "text": str(dependency), "waits_for": WAITS_FOR[dependency.kind], "jobs": jobs}
+
+
+def job_page(job: dict[str, Any], view: View, dependency_states: dict[str, str | None] | None = None) -> bytes:
+    """One job: everything ``kbatch show`` knows, its log, its report and dependency, and cancel while it lives."""
     fields = [
         ("Submitted", job.get("submitted")),
         ("Started", job.get("started")),
@@ -118,6 +159,8 @@ def job_page(job: dict[str, Any], view: View) -> bytes:
             ended=JobState(job["state"]).is_terminal(),
             fields=[(label, value) for label, value in fields if value not in (None, "")],
             raw=json.dumps(job, indent=2),
+            report=report_view(job),
+            dependency=dependency_view(job, dependency_states or {}),
         )
     )
 

@@ -3,6 +3,7 @@ answers as the service does (kbatch_dask/driver/service.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -157,6 +158,20 @@ def test_the_result_error_file_and_output_are_uploaded_before_the_end(fake: Fake
     ]
     assert fake.requests[3][:2] == ("POST", JOB + "events") and fake.requests[3][2]["event"] == "finished"
     assert said == []
+
+
+def test_the_report_summary_is_uploaded_after_the_logs_and_before_the_end(fake: FakeService, tmp_path: Any) -> None:
+    (tmp_path / "kbatch-j1.report.json").write_bytes(b'{"job": "j1"}\n')
+    files = dataclasses.replace(uploads(tmp_path), report=str(tmp_path / "kbatch-j1.report.json"))
+    uploading(fake, [], files).finished(JobState.SUCCEEDED, 0, None)
+    assert [r[1].removeprefix(JOB) for r in fake.requests] == ["result", "logs?stream=output", "report", "events"]
+    assert fake.requests[2][2] == b'{"job": "j1"}\n'
+
+
+def test_a_job_without_a_report_uploads_none(fake: FakeService, tmp_path: Any) -> None:
+    files = dataclasses.replace(uploads(tmp_path), report=str(tmp_path / "never-written.report.json"))
+    uploading(fake, [], files).finished(JobState.FAILED, 1, None)
+    assert "report" not in [r[1].removeprefix(JOB) for r in fake.requests]
 
 
 def test_a_long_output_is_uploaded_as_its_tail_under_a_line_saying_what_was_cut(

@@ -1,7 +1,8 @@
 """``kbatch ui`` in a real headless Chromium: the local page shows a running
 job with its dashboard link, follows its log, cancels it (after asking) and
-shows CANCELLED without a reload; a job's name and log that hold HTML render
-as text; without the link's token the page is closed."""
+shows CANCELLED without a reload, then its Dask report; a job waiting on it
+links it with its state; a job's name and log that hold HTML render as text;
+without the link's token the page is closed."""
 
 from __future__ import annotations
 
@@ -84,11 +85,24 @@ def test_the_local_page_follows_a_job_and_cancels_it(ui: str, chromium: Any, tmp
         assert "<b>bold</b><script>alert(2)</script>" in text(browser, "#log")  # the log's HTML as text
         no_alert_ran(browser)
 
+        job_page = browser.current_url
+        # A job waiting on it: its page links the running job, with its state.
+        then = submit(str(write_script(tmp_path / "then.py", "print('then')\n")), dependency=f"afterok:{job.id}")
+        browser.get(job_page.replace(f"/jobs/{job.id}", f"/jobs/{then.id}"))
+        assert "--dependency afterok:" in text(browser, "#dependency")
+        assert text(browser, f'#dependency a[href$="/jobs/{job.id}"]') == job.id
+        assert text(browser, "#dependency .state") == "RUNNING"
+        browser.get(job_page)
+
         browser.find_element(By.CSS_SELECTOR, "#cancel button").click()
         until(lambda: browser.switch_to.alert, "the confirmation").accept()
         until(lambda: text(browser, "#job-state") == "CANCELLED", "CANCELLED, without a reload")
         assert not browser.find_element(By.ID, "cancel").is_displayed()
         no_alert_ran(browser)
+        # Its cluster's report, saved as it was cancelled, on the page once reloaded.
+        until(lambda: browser.refresh() or browser.find_elements(By.ID, "report-line"), "the job's report")
+        assert text(browser, "#report-line").endswith(f"worker-seconds (kbatch report {job.id})")
+        assert "CPU efficiency" in text(browser, "table.report")
     finally:
         gate.touch()
     assert get_job(job.id).state is JobState.CANCELLED

@@ -18,9 +18,10 @@ from typing import Any
 from kbatch_dask import settings
 from kbatch_dask.backends.hub.client import ServiceClient
 from kbatch_dask.backends.outputs import LogStream
-from kbatch_dask.errors import BackendError, BadInput, JobNotFound, KbatchWarning
+from kbatch_dask.errors import BackendError, BadInput, Conflict, JobNotFound, KbatchWarning
 from kbatch_dask.gateway import GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord
+from kbatch_dask.report import Saved, report_paths
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
 from kbatch_dask.spec.units import format_size
@@ -136,6 +137,16 @@ class HubBackend:
             return self.client.raw(f"/jobs/{_quoted(job_id)}/result", job_id=job_id)
         except JobNotFound:
             return None
+
+    def report(self, record: JobRecord) -> Saved | None:
+        """The report's summary the job's driver uploaded to the service (409: not ended, 404: none),
+        and Dask's HTML report where this session sees it: beside the output, on the user's volume."""
+        try:
+            summary = self.client.json("GET", f"/jobs/{_quoted(record.id)}/report", job_id=record.id)
+        except (JobNotFound, Conflict):
+            return None
+        paths = report_paths(record.output, record.id)
+        return Saved(summary, paths[1] if paths and os.path.exists(paths[1]) else None)
 
     def gateway(self, *, start: bool = False) -> GatewaySettings | None:
         """The configured gateway: the jobs' clusters are the user's, on the hub's gateway."""

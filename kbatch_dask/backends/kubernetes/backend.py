@@ -31,6 +31,7 @@ from kbatch_dask.backends.outputs import LogStream, log_files, read_files, read_
 from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound, KbatchWarning, KubeError
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord, JobState, now
+from kbatch_dask.report import Saved, saved_beside
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec, current_user, expand_pattern
 from kbatch_dask.spec.mail import unsent
@@ -332,6 +333,10 @@ class KubernetesBackend:
             return self.get(job_id).state.is_terminal()
         except JobNotFound:
             return True
+
+    def report(self, record: JobRecord) -> Saved | None:
+        """The report the driver wrote beside the job's output file."""
+        return saved_beside(record)
 
     def result(self, job_id: str) -> bytes | None:
         """A function job's pickled result, from the file its pod wrote on a shared volume."""

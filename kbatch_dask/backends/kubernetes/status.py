@@ -298,6 +298,7 @@ def job_record(
         time_limit=_int(ann.get(names.ANN_TIME_LIMIT)),
         notebook_output=ann.get(names.ANN_NOTEBOOK_OUTPUT) or None,
         attempt=attempt(job, status.state),
+        dependency=ann.get(names.ANN_DEPENDENCY) or None,
         **requested(job),
     )
 

@@ -30,6 +30,7 @@ from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gatew
 from kbatch_dask.gateway.options import check_worker_count
 from kbatch_dask.procs import killpg, pid_alive
 from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
+from kbatch_dask.report import Saved, saved_beside
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec, current_user, expand_pattern
 from kbatch_dask.spec.dependency import WAITING, Dependency
@@ -149,6 +150,7 @@ class LocalBackend:
                 cpus=spec.cpus,
                 memory=spec.memory,
                 gpus=spec.gpus,
+                dependency=spec.dependency,
             )
 
         jobdir = self.store.create(spec, environment, first_record)
@@ -252,6 +254,10 @@ class LocalBackend:
         record = self._checked(jobdir)
         paths = log_files(job_id, record.output, record.error, stream)
         return read_files(paths, tail=tail, follow=follow, ended=lambda: self._checked(jobdir).state.is_terminal())
+
+    def report(self, record: JobRecord) -> Saved | None:
+        """The report the driver wrote beside the job's output file."""
+        return saved_beside(record)
 
     def result(self, job_id: str) -> bytes | None:
         jobdir = self.store.job(job_id)

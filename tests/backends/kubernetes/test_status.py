@@ -176,6 +176,7 @@ def test_record_of_a_running_job_with_a_cluster() -> None:
             "kbatch-dask.io/time-limit": "3600",
             "kbatch-dask.io/worker-cores": "1.5",
             "kbatch-dask.io/worker-memory": "4000000000",
+            "kbatch-dask.io/dependency": "afterok:m7p2r",
         }
     )
     record = job_record(obj, [pod("Running", {"running": {"startedAt": T1}})])
@@ -215,6 +216,7 @@ def test_record_of_a_running_job_with_a_cluster() -> None:
         "cpus": None,
         "memory": None,
         "gpus": None,
+        "dependency": "afterok:m7p2r",
     }
 
 
