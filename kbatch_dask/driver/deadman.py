@@ -53,6 +53,8 @@ logger = logging.getLogger("distributed.kbatch_dask.driver.deadman")
 
 # Tries of the gateway before the scheduler closes itself: about 15 s of backoff.
 GATEWAY_ATTEMPTS = 5
+# Seconds the scheduler waits for the gateway to stop its workers before it closes anyway.
+WORKERS_LEAVE_TIMEOUT = 30.0
 ATTACH_TIMEOUT_VARIABLE = "KBATCH_DASK_ATTACH_TIMEOUT"
 _closing: set[asyncio.Task[None]] = set()
 
@@ -134,18 +136,32 @@ class AttachWatch(_Watch):
 
 
 async def stop_cluster(scheduler: Any) -> None:
-    """Ask the gateway to stop the cluster with its own credentials; when the gateway
-    cannot be reached, close the scheduler (which closes its workers)."""
+    """Ask the gateway to stop the cluster with its own credentials, then close the
+    scheduler once its workers have left; when the gateway cannot be reached, close
+    the scheduler at once (which closes its workers)."""
     service = scheduler.services.get("gateway")
     for attempt in range(GATEWAY_ATTEMPTS if service is not None else 0):
         try:
             await service.gateway.shutdown()
-            return
+            break
         except Exception as exc:
             logger.warning("kbatch-dask: asking the gateway to stop the cluster failed (%s)", exc)
             if attempt + 1 < GATEWAY_ATTEMPTS:
                 await asyncio.sleep(2**attempt)
-    logger.warning("kbatch-dask: closing the scheduler without the gateway")
+    else:
+        logger.warning("kbatch-dask: closing the scheduler without the gateway")
+        _close(scheduler)
+        return
+    # The gateway stops the workers, then the scheduler, one after the other: a scheduler
+    # that closes as soon as its last worker has left has exited by the time its turn
+    # comes. Not sooner: a worker still connected would wait for it as it closes.
+    deadline = time.monotonic() + WORKERS_LEAVE_TIMEOUT
+    while scheduler.workers and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    _close(scheduler)
+
+
+def _close(scheduler: Any) -> None:
     # In a task of its own: awaited in a plugin's task, the close waits for that task
     # (the scheduler closes its plugins) and never ends. Held here until it ends.
     closing = asyncio.ensure_future(scheduler.close(reason="kbatch-dask: the job's driver is gone"))

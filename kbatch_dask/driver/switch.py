@@ -24,7 +24,7 @@ class Grace:
     silent: float
 
 
-GRACE = Grace(closed=1.0, silent=60.0)  # kbatch.yaml's defaults
+GRACE = Grace(closed=0.5, silent=60.0)  # kbatch.yaml's defaults
 
 
 class DeadMansSwitch:

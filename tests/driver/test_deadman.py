@@ -14,15 +14,21 @@ from kbatch_dask.driver.deadman import SupervisorWatch
 
 
 class Scheduler:
-    """What the watch reads of a scheduler: its clients, and the gateway's service that stops the cluster."""
+    """What the watch uses of a scheduler: its clients and workers (none: the gateway
+    stopped them), its close, and the gateway's service that stops the cluster."""
 
     def __init__(self, clients: dict[str, Any]) -> None:
         self.clients = clients
+        self.workers: dict[str, Any] = {}
         self.stops = 0
+        self.closed = asyncio.Event()
         self.services = {"gateway": types.SimpleNamespace(gateway=self)}
 
     async def shutdown(self) -> None:
         self.stops += 1
+
+    async def close(self, reason: str) -> None:
+        self.closed.set()
 
 
 def watch_until_it_stops(scheduler: Scheduler, grace: float, silence: float) -> None:
@@ -31,6 +37,7 @@ def watch_until_it_stops(scheduler: Scheduler, grace: float, silence: float) -> 
         await watch.start(scheduler)
         assert watch._task is not None
         await asyncio.wait_for(watch._task, 30)
+        await asyncio.wait_for(scheduler.closed.wait(), 30)  # it closes itself too, once its workers have left
 
     asyncio.run(run())
 

@@ -2,7 +2,7 @@
 
 A killed supervisor's connection to its scheduler closes at once (its kernel
 closes the sockets), and the switch stops the cluster
-``kbatch.driver.dead-mans-switch-grace`` (1 s) later. A supervisor that is
+``kbatch.driver.dead-mans-switch-grace`` (0.5 s) later. A supervisor that is
 merely slow — stopped with SIGSTOP, or standing still in a long GC pause —
 keeps its connection open and only misses heartbeats: its cluster stays unless
 it is silent for ``kbatch.driver.dead-mans-switch-silence`` (60 s), as a host
@@ -29,7 +29,7 @@ from kbatch_dask.backends.local import backend as local_backend
 pytestmark = pytest.mark.gateway
 
 HERE = Path(__file__).resolve().parent
-# Longer than the switch's grace after a close (1 s) and than two of the client's
+# Longer than the switch's grace after a close (0.5 s) and than two of the client's
 # heartbeats (5 s apart), shorter than its silence (60 s).
 PAUSE = 12.0
 CONNECT = (
