@@ -21,7 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the fake API server lives in tests/fakes/kube
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import cli_cases, driver_cases, kube_cases, scaling_cases, service_cases, web_cases  # noqa: E402
+from benchmarks import (  # noqa: E402
+    cli_cases,
+    driver_cases,
+    kube_cases,
+    scaling_cases,
+    service_cases,
+    switch_cases,
+    web_cases,
+)
 from benchmarks.context import Context, Sizes  # noqa: E402
 from benchmarks.measure import Row, table  # noqa: E402
 
@@ -31,6 +39,7 @@ GROUPS: dict[str, Callable[[Context], list[Row]]] = {
     "submit": cli_cases.submit,
     "kube-queue": kube_cases.kube_queue,
     "driver": driver_cases.driver,
+    "switch": switch_cases.switch,
     "service": service_cases.service_queue,
     "web-page": web_cases.web_page,
     "scaling": scaling_cases.scaling,

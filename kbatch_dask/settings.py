@@ -35,6 +35,7 @@ class Driver:
     kill_grace: float
     gateway_retry: float
     dead_mans_switch_grace: float
+    dead_mans_switch_silence: float
     cluster_lost_after: float
     wait_for_workers: str  # N or "all", as --wait-for-workers
     wait_for_workers_timeout: float

@@ -39,6 +39,7 @@ def test_benchmark_smoke_run_prints_every_row(gateway_home: Path, tmp_path: Path
         "kbatch job: driver start → script's first line",
         "kbatch job: script's last line → cluster STOPPED",
         "supervisor peak RSS",
+        "supervisor SIGKILL → cluster STOPPED",
         "service ready (lists 40 Jobs and their pods)",
         "GET /jobs p99, 4 clients, 40 jobs of 4 users",
         "service CPU per GET /jobs",

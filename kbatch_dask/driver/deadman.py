@@ -3,11 +3,25 @@ the job's supervisor is gone.
 
 If the supervisor is killed outright (SIGKILL, OOM, node loss), no ``finally``
 runs and nobody would stop the cluster. So the supervisor keeps a Dask client
-connected and registers this plugin, which watches for that one client: when
-it has been absent for ``grace`` seconds, the scheduler asks the gateway to
-stop the cluster with the cluster's own credentials (the gateway's scheduler
-preload holds them). Other clients — the runner, a notebook peeking at the
-dashboard — come and go without effect.
+connected and registers this plugin, which watches for that one client, and
+the scheduler asks the gateway to stop the cluster with the cluster's own
+credentials (the gateway's scheduler preload holds them) in either of two cases:
+
+- the client's connection closed ``grace`` seconds ago (a short delay, room
+  for a reconnect) and it did not come back. A killed process's sockets are
+  closed by its kernel at once, so a SIGKILL, an OOM kill or a crash shows here
+  within the delay. (The connection runs through the gateway's proxy, which
+  closes its side to the scheduler as soon as the driver's side closes.)
+- the connection is still open but the client has sent no heartbeat for
+  ``silence`` seconds (a long grace). Only a host that is gone (node lost,
+  network cut) leaves a connection open with nobody behind it; a driver that
+  is merely slow — stopped (SIGSTOP), or paused by a long garbage collection —
+  keeps its connection open too and is not stopped unless it stays silent for
+  the whole ``silence``. Dask clients heartbeat every 5 s (10 x the scheduler's
+  ``heartbeat_interval`` for a handful of clients).
+
+Other clients — the runner, a notebook peeking at the dashboard — come and go
+without effect.
 
 When the gateway cannot be reached (it was killed, say), the scheduler closes
 itself after a few tries; its workers close with it.
@@ -33,11 +47,14 @@ import time
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.metrics import time as scheduler_time  # the clock of a client's ``last_seen``
 
 logger = logging.getLogger("distributed.kbatch_dask.driver.deadman")
 
 # Tries of the gateway before the scheduler closes itself: about 15 s of backoff.
 GATEWAY_ATTEMPTS = 5
+# Seconds the scheduler waits for the gateway to stop its workers before it closes anyway.
+WORKERS_LEAVE_TIMEOUT = 30.0
 ATTACH_TIMEOUT_VARIABLE = "KBATCH_DASK_ATTACH_TIMEOUT"
 _closing: set[asyncio.Task[None]] = set()
 
@@ -63,27 +80,33 @@ class _Watch(SchedulerPlugin):  # type: ignore[misc]
 class SupervisorWatch(_Watch):
     name = "kbatch-dask-supervisor-watch"
 
-    def __init__(self, client_id: str, grace: float, poll: float = 0.5) -> None:
+    def __init__(self, client_id: str, grace: float, silence: float, poll: float = 0.1) -> None:
         self.client_id = client_id
-        self.grace = grace
-        self.poll = poll
+        self.grace = grace  # seconds after its connection closed
+        self.silence = silence  # seconds without a heartbeat on a connection still open
+        self.poll = poll  # a look is a dict lookup: often, so a close shows at once
 
     async def _watch(self) -> None:
         gone_since: float | None = None
         while True:
             await asyncio.sleep(self.poll)
-            if self.client_id in self.scheduler.clients:
+            client = self.scheduler.clients.get(self.client_id)
+            if client is not None:
                 gone_since = None
-                continue
-            gone_since = gone_since or time.monotonic()
-            if time.monotonic() - gone_since >= self.grace:
-                logger.warning(
-                    "kbatch-dask: the job's supervisor (client %s) has been gone for %.0f s; stopping the cluster",
-                    self.client_id,
-                    self.grace,
-                )
-                await stop_cluster(self.scheduler)
-                return
+                silent = scheduler_time() - client.last_seen
+                if silent < self.silence:
+                    continue
+                why = f"has sent no heartbeat for {silent:.0f} s on a connection still open (its host gone?)"
+            else:
+                gone_since = gone_since or time.monotonic()
+                if time.monotonic() - gone_since < self.grace:
+                    continue
+                why = f"closed its connection {self.grace:g} s ago and has not come back"
+            logger.warning(
+                "kbatch-dask: the job's supervisor (client %s) %s; stopping the cluster", self.client_id, why
+            )
+            await stop_cluster(self.scheduler)
+            return
 
 
 class AttachWatch(_Watch):
@@ -113,18 +136,32 @@ class AttachWatch(_Watch):
 
 
 async def stop_cluster(scheduler: Any) -> None:
-    """Ask the gateway to stop the cluster with its own credentials; when the gateway
-    cannot be reached, close the scheduler (which closes its workers)."""
+    """Ask the gateway to stop the cluster with its own credentials, then close the
+    scheduler once its workers have left; when the gateway cannot be reached, close
+    the scheduler at once (which closes its workers)."""
     service = scheduler.services.get("gateway")
     for attempt in range(GATEWAY_ATTEMPTS if service is not None else 0):
         try:
             await service.gateway.shutdown()
-            return
+            break
         except Exception as exc:
             logger.warning("kbatch-dask: asking the gateway to stop the cluster failed (%s)", exc)
             if attempt + 1 < GATEWAY_ATTEMPTS:
                 await asyncio.sleep(2**attempt)
-    logger.warning("kbatch-dask: closing the scheduler without the gateway")
+    else:
+        logger.warning("kbatch-dask: closing the scheduler without the gateway")
+        _close(scheduler)
+        return
+    # The gateway stops the workers, then the scheduler, one after the other: a scheduler
+    # that closes as soon as its last worker has left has exited by the time its turn
+    # comes. Not sooner: a worker still connected would wait for it as it closes.
+    deadline = time.monotonic() + WORKERS_LEAVE_TIMEOUT
+    while scheduler.workers and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    _close(scheduler)
+
+
+def _close(scheduler: Any) -> None:
     # In a task of its own: awaited in a plugin's task, the close waits for that task
     # (the scheduler closes its plugins) and never ends. Held here until it ends.
     closing = asyncio.ensure_future(scheduler.close(reason="kbatch-dask: the job's driver is gone"))
@@ -137,7 +174,7 @@ def dask_setup(scheduler: Any) -> None:
     scheduler.add_plugin(AttachWatch(float(os.environ.get(ATTACH_TIMEOUT_VARIABLE, "60"))))
 
 
-def arm(client: Any, grace: float) -> None:
+def arm(client: Any, grace: float, silence: float) -> None:
     """Register the switch on ``client``'s scheduler, watching ``client`` itself."""
     import sys
 
@@ -146,6 +183,6 @@ def arm(client: Any, grace: float) -> None:
     module = sys.modules[__name__]
     cloudpickle.register_pickle_by_value(module)
     try:
-        client.register_plugin(SupervisorWatch(client.id, grace), name=SupervisorWatch.name)
+        client.register_plugin(SupervisorWatch(client.id, grace, silence), name=SupervisorWatch.name)
     finally:
         cloudpickle.unregister_pickle_by_value(module)

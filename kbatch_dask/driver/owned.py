@@ -163,14 +163,12 @@ class OwnedClusters:
         record: Callable[[tuple[str, ...]], None],
         connect: Callable[[], GatewayClient],
         switch: SwitchFactory | None,
-        grace: float,
         log: Callable[[str], None],
     ) -> None:
         self.job_id = job_id
         self.record = record
         self.connect = connect  # the job's gateway, for a job without a cluster of its own
         self.switch = switch
-        self.grace = grace
         self.log = log
         self.gateway: GatewayClient | None = None
         self.connected = False  # the gateway is this object's to close
@@ -204,7 +202,7 @@ class OwnedClusters:
             self.record(tuple(self.names))
             self.log(f"the job's code made cluster {name}; it is stopped with the job")
             if self.switch is not None:
-                self.switches[name] = self.switch(gateway, name, self.grace, self.log)
+                self.switches[name] = self.switch(gateway=gateway, cluster=name, log=self.log)
 
     def _gateway(self) -> GatewayClient | None:
         if self.gateway is None:
@@ -247,4 +245,6 @@ class Switch(Protocol):
 
 
 class SwitchFactory(Protocol):
-    def __call__(self, gateway: GatewayClient, cluster: str, grace: float, log: Callable[[str], None]) -> Switch: ...
+    """Arms a switch on one cluster (its grace given by the supervisor)."""
+
+    def __call__(self, *, gateway: GatewayClient, cluster: str, log: Callable[[str], None]) -> Switch: ...

@@ -28,7 +28,7 @@ from kbatch_dask.driver.leftovers import Leftovers, resident_memory
 from kbatch_dask.driver.metering import Metering
 from kbatch_dask.driver.process import RUNNER_MODULE, Runner, StartRunner, start_process
 from kbatch_dask.driver.reporting import Reporter
-from kbatch_dask.driver.switch import DeadMansSwitch
+from kbatch_dask.driver.switch import GRACE, DeadMansSwitch, Grace, switch_factory
 from kbatch_dask.driver.tee import OutputUnwritable, Tee, note, open_append
 from kbatch_dask.errors import GatewayError, GatewayUnreachable
 from kbatch_dask.gateway import GatewayClient
@@ -60,7 +60,7 @@ class Supervisor:
         gateway_retry: float = 60.0,
         start_timeout: float = 120.0,
         runner_env: Mapping[str, str] | None = None,
-        switch_grace: float = 5.0,
+        switch_grace: Grace | None = GRACE,  # None: no switch
         wait_for_workers_timeout: float = 300.0,
         log: Callable[[str], None] = print,
         echo: IO[bytes] | None = None,
@@ -112,8 +112,7 @@ class Supervisor:
         self.worker_limit: int | None = None  # the gateway's, once it capped the cluster
         self.switch: DeadMansSwitch | None = None
         self.runner: Runner | None = None
-        switch = DeadMansSwitch if switch_grace > 0 else None
-        self.owned = owned.OwnedClusters(job_id, reporter.owned, gateway, switch, switch_grace, log)
+        self.owned = owned.OwnedClusters(job_id, reporter.owned, gateway, switch_factory(switch_grace), log)
 
     # -- entry ------------------------------------------------------------------
 
@@ -240,7 +239,7 @@ class Supervisor:
         # Recorded before it runs: whatever happens to this driver from here on, `kbatch gc` finds the cluster.
         self.reporter.cluster(name, None, None)
         self.log(f"cluster {name} created; waiting for it to start")
-        if self.switch_grace > 0:
+        if self.switch_grace is not None:
             self.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log, self.metering)
         info = self._retrying(lambda: gateway.wait_running(name, self.start_timeout), deadline)
         if workers.adaptive:

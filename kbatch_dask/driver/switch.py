@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from kbatch_dask.driver.metering import Metering
 from kbatch_dask.gateway import GatewayClient
+
+
+@dataclasses.dataclass(frozen=True)
+class Grace:
+    """How long the scheduler waits before it stops the cluster of a driver that looks dead
+    (see :mod:`.deadman`): ``closed`` seconds after the driver's connection closed (its
+    process died), ``silent`` seconds without its heartbeat on a connection still open (its
+    host gone). A stopped or paused driver keeps its connection: only ``silent`` applies."""
+
+    closed: float
+    silent: float
+
+
+GRACE = Grace(closed=0.5, silent=60.0)  # kbatch.yaml's defaults
 
 
 class DeadMansSwitch:
@@ -23,7 +39,7 @@ class DeadMansSwitch:
         self,
         gateway: GatewayClient,
         cluster: str,
-        grace: float,
+        grace: Grace,
         log: Callable[[str], None],
         metering: Metering | None = None,
     ) -> None:
@@ -44,9 +60,12 @@ class DeadMansSwitch:
             gateway = gateway_client.dask_gateway()
             cluster = gateway.connect(name)
             client = cluster.get_client(set_as_default=False)
-            deadman.arm(client, self.grace)
+            deadman.arm(client, self.grace.closed, self.grace.silent)
             self._parts = (gateway, cluster, client)
-            self.log(f"dead-man's switch armed on {name}: the cluster stops {self.grace:g} s after this driver dies")
+            self.log(
+                f"dead-man's switch armed on {name}: the cluster stops {self.grace.closed:g} s after this driver dies,"
+                f" or after {self.grace.silent:g} s without a sign of it on an open connection"
+            )
         except Exception as exc:  # the job can run without it; gc is the backstop
             self.log(f"could not arm the dead-man's switch ({type(exc).__name__}: {exc}); continuing without it")
             return
@@ -83,3 +102,8 @@ class DeadMansSwitch:
             close_cluster(cluster)
         with contextlib.suppress(Exception):
             close_gateway(gateway)
+
+
+def switch_factory(grace: Grace | None) -> Callable[..., DeadMansSwitch] | None:
+    """What arms a switch of ``grace`` on a cluster the job's code made (None: no switch)."""
+    return None if grace is None else functools.partial(DeadMansSwitch, grace=grace)

@@ -86,7 +86,7 @@ class Job:
             error=error,
             kill_grace=2.0,
             gateway_retry=0.0,  # an unreachable gateway fails the job at once
-            switch_grace=0.0,  # the switch connects to a real scheduler
+            switch_grace=None,  # the switch connects to a real scheduler
             log=self.log.append,
             start_runner=self.runner.start,
             poll=0.1,

@@ -184,7 +184,7 @@ class FakeGateway(GatewayClient):
         self.stopped.append(name)
 
     def dask_gateway(self) -> Any:
-        raise AssertionError("the fake gateway has no scheduler to connect to: run with switch_grace=0")
+        raise AssertionError("the fake gateway has no scheduler to connect to: run with switch_grace=None")
 
     def close(self) -> None:
         self.closed = True

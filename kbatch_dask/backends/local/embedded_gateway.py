@@ -36,6 +36,7 @@ START_TIMEOUT = 30.0
 _CONFIG_TEMPLATE = """\
 # Written by kbatch-dask for its embedded gateway; regenerated on every start.
 from dask_gateway_server.options import Float, Integer, Options
+__import__("kbatch_dask.backends.local.process_stop", fromlist=["install"]).install()  # no backoff in a stop
 
 here = {gwdir!r}
 with open(here + "/secret") as f:
@@ -56,8 +57,7 @@ c.DBBackendBase.worker_start_timeout = {start_timeout}
 c.LocalBackend.clusters_directory = here + "/clusters"
 # distributed >= 2026.6 has no dask-scheduler/dask-worker commands.
 c.ClusterConfig.scheduler_cmd = [{python!r}, "-m", "dask", "scheduler", "--preload", "kbatch_dask.driver.deadman"]
-# dask-gateway-server passes the scheduler --host 127.0.0.1 but the workers no
-# --host, so their comm ports would listen on every interface.
+# The gateway passes the scheduler --host 127.0.0.1, the workers none: their ports would listen everywhere.
 c.ClusterConfig.worker_cmd = [{python!r}, "-m", "dask", "worker", "--host", "127.0.0.1"]
 c.ClusterConfig.cluster_max_workers = {max_workers}
 c.ClusterConfig.idle_timeout = 0

@@ -1,0 +1,55 @@
+"""The scheduler's end of the dead-man's switch, on a stand-in scheduler: which state
+of the supervisor's client stops the cluster (the real scheduler and gateway are in
+tests/e2e/test_dead_mans_switch.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from typing import Any
+
+from distributed.metrics import time as scheduler_time
+
+from kbatch_dask.driver.deadman import SupervisorWatch
+
+
+class Scheduler:
+    """What the watch uses of a scheduler: its clients and workers (none: the gateway
+    stopped them), its close, and the gateway's service that stops the cluster."""
+
+    def __init__(self, clients: dict[str, Any]) -> None:
+        self.clients = clients
+        self.workers: dict[str, Any] = {}
+        self.stops = 0
+        self.closed = asyncio.Event()
+        self.services = {"gateway": types.SimpleNamespace(gateway=self)}
+
+    async def shutdown(self) -> None:
+        self.stops += 1
+
+    async def close(self, reason: str) -> None:
+        self.closed.set()
+
+
+def watch_until_it_stops(scheduler: Scheduler, grace: float, silence: float) -> None:
+    async def run() -> None:
+        watch = SupervisorWatch("supervisor", grace, silence, poll=0.01)
+        await watch.start(scheduler)
+        assert watch._task is not None
+        await asyncio.wait_for(watch._task, 30)
+        await asyncio.wait_for(scheduler.closed.wait(), 30)  # it closes itself too, once its workers have left
+
+    asyncio.run(run())
+
+
+def test_a_client_silent_for_the_silence_on_an_open_connection_stops_the_cluster() -> None:
+    silent = types.SimpleNamespace(last_seen=scheduler_time() - 120)  # its last heartbeat 2 minutes ago
+    scheduler = Scheduler({"supervisor": silent, "runner": types.SimpleNamespace(last_seen=scheduler_time())})
+    watch_until_it_stops(scheduler, grace=3600, silence=60)
+    assert scheduler.stops == 1
+
+
+def test_a_client_whose_connection_closed_stops_the_cluster_after_the_grace() -> None:
+    scheduler = Scheduler({"runner": types.SimpleNamespace(last_seen=scheduler_time())})
+    watch_until_it_stops(scheduler, grace=0.05, silence=3600)
+    assert scheduler.stops == 1
