@@ -158,9 +158,9 @@ class ResubmitHandler(JobHandler):
             raise JobNotFound(job_id)
         await self.context.jobs.cache.wait_up(CACHE_WAIT)
         with self.context.metrics.submission():
-            body = self.request.body
-            if len(body) > self.context.max_body_size:
-                refuse(413, f"the request body is over {self.context.max_body_size} bytes (kbatch.service.max-body-size)")
+            body, limit = self.request.body, self.context.max_body_size
+            if len(body) > limit:
+                refuse(413, f"the request body is over {limit} bytes (kbatch.service.max-body-size)")
             record = await off_loop(resubmission.resubmit, self.context.jobs, caller, job_id, body)
         log.info("resubmitted job %s as %s", job_id, record.id, extra={"user": caller.name, "job": record.id})
         self.set_status(201)
