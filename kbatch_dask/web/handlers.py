@@ -10,6 +10,8 @@ and passes that class to :func:`page_routes`. Under the page's root:
 - ``GET jobs/{id}/log``: its output as text, ``?follow=1`` until it ends;
 - ``POST jobs/{id}/cancel``: cancel (XSRF-checked by the host; ``confirmed=1``,
   else a page that asks first);
+- ``POST jobs/{id}/resubmit``: the asker's own job submitted again (XSRF-checked,
+  ``confirmed=1`` as for cancel), then the new job's page;
 - ``GET static/…``: the stylesheet and the script.
 
 Every answer carries a Content-Security-Policy that allows this origin's own
@@ -184,7 +186,7 @@ class CancelJob(PageHandler):
     async def post(self, job_id: str) -> None:
         source = self.asker()
         if self.get_body_argument("confirmed", "0") != "1":
-            self.html(render.confirm_page(job_id, self.view(source)))
+            self.html(render.confirm_page(job_id, self.view(source), render.CANCEL))
             return
         job = await off_loop(source.cancel, job_id, self.of_user())
         if "application/json" in self.request.headers.get("Accept", ""):
@@ -192,6 +194,20 @@ class CancelJob(PageHandler):
             return
         user = self.of_user()
         self.redirect(f"{self.base}jobs/{job_id}" + (f"?user={user}" if user else ""), status=303)
+
+
+class ResubmitJob(PageHandler):
+    async def post(self, job_id: str) -> None:
+        source = self.asker()
+        if self.get_body_argument("confirmed", "0") != "1":
+            self.html(render.confirm_page(job_id, self.view(source), render.RESUBMIT))
+            return
+        job = await off_loop(source.resubmit, job_id)
+        if "application/json" in self.request.headers.get("Accept", ""):
+            self.set_status(201)
+            self.finish(job)
+            return
+        self.redirect(f"{self.base}jobs/{job['id']}", status=303)
 
 
 class Static(web.StaticFileHandler):
@@ -216,5 +232,6 @@ def page_routes(
         (base + job + "/?", made(JobPage), kw),
         (base + job + "/log", made(JobLog), kw),
         (base + job + "/cancel", made(CancelJob), kw),
+        (base + job + "/resubmit", made(ResubmitJob), kw),
         (base + r"static/(page\.css|page\.js)", Static, {"path": str(STATIC)}),
     ]
