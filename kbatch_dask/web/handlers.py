@@ -47,10 +47,11 @@ async def off_loop(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def status_of(exc: KbatchError) -> int:
     """The page's status for one of kbatch's errors.
 
-    >>> status_of(JobNotFound("x")), status_of(BadInput("y"))
-    (404, 400)
+    >>> status_of(JobNotFound("x")), status_of(BadInput("y")), status_of(Refused("z")), status_of(Conflict("w"))
+    (404, 400, 403, 409)
     """
-    for kind, status in ((JobNotFound, 404), (BadInput, 400), (Refused, 403), (Conflict, 409)):
+    # Refused and Conflict are kinds of BadInput: asked first.
+    for kind, status in ((JobNotFound, 404), (Refused, 403), (Conflict, 409), (BadInput, 400)):
         if isinstance(exc, kind):
             return status
     return 503
