@@ -1,6 +1,7 @@
 """``kbatch ui`` in a real headless Chromium: the local page shows a running
 job with its dashboard link, follows its log, cancels it (after asking) and
-shows CANCELLED without a reload; a job's name and log that hold HTML render
+shows CANCELLED without a reload, resubmits it (after asking) and lands on
+the new job's page; a job's name and log that hold HTML render
 as text; without the link's token the page is closed."""
 
 from __future__ import annotations
@@ -89,6 +90,14 @@ def test_the_local_page_follows_a_job_and_cancels_it(ui: str, chromium: Any, tmp
         until(lambda: text(browser, "#job-state") == "CANCELLED", "CANCELLED, without a reload")
         assert not browser.find_element(By.ID, "cancel").is_displayed()
         no_alert_ran(browser)
+
+        browser.find_element(By.CSS_SELECTOR, "#resubmit button").click()
+        until(lambda: browser.switch_to.alert, "the resubmit's confirmation").accept()
+        until(lambda: browser.find_element(By.ID, "job").get_attribute("data-id") != job.id, "the new job's page")
+        again = browser.find_element(By.ID, "job").get_attribute("data-id")
+        assert browser.current_url.endswith(f"/jobs/{again}") and text(browser, "#job h1 .name") == XSS_NAME
+        assert get_job(again).record.args == (str(gate),)
+        get_job(again).cancel()
     finally:
         gate.touch()
     assert get_job(job.id).state is JobState.CANCELLED
