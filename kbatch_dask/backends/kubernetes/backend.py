@@ -248,8 +248,7 @@ class KubernetesBackend:
             config_map = self.api.read_config_map(self.namespace, m.job_name(self.user, job_id))
         except KubeError as exc:
             raise gone(job_id) if exc.status == 404 else exc from None
-        old = read_snapshot(job_id, config_map, job)
-        self.check(old.spec)
+        old = read_snapshot(job_id, config_map, job)  # checked as any spec by manifests()
         environment = exported_environment(old.spec.export, old.spec.env, environ)  # as a submit makes it
         return self.submit(old.spec, {**environment, **credentials}, old.script)
 
