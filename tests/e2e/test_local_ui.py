@@ -93,8 +93,10 @@ def test_the_local_page_follows_a_job_and_cancels_it(ui: str, chromium: Any, tmp
 
         browser.find_element(By.CSS_SELECTOR, "#resubmit button").click()
         until(lambda: browser.switch_to.alert, "the resubmit's confirmation").accept()
-        until(lambda: browser.find_element(By.ID, "job").get_attribute("data-id") != job.id, "the new job's page")
-        again = browser.find_element(By.ID, "job").get_attribute("data-id")
+        # The URL, not the element: it may be the old page's, gone in the middle of a call.
+        until(lambda: not browser.current_url.endswith(f"/jobs/{job.id}"), "the new job's page")
+        again = browser.current_url.rsplit("/", 1)[1]
+        until(lambda: browser.find_elements(By.CSS_SELECTOR, f'#job[data-id="{again}"]'), "the new job's page, loaded")
         assert browser.current_url.endswith(f"/jobs/{again}") and text(browser, "#job h1 .name") == XSS_NAME
         assert get_job(again).record.args == (str(gate),)
         get_job(again).cancel()

@@ -1,8 +1,9 @@
 """What a Kubernetes job was submitted with, read back from its ConfigMap to
 submit it again (``kbatch resubmit``): the spec and the script snapshot
 (:mod:`.manifests` wrote both). Pure: the objects come in as dicts. The
-ConfigMap is owned by the Job, so it goes with it (``ttlSecondsAfterFinished``);
-a job whose ConfigMap is gone cannot be resubmitted.
+ConfigMap is owned by the Job, so it goes with it (``ttlSecondsAfterFinished``,
+or at once when the job is cancelled: a cancel deletes its Job); a job whose
+ConfigMap is gone cannot be resubmitted.
 
 The job's environment is not read back: its values live only in the job's
 Secret, and reading Secrets is a grant kbatch never asks for (whoever may read
@@ -42,7 +43,7 @@ def gone(job_id: str) -> Conflict:
     """The refusal for a job whose ConfigMap is no longer there."""
     return Conflict(
         f"job {job_id} cannot be resubmitted: its script snapshot is gone with its Kubernetes objects "
-        "(kbatch.kubernetes.ttl-days after it ended); submit the script again"
+        "(at its cancel, or kbatch.kubernetes.ttl-days after it ended); submit the script again"
     )
 
 
