@@ -5,6 +5,7 @@ new job's page), and the admin view's usage per user."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from typing import Any
@@ -114,10 +115,10 @@ class TestResubmitRoute(AsyncHTTPTestCase):
         xsrf = Page(page.body).forms["/jobs/old01/resubmit"]["_xsrf"]
         return "; ".join(cookies), xsrf
 
-    def _post(self, job_id: str, fields: dict[str, str], cookie: str, **headers: str) -> Any:
+    def _post(self, job_id: str, fields: dict[str, str], cookie: str, query: str = "", **headers: str) -> Any:
         body = urlencode(fields)
         return self.fetch(
-            f"/jobs/{job_id}/resubmit",
+            f"/jobs/{job_id}/resubmit{query}",
             method="POST",
             body=body,
             follow_redirects=False,
@@ -150,6 +151,12 @@ class TestResubmitRoute(AsyncHTTPTestCase):
         cookie, xsrf = self._logged_in()
         answer = self._post("gone1", {"_xsrf": xsrf, "confirmed": "1"}, cookie)
         assert answer.code == 409 and b"its script snapshot is gone" in answer.body
+        # What the page's script asks for, to say the refusal's line.
+        as_json = self._post("gone1", {"_xsrf": xsrf, "confirmed": "1"}, cookie, query="?format=json")
+        assert (as_json.code, json.loads(as_json.body)) == (
+            409,
+            {"error": "job gone1 cannot be resubmitted: its script snapshot is gone"},
+        )
 
 
 JOBS = [

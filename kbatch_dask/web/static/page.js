@@ -178,11 +178,13 @@
         if (!window.confirm(`Submit job ${id} again, as a new job?`)) return;
         const form = new FormData(resubmit);
         form.set("confirmed", "1");
-        const answer = await fetch(resubmit.action, {
+        // ?format=json: a refusal comes back as {"error": its one line}, said in the live region.
+        const answer = await fetch(`${resubmit.action}?format=json`, {
           method: "POST", body: form, credentials: "same-origin", headers: { Accept: "application/json", ...XSRF },
         });
-        if (answer.ok) window.location.assign(`${base}jobs/${encodeURIComponent((await answer.json()).id)}`);
-        else say(`Resubmit failed: HTTP ${answer.status}: ${(await answer.json().catch(() => ({}))).error || ""}`);
+        const said = await answer.json().catch(() => ({}));
+        if (answer.ok) window.location.assign(`${base}jobs/${encodeURIComponent(said.id)}`);
+        else say(`Resubmit failed: ${said.error || `HTTP ${answer.status}`}`);
       });
     }
 
