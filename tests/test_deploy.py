@@ -45,8 +45,11 @@ KINDS = {"Role": "roles", "RoleBinding": "rolebindings", "ClusterRole": "cluster
          "ClusterRoleBinding": "clusterrolebindings"}  # fmt: skip
 #: Granted, but only called on a rare path: the undo of a submission whose Secret or
 #: ConfigMap could not be created, the events read when a job's pod cannot attach a volume,
-#: and a queued job's gateway token put in its Secret as it starts (these runs' jobs have no cluster).
-RARELY_CALLED = {("delete", "configmaps"), ("delete", "secrets"), ("list", "events"), ("patch", "secrets")}
+#: a queued job's gateway token put in its Secret as it starts (these runs' jobs have no cluster),
+#: and a job's ConfigMap read back to resubmit it.
+RARELY_CALLED = {
+    ("delete", "configmaps"), ("delete", "secrets"), ("list", "events"), ("patch", "secrets"), ("get", "configmaps")
+}  # fmt: skip
 
 
 def render(path: Path) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
         "cancel",
         "hold",
         "release",
+        "resubmit",
         "wait",
         "gc",
         "gateway",

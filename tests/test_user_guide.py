@@ -187,6 +187,15 @@ def shows_the_traceback(proc: subprocess.CompletedProcess[str], walk: Walk) -> N
     assert "Traceback (most recent call last):" in proc.stdout and "ValueError: no data" in proc.stdout, proc.stdout
 
 
+def resubmitted(proc: subprocess.CompletedProcess[str], walk: Walk) -> None:
+    # The guide: a new job with a new id from the old one's options and script, printed as a submit;
+    # the old job left as it was.
+    old, new = walk.ids["failed"], proc.stdout.split()[2]
+    assert new != old and re.fullmatch(rf"Submitted job {new} \(fails\); output: \S+\n", proc.stdout), proc.stdout
+    assert get_job(new).wait(timeout=120) is JobState.FAILED and show_json(old)["state"] == "FAILED"
+    assert "ValueError: no data" in kbatch("logs", new, check=True, cwd=walk.home).stdout
+
+
 # In the order they run: the walk-through's job is held running until "released".
 STEPS = [
     Step("kbatch doctor", shown_differs="the guide shows the Kubernetes backend's checks", check=doctor_lists_checks),
@@ -212,6 +221,7 @@ STEPS = [
     Step("kbatch gc"),
     Step("kbatch logs k3x9q", job="failed", check=shows_the_traceback),
     Step("kbatch logs --stderr k3x9q", job="failed with -e", check=shows_the_traceback),
+    Step("kbatch resubmit k3x9q", job="failed", check=resubmitted),
 ]
 
 # The walk-through's script: the guide's `# KBATCH` lines, then a tiny workload that

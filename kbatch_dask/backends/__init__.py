@@ -53,6 +53,16 @@ class Backend(Protocol):
     def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
         """Create the job and return at once with its first record."""
 
+    def resubmit(self, job_id: str, credentials: Mapping[str, str], environ: Mapping[str, str]) -> JobRecord:
+        """A new job (a new id) from the job's own spec and its script as snapshotted at
+        submit (never the file as it is now); the old job untouched. Its environment: the
+        old job's own where the backend keeps it (local), else made again from ``environ``
+        (this session's variables) as a submission makes it (Kubernetes keeps a job's
+        environment only in its Secret, which kbatch never reads back); ``credentials``
+        (the new job's hub token: the old one's ended with it) over it. JobNotFound;
+        Conflict when the backend no longer holds the snapshot; refused as a submit
+        of that spec would be."""
+
     def list(self, *, ended_since: datetime | None = None) -> list[JobRecord]:
         """This user's jobs: all active ones, and ended ones since ``ended_since`` (all if None)."""
 

@@ -4,6 +4,7 @@ to exit codes. Nothing else in the package prints or exits.
 - :mod:`.arguments`: which arguments are kbatch's and which the script's;
 - :mod:`.commands`: the click commands;
 - :mod:`.holds`: ``hold`` and ``release``;
+- :mod:`.resubmit`: ``resubmit``;
 - :mod:`.ui`: ``ui``, the queue's web page on 127.0.0.1;
 - :mod:`.waiting`: ``wait`` and ``--wait``, drawn on a terminal;
 - :mod:`.screen`: ``queue --watch`` fitted to the terminal;
@@ -17,7 +18,7 @@ from typing import NoReturn
 
 import click
 
-from kbatch_dask.cli import holds, ui  # noqa: F401  (register hold, release and ui on cli)
+from kbatch_dask.cli import holds, resubmit, ui  # noqa: F401  (register hold, release, resubmit and ui on cli)
 from kbatch_dask.cli.arguments import split_submit_args
 from kbatch_dask.cli.commands import cli, queue_cmd
 from kbatch_dask.errors import KbatchError

@@ -55,6 +55,11 @@ class LocalJobs:
         job.cancel()
         return job.record.to_dict()
 
+    def resubmit(self, job_id: str) -> dict[str, Any]:
+        from kbatch_dask.resubmit import resubmit
+
+        return resubmit(job_id, self.backend).record.to_dict()
+
 
 class LocalPage(PageHandler):
     """Whoever holds the token: ``?token=`` once (then a cookie, and the link without it)."""

@@ -19,7 +19,7 @@ from kbatch_dask import versions
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
 from kbatch_dask.errors import BackendError, BadInput, JobNotFound, KubeError
 from kbatch_dask.records import JobRecord, JobState
-from kbatch_dask.service import submission
+from kbatch_dask.service import resubmission, submission
 from kbatch_dask.service.auth import ApiHandler
 from kbatch_dask.service.driver_handlers import driver_routes
 from kbatch_dask.service.errors import JsonErrors, refuse
@@ -149,6 +149,24 @@ class HoldHandler(JobHandler):
         self.finish(job_json(await off_loop(act, caller, job_id, user)))
 
 
+class ResubmitHandler(JobHandler):
+    """``POST /jobs/{id}/resubmit``: the caller's own job again, as a new one (:mod:`.resubmission`)."""
+
+    async def post(self, job_id: str) -> None:
+        caller = self.caller()  # never another user's job: its script and environment are theirs
+        if not is_dns_label(job_id):
+            raise JobNotFound(job_id)
+        await self.context.jobs.cache.wait_up(CACHE_WAIT)
+        with self.context.metrics.submission():
+            body, limit = self.request.body, self.context.max_body_size
+            if len(body) > limit:
+                refuse(413, f"the request body is over {limit} bytes (kbatch.service.max-body-size)")
+            record = await off_loop(resubmission.resubmit, self.context.jobs, caller, job_id, body)
+        log.info("resubmitted job %s as %s", job_id, record.id, extra={"user": caller.name, "job": record.id})
+        self.set_status(201)
+        self.finish(job_json(record))
+
+
 class LogsHandler(JobHandler):
     async def get(self, job_id: str) -> None:
         caller, user = await self._caller_and_user(job_id)
@@ -275,6 +293,7 @@ def routes(prefix: str, context: Any) -> list[Rule | tuple[str, type[web.Request
         (api + job + "/result", ResultHandler, kw),
         (api + job + "/report", ReportHandler, kw),
         (api + job + "/hold", HoldHandler, kw),
+        (api + job + "/resubmit", ResubmitHandler, kw),
         (api + job + "/release", HoldHandler, {**kw, "release": True}),
         (api + "/health", HealthHandler, kw),
         (api + "/metrics", MetricsHandler, kw),

@@ -13,6 +13,7 @@ from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuth
 from tornado import web
 
 from kbatch_dask.report import find
+from kbatch_dask.service import resubmission
 from kbatch_dask.service.auth import hub_admin
 from kbatch_dask.service.context import Context
 from kbatch_dask.service.jobs import Caller, ListQuery
@@ -64,6 +65,11 @@ class ServiceJobs:
 
     def cancel(self, job_id: str, user: str | None) -> dict[str, Any]:
         return self.context.jobs.cancel(self.caller, job_id, user).to_dict()
+
+    def resubmit(self, job_id: str) -> dict[str, Any]:
+        # A browser has no session environment to give the new job (POST /jobs/{id}/resubmit's body).
+        with self.context.metrics.submission():
+            return resubmission.resubmit(self.context.jobs, self.caller, job_id).to_dict()
 
 
 class ServicePage(HubOAuthenticated, PageHandler):  # type: ignore[misc]

@@ -92,9 +92,14 @@ class UserJobs(KubernetesBackend):
         return combine_templates(self.config.kubernetes.pod_template, self.config.service.pod_template, m.CONTAINER)
 
     def manifests(
-        self, spec: JobSpec, environment: Mapping[str, str], job_id: str, pod: m.PodSettings | None = None
+        self,
+        spec: JobSpec,
+        environment: Mapping[str, str],
+        job_id: str,
+        pod: m.PodSettings | None = None,
+        script: str | bytes | None = None,
     ) -> m.Manifests:
-        objects = super().manifests(spec, environment, job_id, pod)
+        objects = super().manifests(spec, environment, job_id, pod, script)
         if self._script_name:
             # The script was written to a folder of the service's; show the name the user gave.
             objects.job["metadata"]["annotations"][names.ANN_SCRIPT] = self._script_name

@@ -8,10 +8,11 @@ asking; the page renders the same records and JSON the CLI prints
 
 - :mod:`.source`: what a host gives the page (the protocol) and a list's ETag;
 - :mod:`.render`: records to HTML, pure (tornado templates, autoescaped);
+- :mod:`.usage`: the admin view's usage per user, from the same records, pure;
 - :mod:`.handlers`: the tornado handlers and their routes, with the security
   headers (Content-Security-Policy) every answer carries;
 - ``templates/`` and ``static/`` (package data): the HTML, one stylesheet with
-  a light and a dark scheme, one small script (live updates, the log, cancel).
+  a light and a dark scheme, one small script (live updates, the log, cancel, resubmit).
 
 It imports records, render, report, spec and errors only: never the service,
 the CLI or a backend (tests/test_code_quality.py).

@@ -11,6 +11,8 @@ and passes that class to :func:`page_routes`. Under the page's root:
 - ``GET jobs/{id}/log``: its output as text, ``?follow=1`` until it ends;
 - ``POST jobs/{id}/cancel``: cancel (XSRF-checked by the host; ``confirmed=1``,
   else a page that asks first);
+- ``POST jobs/{id}/resubmit``: the asker's own job submitted again (XSRF-checked,
+  ``confirmed=1`` as for cancel), then the new job's page;
 - ``GET static/…``: the stylesheet and the script.
 
 Every answer carries a Content-Security-Policy that allows this origin's own
@@ -46,10 +48,11 @@ async def off_loop(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def status_of(exc: KbatchError) -> int:
     """The page's status for one of kbatch's errors.
 
-    >>> status_of(JobNotFound("x")), status_of(BadInput("y"))
-    (404, 400)
+    >>> status_of(JobNotFound("x")), status_of(BadInput("y")), status_of(Refused("z")), status_of(Conflict("w"))
+    (404, 400, 403, 409)
     """
-    for kind, status in ((JobNotFound, 404), (BadInput, 400), (Refused, 403), (Conflict, 409)):
+    # Refused and Conflict are kinds of BadInput: asked first.
+    for kind, status in ((JobNotFound, 404), (Refused, 403), (Conflict, 409), (BadInput, 400)):
         if isinstance(exc, kind):
             return status
     return 503
@@ -198,7 +201,7 @@ class CancelJob(PageHandler):
     async def post(self, job_id: str) -> None:
         source = self.asker()
         if self.get_body_argument("confirmed", "0") != "1":
-            self.html(render.confirm_page(job_id, self.view(source)))
+            self.html(render.confirm_page(job_id, self.view(source), render.CANCEL))
             return
         job = await off_loop(source.cancel, job_id, self.of_user())
         if "application/json" in self.request.headers.get("Accept", ""):
@@ -206,6 +209,20 @@ class CancelJob(PageHandler):
             return
         user = self.of_user()
         self.redirect(f"{self.base}jobs/{job_id}" + (f"?user={user}" if user else ""), status=303)
+
+
+class ResubmitJob(PageHandler):
+    async def post(self, job_id: str) -> None:
+        source = self.asker()
+        if self.get_body_argument("confirmed", "0") != "1":
+            self.html(render.confirm_page(job_id, self.view(source), render.RESUBMIT))
+            return
+        job = await off_loop(source.resubmit, job_id)
+        if "application/json" in self.request.headers.get("Accept", ""):
+            self.set_status(201)
+            self.finish(job)
+            return
+        self.redirect(f"{self.base}jobs/{job['id']}", status=303)
 
 
 class Static(web.StaticFileHandler):
@@ -230,5 +247,6 @@ def page_routes(
         (base + job + "/?", made(JobPage), kw),
         (base + job + "/log", made(JobLog), kw),
         (base + job + "/cancel", made(CancelJob), kw),
+        (base + job + "/resubmit", made(ResubmitJob), kw),
         (base + r"static/(page\.css|page\.js)", Static, {"path": str(STATIC)}),
     ]

@@ -20,6 +20,7 @@ from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.render import workers_cell
 from kbatch_dask.spec.dependency import Dependency
 from kbatch_dask.spec.units import format_duration
+from kbatch_dask.web.usage import per_user
 
 TEMPLATES = template.Loader(str(Path(__file__).parent / "templates"), autoescape="xhtml_escape")
 STATES = tuple(s.value for s in JobState)
@@ -93,12 +94,17 @@ def matches(job: dict[str, Any], view: View) -> bool:
     return (not view.state or job["state"] == view.state) and view.name.lower() in str(job["name"]).lower()
 
 
-def queue_page(jobs: list[dict[str, Any]], view: View) -> bytes:
-    """The queue: every job of ``jobs`` that passes the filters, newest first as given."""
-    rows = [row(job) for job in jobs if matches(job, view)]
+def queue_page(jobs: list[dict[str, Any]], view: View, at: datetime | None = None) -> bytes:
+    """The queue: every job of ``jobs`` that passes the filters, newest first as given;
+    for an admin looking at other users' jobs, the usage per user of those listed."""
+    listed = [job for job in jobs if matches(job, view)]
+    rows = [row(job, at) for job in listed]
     users = sorted({str(job["user"]) for job in jobs})
+    usage = per_user(listed, at) if view.admin and (view.everyone or view.of_user) else []
     return bytes(
-        TEMPLATES.load("queue.html").generate(view=view, rows=rows, states=STATES, users=users, total=len(jobs))
+        TEMPLATES.load("queue.html").generate(
+            view=view, rows=rows, states=STATES, users=users, total=len(jobs), usage=usage
+        )
     )
 
 
@@ -169,6 +175,19 @@ def error_page(status: int, message: str, view: View) -> bytes:
     return bytes(TEMPLATES.load("error.html").generate(view=view, status=status, message=message))
 
 
-def confirm_page(job_id: str, view: View) -> bytes:
-    """Asked before a cancel posted without the script's confirmation."""
-    return bytes(TEMPLATES.load("confirm.html").generate(view=view, job_id=job_id))
+@dataclass(frozen=True)
+class Question:
+    """What the page asks before an action posted without the script's confirmation."""
+
+    verb: str  # "Cancel": the question's, "Cancel job X?"
+    yes: str
+    no: str
+
+
+CANCEL = Question("Cancel", "Yes, cancel it", "No, keep it running")
+RESUBMIT = Question("Resubmit", "Yes, submit it again", "No, leave it")
+
+
+def confirm_page(job_id: str, view: View, question: Question = CANCEL) -> bytes:
+    """Asked before a cancel (or a resubmit) posted without the script's confirmation."""
+    return bytes(TEMPLATES.load("confirm.html").generate(view=view, job_id=job_id, question=question))

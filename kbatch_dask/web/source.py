@@ -52,3 +52,6 @@ class JobSource(Protocol):
     def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[str]: ...
 
     def cancel(self, job_id: str, user: str | None) -> dict[str, Any]: ...
+
+    def resubmit(self, job_id: str) -> dict[str, Any]:
+        """The asker's own job submitted again (``kbatch resubmit``): the new job."""

@@ -212,6 +212,26 @@ def exit_code(session: Session, timeout: float = 60) -> None:
     assert (record["state"], record["exit_code"], record["reason"]) == ("FAILED", 3, "exit code 3"), record
 
 
+def resubmitted(session: Session, timeout: float = 60) -> tuple[str, str]:
+    """``kbatch resubmit``: a new Job from the old one's ConfigMap, running the script
+    as it was submitted (not the file as it is now) with its arguments; the old
+    job untouched. The old and the new job's ids."""
+    script = session.write("again.py", "import sys\nprint('first', sys.argv[1:], flush=True)\nsys.exit(3)\n")
+    old = session.submit(script, "--dask-workers", "0", "x")
+    session.wait_done(old, timeout)
+    session.write("again.py", "print('edited')\n")
+    proc = session.run("resubmit", "--backend", "kubernetes", "--parsable", old)
+    assert proc.returncode == 0, proc.stderr
+    new = str(proc.stdout.strip())
+    assert new != old
+    session.wait_done(new, timeout)
+    record = session.show(new)
+    assert (record["state"], record["exit_code"], record["args"], record["name"]) == ("FAILED", 3, ["x"], "again")
+    assert session.logs(new).splitlines()[0] == "first ['x']"
+    assert (session.show(old)["exit_code"], session.logs(old).splitlines()[0]) == (3, "first ['x']")
+    return old, new
+
+
 def evicted_then_replaced(session: Session, timeout: float = 120) -> dict[str, Any]:
     """An evicted job (``--retries 0``) runs again in a new pod, uncounted as a
     retry: it ends SUCCEEDED as attempt 1, the first driver stopped its cluster

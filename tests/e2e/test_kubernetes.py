@@ -24,6 +24,7 @@ from fakes.kube.fake_apiserver import FakeApiServer
 from fakes.kube.fake_kubelet import FakeKubelet
 from fakes.kube.fixtures import fake_apiserver, fake_kubelet, kube_env  # noqa: F401
 from fakes.kube.notebook import NAMESPACE, notebook_session
+from fakes.kube.resources import CONFIGMAP
 
 from e2e import kubernetes_scenarios as scenarios
 from e2e.kubernetes_scenarios import MANAGED, Session
@@ -71,6 +72,15 @@ def session(
     env = {**notebook_session(fake_apiserver, fake_kubelet, user_home), **settings.env}
     secrets = (settings.env["DASK_GATEWAY__AUTH__KWARGS__PASSWORD"],)
     yield FakeSession(fake_apiserver, fake_kubelet, user_home, env, secrets, Path(os.environ["KBATCH_DASK_HOME"]))
+
+
+def test_resubmit_makes_a_new_job_from_the_configmap_and_refuses_once_it_is_gone(session: FakeSession) -> None:
+    old, _ = scenarios.resubmitted(session)
+    session.server.store.delete(CONFIGMAP, NAMESPACE, session.job_name(old))  # as the Job's TTL takes it
+    jobs = len(session.objects("jobs"))
+    proc = session.run("resubmit", "--backend", "kubernetes", old)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"Error: job {old} cannot be resubmitted: its script"), proc
+    assert proc.stderr.count("\n") == 1 and len(session.objects("jobs")) == jobs
 
 
 def test_hello_dask_runs_in_a_pod_with_its_own_cluster(session: FakeSession) -> None:

@@ -1,8 +1,9 @@
 """``kbatch ui`` in a real headless Chromium: the local page shows a running
 job with its dashboard link, follows its log, cancels it (after asking) and
-shows CANCELLED without a reload, then its Dask report; a job waiting on it
-links it with its state; a job's name and log that hold HTML render as text;
-without the link's token the page is closed."""
+shows CANCELLED without a reload, then its Dask report, resubmits it (after
+asking) and lands on the new job's page; a job waiting on it links it with its
+state; a job's name and log that hold HTML render as text; without the link's
+token the page is closed."""
 
 from __future__ import annotations
 
@@ -103,6 +104,16 @@ def test_the_local_page_follows_a_job_and_cancels_it(ui: str, chromium: Any, tmp
         until(lambda: browser.refresh() or browser.find_elements(By.ID, "report-line"), "the job's report")
         assert text(browser, "#report-line").endswith(f"worker-seconds (kbatch report {job.id})")
         assert "CPU efficiency" in text(browser, "table.report")
+
+        browser.find_element(By.CSS_SELECTOR, "#resubmit button").click()
+        until(lambda: browser.switch_to.alert, "the resubmit's confirmation").accept()
+        # The URL, not the element: it may be the old page's, gone in the middle of a call.
+        until(lambda: not browser.current_url.endswith(f"/jobs/{job.id}"), "the new job's page")
+        again = browser.current_url.rsplit("/", 1)[1]
+        until(lambda: browser.find_elements(By.CSS_SELECTOR, f'#job[data-id="{again}"]'), "the new job's page, loaded")
+        assert browser.current_url.endswith(f"/jobs/{again}") and text(browser, "#job h1 .name") == XSS_NAME
+        assert get_job(again).record.args == (str(gate),)
+        get_job(again).cancel()
     finally:
         gate.touch()
     assert get_job(job.id).state is JobState.CANCELLED

@@ -23,7 +23,8 @@ from kbatch_dask.gateway import GatewaySettings, configured_gateway
 from kbatch_dask.records import JobRecord
 from kbatch_dask.report import Saved, report_paths
 from kbatch_dask.settings import Settings
-from kbatch_dask.spec import JobSpec
+from kbatch_dask.spec import PAYLOAD_SUFFIX, JobSpec
+from kbatch_dask.spec.environment import exported_environment
 from kbatch_dask.spec.units import format_size
 
 NAME = "hub"
@@ -63,6 +64,23 @@ def submitted_options(spec: JobSpec) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def submission_body(spec: JobSpec, content: bytes, environment: Mapping[str, str]) -> dict[str, Any]:
+    """The ``POST /jobs`` body of ``spec``: its options, the script's (or payload's)
+    ``content`` and the environment (the service makes one too, to resubmit a job)."""
+    encoded = base64.b64encode(content).decode()
+    body: dict[str, Any] = {
+        "spec": submitted_options(spec),
+        "args": list(spec.args),
+        "script": {"name": os.path.basename(spec.script).removesuffix(PAYLOAD_SUFFIX)},
+        "environment": dict(environment),
+    }
+    if spec.kind == "function":
+        body["payload"] = encoded
+    else:
+        body["script"]["content"] = encoded
+    return body
+
+
 class HubBackend:
     name = NAME
 
@@ -90,22 +108,15 @@ class HubBackend:
     def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
         return self._record(self.client.json("POST", "/jobs", body=self._body(spec, environment)))
 
+    def resubmit(self, job_id: str, credentials: Mapping[str, str], environ: Mapping[str, str]) -> JobRecord:
+        # The service takes the spec and script from the Job's own objects, and mints the
+        # new job's credentials; this session's variables (minus the deny-list) are its environment.
+        body = {"environment": exported_environment("ALL", (), environ)}
+        return self._record(self.client.json("POST", f"/jobs/{_quoted(job_id)}/resubmit", body=body, job_id=job_id))
+
     def _body(self, spec: JobSpec, environment: Mapping[str, str]) -> dict[str, Any]:
-        """The ``POST /jobs`` body of ``spec``: its options, the script (or payload) and the environment."""
         with open(spec.script, "rb") as f:
-            content = base64.b64encode(f.read()).decode()
-        body: dict[str, Any] = {
-            "spec": submitted_options(spec),
-            "args": list(spec.args),
-            "script": {"name": os.path.basename(spec.script)},
-            "environment": dict(environment),
-        }
-        if spec.kind == "function":
-            body["script"]["name"] = os.path.basename(spec.script).removesuffix(".kbatch-function.pkl")
-            body["payload"] = content
-        else:
-            body["script"]["content"] = content
-        return body
+            return submission_body(spec, f.read(), environment)
 
     def list(self, *, ended_since: datetime | None = None) -> list[JobRecord]:
         query = {"since": ended_since.isoformat()} if ended_since else {}

@@ -26,6 +26,7 @@ from kbatch_dask.backends.kubernetes.client import KubeAPI, Timeouts
 from kbatch_dask.backends.kubernetes.dry_run import dry_run_yaml
 from kbatch_dask.backends.kubernetes.pod_logs import pod_logs
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
+from kbatch_dask.backends.kubernetes.snapshot import gone, read_snapshot
 from kbatch_dask.backends.kubernetes.status import job_record, pods_by_job
 from kbatch_dask.backends.outputs import LogStream, log_files, read_files, read_whole
 from kbatch_dask.errors import BackendError, BadInput, GatewayError, JobNotFound, KbatchWarning, KubeError
@@ -34,6 +35,7 @@ from kbatch_dask.records import JobRecord, JobState, now
 from kbatch_dask.report import Saved, saved_beside
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec, current_user, expand_pattern
+from kbatch_dask.spec.environment import exported_environment
 from kbatch_dask.spec.mail import unsent
 from kbatch_dask.spec.script import read_script
 
@@ -158,19 +160,25 @@ class KubernetesBackend:
     # -- submit ---------------------------------------------------------------
 
     def manifests(
-        self, spec: JobSpec, environment: Mapping[str, str], job_id: str, pod: m.PodSettings | None = None
+        self,
+        spec: JobSpec,
+        environment: Mapping[str, str],
+        job_id: str,
+        pod: m.PodSettings | None = None,
+        script: str | bytes | None = None,
     ) -> m.Manifests:
         """The objects :meth:`submit` would create (the Job created suspended);
-        ``pod``: the session's settings, detected unless given."""
+        ``pod``: the session's settings, detected unless given; ``script``: the
+        script's snapshot (a resubmission's), else read from ``spec.script``."""
         self.check(spec)
         pod = pod or self._pod_settings(spec)
         output = expand_pattern(spec.output, job_id, spec.name, spec.user, spec.workdir)
         error = expand_pattern(spec.error, job_id, spec.name, spec.user, spec.workdir) if spec.error else None
-        script: str | bytes
         result = None
         if spec.kind == "function":
-            with open(spec.script, "rb") as f:
-                script = f.read()
+            if script is None:
+                with open(spec.script, "rb") as f:
+                    script = f.read()
             # The pod writes the result where this session can read it: next to the output file.
             result = session.output_on_volume(os.path.join(os.path.dirname(output), f".kbatch-{job_id}.result"), pod)
             if result is None:
@@ -178,7 +186,7 @@ class KubernetesBackend:
                     f"a function job's result must be written where you can read it: {output} is not on a volume "
                     "the job's pod shares with this session; pass output= a path on your home volume"
                 )
-        else:
+        elif script is None:
             script = read_script(spec.script)
         return m.build_manifests(
             spec,
@@ -235,7 +243,18 @@ class KubernetesBackend:
         )
         return dry_run_yaml(objects, resumed)
 
-    def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
+    def resubmit(self, job_id: str, credentials: Mapping[str, str], environ: Mapping[str, str]) -> JobRecord:
+        job = self._job(job_id)  # JobNotFound for no such job
+        try:
+            config_map = self.api.read_config_map(self.namespace, m.job_name(self.user, job_id))
+        except KubeError as exc:
+            raise gone(job_id) if exc.status == 404 else exc from None
+        old = read_snapshot(job_id, config_map, job)  # checked as any spec by manifests()
+        environment = exported_environment(old.spec.export, old.spec.env, environ)  # as a submit makes it
+        return self.submit(old.spec, {**environment, **credentials}, old.script)
+
+    def submit(self, spec: JobSpec, environment: dict[str, str], script: str | bytes | None = None) -> JobRecord:
+        """Submit ``spec``; ``script``: its snapshot (a resubmission's), else read from ``spec.script``."""
         # The Job is created suspended, so that its pod cannot start before the
         # ConfigMap and Secret it mounts exist; those are created next, owned by
         # the Job (they need its uid), and only then is the Job resumed. If any
@@ -247,7 +266,7 @@ class KubernetesBackend:
         # started before its ConfigMap and Secret exist waits for them.
         pod = self._pod_settings(spec)
         for _ in range(ID_ATTEMPTS):
-            objects = self.manifests(spec, environment, new_job_id(), pod)  # BadInput before anything exists
+            objects = self.manifests(spec, environment, new_job_id(), pod, script)  # BadInput before anything exists
             api, namespace = self.api, self.namespace
             try:
                 job = api.create_job(namespace, objects.job)

@@ -311,6 +311,10 @@ class KubeAPI:
     def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return dict(self._call("create", "secrets", namespace, self.core.create_namespaced_secret, namespace, body))
 
+    def read_config_map(self, namespace: str, name: str) -> dict[str, Any]:
+        read = self.core.read_namespaced_config_map
+        return dict(self._call("get", "configmaps", namespace, read, name, namespace))
+
     def delete_config_map(self, namespace: str, name: str) -> None:
         self._call("delete", "configmaps", namespace, self.core.delete_namespaced_config_map, name, namespace)
 

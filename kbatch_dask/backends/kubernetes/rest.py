@@ -106,6 +106,9 @@ class CoreV1(_Group):
     def create_namespaced_config_map(self, namespace: str, body: Any, **kw: Any) -> Any:
         return self._request("POST", _ns(namespace, "configmaps"), body=body, **kw)
 
+    def read_namespaced_config_map(self, name: str, namespace: str, **kw: Any) -> Any:
+        return self._request("GET", _ns(namespace, "configmaps", name), **kw)
+
     def create_namespaced_secret(self, namespace: str, body: Any, **kw: Any) -> Any:
         return self._request("POST", _ns(namespace, "secrets"), body=body, **kw)
 

@@ -120,6 +120,18 @@ class LocalBackend:
         return str(yaml.safe_dump(document, sort_keys=False, default_flow_style=False)).rstrip("\n")
 
     def submit(self, spec: JobSpec, environment: dict[str, str]) -> JobRecord:
+        return self._submit(spec, environment)
+
+    def resubmit(self, job_id: str, credentials: Mapping[str, str], environ: Mapping[str, str]) -> JobRecord:
+        old = self.store.job(job_id)
+        spec = old.load_spec()
+        self.check(spec)  # a dependency on a job since removed, a papermill since uninstalled
+        return self._submit(spec, {**old.load_environment(), **credentials}, script=old.script_path)
+
+    def _submit(self, spec: JobSpec, environment: dict[str, str], script: str | None = None) -> JobRecord:
+        """Submit ``spec``, its script snapshotted from ``script`` (a resubmission's: the old
+        job's snapshot), else from ``spec.script``."""
+
         def first_record(job_id: str) -> JobRecord:
             # The files are known once the id is: refused now, before the job exists, if unwritable.
             output = expand_pattern(spec.output, job_id, spec.name, spec.user, spec.workdir)
@@ -153,7 +165,7 @@ class LocalBackend:
                 dependency=spec.dependency,
             )
 
-        jobdir = self.store.create(spec, environment, first_record)
+        jobdir = self.store.create(spec, environment, first_record, script)
         env = dict(environment)
         env["KBATCH_DASK_HOME"] = self.home
         try:

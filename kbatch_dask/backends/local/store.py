@@ -166,10 +166,10 @@ class JobStore:
         except FileNotFoundError:
             return []
 
-    def create(self, spec: JobSpec, environment: dict[str, str], record_for: Any) -> JobDir:
+    def create(self, spec: JobSpec, environment: dict[str, str], record_for: Any, script: str | None = None) -> JobDir:
         """Create a job directory with a fresh id: spec, environment, script
-        snapshot and first record. ``record_for(job_id)`` builds that record.
-        Nothing is left behind if any step fails."""
+        snapshot (a copy of ``script``, else of ``spec.script``) and first record.
+        ``record_for(job_id)`` builds that record. Nothing is left behind if any step fails."""
         try:
             os.makedirs(self.jobs_dir, mode=0o700, exist_ok=True)
         except OSError as exc:
@@ -193,7 +193,7 @@ class JobStore:
         try:
             os.mkdir(jobdir.file("script"))
             try:
-                shutil.copy2(spec.script, os.path.join(jobdir.file("script"), os.path.basename(spec.script)))
+                shutil.copy2(script or spec.script, os.path.join(jobdir.file("script"), os.path.basename(spec.script)))
             except OSError as exc:
                 raise BadInput(f"script {spec.script!r}: cannot be copied ({exc.strerror})") from None
             write_json_atomic(jobdir.file("spec.json"), spec.to_dict(), 0o600)

@@ -1,6 +1,6 @@
 // The queue page's live parts, in plain script (no build, no framework): polls the
 // JSON the CLI prints (If-None-Match: a 304 while nothing changed), follows the log,
-// asks before a cancel. Everything from a job goes in as text (textContent), never HTML.
+// asks before a cancel or a resubmit. Everything from a job goes in as text (textContent), never HTML.
 "use strict";
 (() => {
   const POLL_MS = 2000;
@@ -167,6 +167,24 @@
         });
         if (answer.ok) show(await answer.json()); // the job as the cancel left it (it may be gone from the list next)
         else say(`Cancel failed: HTTP ${answer.status}`);
+      });
+    }
+
+    // Resubmit: a new job from this one's snapshot; then that job's page.
+    const resubmit = document.getElementById("resubmit");
+    if (resubmit) {
+      resubmit.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        if (!window.confirm(`Submit job ${id} again, as a new job?`)) return;
+        const form = new FormData(resubmit);
+        form.set("confirmed", "1");
+        // ?format=json: a refusal comes back as {"error": its one line}, said in the live region.
+        const answer = await fetch(`${resubmit.action}?format=json`, {
+          method: "POST", body: form, credentials: "same-origin", headers: { Accept: "application/json", ...XSRF },
+        });
+        const said = await answer.json().catch(() => ({}));
+        if (answer.ok) window.location.assign(`${base}jobs/${encodeURIComponent(said.id)}`);
+        else say(`Resubmit failed: ${said.error || `HTTP ${answer.status}`}`);
       });
     }
 

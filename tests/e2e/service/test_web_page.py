@@ -1,7 +1,8 @@
 """The service's web page in a real headless Chromium, logged in through the
 real hub with OAuth: alice sees her running job with its dashboard link live,
 follows its log, cancels it (after a confirmation) and sees CANCELLED arrive
-without a reload; the cancel needs the XSRF token; bob sees none of it; a job
+without a reload, resubmits it and lands on the new job's page; cancel and
+resubmit need the XSRF token; bob sees none of it (and cannot resubmit it); a job
 named with HTML and a log line of HTML render as text."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from chromium import fresh, no_alert_ran, text, until
 from conftest import wait_for
 
-from .conftest import PREFIX, Service, User
+from .conftest import PREFIX, Service, User, run
 from .test_service import show, submit
 
 pytestmark = pytest.mark.gateway
@@ -78,17 +79,49 @@ def test_alice_follows_her_job_and_cancels_it_and_bob_sees_none_of_it(
     )
     assert forged == 403 and show(alice, job_id)["state"] == "RUNNING"
 
+    # Resubmit, while it runs (a cancel deletes its Job, and the snapshot with it): refused
+    # without the XSRF token; asked, then the new job's page.
+    jobs = len(service.objects("jobs"))
+    assert post(browser, f"{service.url}jobs/{job_id}/resubmit", xsrf=False) == 403
+    assert len(service.objects("jobs")) == jobs
+    browser.find_element(By.CSS_SELECTOR, "#resubmit button").click()
+    until(lambda: browser.switch_to.alert, "the resubmit's confirmation").accept()
+    # The URL, not the element: it may be the old page's, gone in the middle of a call.
+    until(lambda: not browser.current_url.endswith(f"/jobs/{job_id}"), "the new job's page")
+    again = browser.current_url.rsplit("/", 1)[1]
+    until(lambda: browser.find_elements(By.CSS_SELECTOR, f'#job[data-id="{again}"]'), "the new job's page, loaded")
+    assert browser.current_url == f"{service.url}jobs/{again}" and text(browser, "#job h1 .name") == XSS_NAME
+    browser.get(f"{service.url}jobs/{job_id}")
+    until(lambda: "tick" in text(browser, "#log"), "the first job's log again")
+
     browser.find_element(By.CSS_SELECTOR, "#cancel button").click()
     until(lambda: browser.switch_to.alert, "the confirmation").accept()
     until(lambda: text(browser, "#job-state") == "CANCELLED", "CANCELLED, without a reload")
     assert not browser.find_element(By.ID, "cancel").is_displayed()
     no_alert_ran(browser)
 
+    assert run(alice, "cancel", again).returncode == 0
+
     browser = log_in(chromium, service, "bob")
     until(lambda: browser.find_element(By.ID, "jobs").get_attribute("data-total") is not None, "bob's queue")
     assert not browser.find_elements(By.CSS_SELECTOR, row) and job_id not in browser.page_source
+    assert post(browser, f"{service.url}jobs/{job_id}/resubmit", xsrf=True) == 404  # as for a missing job
     browser.get(f"{service.url}jobs/{job_id}")
     assert text(browser, "h1") == "404" and XSS_NAME not in browser.page_source
+
+
+def post(browser: Any, url: str, *, xsrf: bool) -> int:
+    """A confirmed POST from the page's own script, with the page's XSRF token or without; its status."""
+    return int(
+        browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "const headers = arguments[1] ? {'X-XSRFToken': document.body.dataset.xsrf} : {};"
+            "fetch(arguments[0], {method: 'POST', headers, body: new URLSearchParams({confirmed: '1'})})"
+            ".then(r => done(r.status));",
+            url,
+            xsrf,
+        )
+    )
 
 
 def test_the_page_without_a_login_sends_to_the_hub_and_serves_nothing(service: Service) -> None:
