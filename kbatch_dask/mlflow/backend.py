@@ -147,13 +147,14 @@ def _run(
     caution = environment_warning(backend_config.get("ENV_MANAGER"), env_file)
     uri = absolute_tracking_uri(tracking_uri, os.getcwd())
     archive = pack(work_dir, exclude=store_paths(uri))
-    name = _job_name(project.name or entry_point)
+    title = project.name or os.path.basename(os.path.normpath(work_dir))  # an MLproject's name is optional
+    name = _job_name(title)
     with tempfile.TemporaryDirectory(prefix="kbatch-mlflow-") as tmp:
         # A `path` parameter's remote URI is fetched to the storage directory (MLflow's own way): here
         # by default, gone after submit, since the job could not read this machine's files anyway.
         storage = backend_config.get("STORAGE_DIR") or tmp
         command = project.get_entry_point(entry_point).compute_command(params, storage)
-        text = launcher_script(archive, command, project.name or os.path.basename(work_dir), entry_point)
+        text = launcher_script(archive, command, title, entry_point)
         where = f"MLflow project {work_dir!r} ({len(text.encode()) / 2**20:.1f} MiB as a script)"
         if len(text.encode()) > MAX_SCRIPT_BYTES:
             raise BadInput(

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, ended, job_dirs, kbatch, show_json, wait_for
+from mlflow.exceptions import ExecutionException
 
 pytestmark = pytest.mark.gateway
 
@@ -126,21 +127,32 @@ def test_a_cancelled_job_ends_its_run_killed(tracking: str, tmp_path: Path) -> N
     assert ended_run(tracking, timeout=60).info.status == "KILLED"
 
 
+def test_bad_backend_config_is_one_line_and_creates_nothing(tracking: str, home: Path) -> None:
+    proc = mlflow_run(EXAMPLE, "--backend-config", json.dumps({"dask_workers": 2, "memory": "4GG"}))
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line or "Traceback" in line]
+    assert len(errors) == 1, proc.stderr
+    assert "kbatch-dask: backend config: --memory '4GG': expected a size like 512M, 4G or 4Gi" in errors[0]
+    assert runs(tracking) == []
+    assert job_dirs(home) == []
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"memory": "4GG"}, "kbatch-dask: backend config: --memory '4GG': expected a size like 512M, 4G or 4Gi"),
         ({"dask_worker": 2}, "kbatch-dask: backend config: unknown option 'dask_worker'; allowed: name, comment,"),
         ({"parameter": {"a": 1}}, 'kbatch-dask: backend config "parameter": it sets a notebook\'s parameters'),
+        ({"time": "forever"}, "kbatch-dask: backend config: --time 'forever'"),
     ],
 )
-def test_bad_backend_config_is_one_line_and_creates_nothing(
-    tracking: str, home: Path, tmp_path: Path, config: dict[str, Any], message: str
+def test_bad_backend_config_from_python_raises_and_creates_nothing(
+    tracking: str, home: Path, config: dict[str, Any], message: str
 ) -> None:
-    proc = mlflow_run(EXAMPLE, "--backend-config", json.dumps(config))
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line or "Traceback" in line]
-    assert len(errors) == 1 and message in errors[0], proc.stderr
+    import mlflow.projects
+
+    with pytest.raises(ExecutionException) as caught:
+        mlflow.projects.run(str(EXAMPLE), backend="kbatch-dask", backend_config=config, synchronous=False)
+    assert str(caught.value).startswith(message)
     assert runs(tracking) == []
     assert job_dirs(home) == []
 
@@ -162,9 +174,11 @@ def test_a_project_past_the_backends_size_limit_is_refused(tracking: str, home: 
     folder = tmp_path / "big"
     shutil.copytree(EXAMPLE, folder)
     (folder / "data.bin").write_bytes(os.urandom(50 * 2**20))  # random: gzip cannot shrink it under 64 MiB
-    proc = mlflow_run(folder, "--backend-config", "{}")
-    assert proc.returncode == 1
-    assert f"kbatch-dask: MLflow project {str(folder)!r} (" in proc.stderr
-    assert "a job's script may be at most 64 MiB; keep data out of it" in proc.stderr
+    import mlflow.projects
+
+    with pytest.raises(ExecutionException) as caught:
+        mlflow.projects.run(str(folder), backend="kbatch-dask", backend_config={}, synchronous=False)
+    assert str(caught.value).startswith(f"kbatch-dask: MLflow project {str(folder)!r} (")
+    assert str(caught.value).endswith("a job's script may be at most 64 MiB; keep data out of it")
     assert runs(tracking) == []
     assert job_dirs(home) == []
