@@ -3,7 +3,8 @@
 `mlflow run examples/mlflow-project --backend kbatch-dask --backend-config
 examples/mlflow-project/kbatch.json -P alpha=5` runs it as a kbatch job; the
 run's parameters and metrics land in the run `mlflow run` created (its id is
-in $MLFLOW_RUN_ID). Outside a job it runs on a local Dask cluster.
+in $MLFLOW_RUN_ID). Outside a job (`mlflow run examples/mlflow-project
+--env-manager local`) it runs on a local Dask cluster.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A real MLflow (its CLI and Python API, a SQLite tracking store in the test's
 directory) and the run's shared real gateway on 127.0.0.1, through the local
-backend.
+backend and the Kubernetes backend on the fake cluster (tests/fakes/kube).
 """
 
 from __future__ import annotations
@@ -15,9 +15,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import dask.config
 import pytest
 from conftest import ROOT, ended, job_dirs, kbatch, show_json, wait_for
+from fakes.kube.fake_apiserver import FakeApiServer
+from fakes.kube.fake_kubelet import FakeKubelet
+from fakes.kube.fixtures import fake_apiserver, fake_kubelet, kube_env  # noqa: F401
+from fakes.kube.notebook import NAMESPACE, notebook_session
 from mlflow.exceptions import ExecutionException
+
+from e2e.kubernetes_scenarios import MANAGED
+from kbatch_dask.backends.kubernetes.annotations import ANN_COMMENT
+from kbatch_dask.backends.local.backend import LocalBackend
 
 pytestmark = pytest.mark.gateway
 
@@ -44,10 +53,10 @@ def tracking(home: Path, tmp_path: Path, empty_store: Path, monkeypatch: pytest.
     return f"sqlite:///{path}"
 
 
-def mlflow_run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real `mlflow run PROJECT --backend kbatch-dask ARGS...`."""
+def mlflow_run(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real `mlflow run PROJECT --backend kbatch-dask ARGS...` (in ``env``, else this process's)."""
     command = [sys.executable, "-m", "mlflow", "run", str(project), "--backend", "kbatch-dask", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
 
 
 def runs(uri: str) -> list[Any]:
@@ -59,15 +68,6 @@ def runs(uri: str) -> list[Any]:
 def the_run(uri: str) -> Any:
     (run,) = runs(uri)
     return run
-
-
-def ended_run(uri: str, timeout: float = 240) -> Any:
-    """The one run of the store once MLflow says it has ended."""
-    return wait_for(
-        lambda: (run := the_run(uri)).info.status in ("FINISHED", "FAILED", "KILLED") and run,
-        timeout=timeout,
-        what="the MLflow run to end",
-    )
 
 
 def project(tmp_path: Path, name: str, code: str, config: dict[str, Any]) -> Path:
@@ -83,9 +83,9 @@ def project(tmp_path: Path, name: str, code: str, config: dict[str, Any]) -> Pat
 def test_the_example_project_runs_on_two_workers_and_logs_to_its_run(tracking: str, tmp_path: Path) -> None:
     proc = mlflow_run(EXAMPLE, "--backend-config", str(EXAMPLE / "kbatch.json"), "-P", "alpha=5", "-P", "samples=20000")
     assert proc.returncode == 0, proc.stderr
-    run = ended_run(tracking)
-    job_id = run.data.tags["kbatch.job_id"]
-    assert ended(job_id)["state"] == "SUCCEEDED"
+    job_id = the_run(tracking).data.tags["kbatch.job_id"]
+    assert ended(job_id, timeout=240)["state"] == "SUCCEEDED"
+    run = the_run(tracking)  # final once the job has ended: its script ends the run first
     assert run.info.status == "FINISHED"
     # Parameters from `mlflow run` and from the entry point, metrics from the training on the cluster.
     assert run.data.params == {"alpha": "5", "samples": "20000", "workers": "2", "features": "10"}
@@ -95,6 +95,11 @@ def test_the_example_project_runs_on_two_workers_and_logs_to_its_run(tracking: s
     assert job["comment"] == f"mlflow run {run.info.run_id}"
     assert job["dask"]["workers"] == "2"
     assert f"kbatch job {job_id} runs MLflow run {run.info.run_id}" in proc.stderr
+    # Its python_env.yaml names what the image needs; it is not installed, and `mlflow run` says so.
+    (warning,) = [line for line in proc.stderr.splitlines() if " WARNING " in line]
+    assert warning.endswith(
+        "the project's python_env.yaml is not installed: the job runs in its image's environment (--env-manager local)"
+    )
 
 
 def test_a_failing_entry_point_ends_its_run_failed(tracking: str, tmp_path: Path) -> None:
@@ -124,7 +129,7 @@ def test_a_cancelled_job_ends_its_run_killed(tracking: str, tmp_path: Path) -> N
     job_id = the_run(tracking).data.tags["kbatch.job_id"]
     assert kbatch("cancel", job_id).returncode == 0
     assert ended(job_id)["state"] == "CANCELLED"
-    assert ended_run(tracking, timeout=60).info.status == "KILLED"
+    assert the_run(tracking).info.status == "KILLED"
 
 
 def test_bad_backend_config_is_one_line_and_creates_nothing(tracking: str, home: Path) -> None:
@@ -182,3 +187,63 @@ def test_a_project_past_the_backends_size_limit_is_refused(tracking: str, home: 
     assert str(caught.value).endswith("a job's script may be at most 64 MiB; keep data out of it")
     assert runs(tracking) == []
     assert job_dirs(home) == []
+
+
+@pytest.fixture
+def kube_session(
+    tracking: str,
+    home: Path,
+    fake_apiserver: FakeApiServer,  # noqa: F811
+    fake_kubelet: FakeKubelet,  # noqa: F811
+    kube_env: Path,  # noqa: F811
+) -> dict[str, str]:
+    """The environment of a notebook on the fake cluster (tests/fakes/kube), whose jobs use the
+    shared gateway and whose home volume, where the tracking store is, the job's pod mounts."""
+    with dask.config.set({"gateway.address": None}):
+        settings = LocalBackend(str(home)).gateway(start=True)
+    assert settings is not None
+    return {**notebook_session(fake_apiserver, fake_kubelet, Path(os.environ["HOME"])), **settings.env}
+
+
+def test_on_kubernetes_a_failing_entry_point_ends_its_run_failed(
+    tracking: str,
+    kube_session: dict[str, str],
+    fake_apiserver: FakeApiServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    code = "import mlflow\nmlflow.log_param('reached', 'yes')\nraise SystemExit(3)\n"
+    folder = project(tmp_path, "fails", code, {"backend": "kubernetes", "dask_workers": 0})
+    proc = mlflow_run(folder, "--backend-config", str(folder / "kbatch.json"), env=kube_session)
+    assert proc.returncode == 0, proc.stderr
+    job_id = the_run(tracking).data.tags["kbatch.job_id"]
+
+    def job_state() -> str | None:
+        proc = kbatch("show", "--backend", "kubernetes", "-o", "json", job_id, env=kube_session, check=True)
+        state = str(json.loads(proc.stdout)["state"])
+        return state if state not in ("PENDING", "RUNNING") else None
+
+    assert wait_for(job_state, timeout=180, what=f"job {job_id} to end") == "FAILED"
+    run = the_run(tracking)
+    assert run.info.status == "FAILED"
+    assert run.data.params == {"reached": "yes"}
+    (job,) = fake_apiserver.objects("jobs", NAMESPACE, MANAGED)
+    assert job["metadata"]["name"].endswith(job_id)
+    assert job["metadata"]["annotations"][ANN_COMMENT] == f"mlflow run {run.info.run_id}"
+
+
+def test_on_kubernetes_a_project_past_a_configmaps_size_is_refused(
+    tracking: str,
+    kube_session: dict[str, str],
+    fake_apiserver: FakeApiServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "big"
+    shutil.copytree(EXAMPLE, folder)
+    (folder / "data.bin").write_bytes(os.urandom(2**20))
+    proc = mlflow_run(folder, "--backend-config", '{"backend": "kubernetes"}', env=kube_session)
+    assert proc.returncode == 1
+    assert f"kbatch-dask: MLflow project {str(folder)!r} (1.4 MiB as a script): script " in proc.stderr
+    assert "more than a Kubernetes job can carry (1.0 MiB)" in proc.stderr
+    assert runs(tracking) == []
+    assert fake_apiserver.objects("jobs", NAMESPACE, MANAGED) == []
+    assert fake_apiserver.objects("configmaps", NAMESPACE, MANAGED) == []
