@@ -99,7 +99,9 @@ class KbatchSubmittedRun(SubmittedRun):  # type: ignore[misc]
         # pod, a driver that never started it), or ended it before the kbatch end (timeout).
         status = run_status(state)
         client = MlflowClient()
-        if status == "FINISHED" and RunStatus.is_terminated(client.get_run(self._run_id).info.status):
+        if status == "FINISHED" and RunStatus.is_terminated(
+            RunStatus.from_string(client.get_run(self._run_id).info.status)
+        ):
             return
         client.set_terminated(self._run_id, status)
 

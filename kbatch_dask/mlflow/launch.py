@@ -79,7 +79,7 @@ def end_run(run_id: str, status: str) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    if status == "FINISHED" and RunStatus.is_terminated(client.get_run(run_id).info.status):
+    if status == "FINISHED" and RunStatus.is_terminated(RunStatus.from_string(client.get_run(run_id).info.status)):
         return
     client.set_terminated(run_id, status)
 
