@@ -133,11 +133,11 @@ def _run(
     entry_point: str,
     params: dict[str, Any],
     version: str | None,
-    backend_config: Mapping[str, Any],
+    backend_options: Mapping[str, Any],
     tracking_uri: str,
     experiment_id: str,
 ) -> KbatchSubmittedRun:
-    options = submit_options(backend_config)
+    options = submit_options(backend_options)
     work_dir = fetch_and_validate_project(project_uri, version, entry_point, params)  # type: ignore[no-untyped-call]
     project = load_project(work_dir)  # type: ignore[no-untyped-call]
     if project.docker_env:
@@ -146,7 +146,7 @@ def _run(
             'remove docker_env and give the image as "image" in the backend config'
         )
     env_file = os.path.basename(project.env_config_path) if project.env_config_path else None
-    caution = environment_warning(backend_config.get("ENV_MANAGER"), env_file)
+    caution = environment_warning(backend_options.get("ENV_MANAGER"), env_file)
     uri = absolute_tracking_uri(tracking_uri, os.getcwd())
     archive = pack(work_dir, exclude=store_paths(uri))
     title = project.name or os.path.basename(os.path.normpath(work_dir))  # an MLproject's name is optional
@@ -154,7 +154,7 @@ def _run(
     with tempfile.TemporaryDirectory(prefix="kbatch-mlflow-") as tmp:
         # A `path` parameter's remote URI is fetched to the storage directory (MLflow's own way): here
         # by default, gone after submit, since the job could not read this machine's files anyway.
-        storage = backend_config.get("STORAGE_DIR") or tmp
+        storage = backend_options.get("STORAGE_DIR") or tmp
         command = project.get_entry_point(entry_point).compute_command(params, storage)
         text = launcher_script(archive, command, title, entry_point)
         where = f"MLflow project {work_dir!r} ({len(text.encode()) / 2**20:.1f} MiB as a script)"
