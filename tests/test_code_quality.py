@@ -54,6 +54,8 @@ FORBIDDEN = {
     "kbatch_dask.driver": FACES,
     # The web page serves two hosts (the service, kbatch ui): it knows neither, nor any backend.
     "kbatch_dask.web": (*FACES, "kbatch_dask.service", "kbatch_dask.backends", "kbatch_dask.driver"),
+    # The MLflow plugin is a user of the public Python API, like a user's own script.
+    "kbatch_dask.mlflow": ("kbatch_dask.cli", "kbatch_dask.backends", "kbatch_dask.driver", "kbatch_dask.gateway"),
     "kbatch_dask.backends.kubernetes.manifests": PURE,
     "kbatch_dask.backends.kubernetes.status": PURE,
     "kbatch_dask.queue": PURE,
