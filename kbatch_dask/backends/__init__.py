@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import BadInput, KbatchWarning
@@ -22,7 +22,9 @@ from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.records import JobRecord
 from kbatch_dask.settings import Settings
 from kbatch_dask.settings import load as load_settings
-from kbatch_dask.spec import JobSpec
+
+if TYPE_CHECKING:  # the spec's validation is not imported by the commands that only read jobs
+    from kbatch_dask.spec import JobSpec
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
