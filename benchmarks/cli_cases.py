@@ -68,7 +68,7 @@ def local_queue(ctx: Context) -> list[Row]:
     def kqueue(home: Path, *args: str) -> Callable[[], float]:
         return lambda: timed([KQUEUE, *args], ctx.cli_env(KBATCH_DASK_HOME=str(home)))
 
-    runs = {help_name: lambda: timed(HELP, ctx.cli_env())}
+    runs: dict[str, Callable[[], float]] = {help_name: lambda: timed(HELP, ctx.cli_env())}
     runs.update({names[k]: kqueue(h) for k, h in homes.items()})
     runs[names["all"]] = kqueue(homes["large"], "--all")
     for run in runs.values():  # a first run of each warms the disk cache (and writes the bytecode)

@@ -33,7 +33,7 @@ def load(path: str, parse: Callable[[str], Any]) -> Any:
         st = os.stat(path)
     except OSError:
         return parse(path)  # its own error, as without a cache
-    key = [VERSION, os.path.abspath(path), st.st_size, st.st_mtime_ns]
+    key: list[Any] = [VERSION, os.path.abspath(path), st.st_size, st.st_mtime_ns]
     copy = os.path.join(cache_dir(), key[1].replace("%", "%25").replace("/", "%2F") + ".json")
     try:
         with open(copy) as f:

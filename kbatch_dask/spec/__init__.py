@@ -23,7 +23,7 @@ from kbatch_dask.spec.mail import check_address, parse_mail_type
 from kbatch_dask.spec.options import MULTIPLE_OPTIONS, env_values, explicit_values
 from kbatch_dask.spec.script import read_script
 from kbatch_dask.spec.units import is_digits, parse_size, parse_time
-from kbatch_dask.users import current_user
+from kbatch_dask.users import current_user as current_user  # spec.current_user, as before
 
 MAX_NAME_LEN = 128
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
