@@ -3,6 +3,7 @@
 python -m benchmarks                 the issue's sizes (about 2 minutes on 2 cores)
 python -m benchmarks --smoke         tiny sizes, one repetition (the test suite runs this)
 python -m benchmarks --only startup,local-queue
+python -m benchmarks --only local-queue,submit,logs --no-bytecode-cache
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ GROUPS: dict[str, Callable[[Context], list[Row]]] = {
     "startup": cli_cases.startup,
     "local-queue": cli_cases.local_queue,
     "submit": cli_cases.submit,
+    "logs": cli_cases.logs,
     "kube-queue": kube_cases.kube_queue,
     "driver": driver_cases.driver,
     "switch": switch_cases.switch,
@@ -60,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated groups of: {', '.join(GROUPS)}")
     parser.add_argument("--repeat", type=int, help="repetitions of every measurement (default: 15 fast, 5 slow)")
     parser.add_argument("--gateway-home", help="a state directory whose embedded gateway to use (else a new one)")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="let the commands compile their modules on every run where PYTHONDONTWRITEBYTECODE is set",
+    )
     args = parser.parse_args(argv)
     groups = args.only.split(",") if args.only else list(GROUPS)
     unknown = sorted(set(groups) - set(GROUPS))
@@ -73,7 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kbatch-bench-") as scratch:
         gateway_home = Path(args.gateway_home) if args.gateway_home else Path(scratch) / "gateway-home"
         gateway_home.mkdir(exist_ok=True)
-        ctx = Context(sizes, Path(scratch), gateway_home, own_gateway=not args.gateway_home)
+        ctx = Context(
+            sizes,
+            Path(scratch),
+            gateway_home,
+            own_gateway=not args.gateway_home,
+            bytecode_cache=not args.no_bytecode_cache,
+        )
         try:
             ctx.settings  # noqa: B018 (start the embedded gateway before anything is timed)
             for name in groups:

@@ -39,6 +39,7 @@ class Sizes:
     scaling_jobs: tuple[int, ...] = (1, 100, 10_000)  # how queues grow with the jobs
     scaling_workers: tuple[int, ...] = (1, 20)  # how a job's start and end grow with its workers
     repeat_scaling_workers: int = 3
+    log_mb: int = 200  # the output file `kbatch logs` prints
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -53,6 +54,7 @@ class Sizes:
             1,
             service_jobs=40,
             web_jobs=20,
+            log_mb=2,
             service_users=4,
             service_clients=4,
             service_requests=2,
@@ -69,6 +71,7 @@ class Context:
     scratch: Path
     gateway_home: Path  # its gateway/ runs the embedded gateway every group uses
     own_gateway: bool
+    bytecode_cache: bool = True  # the CLI's children keep their compiled modules (see cli_env)
     _server: Any = field(default=None, repr=False)
 
     @property
@@ -81,6 +84,17 @@ class Context:
         """This process's environment without KBATCH_*/DASK_* settings, plus ``extra``."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KBATCH_", "DASK_"))}
         env.update(extra)
+        return env
+
+    def cli_env(self, **extra: str) -> dict[str, str]:
+        """:meth:`env` for the commands people type, their compiled modules kept (under
+        the scratch directory) as an installed package keeps them. Without it, where
+        ``PYTHONDONTWRITEBYTECODE`` is set (as in this machine's sessions), every run of
+        a command compiles each kbatch-dask module it imports from source again."""
+        env = self.env(**extra)
+        if self.bytecode_cache:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(self.scratch / "pycache")
         return env
 
     def home(self, name: str) -> Path:

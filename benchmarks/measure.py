@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Target:
     """A target from the issue: ``value <= limit`` (absolute), or ``value <= limit × baseline``
-    (``times``), or ``value <= baseline + limit`` (``plus``)."""
+    (``times``), or ``value <= baseline + limit`` (``plus``), or ``value >= limit`` (``at-least``,
+    for rates)."""
 
     limit: float
-    kind: str = "abs"  # "abs", "times" or "plus"
+    kind: str = "abs"  # "abs", "times", "plus" or "at-least"
 
     def met(self, value: float, baseline: float | None) -> bool:
+        if self.kind == "at-least":
+            return value >= self.limit
         if self.kind == "times":
             return baseline is not None and value <= self.limit * baseline
         if self.kind == "plus":
@@ -31,6 +34,8 @@ class Target:
         return value <= self.limit
 
     def text(self, unit: str, baseline_name: str | None) -> str:
+        if self.kind == "at-least":
+            return f"≥ {self.limit:g} {unit}"
         if self.kind == "times":
             return f"≤ {self.limit:g} × {baseline_name}"
         if self.kind == "plus":
@@ -100,7 +105,7 @@ def peak_rss_mib(pid: int) -> float | None:
 def _fmt(value: float, unit: str) -> str:
     if unit == "s":
         return f"{value:.3f}"
-    if unit == "MiB":
+    if unit in ("MiB", "MB/s"):
         return f"{value:.0f}"
     if unit == "ms":
         return f"{value:.2f}"

@@ -11,18 +11,19 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from kbatch_dask import queue as q
 from kbatch_dask import settings
 from kbatch_dask.backends import Backend, get_backend
 from kbatch_dask.errors import BackendError, BadInput, KbatchError
-from kbatch_dask.gateway import ClusterInfo, ClusterStatus, GatewayClient, GatewaySettings, configured_gateway
+from kbatch_dask.gateway import ClusterInfo, ClusterStatus, GatewayClient, configured_gateway
 from kbatch_dask.gateway.options import check_cluster_options
 from kbatch_dask.job import Job
+from kbatch_dask.listing import backend_for
+from kbatch_dask.listing import list_records as list_records  # the API's, defined with the queue
+from kbatch_dask.listing import show_record as show_record
 from kbatch_dask.reaper import GcAction, stale_clusters
-from kbatch_dask.records import JobRecord, JobState, now
+from kbatch_dask.records import JobRecord
 from kbatch_dask.spec import JobSpec, build_spec
 from kbatch_dask.spec.environment import exported_environment
 from kbatch_dask.spec.options import SPEC_OPTION_NAMES
@@ -222,9 +223,7 @@ def _check_call(fn: Callable[..., Any], kwargs: Mapping[str, Any] | None) -> Non
             raise BadInput(f"submit_with_cluster: kwargs keys must be the function's parameter names, got {key!r}")
 
 
-def _backend(name: str | None, config: Settings | None = None) -> Backend:
-    config = config or settings.load()
-    return get_backend(name or config.backend, config)
+_backend = backend_for
 
 
 def get_job(job_id: str, backend: str | None = None) -> Job:
@@ -237,48 +236,6 @@ def get_job(job_id: str, backend: str | None = None) -> Job:
     return Job(b.get(job_id), b)
 
 
-def list_records(
-    *,
-    all: bool = False,
-    states: Sequence[JobState] = (),
-    user: str | None = None,
-    backend: str | None = None,
-    live: bool = True,
-) -> list[JobRecord]:
-    """Job records for the queue, joined with their clusters' live state.
-
-    Without ``all``: active jobs and those that ended in the last
-    ``kbatch.queue.recent-hours``.
-    """
-    config = settings.load()
-    b = _backend(backend, config)
-    since = None if all else now() - timedelta(hours=config.queue.recent_hours)
-    records = b.list(ended_since=since)
-    if states:
-        records = [r for r in records if r.state in states]
-    if user:
-        records = [r for r in records if r.user == user]
-    return _with_clusters(b, records, config.queue.live_timeout) if live else records
-
-
-def _with_clusters(backend: Backend, records: list[JobRecord], live_timeout: float) -> list[JobRecord]:
-    """``records`` joined with what the gateway says of their clusters now."""
-    settings = _gateway_settings(backend, records)
-    if settings is None:
-        return q.collect(records, None)
-    with GatewayClient(settings) as client:
-        return q.collect(records, client, live_timeout)
-
-
-def _gateway_settings(backend: Backend, records: list[JobRecord]) -> GatewaySettings | None:
-    if not any(r.dask and r.dask.cluster for r in records):
-        return None
-    try:
-        return backend.gateway()
-    except KbatchError:
-        return None
-
-
 def jobs(**filters: Any) -> list[Job]:
     """This user's jobs (``all=True`` includes ended ones older than a day).
 
@@ -287,13 +244,6 @@ def jobs(**filters: Any) -> list[Job]:
     """
     b = _backend(filters.get("backend"))
     return [Job(r, b) for r in list_records(**filters)]
-
-
-def show_record(job_id: str, backend: str | None = None) -> JobRecord:
-    """One job's record, joined with its cluster's live state."""
-    config = settings.load()
-    b = _backend(backend, config)
-    return _with_clusters(b, [b.get(job_id)], config.queue.live_timeout)[0]
 
 
 def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None = None) -> list[GcAction]:

@@ -91,6 +91,13 @@ def config_paths(environ: Mapping[str, str]) -> list[str]:
 
 
 def load_yaml(path: str) -> Any:
+    """A YAML file's data (parsed once per version of the file: see :mod:`kbatch_dask.yaml_cache`)."""
+    from kbatch_dask import yaml_cache
+
+    return yaml_cache.load(path, parse_yaml)
+
+
+def parse_yaml(path: str) -> Any:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

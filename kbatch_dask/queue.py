@@ -7,11 +7,15 @@ counts read concurrently with a short timeout) and calls it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from kbatch_dask.errors import GatewayError
-from kbatch_dask.gateway import ClusterInfo, ClusterStatus, GatewayClient
 from kbatch_dask.gateway.dashboards import live_workers
+from kbatch_dask.gateway.status import ClusterInfo, ClusterStatus
 from kbatch_dask.records import JobRecord
+
+if TYPE_CHECKING:  # a queue without clusters does not import the client
+    from kbatch_dask.gateway.client import GatewayClient
 
 
 def join(

@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
+from kbatch_dask.formats import format_duration, format_size
 from kbatch_dask.records import JobRecord
-from kbatch_dask.spec.units import format_duration, format_size
 
 TABLE_COLUMNS = ("JOBID", "NAME", "STATE", "TIME", "WORKERS", "DASHBOARD")
 WIDE_COLUMNS = (

@@ -85,3 +85,13 @@ def test_environment_overrides_reach_the_settings(monkeypatch: pytest.MonkeyPatc
     finally:
         monkeypatch.undo()
         dask.config.refresh()
+
+
+def test_the_fields_types_are_those_typing_gives() -> None:
+    import dataclasses
+    import typing
+
+    sections = [c for c in vars(settings).values() if isinstance(c, type) and dataclasses.is_dataclass(c)]
+    assert len(sections) > 10
+    for section in sections:
+        assert settings._hints(section) == typing.get_type_hints(section), section.__name__

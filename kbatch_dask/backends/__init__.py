@@ -22,7 +22,9 @@ from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.records import JobRecord
 from kbatch_dask.settings import Settings
 from kbatch_dask.settings import load as load_settings
-from kbatch_dask.spec import JobSpec
+
+if TYPE_CHECKING:  # the spec's validation is not imported by the commands that only read jobs
+    from kbatch_dask.spec import JobSpec
 
 if TYPE_CHECKING:
     from kbatch_dask.report import Saved

@@ -3,6 +3,7 @@ to exit codes. Nothing else in the package prints or exits.
 
 - :mod:`.arguments`: which arguments are kbatch's and which the script's;
 - :mod:`.commands`: the click commands;
+- :mod:`.queue`: ``queue``, alone in its module so that ``kqueue`` imports only it;
 - :mod:`.holds`: ``hold`` and ``release``;
 - :mod:`.resubmit`: ``resubmit``;
 - :mod:`.ui`: ``ui``, the queue's web page on 127.0.0.1;
@@ -18,9 +19,6 @@ from typing import NoReturn
 
 import click
 
-from kbatch_dask.cli import holds, resubmit, ui  # noqa: F401  (register hold, release, resubmit and ui on cli)
-from kbatch_dask.cli.arguments import split_submit_args
-from kbatch_dask.cli.commands import cli, queue_cmd
 from kbatch_dask.errors import KbatchError
 
 
@@ -58,6 +56,10 @@ def _run(command: click.Command, args: list[str], prog: str, debug: bool = False
 def main(args: list[str] | None = None) -> NoReturn:
     """Entry point of ``kbatch``. ``submit`` is the default command: a first
     argument that is not a command name (``kbatch train.py``) is the script."""
+    from kbatch_dask.cli import holds, resubmit, ui  # noqa: F401  (register hold, release, resubmit and ui on cli)
+    from kbatch_dask.cli.arguments import split_submit_args
+    from kbatch_dask.cli.commands import cli
+
     args = list(sys.argv[1:] if args is None else args)
     lead = []
     while args and args[0] == "--debug":
@@ -72,5 +74,7 @@ def main(args: list[str] | None = None) -> NoReturn:
 
 
 def kqueue_main(args: list[str] | None = None) -> NoReturn:
-    """Entry point of ``kqueue`` (``kbatch queue``)."""
+    """Entry point of ``kqueue`` (``kbatch queue``): imports that command only."""
+    from kbatch_dask.cli.queue import queue_cmd
+
     _run(queue_cmd, list(sys.argv[1:] if args is None else args), "kqueue")

@@ -3,19 +3,16 @@ the answer."""
 
 from __future__ import annotations
 
-import shutil
 import sys
-import time
 from typing import Any
 
 import click
 
 from kbatch_dask.cli.completion import DefaultSubmitGroup, job_ids, script_files
+from kbatch_dask.cli.queue import HELP_OPTIONS, queue_cmd
 from kbatch_dask.errors import KbatchError
 from kbatch_dask.spec.options import SPEC_OPTIONS
 from kbatch_dask.spec.units import parse_seconds
-
-OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
 
 
 def _version() -> str:
@@ -32,9 +29,6 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     if value and not ctx.resilient_parsing:
         click.echo(f"kbatch, version {_version()}")
         ctx.exit()
-
-
-HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 
 @click.group(cls=DefaultSubmitGroup, context_settings=HELP_OPTIONS)
@@ -102,66 +96,7 @@ for _option in reversed(SPEC_OPTIONS):
     submit_cmd.params.insert(0, _option)
 
 
-def _render_records(records: list[Any], output: str) -> str:
-    from kbatch_dask import render
-
-    if output == "json":
-        return render.to_json([r.to_dict() for r in records])
-    if output == "yaml":
-        return render.to_yaml([r.to_dict() for r in records])
-    return render.table(records, wide=output == "wide")
-
-
-@cli.command("queue", context_settings=HELP_OPTIONS)  # also the kqueue command
-@click.option("--all", "show_all", is_flag=True, help="Include jobs that ended more than a day ago.")
-@click.option("--state", "states", metavar="STATE[,STATE]", help="Only jobs in these states.")
-@click.option("-u", "--user", help="Only jobs of this user.")
-@click.option("--me", is_flag=True, help="Only your own jobs.")
-@click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True)
-@click.option(
-    "--watch",
-    is_flag=True,
-    help="Redraw every 2 seconds, fitted to the terminal, until interrupted; with -o json, one JSON array per line.",
-)
-@click.option("--backend", metavar="local|kubernetes", help="Which backend's jobs to list.")
-def queue_cmd(
-    show_all: bool, states: str | None, user: str | None, me: bool, output: str, watch: bool, backend: str | None
-) -> None:
-    """List jobs with their state, live Dask workers and dashboard."""
-    from kbatch_dask import api
-    from kbatch_dask.records import JobState
-    from kbatch_dask.spec import current_user
-
-    wanted = JobState.parse_list(states) if states else ()
-    who = current_user() if me else user
-    if not watch:
-        click.echo(_render_records(api.list_records(all=show_all, states=wanted, user=who, backend=backend), output))
-        return
-    try:
-        while True:
-            records = api.list_records(all=show_all, states=wanted, user=who, backend=backend)
-            _draw(records, output)
-            time.sleep(2)
-    except KeyboardInterrupt:
-        return
-
-
-def _draw(records: list[Any], output: str) -> None:
-    """One refresh of ``queue --watch``: a JSON document per line, a YAML document, or
-    the screen redrawn to fit the terminal."""
-    if output == "json":
-        import json
-
-        click.echo(json.dumps([r.to_dict() for r in records]))
-    elif output == "yaml":
-        click.echo("---\n" + _render_records(records, output))
-    else:
-        from kbatch_dask.cli.screen import fit
-
-        size = shutil.get_terminal_size()
-        click.clear()
-        text = f"{time.strftime('%H:%M:%S')}  (Ctrl-C to stop)\n{_render_records(records, output)}"
-        click.echo(fit(text, size.columns, size.lines))
+cli.add_command(queue_cmd)
 
 
 @cli.command("show")
@@ -246,7 +181,9 @@ def logs_cmd(job_id: str, follow: bool, error: bool, both: bool, tail: int | Non
     chunks = job.log_chunks(follow=follow, stream="all" if both else "error" if error else "output", tail=tail)
     try:
         for chunk in chunks:
-            click.echo(chunk, nl=False)
+            # click.echo drops colour codes where stdout is not a terminal, with a regular
+            # expression over every character; a chunk without an escape has none to drop.
+            click.echo(chunk, nl=False, color=True if "\x1b" not in chunk else None)
     except KeyboardInterrupt:
         pass
 

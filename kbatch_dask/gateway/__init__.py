@@ -8,10 +8,38 @@
 - :mod:`.dashboards`: live worker counts from the clusters' dashboards.
 
 Which gateway a job uses is its backend's business (``Backend.gateway``).
+
+The names below are imported on first use: importing a submodule
+(``kbatch_dask.gateway.status``, as every job record does) runs this file, and
+the client's HTTP stack (``urllib.request``, ``ssl``, ~10 ms) is wanted only by
+a command that talks to a gateway.
 """
 
-from kbatch_dask.gateway.client import GatewayClient, health
-from kbatch_dask.gateway.settings import GatewaySettings, configured_gateway
-from kbatch_dask.gateway.status import ClusterInfo, ClusterStatus
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kbatch_dask.gateway.client import GatewayClient, health
+    from kbatch_dask.gateway.settings import GatewaySettings, configured_gateway
+    from kbatch_dask.gateway.status import ClusterInfo, ClusterStatus
+
+_WHERE = {
+    "GatewayClient": "client",
+    "health": "client",
+    "GatewaySettings": "settings",
+    "configured_gateway": "settings",
+    "ClusterInfo": "status",
+    "ClusterStatus": "status",
+}
 
 __all__ = ["ClusterInfo", "ClusterStatus", "GatewayClient", "GatewaySettings", "configured_gateway", "health"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value  # looked up once
+    return value

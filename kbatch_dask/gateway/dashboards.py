@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 
 def counts_url(dashboard: str) -> str:
@@ -24,6 +22,8 @@ def live_workers(dashboards: Iterable[str], timeout: float = 1.0) -> dict[str, i
     links = list(dict.fromkeys(dashboards))
     if not links:
         return {}
+    import urllib.request  # here: most queues have no running cluster to ask
+    from concurrent.futures import ThreadPoolExecutor
 
     def fetch(link: str) -> int | None:
         try:

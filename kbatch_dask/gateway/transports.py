@@ -14,14 +14,11 @@ status.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import getpass
 import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -107,6 +104,9 @@ class HttpTransport:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        import urllib.error  # here: the HTTP stack is imported by a command that talks to a gateway
+        import urllib.request
+
         url = f"{self.settings.address.rstrip('/')}{path}"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
@@ -140,6 +140,8 @@ class DaskGatewayTransport:
         return self._gateway
 
     def request(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+        import asyncio
+
         import aiohttp
         from dask_gateway.client import GatewayClusterError, GatewayServerError
 

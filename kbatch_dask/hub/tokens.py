@@ -25,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -186,6 +184,9 @@ def request(session: HubSession, method: str, path: str, body: Any = None, timeo
     A refusal raises :class:`HubError` with the hub's status and message; a hub
     that cannot be reached raises it with status None.
     """
+    import urllib.error  # here: a submission outside JupyterHub makes no request, and needs no HTTP stack
+    import urllib.request
+
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Authorization": f"token {session.token}", "Accept": "application/json"}
     if data is not None:

@@ -9,7 +9,6 @@ happens here, with messages that say what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import math
 import os
 import re
@@ -24,6 +23,7 @@ from kbatch_dask.spec.mail import check_address, parse_mail_type
 from kbatch_dask.spec.options import MULTIPLE_OPTIONS, env_values, explicit_values
 from kbatch_dask.spec.script import read_script
 from kbatch_dask.spec.units import is_digits, parse_size, parse_time
+from kbatch_dask.users import current_user as current_user  # spec.current_user, as before
 
 MAX_NAME_LEN = 128
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -174,12 +174,6 @@ def _option_value(text: str) -> Any:
         except ValueError:
             pass
     return text
-
-
-def current_user(environ: Mapping[str, str] | None = None) -> str:
-    """The user jobs belong to: the JupyterHub user when there is one."""
-    environ = os.environ if environ is None else environ
-    return environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
 
 def build_spec(

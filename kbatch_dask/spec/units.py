@@ -10,6 +10,8 @@ import math
 import re
 
 from kbatch_dask.errors import BadInput
+from kbatch_dask.formats import format_duration as format_duration  # spec.units.format_*, as before
+from kbatch_dask.formats import format_size as format_size
 
 # re.ASCII: \d would also match other scripts' digits, which float() then reads.
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([KMGTP]?)(i?)(B?)\s*$", re.IGNORECASE | re.ASCII)
@@ -125,37 +127,3 @@ def parse_age(text: str, option: str = "--since") -> int:
     if len(raw) < 2 or raw[-1] not in AGE_UNITS or not is_digits(raw[:-1]):
         raise BadInput(f"{option} {text!r}: expected a number and a unit, e.g. 90d, 12h, 30m, 2w or 45s")
     return int(raw[:-1]) * AGE_UNITS[raw[-1]]
-
-
-def format_duration(seconds: float | None) -> str:
-    """Slurm-style elapsed time: ``M:SS``, ``H:MM:SS`` or ``D-HH:MM:SS``.
-
-    >>> format_duration(75), format_duration(3725), format_duration(90061)
-    ('1:15', '1:02:05', '1-01:01:01')
-    """
-    if seconds is None:
-        return ""
-    s = max(0, int(seconds))
-    days, s = divmod(s, 86400)
-    hours, s = divmod(s, 3600)
-    minutes, s = divmod(s, 60)
-    if days:
-        return f"{days}-{hours:02d}:{minutes:02d}:{s:02d}"
-    if hours:
-        return f"{hours}:{minutes:02d}:{s:02d}"
-    return f"{minutes}:{s:02d}"
-
-
-def format_size(size: int) -> str:
-    """A size of bytes as it was most likely written: the largest unit, decimal
-    or binary, that gives a number of at most three decimals.
-
-    >>> format_size(16_000_000_000), format_size(4 * 2**30), format_size(1_500_000_000), format_size(1023)
-    ('16G', '4Gi', '1.5G', '1023 bytes')
-    """
-    for power in range(5, 0, -1):
-        for base, suffix in ((1024, "i"), (1000, "")):
-            number = size / base**power
-            if number >= 1 and round(number, 3) * base**power == size:
-                return f"{number:g}{'KMGTP'[power - 1]}{suffix}"
-    return f"{size} bytes"

@@ -4,6 +4,10 @@ The driver runs in its own session with stdin from /dev/null, so it survives
 the terminal or notebook that submitted it. ``cancel`` escalates SIGTERM →
 grace → SIGKILL to the job's process group. A driver that vanished without
 recording an end is reported ``LOST``.
+
+What only submitting needs (the spec's helpers, the machine's limits) is
+imported in :meth:`LocalBackend.check` and :meth:`LocalBackend.submit`: the
+queue, which reads this module on every ``kqueue``, does without.
 """
 
 from __future__ import annotations
@@ -18,24 +22,23 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbatch_dask import settings
 from kbatch_dask.backends import Detected
-from kbatch_dask.backends.local import cluster_processes, embedded_gateway, limits
+from kbatch_dask.backends.local import cluster_processes, embedded_gateway
 from kbatch_dask.backends.local.store import JobDir, JobStore
 from kbatch_dask.backends.outputs import LogStream, check_writable, log_files, read_files
 from kbatch_dask.errors import BackendError, BadInput, Conflict, GatewayError, JobNotFound, KbatchWarning
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
-from kbatch_dask.gateway.options import check_worker_count
 from kbatch_dask.procs import killpg, pid_alive
 from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
 from kbatch_dask.report import Saved, saved_beside
 from kbatch_dask.settings import Settings
-from kbatch_dask.spec import JobSpec, current_user, expand_pattern
-from kbatch_dask.spec.dependency import WAITING, Dependency
-from kbatch_dask.spec.environment import exported_environment
-from kbatch_dask.spec.mail import unsent
+from kbatch_dask.users import current_user
+
+if TYPE_CHECKING:
+    from kbatch_dask.spec import JobSpec
 
 DRIVER_MODULE = "kbatch_dask.driver"
 
@@ -100,6 +103,12 @@ class LocalBackend:
     # -- submit ---------------------------------------------------------------
 
     def check(self, spec: JobSpec) -> tuple[KbatchWarning, ...]:
+        from kbatch_dask.backends.local import limits
+        from kbatch_dask.gateway.options import check_worker_count
+        from kbatch_dask.spec.dependency import Dependency
+        from kbatch_dask.spec.environment import exported_environment
+        from kbatch_dask.spec.mail import unsent
+
         if spec.kind == "notebook" and importlib.util.find_spec("papermill") is None:
             raise BadInput(f"{spec.script}: running notebooks needs papermill: pip install 'kbatch-dask[notebooks]'")
         if spec.dependency:  # waited for by the job's driver (driver/queue.py)
@@ -131,6 +140,8 @@ class LocalBackend:
     def _submit(self, spec: JobSpec, environment: dict[str, str], script: str | None = None) -> JobRecord:
         """Submit ``spec``, its script snapshotted from ``script`` (a resubmission's: the old
         job's snapshot), else from ``spec.script``."""
+        from kbatch_dask.spec import expand_pattern
+        from kbatch_dask.spec.dependency import WAITING
 
         def first_record(job_id: str) -> JobRecord:
             # The files are known once the id is: refused now, before the job exists, if unwritable.
@@ -308,6 +319,8 @@ class LocalBackend:
             if not held and not jobdir.held:
                 raise Conflict(f"job {job_id} is not held (it is PENDING: {record.reason or 'starting'})")
             jobdir.set_held(held)
+            from kbatch_dask.spec.dependency import WAITING
+
             waiting = WAITING if jobdir.load_spec().dependency else None
             record = record.replace(reason="held" if held else waiting)
             jobdir.write_record(record)

@@ -25,14 +25,16 @@ import contextlib
 import json
 import os
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbatch_dask.backends import ids
 from kbatch_dask.backends.local.index import EndedIndex
 from kbatch_dask.errors import BackendError, BadInput, JobNotFound
 from kbatch_dask.files import locked, write_atomic
 from kbatch_dask.records import JobRecord
-from kbatch_dask.spec import JobSpec
+
+if TYPE_CHECKING:  # imported where a spec is read: the queue reads records only
+    from kbatch_dask.spec import JobSpec
 
 
 def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
@@ -61,6 +63,8 @@ class JobDir:
         return os.path.isfile(self.file("record.json"))
 
     def load_spec(self) -> JobSpec:
+        from kbatch_dask.spec import JobSpec
+
         with open(self.file("spec.json")) as f:
             return JobSpec.from_dict(json.load(f))
 
