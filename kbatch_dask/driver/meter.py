@@ -209,6 +209,7 @@ async def page_data(scheduler: Any, start: float, monitor_count: int) -> dict[st
         "bandwidth": scheduler.bandwidth,
         "bandwidth_workers": dict(scheduler.bandwidth_workers),
         "bandwidth_types": dict(scheduler.bandwidth_types),
-        "monitor": {"count": monitor.count, "since": monitor.range_query(start=monitor_count)},
+        # At least the last sample: the page's system tab cannot draw none (a job shorter than its period).
+        "monitor": {"count": monitor.count, "since": monitor.range_query(start=min(monitor_count, monitor.count - 1))},
         "logs": scheduler.get_logs(start=start, timestamps=True),
     }

@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import json
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,7 @@ class Metering:
         self.armed = False
         self._registering: concurrent.futures.Future[Any] | None = None
         self._page: dict[str, Any] | None = None  # collected for the HTML report, not yet rendered
+        self._preparing: threading.Thread | None = None  # the page's imports, while the cluster stops
 
     def arm(self, client: Any) -> None:
         """Send the meter to the scheduler (by value: the scheduler needs no kbatch-dask), with
@@ -77,6 +79,11 @@ class Metering:
         summary. The HTML is rendered by :meth:`write_page`, once the cluster's stop is asked for."""
         if not self.armed:
             return
+        if self.html:
+            from kbatch_dask.driver.page import prepare
+
+            self._preparing = threading.Thread(target=prepare, name="report-page-imports", daemon=True)
+            self._preparing.start()
         collected = self._fetch(client)
         if collected is None:
             return
@@ -109,11 +116,14 @@ class Metering:
     def write_page(self) -> None:
         """Render Dask's performance report from what :meth:`save` collected and write it."""
         data, self._page = self._page, None
+        preparing, self._preparing = self._preparing, None
         if data is None or self.html is None:
             return
         try:
             from kbatch_dask.driver.page import render
 
+            if preparing is not None:
+                preparing.join()
             write_atomic(self.html, render(data, self._code()).encode())
             self.log(f"Dask performance report written to {self.html}")
         except Exception as exc:  # a Dask whose report reads what the snapshot lacks, a file that cannot be written

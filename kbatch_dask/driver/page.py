@@ -12,6 +12,7 @@ the stop has been asked for: the same page, off the stop path. The page's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import types
 from typing import Any
@@ -60,6 +61,15 @@ class Snapshot:
 
     def get_logs(self, **kwargs: Any) -> list[Any]:
         return list(self.data["logs"])
+
+
+def prepare() -> None:
+    """Import what :func:`render` needs (bokeh and Dask's dashboard: seconds on a busy
+    machine), in a thread while the driver collects the report and stops the cluster."""
+    with contextlib.suppress(ImportError):  # render() meets it again, and the driver logs it there
+        import bokeh.plotting  # noqa: F401
+        import distributed.dashboard.components.scheduler
+        import distributed.dashboard.components.shared  # noqa: F401
 
 
 def render(data: dict[str, Any], code: str) -> str:
