@@ -1,9 +1,11 @@
 """The driver's end of the job's report: it arms the :mod:`.meter` on the job's
 cluster through the dead-man's switch's client (connected for the job's whole
 life), and before the cluster stops — whether the script succeeded, failed or
-was cancelled — fetches the meter's summary into ``kbatch-%j.report.json`` and
-Dask's own performance report into ``kbatch-%j.report.html``, beside the
-job's output file (:func:`kbatch_dask.report.report_paths`).
+was cancelled — fetches, in one request, the meter's summary into
+``kbatch-%j.report.json`` and the data of Dask's own performance report. That
+page, ``kbatch-%j.report.html``, is rendered here once the cluster's stop has
+been asked for (:mod:`.page`), before the job is recorded as ended; both files
+are beside the job's output file (:func:`kbatch_dask.report.report_paths`).
 
 Nothing here may fail the job: each step that goes wrong is one line in the
 driver's log, and the job ends as it would have without a report.
@@ -114,11 +116,20 @@ class Metering:
         return collected
 
     def write_page(self) -> None:
-        """Render Dask's performance report from what :meth:`save` collected and write it."""
+        """Render Dask's performance report from what :meth:`save` collected and write it,
+        within ``timeout`` seconds: a page that takes longer is not waited for (the job's end is)."""
         data, self._page = self._page, None
         preparing, self._preparing = self._preparing, None
         if data is None or self.html is None:
             return
+        rendering = threading.Thread(target=self._write_page, args=(data, preparing), name="report-page", daemon=True)
+        rendering.start()
+        rendering.join(self.timeout)
+        if rendering.is_alive():
+            self.log(f"could not write the Dask performance report {self.html} (not rendered in {self.timeout:g} s)")
+
+    def _write_page(self, data: dict[str, Any], preparing: threading.Thread | None) -> None:
+        assert self.html is not None
         try:
             from kbatch_dask.driver.page import render
 
