@@ -71,26 +71,30 @@ class Seen:
 
 
 def _follow(pid: int, output: Path, settings: GatewaySettings, alive: Callable[[], bool]) -> Seen:
-    """Watch one run: its first and last lines, its peak memory, and when its cluster stopped."""
+    """Watch one run: its first and last lines, its peak memory, when its cluster stopped
+    and when it ended (either may come first)."""
     deadline = time.monotonic() + 300
     first: list[str] = []
     last: float | None = None
+    stopped: float | None = None
+    ended: float | None = None
     rss = 0.0
     while time.monotonic() < deadline:
         rss = max(rss, peak_rss_mib(pid) or 0.0)
         lines = output.read_text().split("\n")[:-1] if output.exists() else []  # whole lines only
         first = first or next((line.split() for line in lines if line.startswith("first ")), [])
         last = last or next((float(line.split()[1]) for line in lines if line.startswith("last ")), None)
+        running = alive()
         if first and last is not None:
-            with GatewayClient(settings) as client:
-                info = client.cluster_info(first[2])
-            if info is None or info.status is ClusterStatus.STOPPED:
-                stopped = time.time()
-                while alive():  # the rest of its peak memory, until it exits
-                    rss = max(rss, peak_rss_mib(pid) or 0.0)
-                    time.sleep(0.02)
-                return Seen(first, last, stopped, time.time(), rss)
-        elif not alive():
+            ended = ended or (None if running else time.time())
+            if stopped is None:
+                with GatewayClient(settings) as client:
+                    info = client.cluster_info(first[2])
+                if info is None or info.status is ClusterStatus.STOPPED:
+                    stopped = time.time()
+            if stopped is not None and ended is not None:
+                return Seen(first, last, stopped, ended, rss)
+        elif not running:
             raise RuntimeError(f"process {pid} ended early; output:\n{output.read_text() if output.exists() else ''}")
         time.sleep(0.02)
     raise RuntimeError(f"process {pid}: no cluster stop within 300 s")
