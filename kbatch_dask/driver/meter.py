@@ -9,6 +9,12 @@ every ``sample`` seconds from the worker metrics the scheduler already holds,
 the peak memory and spill of a worker. Transfer and spill-write bytes are read
 once, at the end, from the scheduler's cumulative worker metrics.
 
+With ``task_stream``, it also starts the scheduler's task stream, and
+:func:`collect` returns, besides the summary, what Dask's performance report
+reads of the scheduler (:func:`page_data`): the driver renders the HTML page
+from it once the cluster has stopped (:mod:`.page`), so that bokeh's work is
+not on the cluster's stop path.
+
 Like :mod:`.deadman`, this module is shipped to the scheduler *by value*
 (cloudpickle): it imports nothing from kbatch-dask.
 """
@@ -22,6 +28,7 @@ from typing import Any
 
 from dask.utils import key_split
 from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.diagnostics.task_stream import TaskStreamPlugin
 
 MAX_PREFIXES = 200  # a job of generated names (f"task-{i}") keeps the report small
 TOP_PREFIXES = 20  # prefixes the report lists, by compute time
@@ -31,8 +38,9 @@ OTHER = "other"
 class JobMeter(SchedulerPlugin):  # type: ignore[misc]
     name = "kbatch-dask-job-meter"
 
-    def __init__(self, sample: float = 1.0) -> None:
+    def __init__(self, sample: float = 1.0, task_stream: bool = False) -> None:
         self.sample = sample
+        self.task_stream = task_stream  # for Dask's performance report
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, scheduler: Any) -> None:
@@ -49,6 +57,9 @@ class JobMeter(SchedulerPlugin):  # type: ignore[misc]
         self.memory_limit = max((ws.memory_limit or 0 for ws in scheduler.workers.values()), default=0)
         self.peak_memory = self.peak_spilled = 0
         self.prefixes: dict[str, list[float]] = {}  # prefix -> [compute seconds, tasks, erred]
+        if self.task_stream and TaskStreamPlugin.name not in scheduler.plugins:
+            # Here rather than by the client's get_task_stream(): one round trip less at the job's start.
+            scheduler.add_plugin(TaskStreamPlugin(scheduler))  # type: ignore[no-untyped-call]
         self._task = asyncio.ensure_future(self._sampling())
 
     async def close(self) -> None:
@@ -166,10 +177,39 @@ def _count(workers: Any) -> tuple[int, int, int]:
     return len(listed), sum(ws.nthreads for ws in listed), sum(ws.memory_limit or 0 for ws in listed)
 
 
-def collect(dask_scheduler: Any) -> dict[str, Any] | None:
-    """Run on the scheduler (``Client.run_on_scheduler``): the meter's summary and
-    where Dask's performance report starts; None without a meter."""
+async def collect(dask_scheduler: Any, page: bool = False) -> dict[str, Any] | None:
+    """Run on the scheduler (``Client.run_on_scheduler``): the meter's summary and, with
+    ``page``, the data of Dask's performance report (:func:`page_data`); None without a meter."""
     meter = dask_scheduler.plugins.get(JobMeter.name)
     if meter is None:
         return None
-    return {"report": meter.summary(), "monitor_count": meter.monitor_count}
+    report = meter.summary()
+    data = await page_data(dask_scheduler, report["metered_from"], meter.monitor_count) if page else None
+    return {"report": report, "page": data}
+
+
+async def page_data(scheduler: Any, start: float, monitor_count: int) -> dict[str, Any]:
+    """What ``Scheduler.performance_report`` reads of the scheduler since ``start``, as
+    plain data: the three profiles (the workers' compute and administrative ones, the
+    scheduler's), the task stream, bandwidths, the system monitor since
+    ``monitor_count`` and the scheduler's log."""
+    profiles = await asyncio.gather(
+        scheduler.get_profile(start=start),
+        scheduler.get_profile(scheduler=True, start=start),
+        scheduler.get_profile(server=True, start=start),
+    )
+    monitor = scheduler.monitor
+    return {
+        "start": start,
+        "stop": time.time(),
+        "address": scheduler.address,
+        "workers": {a: [ws.name, ws.nthreads, ws.memory_limit] for a, ws in scheduler.workers.items()},
+        "profiles": list(profiles),
+        "task_stream": scheduler.get_task_stream(start=start),
+        "bandwidth": scheduler.bandwidth,
+        "bandwidth_workers": dict(scheduler.bandwidth_workers),
+        "bandwidth_types": dict(scheduler.bandwidth_types),
+        # At least the last sample: the page's system tab cannot draw none (a job shorter than its period).
+        "monitor": {"count": monitor.count, "since": monitor.range_query(start=min(monitor_count, monitor.count - 1))},
+        "logs": scheduler.get_logs(start=start, timestamps=True),
+    }

@@ -1,9 +1,11 @@
 """The driver's end of the job's report: it arms the :mod:`.meter` on the job's
 cluster through the dead-man's switch's client (connected for the job's whole
 life), and before the cluster stops — whether the script succeeded, failed or
-was cancelled — fetches the meter's summary into ``kbatch-%j.report.json`` and
-Dask's own performance report into ``kbatch-%j.report.html``, beside the
-job's output file (:func:`kbatch_dask.report.report_paths`).
+was cancelled — fetches, in one request, the meter's summary into
+``kbatch-%j.report.json`` and the data of Dask's own performance report. That
+page, ``kbatch-%j.report.html``, is rendered here once the cluster's stop has
+been asked for (:mod:`.page`), before the job is recorded as ended; both files
+are beside the job's output file (:func:`kbatch_dask.report.report_paths`).
 
 Nothing here may fail the job: each step that goes wrong is one line in the
 driver's log, and the job ends as it would have without a report.
@@ -11,8 +13,11 @@ driver's log, and the job ends as it would have without a report.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +29,7 @@ MAX_CODE_CHARS = 20_000  # of the script, shown in the HTML report's "Calling co
 
 
 class Metering:
-    """What the switch arms on the cluster and what it saves at the end."""
+    """What the switch arms on the cluster, what it collects at the end, and what it writes."""
 
     def __init__(
         self,
@@ -40,30 +45,47 @@ class Metering:
         self.html = html  # Dask's performance report; None: not written
         self.script = script
         self.log = log
-        self.timeout = timeout  # seconds each fetch may take: a lost cluster does not hold the job's end
+        self.timeout = timeout  # seconds each step may take: a lost cluster does not hold the job's end
         self.armed = False
+        self._registering: concurrent.futures.Future[Any] | None = None
+        self._page: dict[str, Any] | None = None  # collected for the HTML report, not yet rendered
+        self._preparing: threading.Thread | None = None  # the page's imports, while the cluster stops
 
     def arm(self, client: Any) -> None:
-        """Register the meter (shipped by value: the scheduler needs no kbatch-dask) and,
-        for the HTML report, the scheduler's task stream."""
+        """Send the meter to the scheduler (by value: the scheduler needs no kbatch-dask), with
+        the task stream for the HTML report; :meth:`wait_armed` waits for the answer, so that
+        the switch's registration can be on its way meanwhile."""
         import cloudpickle
+        from distributed.protocol.pickle import dumps
 
         from kbatch_dask.driver import meter
 
         module = sys.modules[meter.__name__]
         cloudpickle.register_pickle_by_value(module)
         try:
-            client.register_plugin(meter.JobMeter(), name=meter.JobMeter.name)
+            plugin = dumps(meter.JobMeter(task_stream=bool(self.html)))  # type: ignore[no-untyped-call]
         finally:
             cloudpickle.unregister_pickle_by_value(module)
-        if self.html:
-            client.get_task_stream(start=0, stop=0)  # registers the scheduler's task stream plugin
-        self.armed = True
+        call = client.scheduler.register_scheduler_plugin(plugin=plugin, name=meter.JobMeter.name, idempotent=False)
+        self._registering = asyncio.run_coroutine_threadsafe(call, client.loop.asyncio_loop)
+
+    def wait_armed(self) -> None:
+        """Wait for the scheduler's answer to :meth:`arm` (its error raised)."""
+        if self._registering is not None:
+            registering, self._registering = self._registering, None
+            registering.result(self.timeout)
+            self.armed = True
 
     def save(self, client: Any) -> None:
-        """Fetch the summary and the performance report and write them; each failure logged."""
+        """Collect the summary, and what the HTML report needs, in one round trip; write the
+        summary. The HTML is rendered by :meth:`write_page`, once the cluster's stop is asked for."""
         if not self.armed:
             return
+        if self.html:
+            from kbatch_dask.driver.page import prepare
+
+            self._preparing = threading.Thread(target=prepare, name="report-page-imports", daemon=True)
+            self._preparing.start()
         collected = self._fetch(client)
         if collected is None:
             return
@@ -73,8 +95,7 @@ class Metering:
             self.log(f"job report written to {self.report}")
         except OSError as exc:
             self.log(f"could not write the job report {self.report} ({exc})")
-        if self.html:
-            self._save_html(client, collected)
+        self._page = collected.get("page")
 
     def _fetch(self, client: Any) -> dict[str, Any] | None:
         import cloudpickle
@@ -85,7 +106,7 @@ class Metering:
         cloudpickle.register_pickle_by_value(module)
         try:
             collected: dict[str, Any] | None = client.sync(
-                client._run_on_scheduler, meter.collect, callback_timeout=self.timeout
+                client._run_on_scheduler, meter.collect, page=bool(self.html), callback_timeout=self.timeout
             )
         except Exception as exc:
             self.log(f"could not collect the job report from the scheduler ({type(exc).__name__}: {exc})")
@@ -94,20 +115,29 @@ class Metering:
             cloudpickle.unregister_pickle_by_value(module)
         return collected
 
-    def _save_html(self, client: Any, collected: dict[str, Any]) -> None:
+    def write_page(self) -> None:
+        """Render Dask's performance report from what :meth:`save` collected and write it,
+        within ``timeout`` seconds: a page that takes longer is not waited for (the job's end is)."""
+        data, self._page = self._page, None
+        preparing, self._preparing = self._preparing, None
+        if data is None or self.html is None:
+            return
+        rendering = threading.Thread(target=self._write_page, args=(data, preparing), name="report-page", daemon=True)
+        rendering.start()
+        rendering.join(self.timeout)
+        if rendering.is_alive():
+            self.log(f"could not write the Dask performance report {self.html} (not rendered in {self.timeout:g} s)")
+
+    def _write_page(self, data: dict[str, Any], preparing: threading.Thread | None) -> None:
         assert self.html is not None
         try:
-            page = client.sync(
-                client.scheduler.performance_report,
-                start=collected["report"]["metered_from"],
-                last_count=collected["monitor_count"],
-                code=self._code(),
-                mode=None,
-                callback_timeout=self.timeout,
-            )
-            write_atomic(self.html, str(page).encode())
+            from kbatch_dask.driver.page import render
+
+            if preparing is not None:
+                preparing.join()
+            write_atomic(self.html, render(data, self._code()).encode())
             self.log(f"Dask performance report written to {self.html}")
-        except Exception as exc:  # no bokeh on the scheduler, say, or a file that cannot be written
+        except Exception as exc:  # a Dask whose report reads what the snapshot lacks, a file that cannot be written
             self.log(f"could not write the Dask performance report {self.html} ({type(exc).__name__}: {exc})")
 
     def _code(self) -> str:

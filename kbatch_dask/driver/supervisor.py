@@ -239,7 +239,7 @@ class Supervisor:
         # Recorded before it runs: whatever happens to this driver from here on, `kbatch gc` finds the cluster.
         self.reporter.cluster(name, None, None)
         self.log(f"cluster {name} created; waiting for it to start")
-        if self.switch_grace is not None:
+        if self.switch_grace is not None or self.metering is not None:  # switch off: only the report's client
             self.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log, self.metering)
         info = self._retrying(lambda: gateway.wait_running(name, self.start_timeout), deadline)
         if workers.adaptive:

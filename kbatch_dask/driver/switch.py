@@ -33,13 +33,13 @@ class DeadMansSwitch:
     driver lives. It is armed in a thread while the cluster starts: importing
     dask-gateway and distributed takes about as long as a cluster's start, so the
     two overlap. Its client also arms and, at the end, fetches the job's report
-    (:mod:`.metering`)."""
+    (:mod:`.metering`); with no ``grace`` it does only that, the switch off."""
 
     def __init__(
         self,
         gateway: GatewayClient,
         cluster: str,
-        grace: Grace,
+        grace: Grace | None,  # None: the switch off, the client only for the report
         log: Callable[[str], None],
         metering: Metering | None = None,
     ) -> None:
@@ -54,26 +54,41 @@ class DeadMansSwitch:
 
     def _arm(self, gateway_client: GatewayClient, name: str) -> None:
         try:
-            self.log(f"arming the dead-man's switch on cluster {name}")
+            if self.grace is not None:
+                self.log(f"arming the dead-man's switch on cluster {name}")
+            else:
+                self.log(f"connecting to cluster {name} for the job's report (the dead-man's switch is off)")
             from kbatch_dask.driver import deadman
 
             gateway = gateway_client.dask_gateway()
             cluster = gateway.connect(name)
             client = cluster.get_client(set_as_default=False)
-            deadman.arm(client, self.grace.closed, self.grace.silent)
+            metering = self._start_metering(client)  # on its way while the switch registers: one wait for both
+            if self.grace is not None:
+                deadman.arm(client, self.grace.closed, self.grace.silent)
+                self.log(
+                    f"dead-man's switch armed on {name}: the cluster stops {self.grace.closed:g} s after this driver"
+                    f" dies, or after {self.grace.silent:g} s without a sign of it on an open connection"
+                )
             self._parts = (gateway, cluster, client)
-            self.log(
-                f"dead-man's switch armed on {name}: the cluster stops {self.grace.closed:g} s after this driver dies,"
-                f" or after {self.grace.silent:g} s without a sign of it on an open connection"
-            )
         except Exception as exc:  # the job can run without it; gc is the backstop
             self.log(f"could not arm the dead-man's switch ({type(exc).__name__}: {exc}); continuing without it")
             return
-        if self.metering is not None:
+        if metering is not None:
             try:
-                self.metering.arm(client)
+                metering.wait_armed()
             except Exception as exc:  # the job runs the same without its report
                 self.log(f"could not start the job's report ({type(exc).__name__}: {exc}); continuing without it")
+
+    def _start_metering(self, client: Any) -> Metering | None:
+        if self.metering is None:
+            return None
+        try:
+            self.metering.arm(client)
+        except Exception as exc:
+            self.log(f"could not start the job's report ({type(exc).__name__}: {exc}); continuing without it")
+            return None
+        return self.metering
 
     def wait_armed(self, timeout: float = 60.0) -> None:
         """Wait for the arming to end, armed or not (the first call waits, up to ``timeout``)."""
@@ -88,6 +103,13 @@ class DeadMansSwitch:
             self.metering.save(self._parts[2])
 
     def disarm(self) -> None:
+        """Close the handles on the cluster, whose stop has been asked for, then render the
+        job's HTML report from what :meth:`ending` collected: bokeh's work is off the stop's path."""
+        self._close()
+        if self.metering is not None:
+            self.metering.write_page()
+
+    def _close(self) -> None:
         if not self._parts:
             return
         from kbatch_dask.gateway.transports import close_cluster, close_gateway

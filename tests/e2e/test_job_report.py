@@ -72,3 +72,13 @@ def test_a_job_that_raises_still_has_its_report(home: Path, tmp_path: Path) -> N
     assert ended(job_id)["state"] == "FAILED"
     proc = kbatch("report", job_id, check=True)
     assert "Tasks" in proc.stdout and "1 (0 erred)" in proc.stdout, proc.stdout
+
+
+def test_a_job_without_the_dead_mans_switch_still_has_its_report(home: Path, tmp_path: Path) -> None:
+    script = write_script(tmp_path / "small.py", "import dask\nprint(dask.delayed(sum)([1, 2]).compute())\n")
+    no_switch = {"DASK_KBATCH__DRIVER__DEAD_MANS_SWITCH_GRACE": "0"}
+    job_id = submit("-o", str(tmp_path / "small-%j.out"), "--dask-workers", "1", str(script), env=no_switch)
+    assert ended(job_id)["state"] == "SUCCEEDED"
+    report = json.loads(kbatch("report", job_id, "-o", "json", check=True).stdout)
+    assert report["tasks"]["count"] == 1, report
+    assert "Task Stream" in Path(report["html"]).read_text()
