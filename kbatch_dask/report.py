@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kbatch_dask.errors import BadInput, KbatchError
+from kbatch_dask.formats import format_duration
 from kbatch_dask.records import JobRecord
 from kbatch_dask.settings import Report as Prices
-from kbatch_dask.formats import format_duration
 
 LOW_CPU_EFFICIENCY = 0.5  # below it, the hint suggests fewer (or adaptive) workers
 LOW_MEMORY_EFFICIENCY = 0.25  # below it, the hint suggests less memory per worker
