@@ -70,7 +70,7 @@ class Seen:
     rss: float
 
 
-def _follow(pid: int, output: Path, settings: GatewaySettings, alive: Callable[[], bool]) -> Seen:
+def follow(pid: int, output: Path, settings: GatewaySettings, alive: Callable[[], bool]) -> Seen:
     """Watch one run: its first and last lines, its peak memory, when its cluster stopped
     and when it ended (either may come first)."""
     deadline = time.monotonic() + 300
@@ -100,27 +100,36 @@ def _follow(pid: int, output: Path, settings: GatewaySettings, alive: Callable[[
     raise RuntimeError(f"process {pid}: no cluster stop within 300 s")
 
 
-def _kbatch_run(ctx: Context, home: Path, script: Path, n: int, extra: dict[str, str] | None = None) -> Measured:
-    output = ctx.scratch / f"driver-{n}.out"
-    env = ctx.env(KBATCH_DASK_HOME=str(home), **(extra or {}))
+def submit_local(ctx: Context, home: Path, output: Path, args: list[str], extra: dict[str, str] | None = None) -> Path:
+    """``kbatch -o OUTPUT --parsable ARGS`` on the local backend of ``home``: the new job's directory."""
     proc = subprocess.run(
-        [KBATCH, "-o", str(output), "--parsable", str(script), "--dask-workers", "1"],
-        env=env,
+        [KBATCH, "-o", str(output), "--parsable", *args],
+        env=ctx.env(KBATCH_DASK_HOME=str(home), **(extra or {})),
         capture_output=True,
         text=True,
         check=True,
     )
-    job_dir = home / "jobs" / proc.stdout.strip()
+    return home / "jobs" / proc.stdout.strip()
+
+
+def driver_of(job_dir: Path) -> tuple[int, Callable[[], bool]]:
+    """A local job's driver pid, and whether the job is still going."""
     pid = int(json.loads((job_dir / "record.json").read_text())["pid"])
-    started = process_start(pid)
 
     def alive() -> bool:
-        return Path(f"/proc/{pid}").exists() and json.loads((job_dir / "record.json").read_text())["state"] in (
-            "PENDING",
-            "RUNNING",
-        )
+        state = json.loads((job_dir / "record.json").read_text())["state"]
+        return Path(f"/proc/{pid}").exists() and state in ("PENDING", "RUNNING")
 
-    seen = _follow(pid, output, ctx.settings, alive)
+    return pid, alive
+
+
+def _kbatch_run(ctx: Context, home: Path, script: Path, n: int, extra: dict[str, str] | None = None) -> Measured:
+    output = ctx.scratch / f"driver-{n}.out"
+    job_dir = submit_local(ctx, home, output, [str(script), "--dask-workers", "1"], extra)
+    pid, alive = driver_of(job_dir)
+    started = process_start(pid)
+
+    seen = follow(pid, output, ctx.settings, alive)
     state = json.loads((job_dir / "record.json").read_text())["state"]
     if state != "SUCCEEDED":
         raise RuntimeError(f"benchmark job ended {state}; see {job_dir}")
@@ -140,7 +149,7 @@ def _bare_run(ctx: Context, script: Path, n: int) -> Measured:
     with output.open("w") as out:
         proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=out, stderr=subprocess.STDOUT)
     started = process_start(proc.pid)
-    seen = _follow(proc.pid, output, ctx.settings, lambda: proc.poll() is None)
+    seen = follow(proc.pid, output, ctx.settings, lambda: proc.poll() is None)
     if proc.wait() != 0:
         raise RuntimeError(f"the bare dask-gateway script failed:\n{output.read_text()}")
     before, running = float(seen.first[3]), float(seen.first[4])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import time
 import urllib.request
 from functools import partial
@@ -20,7 +19,7 @@ from kbatch_dask.spec import current_user
 
 from . import synthetic
 from .context import KBATCH, Context
-from .driver_cases import _follow
+from .driver_cases import driver_of, follow, submit_local
 from .measure import Row, interleaved, process_start, timed
 from .service_cases import Running
 
@@ -136,22 +135,10 @@ def workers(n: int) -> str:
 
 def _workers_run(ctx: Context, home: Path, script: Path, n: int) -> dict[str, float]:
     output = ctx.scratch / f"workers-{n}-{time.monotonic_ns()}.out"
-    proc = subprocess.run(
-        [KBATCH, "-o", str(output), "--parsable", str(script), str(n), "--dask-workers", str(n)],
-        env=ctx.env(KBATCH_DASK_HOME=str(home)),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    job_dir = home / "jobs" / proc.stdout.strip()
-    pid = int(json.loads((job_dir / "record.json").read_text())["pid"])
+    job_dir = submit_local(ctx, home, output, [str(script), str(n), "--dask-workers", str(n)])
+    pid, alive = driver_of(job_dir)
     started = process_start(pid)
-
-    def alive() -> bool:
-        state = json.loads((job_dir / "record.json").read_text())["state"]
-        return Path(f"/proc/{pid}").exists() and state in ("PENDING", "RUNNING")
-
-    seen = _follow(pid, output, ctx.settings, alive)
+    seen = follow(pid, output, ctx.settings, alive)
     state = json.loads((job_dir / "record.json").read_text())["state"]
     if state != "SUCCEEDED":
         raise RuntimeError(f"benchmark job with {n} workers ended {state}; see {job_dir}")

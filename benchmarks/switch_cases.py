@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -24,7 +23,8 @@ from pathlib import Path
 
 from kbatch_dask.gateway import GatewayClient
 
-from .context import KBATCH, Context
+from .context import Context
+from .driver_cases import submit_local
 from .measure import Row, Target, interleaved
 
 SCRIPT = """\
@@ -59,15 +59,7 @@ def _logged(log: Path, text: str) -> float | None:
 
 def _kill_run(ctx: Context, home: Path, script: Path, n: int) -> dict[str, float]:
     output = ctx.scratch / f"switch-{n}.out"
-    env = ctx.env(KBATCH_DASK_HOME=str(home))
-    job = subprocess.run(
-        [KBATCH, "-o", str(output), "--parsable", str(script), "--dask-workers", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    job_dir = home / "jobs" / job
+    job_dir = submit_local(ctx, home, output, [str(script), "--dask-workers", "1"])
     driver_log = job_dir / "driver.log"
     _wait(lambda: output.exists() and "started" in output.read_text(), "script start")
     _wait(lambda: "dead-man's switch armed" in driver_log.read_text(), "armed switch")
