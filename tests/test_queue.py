@@ -122,6 +122,7 @@ def test_json_shape_matches_the_cli_contract() -> None:
         "cpus",
         "memory",
         "gpus",
+        "dependency",  # --dependency as given (None without one)
     ]
     assert first["submitted"] == "2026-11-21T21:40:00+00:00"
     assert first["dask"] == {
