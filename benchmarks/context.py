@@ -37,7 +37,8 @@ class Sizes:
     service_seconds: float = 5.0  # of load per repetition, when it is wrk
     web_jobs: int = 1_000  # in the web page's queue
     scaling_jobs: tuple[int, ...] = (1, 100, 10_000)  # how queues grow with the jobs
-    scaling_workers: tuple[int, ...] = (1, 20)  # how a job's start and end grow with its workers
+    # How a job's start and end grow with its workers: up to the embedded gateway's limit (8).
+    scaling_workers: tuple[int, ...] = (1, 8)
     repeat_scaling_workers: int = 3
     log_mb: int = 200  # the output file `kbatch logs` prints
 

@@ -107,8 +107,9 @@ def submit_local(ctx: Context, home: Path, output: Path, args: list[str], extra:
         env=ctx.env(KBATCH_DASK_HOME=str(home), **(extra or {})),
         capture_output=True,
         text=True,
-        check=True,
     )
+    if proc.returncode != 0:
+        raise RuntimeError(f"kbatch {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
     return home / "jobs" / proc.stdout.strip()
 
 

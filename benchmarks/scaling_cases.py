@@ -1,5 +1,6 @@
 """How the figures grow with the work: 1 → 100 → 10,000 jobs on the Kubernetes
-backend and through the service, and 1 → 20 workers for a job's cluster.
+backend and through the service, and 1 → 8 workers for a job's cluster (the
+embedded gateway's limit; the issue's 20 need a gateway that allows them).
 
 Each size is its own row, so the table shows the growth side by side: a queue
 that costs the same at 1 and at 10,000 jobs is bounded by start-up, one that
@@ -110,7 +111,7 @@ def _get(request: urllib.request.Request) -> float:
 
 
 def worker_scaling(ctx: Context) -> list[Row]:
-    """A kbatch job whose cluster has 1 and then 20 workers, on the embedded gateway."""
+    """A kbatch job whose cluster has 1 and then 8 workers, on the embedded gateway."""
     home = ctx.home("scaling-workers")
     script = ctx.scratch / "workers.py"
     script.write_text(WORKERS_SCRIPT)
