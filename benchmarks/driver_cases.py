@@ -124,16 +124,24 @@ def driver_of(job_dir: Path) -> tuple[int, Callable[[], bool]]:
     return pid, alive
 
 
-def _kbatch_run(ctx: Context, home: Path, script: Path, n: int, extra: dict[str, str] | None = None) -> Measured:
-    output = ctx.scratch / f"driver-{n}.out"
-    job_dir = submit_local(ctx, home, output, [str(script), "--dask-workers", "1"], extra)
+def run_local(
+    ctx: Context, home: Path, output: Path, args: list[str], extra: dict[str, str] | None = None
+) -> tuple[Seen, float]:
+    """:func:`submit_local`, followed to its cluster's stop: what was seen, and
+    when its driver started; fails loudly unless the job SUCCEEDED."""
+    job_dir = submit_local(ctx, home, output, args, extra)
     pid, alive = driver_of(job_dir)
     started = process_start(pid)
-
     seen = follow(pid, output, ctx.settings, alive)
     state = json.loads((job_dir / "record.json").read_text())["state"]
     if state != "SUCCEEDED":
-        raise RuntimeError(f"benchmark job ended {state}; see {job_dir}")
+        raise RuntimeError(f"benchmark job {' '.join(args)} ended {state}; see {job_dir}")
+    return seen, started
+
+
+def _kbatch_run(ctx: Context, home: Path, script: Path, n: int, extra: dict[str, str] | None = None) -> Measured:
+    output = ctx.scratch / f"driver-{n}.out"
+    seen, started = run_local(ctx, home, output, [str(script), "--dask-workers", "1"], extra)
     start = float(seen.first[1]) - started
     return {
         "start": start,

@@ -20,8 +20,8 @@ from kbatch_dask.spec import current_user
 
 from . import synthetic
 from .context import KBATCH, Context
-from .driver_cases import driver_of, follow, submit_local
-from .measure import Row, interleaved, process_start, timed
+from .driver_cases import run_local
+from .measure import Row, interleaved, timed
 from .service_cases import Running
 
 WORKERS_SCRIPT = """\
@@ -136,13 +136,7 @@ def workers(n: int) -> str:
 
 def _workers_run(ctx: Context, home: Path, script: Path, n: int) -> dict[str, float]:
     output = ctx.scratch / f"workers-{n}-{time.monotonic_ns()}.out"
-    job_dir = submit_local(ctx, home, output, [str(script), str(n), "--dask-workers", str(n)])
-    pid, alive = driver_of(job_dir)
-    started = process_start(pid)
-    seen = follow(pid, output, ctx.settings, alive)
-    state = json.loads((job_dir / "record.json").read_text())["state"]
-    if state != "SUCCEEDED":
-        raise RuntimeError(f"benchmark job with {n} workers ended {state}; see {job_dir}")
+    seen, started = run_local(ctx, home, output, [str(script), str(n), "--dask-workers", str(n)])
     ready = next(float(line.split()[1]) for line in output.read_text().splitlines() if line.startswith("workers "))
     first = float(seen.first[1])
     return {"start": first - started, "workers": ready - first, "end": seen.stopped - seen.last}
