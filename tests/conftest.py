@@ -59,16 +59,36 @@ def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     assert left == {}, f"processes left running after the test run: {left}"
 
 
+# Each test's span of wall time (ms since the epoch, as the gateway's start_time), by test id.
+TEST_SPANS: dict[str, tuple[float, float]] = {}
+
+
+@pytest.fixture(autouse=True)
+def _test_span(request: pytest.FixtureRequest) -> Iterator[None]:
+    started = time.time() * 1000
+    yield
+    TEST_SPANS[request.node.nodeid] = (started, time.time() * 1000)
+
+
+def started_during(start_ms: float | None) -> str:
+    """The test that ran when a cluster started: which test left it running."""
+    tests = [t for t, (a, b) in TEST_SPANS.items() if start_ms is not None and a <= start_ms <= b]
+    return tests[0] if tests else "no test (between tests, or unknown)"
+
+
 @pytest.fixture(scope="session")
 def gateway_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A state directory whose embedded gateway is shared by the whole run."""
     home = tmp_path_factory.mktemp("gateway-home")
     yield home
     if embedded.status(str(home), current_user()):
-        running = [c for c in clusters(home).values() if c.status.is_active()]
+        with gateway_client(home) as client:
+            active = [name for name, info in client.list_clusters().items() if info.status.is_active()]
+            reports = {name: client.transport.request("GET", f"/api/v1/clusters/{name}") or {} for name in active}
+        running = {name: started_during(report.get("start_time")) for name, report in reports.items()}
         embedded.stop(str(home))
         # Every job must have stopped its cluster: none may be left running.
-        assert running == [], f"clusters left running after the test run: {running}"
+        assert running == {}, f"clusters left running after the test run, by the test they started in: {running}"
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TypeVar
 
 from kbatch_dask.driver import owned
@@ -29,13 +29,13 @@ from kbatch_dask.driver.metering import Metering
 from kbatch_dask.driver.process import RUNNER_MODULE, Runner, StartRunner, start_process
 from kbatch_dask.driver.reporting import Reporter
 from kbatch_dask.driver.switch import GRACE, DeadMansSwitch, Grace, switch_factory
-from kbatch_dask.driver.tee import OutputUnwritable, Tee, note, open_append
+from kbatch_dask.driver.tee import OutputUnwritable, note, open_outputs
 from kbatch_dask.errors import GatewayError, GatewayUnreachable
 from kbatch_dask.gateway import GatewayClient
 from kbatch_dask.gateway.options import worker_limit
 from kbatch_dask.hub import tokens as hub
 from kbatch_dask.records import JobState
-from kbatch_dask.spec import JobSpec, Workers
+from kbatch_dask.spec import JobSpec
 from kbatch_dask.spec.units import format_size
 
 T = TypeVar("T")
@@ -112,6 +112,7 @@ class Supervisor:
         self.worker_limit: int | None = None  # the gateway's, once it capped the cluster
         self.switch: DeadMansSwitch | None = None
         self.runner: Runner | None = None
+        self.deferring = False  # in _signals_deferred
         self.owned = owned.OwnedClusters(job_id, reporter.owned, gateway, switch_factory(switch_grace), log)
 
     # -- entry ------------------------------------------------------------------
@@ -132,7 +133,8 @@ class Supervisor:
         err: IO[bytes] | None = None
         returncode: int | None = None
         try:
-            out, err = self._open_outputs()  # before the cluster: output that cannot be written fails the job
+            # Before the cluster: output that cannot be written fails the job.
+            out, err = open_outputs(self.output, self.error, self.echo)
             if self._attempt_label():
                 note(err or out, f"kbatch: job {self.job_id} {self._attempt_label()}")
             if self.spec.workers and self.stop is None:
@@ -204,7 +206,7 @@ class Supervisor:
         # No I/O here: asking the reporter about a cancel could re-enter a connection
         # the interrupted code holds. _stopped_because asks, once the job has ended.
         self._stop(StopReason(Stop.SIGNALLED, signal.Signals(signum).name))
-        if self.runner is None:
+        if self.runner is None and not self.deferring:
             raise Interrupted()
 
     def _stopped_because(self) -> StopReason:
@@ -234,10 +236,11 @@ class Supervisor:
         gateway = self._retrying(self.connect_gateway, deadline)
         self.gateway = gateway
         self.log("creating the Dask cluster")
-        name = self._retrying(lambda: gateway.create_cluster(self.spec.cluster_options()), deadline)
-        self.cluster_name = name
-        # Recorded before it runs: whatever happens to this driver from here on, `kbatch gc` finds the cluster.
-        self.reporter.cluster(name, None, None)
+        with self._signals_deferred():  # a cluster the gateway made is known, to be stopped
+            name = self._retrying(lambda: gateway.create_cluster(self.spec.cluster_options()), deadline)
+            self.cluster_name = name
+            # Recorded before it runs: whatever happens to this driver from here on, `kbatch gc` finds the cluster.
+            self.reporter.cluster(name, None, None)
         self.log(f"cluster {name} created; waiting for it to start")
         if self.switch_grace is not None or self.metering is not None:  # switch off: only the report's client
             self.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log, self.metering)
@@ -250,16 +253,21 @@ class Supervisor:
         note = None
         if capped:
             self.worker_limit = limit = worker_limit(capped)
-            if limit is None:
-                note = f"--dask-workers {workers}: {capped}"
-            else:
-                granted = Workers(min(workers.minimum, limit), min(workers.maximum, limit), workers.adaptive)
-                plural = "worker" if limit == 1 else "workers"
-                note = f"--dask-workers {workers}: the gateway allows at most {limit} {plural} per cluster; "
-                note += f"the job runs with {granted}"
+            note = f"--dask-workers {workers}: {capped}" if limit is None else workers.capped(limit)
             self.log(note)
         self.reporter.cluster(name, info.dashboard, self.worker_limit)
         return note
+
+    @contextlib.contextmanager
+    def _signals_deferred(self) -> Iterator[None]:
+        """A signal in the block is recorded, and interrupts the job once the block is done."""
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.stop is not None:
+            raise Interrupted()
 
     def _retrying(self, call: Callable[[], T], deadline: float) -> T:
         """Retry ``call`` while the gateway is unreachable, with backoff, until ``deadline``."""
@@ -270,6 +278,8 @@ class Supervisor:
             except GatewayUnreachable as exc:
                 if self.clock() + delay > deadline:
                     raise GatewayError(f"{exc} (gave up retrying)") from None
+                if self.stop is not None:
+                    raise Interrupted() from None
                 self.log(f"{exc}; retrying in {delay:.1f} s")
                 self.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -322,19 +332,6 @@ class Supervisor:
         self.log(f"could not stop cluster {self.cluster_name}")
 
     # -- runner -----------------------------------------------------------------
-
-    def _open_outputs(self) -> tuple[IO[bytes] | None, IO[bytes] | None]:
-        """The job's output and error files, opened for appending (OutputUnwritable if one cannot be)."""
-        out = open_append(self.output, "output")
-        try:
-            err = open_append(self.error, "error") if self.error and self.error != self.output else None
-        except OutputUnwritable:
-            if out is not None:
-                out.close()
-            raise
-        if self.echo is not None:
-            out, err = Tee(out, self.echo), Tee(err, self.echo) if err else None
-        return out, err
 
     def _runner_env(self) -> dict[str, str]:
         env = dict(self.environment)

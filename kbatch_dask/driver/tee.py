@@ -81,3 +81,20 @@ def note(f: IO[bytes] | None, line: str) -> None:
         return
     with contextlib.suppress(OSError, ValueError):
         f.write(f"{line}\n".encode())
+
+
+def open_outputs(
+    output: str | None, error: str | None, echo: IO[bytes] | None
+) -> tuple[IO[bytes] | None, IO[bytes] | None]:
+    """A job's output and error files, opened for appending (OutputUnwritable if one cannot be),
+    each also written to ``echo`` when given."""
+    out = open_append(output, "output")
+    try:
+        err = open_append(error, "error") if error and error != output else None
+    except OutputUnwritable:
+        if out is not None:
+            out.close()
+        raise
+    if echo is not None:
+        out, err = Tee(out, echo), Tee(err, echo) if err else None
+    return out, err

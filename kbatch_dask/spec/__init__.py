@@ -63,6 +63,16 @@ class Workers:
             raise BadInput(f"--dask-workers {text!r}: {hint}")
         return cls(low, high, adaptive=True)
 
+    def capped(self, limit: int) -> str:
+        """What the job runs with when the gateway allows at most ``limit`` workers per cluster.
+
+        >>> Workers(2, 20, adaptive=True).capped(8)
+        '--dask-workers 2:20: the gateway allows at most 8 workers per cluster; the job runs with 2:8'
+        """
+        granted = Workers(min(self.minimum, limit), min(self.maximum, limit), self.adaptive)
+        allowed = f"{limit} worker" + ("" if limit == 1 else "s")
+        return f"--dask-workers {self}: the gateway allows at most {allowed} per cluster; the job runs with {granted}"
+
 
 @dataclass(frozen=True)
 class JobSpec:

@@ -198,6 +198,20 @@ def test_signal_to_the_driver_while_the_cluster_starts_runs_no_user_code(tmp_pat
     assert job.note() == f"kbatch: job {JOB} FAILED: driver received SIGTERM"
 
 
+def test_signal_while_the_gateway_creates_the_cluster_stops_the_cluster_it_made(tmp_path: Path) -> None:
+    """``kbatch cancel`` right after a submit lands while the create request is in flight:
+    the request is let finish, so that the cluster it made is known and stopped at once
+    (not left to the gateway's attach timeout)."""
+    job = Job(tmp_path)
+    job.gateway.while_creating = signal_driver(signal.SIGTERM)
+    assert job.run() == 1
+    assert "runner started" not in job.events
+    assert job.gateway.created == ["cluster-1"]
+    assert job.gateway.stopped == ["cluster-1"]
+    assert job.reporter.final == (JobState.FAILED, None, "driver received SIGTERM")
+    job.assert_cluster_stopped_before_the_record_ended()
+
+
 def test_signal_whose_interruption_the_cluster_start_swallowed_runs_no_user_code(tmp_path: Path) -> None:
     """Code under the cluster's start (a client library) may catch every exception,
     the handler's interruption included: the recorded signal still stops the job."""

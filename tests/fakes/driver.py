@@ -133,7 +133,8 @@ class FakeGateway(GatewayClient):
     """A gateway with one switch per fault: ``unreachable`` (every call raises
     :class:`GatewayUnreachable`), ``status`` (what it reports of a created cluster;
     None: it does not know it), ``error`` (its refusal of a status request).
-    ``while_starting`` runs while the cluster starts."""
+    ``while_creating`` runs once the gateway made the cluster, before its name is
+    answered; ``while_starting`` runs while the cluster starts."""
 
     def __init__(self, events: list[str]) -> None:
         super().__init__(SETTINGS, transport=_NoTransport())
@@ -141,6 +142,7 @@ class FakeGateway(GatewayClient):
         self.unreachable = False
         self.status: ClusterStatus | None = ClusterStatus.RUNNING
         self.error: GatewayError | None = None
+        self.while_creating: Callable[[], None] | None = None
         self.while_starting: Callable[[], None] | None = None
         self.created: list[str] = []
         self.stopped: list[str] = []
@@ -155,6 +157,8 @@ class FakeGateway(GatewayClient):
     def create_cluster(self, options: Mapping[str, Any]) -> str:
         self._answer("cluster created")
         self.created.append(f"cluster-{len(self.created) + 1}")
+        if self.while_creating is not None:
+            self.while_creating()
         return self.created[-1]
 
     def wait_running(self, name: str, timeout: float) -> ClusterInfo:
