@@ -38,7 +38,7 @@ class Sizes:
     web_jobs: int = 1_000  # in the web page's queue
     scaling_jobs: tuple[int, ...] = (1, 100, 10_000)  # how queues grow with the jobs
     # How a job's start and end grow with its workers: up to the embedded gateway's limit (8).
-    scaling_workers: tuple[int, ...] = (1, 8)
+    scaling_workers: tuple[int, ...] = (1, 20)
     repeat_scaling_workers: int = 3
     log_mb: int = 200  # the output file `kbatch logs` prints
 

@@ -125,14 +125,20 @@ def driver_of(job_dir: Path) -> tuple[int, Callable[[], bool]]:
 
 
 def run_local(
-    ctx: Context, home: Path, output: Path, args: list[str], extra: dict[str, str] | None = None
+    ctx: Context,
+    home: Path,
+    output: Path,
+    args: list[str],
+    extra: dict[str, str] | None = None,
+    gateway: GatewaySettings | None = None,
 ) -> tuple[Seen, float]:
-    """:func:`submit_local`, followed to its cluster's stop: what was seen, and
-    when its driver started; fails loudly unless the job SUCCEEDED."""
+    """:func:`submit_local`, followed to its cluster's stop on ``gateway`` (the
+    benchmark's by default): what was seen, and when its driver started; fails
+    loudly unless the job SUCCEEDED."""
     job_dir = submit_local(ctx, home, output, args, extra)
     pid, alive = driver_of(job_dir)
     started = process_start(pid)
-    seen = follow(pid, output, ctx.settings, alive)
+    seen = follow(pid, output, gateway or ctx.settings, alive)
     state = json.loads((job_dir / "record.json").read_text())["state"]
     if state != "SUCCEEDED":
         raise RuntimeError(f"benchmark job {' '.join(args)} ended {state}; see {job_dir}")

@@ -1,6 +1,6 @@
 """How the figures grow with the work: 1 → 100 → 10,000 jobs on the Kubernetes
-backend and through the service, and 1 → 8 workers for a job's cluster (the
-embedded gateway's limit; the issue's 20 need a gateway that allows them).
+backend and through the service, and 1 → 20 workers for a job's cluster (on an
+embedded gateway of its own, whose limit is raised from the default 8 to 20).
 
 Each size is its own row, so the table shows the growth side by side: a queue
 that costs the same at 1 and at 10,000 jobs is bounded by start-up, one that
@@ -16,6 +16,11 @@ import urllib.request
 from functools import partial
 from pathlib import Path
 
+import dask
+
+from kbatch_dask.backends.local import embedded_gateway as embedded
+from kbatch_dask.backends.local.backend import LocalBackend
+from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.spec import current_user
 
 from . import synthetic
@@ -111,17 +116,26 @@ def _get(request: urllib.request.Request) -> float:
 
 
 def worker_scaling(ctx: Context) -> list[Row]:
-    """A kbatch job whose cluster has 1 and then 8 workers, on the embedded gateway."""
-    home = ctx.home("scaling-workers")
+    """A kbatch job whose cluster has 1 and then 20 workers, on an embedded gateway of
+    its own that allows the most workers asked (its default is 8)."""
+    home = ctx.scratch / "scaling-workers"
+    home.mkdir()
     script = ctx.scratch / "workers.py"
     script.write_text(WORKERS_SCRIPT)
     measured: dict[int, list[dict[str, float]]] = {n: [] for n in ctx.sizes.scaling_workers}
+    limit = {"DASK_KBATCH__EMBEDDED_GATEWAY__CLUSTER_MAX_WORKERS": str(max(measured))}
+    with dask.config.set({"kbatch.embedded-gateway.cluster-max-workers": max(measured)}):
+        gateway = LocalBackend(str(home)).gateway(start=True)
+    assert gateway is not None
 
     def run(n: int) -> float:
-        measured[n].append(_workers_run(ctx, home, script, n))
+        measured[n].append(_workers_run(ctx, home, script, n, limit, gateway))
         return 0.0
 
-    interleaved({str(n): partial(run, n) for n in measured}, ctx.sizes.repeat_scaling_workers)
+    try:
+        interleaved({str(n): partial(run, n) for n in measured}, ctx.sizes.repeat_scaling_workers)
+    finally:
+        embedded.stop(str(home))
     rows = []
     for n, results in measured.items():
         rows.append(Row(f"scaling: {workers(n)}: driver start → first line", [r["start"] for r in results]))
@@ -134,9 +148,11 @@ def workers(n: int) -> str:
     return f"{n} worker" + ("" if n == 1 else "s")
 
 
-def _workers_run(ctx: Context, home: Path, script: Path, n: int) -> dict[str, float]:
+def _workers_run(
+    ctx: Context, home: Path, script: Path, n: int, limit: dict[str, str], gateway: GatewaySettings
+) -> dict[str, float]:
     output = ctx.scratch / f"workers-{n}-{time.monotonic_ns()}.out"
-    seen, started = run_local(ctx, home, output, [str(script), str(n), "--dask-workers", str(n)])
+    seen, started = run_local(ctx, home, output, [str(script), str(n), "--dask-workers", str(n)], limit, gateway)
     ready = next(float(line.split()[1]) for line in output.read_text().splitlines() if line.startswith("workers "))
     first = float(seen.first[1])
     return {"start": first - started, "workers": ready - first, "end": seen.stopped - seen.last}
