@@ -24,6 +24,7 @@ class Permission:
     group: str
     verbs: tuple[str, ...]
     optional: tuple[str, ...] = ()  # the backend manages without these (it says so)
+    without: str = ""  # what the backend does without the optional verbs
 
     @property
     def label(self) -> str:
@@ -32,16 +33,36 @@ class Permission:
 
 PERMISSIONS = (
     Permission("jobs", "batch", ("create", "get", "list", "patch", "delete")),
-    Permission("configmaps", "", ("create", "delete")),
+    Permission(
+        "configmaps",
+        "",
+        ("create", "get", "delete"),
+        optional=("get",),
+        without="kbatch resubmit cannot read a job's script snapshot",
+    ),
     Permission("secrets", "", ("create", "delete")),
-    # get: reading the notebook pod copies its volumes and scheduling into
-    # jobs; without it only kbatch.kubernetes.pod-template applies.
-    Permission("pods", "", ("get", "list"), optional=("get",)),
+    Permission(
+        "pods",
+        "",
+        ("get", "list"),
+        optional=("get",),
+        without="jobs copy nothing from the notebook pod (volumes, scheduling), only kbatch.kubernetes.pod-template",
+    ),
     Permission("pods/log", "", ("get",)),
-    # get: the home claim's access mode decides where jobs run (rwo-home);
-    # without it ReadWriteOnce is assumed. list events: why a pod waits to attach.
-    Permission("persistentvolumeclaims", "", ("get",), optional=("get",)),
-    Permission("events", "", ("list",), optional=("list",)),
+    Permission(
+        "persistentvolumeclaims",
+        "",
+        ("get",),
+        optional=("get",),
+        without="the home claim is taken as ReadWriteOnce (kbatch.kubernetes.rwo-home decides where jobs run)",
+    ),
+    Permission(
+        "events",
+        "",
+        ("list",),
+        optional=("list",),
+        without="kbatch show cannot say why a pod waits to attach its volume",
+    ),
 )
 
 
@@ -73,10 +94,7 @@ def check_permission(permission: Permission, namespace: str, allowed: Mapping[st
         message = f"may not {', '.join(denied)} {permission.label} in namespace {namespace}"
         fix = f"an admin must grant {', '.join(denied)} on {permission.label} in namespace {namespace}"
         if set(denied) <= set(permission.optional):
-            consequence = (
-                "jobs copy nothing from the notebook pod (volumes, scheduling), only kbatch.kubernetes.pod-template"
-            )
-            return Check(name, WARN, f"{message}: {consequence}", fix)
+            return Check(name, WARN, f"{message}: {permission.without}", fix)
         return Check(name, FAIL, message, fix)
     if unknown:
         return Check(

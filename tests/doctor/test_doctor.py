@@ -121,6 +121,22 @@ def test_a_denied_optional_verb_is_a_warning() -> None:
     assert kube.check_permission(pods, "jhub", {"get": False, "list": False}).status == "fail"
 
 
+@pytest.mark.parametrize(
+    ("resource", "verb", "consequence"),
+    [
+        ("pods", "get", "jobs copy nothing from the notebook pod"),
+        ("configmaps", "get", "kbatch resubmit cannot read a job's script snapshot"),
+        ("persistentvolumeclaims", "get", "the home claim is taken as ReadWriteOnce"),
+        ("events", "list", "kbatch show cannot say why a pod waits to attach its volume"),
+    ],
+)
+def test_each_denied_optional_verb_warns_of_its_own_consequence(resource: str, verb: str, consequence: str) -> None:
+    (permission,) = [p for p in PERMISSIONS if p.resource == resource]
+    check = kube.check_permission(permission, "jhub", {**dict.fromkeys(permission.verbs, True), verb: False})
+    assert check.status == "warn" and check.message.startswith(f"may not {verb} {resource} in namespace jhub: ")
+    assert consequence in check.message, check.message
+
+
 def test_dashboard_links_need_an_absolute_public_address() -> None:
     relative = doctor.check_dashboard_links("/services/dask-gateway")
     assert relative.status == "warn" and "kbatch.hub.public-url" in (relative.fix or "")
