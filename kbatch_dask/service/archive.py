@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from kbatch_dask.backends.hub.protocol import Upload
 from kbatch_dask.backends.kubernetes import manifests as m
@@ -34,21 +35,25 @@ from kbatch_dask.files import write_atomic
 from kbatch_dask.records import JobRecord
 from kbatch_dask.report import Saved, summary_of
 
-KINDS: tuple[Upload, ...] = ("result", "output", "error", "report")
+KINDS: tuple[Upload, ...] = ("result", "output", "error", "report")  # what a job's driver uploads
+# What the service keeps itself: a job's spec and script snapshot, as its ConfigMap
+# holds them, for a resubmit after the ConfigMap went with the Job (its TTL, a cancel).
+SNAPSHOT: Literal["snapshot"] = "snapshot"
+Kept = Upload | Literal["snapshot"]
 
 
 class Archive(Protocol):
     """The uploads of the service's jobs, by owner, job id and kind."""
 
-    def put(self, user: str, job_id: str, kind: Upload, data: bytes) -> None:
+    def put(self, user: str, job_id: str, kind: Kept, data: bytes) -> None:
         """Keep ``data``, replacing what was kept (a retried upload)."""
         ...
 
-    def get(self, user: str, job_id: str, kind: Upload) -> bytes | None:
+    def get(self, user: str, job_id: str, kind: Kept) -> bytes | None:
         """What was kept, or None when nothing was uploaded."""
         ...
 
-    def delete(self, user: str, job_id: str, kind: Upload) -> None:
+    def delete(self, user: str, job_id: str, kind: Kept) -> None:
         """Forget what was kept (nothing kept is fine)."""
         ...
 
@@ -62,22 +67,22 @@ class DirectoryArchive:
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
 
-    def _path(self, user: str, job_id: str, kind: Upload) -> str:
-        if not is_dns_label(job_id) or kind not in KINDS:  # the handlers checked both: never a path trick
+    def _path(self, user: str, job_id: str, kind: Kept) -> str:
+        if not is_dns_label(job_id) or kind not in (*KINDS, SNAPSHOT):  # the handlers checked both: never a path trick
             raise ValueError(f"not a job id and upload: {job_id!r}, {kind!r}")
         return os.path.join(self.directory, f"{m.job_name(user, job_id)}.{kind}")
 
-    def put(self, user: str, job_id: str, kind: Upload, data: bytes) -> None:
+    def put(self, user: str, job_id: str, kind: Kept, data: bytes) -> None:
         write_atomic(self._path(user, job_id, kind), data, 0o600)
 
-    def get(self, user: str, job_id: str, kind: Upload) -> bytes | None:
+    def get(self, user: str, job_id: str, kind: Kept) -> bytes | None:
         try:
             with open(self._path(user, job_id, kind), "rb") as f:
                 return f.read()
         except FileNotFoundError:
             return None
 
-    def delete(self, user: str, job_id: str, kind: Upload) -> None:
+    def delete(self, user: str, job_id: str, kind: Kept) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(user, job_id, kind))
 
@@ -86,8 +91,15 @@ def forget(archive: Archive, jobs: Iterable[tuple[str, str]]) -> None:
     """Delete everything kept of these ``(user, job id)`` (their records went: the
     database's retention)."""
     for user, job_id in jobs:
-        for kind in KINDS:
+        for kind in (*KINDS, SNAPSHOT):
             archive.delete(user, job_id, kind)
+
+
+def archived_snapshot(archive: Archive, user: str, job_id: str) -> dict[str, Any] | None:
+    """The job's spec and script snapshot as its ConfigMap held them (its ``data`` and
+    ``binaryData``), kept by the service as it submitted the job; None if not kept."""
+    kept = archive.get(user, job_id, SNAPSHOT)
+    return dict(json.loads(kept)) if kept is not None else None
 
 
 def archived_logs(archive: Archive, user: str, record: JobRecord, stream: LogStream, tail: int | None) -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -25,10 +27,12 @@ from kbatch_dask.backends.outputs import LogStream
 from kbatch_dask.errors import BackendError, Conflict
 from kbatch_dask.records import JobRecord
 from kbatch_dask.report import Saved
-from kbatch_dask.service.archive import Archive, archived_logs, archived_report
+from kbatch_dask.service.archive import SNAPSHOT, Archive, archived_logs, archived_report
 from kbatch_dask.service.namespaces import portable_server_pod
 from kbatch_dask.settings import Settings
 from kbatch_dask.spec import JobSpec
+
+log = logging.getLogger("kbatch_dask.service")
 
 # z2jh (kubespawner) labels of a user's server pod.
 SERVER_LABELS = "component=singleuser-server,hub.jupyter.org/username={user}"
@@ -63,6 +67,7 @@ class UserJobs(KubernetesBackend):
         self._script_name = script_name
         self.archive = archive
         self.annotations: dict[str, str] = {}  # the service's own on the Job, e.g. the credential's hash
+        self._snapshot: dict[str, Any] = {}  # the ConfigMap's data of the job being submitted
 
     @property
     def detected_namespace(self) -> Detected[str]:
@@ -107,7 +112,18 @@ class UserJobs(KubernetesBackend):
         # The driver reports to the service (driver_events): its pod holds no Kubernetes
         # credentials, whatever the server pod or the admin's pod template say.
         objects.job["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
+        self._snapshot = {k: objects.config_map[k] for k in ("data", "binaryData") if k in objects.config_map}
         return objects
+
+    def submit(self, spec: JobSpec, environment: dict[str, str], script: str | bytes | None = None) -> JobRecord:
+        """Submit, and keep the job's snapshot in the archive: its ConfigMap goes with
+        the Job (its TTL, a cancel), and ``kbatch resubmit`` reads it after that."""
+        record = super().submit(spec, environment, script)
+        try:
+            self.archive.put(self.user, record.id, SNAPSHOT, json.dumps(self._snapshot).encode())
+        except OSError as exc:  # the job runs; only a resubmit after its ConfigMap went will fail
+            log.warning("job %s: its snapshot is not archived: %s", record.id, exc)
+        return record
 
     def logs(
         self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None

@@ -1,7 +1,8 @@
 """Resubmit through the service (``POST /jobs/{id}/resubmit``, ``kbatch resubmit``
 with ``--backend hub``): a new job from the spec and script snapshot of the old
-Job's own ConfigMap, through the same validation and policy as a submission;
-another user's job is a missing one; a job whose snapshot is gone is a 409.
+Job's own ConfigMap, or of the service's archive once the ConfigMap went with
+its Job, through the same validation and policy as a submission; another
+user's job is a missing one; a job whose snapshot is gone from both is a 409.
 See conftest.py for the servers."""
 
 from __future__ import annotations
@@ -118,11 +119,28 @@ def test_a_snapshot_over_the_policy_is_refused_403(service: Service, alice: User
     assert jobs_of(service, "kbatch-alice") == before
 
 
+def test_a_cancelled_job_whose_job_and_configmap_are_gone_resubmits_from_the_archive(
+    service: Service, alice: User
+) -> None:
+    (alice.home / "long.py").write_text("import sys, time\nprint('long', sys.argv[1:], flush=True)\ntime.sleep(600)\n")
+    job_id = submitted(alice, "long.py", "first")
+    assert run(alice, "cancel", job_id).returncode == 0
+    name = m.job_name("alice", job_id)
+    wait_for(lambda: service.server.get("configmaps", NAMESPACE, name) is None, what="the ConfigMap to go with the Job")
+    assert ended(alice, job_id)["state"] == "CANCELLED"
+    proc = run(alice, "resubmit", "--parsable", job_id)
+    assert proc.returncode == 0, proc.stderr
+    new = proc.stdout.strip()
+    wait_for(lambda: "long ['first']" in run(alice, "logs", new).stdout, 120, what="the new job to run the old script")
+    assert run(alice, "cancel", new).returncode == 0
+
+
 def test_a_job_whose_snapshot_is_gone_is_409_in_one_line(service: Service, alice: User) -> None:
     (alice.home / "gone.py").write_text("print('gone')\n")
     job_id = submitted(alice, "gone.py")
     ended(alice, job_id)
     service.server.store.delete(CONFIGMAP, NAMESPACE, m.job_name("alice", job_id))
+    (service.workdir / "kbatch-dask-archive" / f"{m.job_name('alice', job_id)}.snapshot").unlink()
     before = jobs_of(service, "kbatch-alice")
     status, answer = alice.http("POST", service.api(f"/jobs/{job_id}/resubmit"))
     assert status == 409 and set(answer) == {"error"} and "\n" not in answer["error"], answer
