@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kbatch_dask.backends import Backend
-from kbatch_dask.backends.outputs import LogStream
+from kbatch_dask.backends.outputs import LogStream, decoded
 from kbatch_dask.errors import KbatchError, KbatchWarning
 from kbatch_dask.records import JobRecord, JobState
 from kbatch_dask.render import workers_cell
@@ -84,6 +84,12 @@ class Job:
 
     def log_chunks(self, follow: bool = False, stream: LogStream = "output", tail: int | None = None) -> Iterator[str]:
         """What :meth:`logs` returns, always as chunks: a big output is never held whole."""
+        return decoded(self.log_bytes(follow=follow, stream=stream, tail=tail))
+
+    def log_bytes(self, follow: bool = False, stream: LogStream = "output", tail: int | None = None) -> Iterator[bytes]:
+        """The output as :meth:`log_chunks` gives it, but its bytes as the job wrote
+        them, never decoded (``kbatch logs`` prints these): a byte that is not UTF-8
+        stays as it is, where text has U+FFFD."""
         return self._backend.logs(self.id, follow=follow, stream=stream, tail=tail)
 
     def result(self, timeout: float | None = None) -> Any:

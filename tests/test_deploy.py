@@ -321,7 +321,7 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
         wait_for(lambda: jobs.get(alice, job.id).state.is_terminal(), timeout=90, what="the job to end")
         assert jobs.get(alice, job.id).state is JobState.SUCCEEDED
         # The ended job's output, from the archive its driver uploaded to.
-        assert "hello from the job" in "".join(
+        assert b"hello from the job" in b"".join(
             jobs.logs(alice, job.id, user=None, follow=False, stream="output", tail=None)
         )
         assert "hello from the job" in (jobs.archive.get("alice", job.id, "output") or b"").decode()
@@ -333,7 +333,8 @@ def test_a_service_job_runs_end_to_end_with_exactly_the_deployed_roles(
         # A running job's log is its pod's (pods/log); an ended one's comes from the archive.
         wait_for(
             lambda: (
-                "sleeping" in "".join(jobs.logs(alice, running.id, user=None, follow=False, stream="output", tail=None))
+                b"sleeping"
+                in b"".join(jobs.logs(alice, running.id, user=None, follow=False, stream="output", tail=None))
             ),
             timeout=30,
             what="the running job's log",

@@ -147,7 +147,7 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
             assert binding["roleRef"]["name"] == "kbatch-dask-jobs"
         wait_for(lambda: jobs.get(alice, done.id).state.is_terminal(), timeout=90, what="alice's job to end")
         assert jobs.get(alice, done.id).state is JobState.SUCCEEDED
-        assert "hello from the job" in "".join(
+        assert b"hello from the job" in b"".join(
             jobs.logs(alice, done.id, user=None, follow=False, stream="output", tail=None)
         )
         # One watch across the namespaces: both users' jobs, each seen by its owner only.
@@ -164,7 +164,7 @@ def test_per_user_jobs_run_with_exactly_the_per_user_roles(
         # A running job's log is its pod's (pods/log); an ended one's comes from the archive.
         wait_for(
             lambda: (
-                "sleeping" in "".join(jobs.logs(bob, running.id, user=None, follow=False, stream="output", tail=None))
+                b"sleeping" in b"".join(jobs.logs(bob, running.id, user=None, follow=False, stream="output", tail=None))
             ),
             timeout=30,
             what="bob's running job's log",

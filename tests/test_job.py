@@ -1,7 +1,8 @@
-"""Job, the handle on a submitted job: its notebook display."""
+"""Job, the handle on a submitted job: its notebook display, its output as text and as bytes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import cast
 
@@ -67,3 +68,21 @@ def test_display_of_an_ended_job_asks_nothing_and_shows_why_it_ended() -> None:
     assert backend.gets == 0
     assert "TIMEOUT" in shown and "time limit 0:10 reached" in shown
     assert "-/2" in shown  # an ended job has no live workers
+
+
+class LogsBackend:
+    """A backend whose job wrote ``café``, its ``é`` cut between two chunks, then a byte that is not UTF-8."""
+
+    CHUNKS = (b"caf\xc3", b"\xa9 \xff\n")
+
+    def logs(
+        self, job_id: str, follow: bool = False, stream: str = "output", tail: int | None = None
+    ) -> Iterator[bytes]:
+        return iter(self.CHUNKS)
+
+
+def test_logs_are_text_for_python_and_bytes_as_written_for_log_bytes() -> None:
+    job = Job(record(JobState.SUCCEEDED), cast(Backend, LogsBackend()))
+    assert job.logs() == "café \ufffd\n"
+    assert "".join(job.log_chunks()) == "café \ufffd\n"
+    assert b"".join(job.log_bytes()) == b"caf\xc3\xa9 \xff\n"

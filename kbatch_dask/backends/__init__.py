@@ -73,10 +73,12 @@ class Backend(Protocol):
 
     def logs(
         self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None
-    ) -> Iterator[str]:
+    ) -> Iterator[bytes]:
         """The job's output (``stream`` ``output``), its error file (``error``) or both
-        (``all``), in chunks; from the last ``tail`` lines of each; with ``follow``,
-        until the job ends. BadInput (at the call) for ``error`` without an error file."""
+        (``all``), in chunks of bytes as the job wrote them (never decoded: see
+        :func:`~kbatch_dask.backends.outputs.decoded` for text); from the last ``tail``
+        lines of each; with ``follow``, until the job ends. BadInput (at the call) for
+        ``error`` without an error file."""
 
     def cancel(self, job_id: str) -> JobRecord:
         """Stop the job (and its cluster); returns the job's final record."""

@@ -2,6 +2,10 @@
 submit where the backend can), and reading them for ``kbatch logs`` in bounded
 memory, however big they grow: in chunks, ``--tail`` by seeking from the end,
 ``--follow`` by polling for what was appended.
+
+Logs are bytes from the file to whoever prints them, never decoded on the way
+(``kbatch logs`` writes them to stdout as they are, a byte that is not UTF-8
+included); a caller that needs text decodes at its edge with :func:`decoded`.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import codecs
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import BinaryIO, Literal
 
 from kbatch_dask.errors import BackendError, BadInput
@@ -62,32 +66,27 @@ def tail_offset(f: BinaryIO, lines: int) -> int:
 
 
 class _Source:
-    """One file being read: where the next read starts, and its decoder (a
-    character split across two chunks is decoded whole)."""
+    """One file being read: where the next read starts."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.offset: int | None = None  # None until the file was first opened
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    def read_new(self, tail: int | None, final: bool) -> Iterator[str]:
+    def read_new(self, tail: int | None) -> Iterator[bytes]:
         """What was appended since the last read, in chunks (from the last ``tail``
         lines on the first read); nothing while the file does not exist."""
         try:
-            with open(self.path, "rb") as f:
+            with open(self.path, "rb", buffering=0) as f:  # reads of CHUNK need no buffer of their own
                 if self.offset is None:
                     self.offset = tail_offset(f, tail) if tail is not None else 0
                 f.seek(self.offset)
                 while chunk := f.read(CHUNK):
                     self.offset += len(chunk)
-                    if text := self.decoder.decode(chunk):
-                        yield text
+                    yield chunk
         except FileNotFoundError:
             return  # not written yet
         except OSError as exc:  # a directory, no permission: say so, not an unexpected error
             raise BackendError(f"cannot read {self.path}: {exc.strerror}") from None
-        if final and (rest := self.decoder.decode(b"", final=True)):
-            yield rest
 
 
 def read_whole(path: str | None) -> bytes | None:
@@ -108,7 +107,7 @@ def read_files(
     follow: bool = False,
     ended: Callable[[], bool] = lambda: True,
     poll: float = POLL,
-) -> Iterator[str]:
+) -> Iterator[bytes]:
     """The contents of ``paths``, in chunks; several are labelled as ``tail`` labels
     them (``==> path <==``), again whenever the output switches files. With
     ``follow``, what is appended is read until ``ended()`` says the job has ended
@@ -118,15 +117,30 @@ def read_files(
     while True:
         done = ended() if follow else True
         for source in sources:
-            for text in source.read_new(tail, final=done):
+            for chunk in source.read_new(tail):
                 if len(sources) > 1 and source is not current:
-                    gap = "" if current is None else "\n"
-                    yield f"{gap}==> {source.path} <==\n"
+                    yield label(source.path, first=current is None)
                     current = source
-                yield text
+                yield chunk
         if done:
             return
         time.sleep(poll)
+
+
+def label(path: str, *, first: bool) -> bytes:
+    """The line naming ``path`` above its part of several files' output, as ``tail`` prints it."""
+    return (b"" if first else b"\n") + b"==> " + os.fsencode(path) + b" <==\n"
+
+
+def decoded(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Log chunks as text, for a caller that needs text: UTF-8, a character split across
+    chunks decoded whole, a byte that is not UTF-8 as U+FFFD."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for chunk in chunks:
+        if text := decoder.decode(chunk):
+            yield text
+    if rest := decoder.decode(b"", final=True):
+        yield rest
 
 
 def log_files(job_id: str, output: str | None, error: str | None, stream: LogStream) -> list[str]:

@@ -3,6 +3,7 @@ the answer."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -174,18 +175,14 @@ def logs_cmd(job_id: str, follow: bool, error: bool, both: bool, tail: int | Non
     file of its own (--stderr prints that file, --all both). A Kubernetes
     job's pod log holds both streams. Big files are printed as they are read."""
     from kbatch_dask import api
+    from kbatch_dask.cli.printing import print_chunks
 
     if error and both:
         raise click.UsageError("--stderr and --all cannot be combined")
     job = api.get_job(job_id, backend)
-    chunks = job.log_chunks(follow=follow, stream="all" if both else "error" if error else "output", tail=tail)
-    try:
-        for chunk in chunks:
-            # click.echo drops colour codes where stdout is not a terminal, with a regular
-            # expression over every character; a chunk without an escape has none to drop.
-            click.echo(chunk, nl=False, color=True if "\x1b" not in chunk else None)
-    except KeyboardInterrupt:
-        pass
+    chunks = job.log_bytes(follow=follow, stream="all" if both else "error" if error else "output", tail=tail)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a followed log, quietly
+        print_chunks(chunks, sys.stdout.buffer)
 
 
 @cli.command("cancel")

@@ -43,10 +43,10 @@ class LocalJobs:
 
         return shown_json(*shown(job_id, self.backend))
 
-    def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[str]:
+    def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[bytes]:
         from kbatch_dask import api
 
-        return api.get_job(job_id, self.backend).log_chunks(follow=follow)
+        return api.get_job(job_id, self.backend).log_bytes(follow=follow)
 
     def cancel(self, job_id: str, user: str | None) -> dict[str, Any]:
         from kbatch_dask import api

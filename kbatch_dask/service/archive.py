@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 from kbatch_dask.backends.hub.protocol import Upload
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label
-from kbatch_dask.backends.outputs import LogStream, log_files, tail_offset
+from kbatch_dask.backends.outputs import LogStream, label, log_files, tail_offset
 from kbatch_dask.files import write_atomic
 from kbatch_dask.records import JobRecord
 from kbatch_dask.report import Saved, summary_of
@@ -102,25 +102,25 @@ def archived_snapshot(archive: Archive, user: str, job_id: str) -> dict[str, Any
     return dict(json.loads(kept)) if kept is not None else None
 
 
-def archived_logs(archive: Archive, user: str, record: JobRecord, stream: LogStream, tail: int | None) -> list[str]:
+def archived_logs(archive: Archive, user: str, record: JobRecord, stream: LogStream, tail: int | None) -> list[bytes]:
     """The archived output (``stream``: its output, its error file or both, each
     under ``==> FILE <==`` when both, as ``kbatch logs --all`` prints files), its
-    last ``tail`` lines of each; empty when the driver uploaded none of it."""
+    last ``tail`` lines of each, the bytes as uploaded; empty when the driver uploaded none of it."""
     log_files(record.id, record.output, record.error, stream)  # BadInput for --stderr without an error file
     separate = record.error if record.error and record.error != record.output else None
     kinds: list[tuple[Upload, str]] = [] if stream == "error" else [("output", record.output or "output")]
     if separate and stream != "output":
         kinds.append(("error", separate))
-    texts: list[str] = []
+    parts: list[bytes] = []
     for kind, path in kinds:
         data = archive.get(user, record.id, kind)
         if data is None:
             continue
-        gap = "\n" if texts else ""
-        label = f"{gap}==> {path} <==\n" if len(kinds) > 1 else ""
+        if len(kinds) > 1:
+            parts.append(label(path, first=not parts))
         start = tail_offset(io.BytesIO(data), tail) if tail is not None else 0
-        texts.append(label + data[start:].decode("utf-8", errors="replace"))
-    return texts
+        parts.append(data[start:])
+    return parts
 
 
 def archived_report(archive: Archive, user: str, job_id: str) -> Saved | None:

@@ -177,7 +177,7 @@ class LogsHandler(JobHandler):
         if tail is not None and not tail.isdigit():
             raise BadInput(f"?tail={tail}: expected a number of lines")
         follow = self.get_query_argument("follow", "0").lower() in ("1", "true", "yes")
-        chunks: Iterator[str] = await off_loop(
+        chunks: Iterator[bytes] = await off_loop(
             self.context.jobs.logs,
             caller,
             job_id,

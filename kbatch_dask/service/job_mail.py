@@ -192,7 +192,8 @@ class JobMail:
         if lines <= 0:
             return []
         try:
-            return tail("".join(self.jobs_of(user).logs(job_id, tail=lines)), lines)
+            text = b"".join(self.jobs_of(user).logs(job_id, tail=lines)).decode("utf-8", errors="replace")
+            return tail(text, lines)
         except KbatchError as exc:  # no pod left and no output file readable here: a mail without it
             log.info("no log for its mail (%s)", exc, extra={"user": user, "job": job_id})
             return []

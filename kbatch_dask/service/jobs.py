@@ -341,7 +341,7 @@ class JobService:
 
     def logs(
         self, caller: Caller, job_id: str, *, user: str | None, follow: bool, stream: LogStream, tail: int | None
-    ) -> Iterator[str]:
+    ) -> Iterator[bytes]:
         return self._job_of(caller, job_id, user).logs(job_id, follow=follow, stream=stream, tail=tail)
 
     def cancel(self, caller: Caller, job_id: str, user: str | None = None) -> JobRecord:

@@ -60,7 +60,7 @@ class ServiceJobs:
         found = find(record, saved, self.context.jobs.config.report)
         return {**record.to_dict(), "report": found.to_dict() if found else None}
 
-    def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[str]:
+    def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[bytes]:
         return self.context.jobs.logs(self.caller, job_id, user=user, follow=follow, stream="output", tail=None)
 
     def cancel(self, job_id: str, user: str | None) -> dict[str, Any]:

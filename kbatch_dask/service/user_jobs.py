@@ -127,7 +127,7 @@ class UserJobs(KubernetesBackend):
 
     def logs(
         self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None
-    ) -> Iterator[str]:
+    ) -> Iterator[bytes]:
         """A running job's pod log (``follow``: until it ends); an ended job's archived
         output, else (its driver uploaded none) its pod's log while the pod lasts.
         Never a file on the user's volume: the service does not see them."""
@@ -142,10 +142,10 @@ class UserJobs(KubernetesBackend):
         ended = functools.partial(self._ended_logs, stream=stream, tail=tail)  # it may end as it is followed
         return pod_logs(self.api, self.namespace, record, follow, stream, tail, self.get, self._pods, ended)
 
-    def _ended_logs(self, record: JobRecord, stream: LogStream, tail: int | None, pod: bool = True) -> Iterator[str]:
-        texts = archived_logs(self.archive, self.user, record, stream, tail)
-        if texts:
-            return iter(texts)
+    def _ended_logs(self, record: JobRecord, stream: LogStream, tail: int | None, pod: bool = True) -> Iterator[bytes]:
+        parts = archived_logs(self.archive, self.user, record, stream, tail)
+        if parts:
+            return iter(parts)
         if not record.state.is_terminal():
             raise BackendError(f"job {record.id} is {record.state.value} and has no driver pod to read its output from")
         if pod and stream != "error":

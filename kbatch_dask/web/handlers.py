@@ -187,7 +187,7 @@ class JobLog(PageHandler):
     async def get(self, job_id: str) -> None:
         source = self.asker()
         follow = self.get_query_argument("follow", "0") == "1"
-        chunks: Iterator[str] = await off_loop(source.logs, job_id, self.of_user(), follow=follow)
+        chunks: Iterator[bytes] = await off_loop(source.logs, job_id, self.of_user(), follow=follow)
         chunk = await off_loop(next, chunks, None)  # a missing job is a 404 before the first byte
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         while chunk is not None:

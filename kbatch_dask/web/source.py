@@ -49,7 +49,8 @@ class JobSource(Protocol):
 
     def job(self, job_id: str, user: str | None) -> dict[str, Any]: ...
 
-    def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[str]: ...
+    def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[bytes]:
+        """The job's output as its backend reads it, bytes never decoded (the page serves them as they are)."""
 
     def cancel(self, job_id: str, user: str | None) -> dict[str, Any]: ...
 

@@ -1,6 +1,8 @@
 """``kbatch logs`` of a big output file: printed whole, byte for byte, in memory
 that does not grow with the file (the child's peak RSS, read from ``wait4``);
-colour codes are still dropped when stdout is not a terminal, as click does."""
+bytes that are not UTF-8 printed as they are (never decoded on the way); colour
+codes still dropped when stdout is not a terminal, as click does, even one cut
+between two reads."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN, isolated_session
 
+from kbatch_dask.backends.outputs import CHUNK
 from kbatch_dask.records import JobRecord, JobState, now
 
 SIZE = 200_000_000
@@ -47,11 +50,11 @@ sys.stderr.write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
 """
 
 
-def run_logs(job_id: str, out: Path) -> int:
-    """``kbatch logs JOB > out``; its peak RSS in bytes."""
+def run_logs(job_id: str, out: Path, *args: str) -> int:
+    """``kbatch logs [ARGS] JOB > out``; its peak RSS in bytes."""
     with open(out, "wb") as f:
         proc = subprocess.run(
-            [sys.executable, "-c", PEAK, str(BIN / "kbatch"), "logs", job_id], stdout=f, stderr=subprocess.PIPE
+            [sys.executable, "-c", PEAK, str(BIN / "kbatch"), "logs", *args, job_id], stdout=f, stderr=subprocess.PIPE
         )
     peak, code = (int(n) for n in proc.stderr.split()[-2:])
     assert proc.returncode == 0 and code == 0, proc.stderr
@@ -80,3 +83,23 @@ def test_logs_to_a_file_drop_colour_codes_as_before(session: Path, tmp_path: Pat
     out = tmp_path / "printed"
     run_logs(ended_job(session, coloured), out)
     assert out.read_text() == "plain line\nred and plain\nlast ✓\n"
+
+
+def test_logs_print_output_that_is_not_utf8_byte_for_byte(session: Path, tmp_path: Path) -> None:
+    raw = tmp_path / "raw.out"
+    # Latin-1, a stray byte, valid UTF-8, and a character cut by the end of the file.
+    raw.write_bytes(b"caf\xe9 au lait\n\xff\xfe binary\n" + "ok ✓\n".encode() + b"last \xe2\x9c")
+    job_id = ended_job(session, raw)
+    out = tmp_path / "printed"
+    run_logs(job_id, out)
+    assert out.read_bytes() == raw.read_bytes()
+    run_logs(job_id, out, "--tail", "2")
+    assert out.read_bytes() == "ok ✓\n".encode() + b"last \xe2\x9c"
+
+
+def test_logs_to_a_file_drop_a_colour_code_cut_between_two_reads(session: Path, tmp_path: Path) -> None:
+    coloured = tmp_path / "cut.out"
+    coloured.write_bytes(b"a" * (CHUNK - 3) + b"\x1b[31mred\x1b[0m\n")  # the first read ends in the code
+    out = tmp_path / "printed"
+    run_logs(ended_job(session, coloured), out)
+    assert out.read_bytes() == b"a" * (CHUNK - 3) + b"red\n"

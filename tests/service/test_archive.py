@@ -50,12 +50,19 @@ def test_an_ended_jobs_logs_by_stream_and_tail(tmp_path: Path) -> None:
     archive.put("alice", "k3x9q", "output", b"o1\no2\n")
     archive.put("alice", "k3x9q", "error", b"e1\ne2\n")
     split = record(error="/home/a/err")
-    assert archived_logs(archive, "alice", split, "output", None) == ["o1\no2\n"]
-    assert archived_logs(archive, "alice", split, "error", 1) == ["e2\n"]
+    assert archived_logs(archive, "alice", split, "output", None) == [b"o1\no2\n"]
+    assert archived_logs(archive, "alice", split, "error", 1) == [b"e2\n"]
     assert (
-        "".join(archived_logs(archive, "alice", split, "all", 1))
-        == "==> /home/a/out <==\no2\n\n==> /home/a/err <==\ne2\n"
+        b"".join(archived_logs(archive, "alice", split, "all", 1))
+        == b"==> /home/a/out <==\no2\n\n==> /home/a/err <==\ne2\n"
     )
     assert archived_logs(archive, "bob", split, "output", None) == []  # nothing uploaded
     with pytest.raises(BadInput, match="has no error file"):
         archived_logs(archive, "alice", record(), "error", None)
+
+
+def test_an_ended_jobs_output_that_is_not_utf8_is_served_byte_for_byte(tmp_path: Path) -> None:
+    archive = DirectoryArchive(str(tmp_path))
+    archive.put("alice", "k3x9q", "output", b"caf\xe9 \xff\nlast \xe2\x9c")  # Latin-1, a stray byte, a cut character
+    assert archived_logs(archive, "alice", record(), "output", None) == [b"caf\xe9 \xff\nlast \xe2\x9c"]
+    assert archived_logs(archive, "alice", record(), "output", 1) == [b"last \xe2\x9c"]

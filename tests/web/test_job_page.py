@@ -138,7 +138,7 @@ class Jobs:
             raise JobNotFound(job_id)
         return self.known[job_id]
 
-    def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[str]:
+    def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[bytes]:
         return iter(())
 
     def cancel(self, job_id: str, user: str | None) -> dict[str, Any]:

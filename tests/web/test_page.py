@@ -1,11 +1,13 @@
 """The page as the server renders it, read as HTML: the Resubmit button on a
 job's page (a POST form with the XSRF token, for the job's owner), the
 resubmit route of a real host (``kbatch ui``'s, XSRF-checked, landing on the
-new job's page), and the admin view's usage per user."""
+new job's page), the admin view's usage per user, and a job's log served as
+the job wrote it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from typing import Any
@@ -20,6 +22,7 @@ from kbatch_dask.records import DaskInfo, JobRecord, JobState
 from kbatch_dask.web import render
 
 AT = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+LOG = (b"caf\xe9 \xff\n", "ok ✓\n".encode(), b"last \xe2\x9c")  # chunks, not all of them UTF-8
 
 
 def record(job_id: str, user: str, state: JobState, **fields: Any) -> dict[str, Any]:
@@ -92,6 +95,9 @@ class StubJobs(LocalJobs):
     def job(self, job_id: str, user: str | None) -> dict[str, Any]:
         return record(job_id, self.user, JobState.FAILED)
 
+    def logs(self, job_id: str, user: str | None, *, follow: bool) -> Iterator[bytes]:
+        return iter(LOG)
+
     def resubmit(self, job_id: str) -> dict[str, Any]:
         if job_id == "gone1":
             raise Conflict("job gone1 cannot be resubmitted: its script snapshot is gone")
@@ -125,6 +131,11 @@ class TestResubmitRoute(AsyncHTTPTestCase):
             headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded", **headers},
             raise_error=False,
         )
+
+    def test_a_jobs_log_is_served_byte_for_byte(self) -> None:
+        cookie, _ = self._logged_in()
+        answer = self.fetch("/jobs/old01/log", headers={"Cookie": cookie})
+        assert answer.code == 200 and answer.body == b"".join(LOG)
 
     def test_without_confirmation_it_asks_first_and_submits_nothing(self) -> None:
         cookie, xsrf = self._logged_in()

@@ -9,7 +9,7 @@ Records come back as ``kbatch show -o json`` has them, ``backend`` ``hub``.
 from __future__ import annotations
 
 import base64
-import codecs
+import itertools
 import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -127,11 +127,11 @@ class HubBackend:
 
     def logs(
         self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None
-    ) -> Iterator[str]:
+    ) -> Iterator[bytes]:
         query = {"follow": "1" if follow else None, "stream": STREAMS[stream], "tail": tail}
         chunks = self.client.stream(f"/jobs/{_quoted(job_id)}/logs", query, job_id=job_id)
-        first = next(chunks, b"")  # a refusal (no such job, no error file) now, at the call
-        return _decoded(first, chunks)
+        first = next(chunks, None)  # a refusal (no such job, no error file) now, at the call
+        return chunks if first is None else itertools.chain((first,), chunks)
 
     def cancel(self, job_id: str) -> JobRecord:
         return self._record(self.client.json("DELETE", f"/jobs/{_quoted(job_id)}", job_id=job_id))
@@ -174,11 +174,3 @@ def _quoted(job_id: str) -> str:
     from urllib.parse import quote
 
     return quote(job_id, safe="")
-
-
-def _decoded(first: bytes, rest: Iterator[bytes]) -> Iterator[str]:
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character split across chunks
-    yield decoder.decode(first)
-    for chunk in rest:
-        yield decoder.decode(chunk)
-    yield decoder.decode(b"", final=True)

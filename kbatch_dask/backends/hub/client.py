@@ -15,7 +15,7 @@ from kbatch_dask.errors import BackendError, BadInput, Conflict, HubError, JobNo
 from kbatch_dask.versions import user_agent
 
 API = "api/v1"
-CHUNK = 64 * 1024
+CHUNK = 1 << 20  # the most of a streamed answer taken at a time (what has come, up to this)
 Query = Mapping[str, Any] | None  # query parameters; None values are left out
 
 

@@ -336,7 +336,7 @@ class KubernetesBackend:
 
     def logs(
         self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None
-    ) -> Iterator[str]:
+    ) -> Iterator[bytes]:
         """The driver pod's log, which holds the job's stdout and stderr (``output``
         and ``all`` alike: a pod has one log), each attempt's, with ``follow`` until
         the job ends; the output file when the pod is gone and the file is readable.

@@ -1,9 +1,9 @@
 """A job's output from its driver pods' logs: the pod log holds the job's stdout and
-stderr; with ``follow``, each attempt's pod in turn; the output file once the pods are gone."""
+stderr; with ``follow``, each attempt's pod in turn; the output file once the pods are gone.
+Bytes as the API server sends them, never decoded."""
 
 from __future__ import annotations
 
-import codecs
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -26,8 +26,8 @@ def pod_logs(
     tail: int | None,
     get: Callable[[str], JobRecord],
     pods: Callable[[str], list[dict[str, Any]]],
-    gone: Callable[[JobRecord], Iterator[str]] | None = None,
-) -> Iterator[str]:
+    gone: Callable[[JobRecord], Iterator[bytes]] | None = None,
+) -> Iterator[bytes]:
     """The log of the job's latest driver pod, each attempt's in turn with ``follow``
     until the job ends; when no pod is left, ``gone(record)``: by default the output
     file, if readable here (the service, which sees no user's files, reads its archive).
@@ -38,12 +38,9 @@ def pod_logs(
         pod = latest_pod(pods(job_id))
         name = str((pod or {}).get("metadata", {}).get("name", ""))
         if pod is not None and name not in streamed and has_started(pod):
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character split across chunks
             lines = None if streamed else tail  # --tail is for the first log read; a later attempt's is new
             try:
-                for chunk in api.pod_log(namespace, name, m.CONTAINER, follow, lines):
-                    yield decoder.decode(chunk)
-                yield decoder.decode(b"", final=True)
+                yield from api.pod_log(namespace, name, m.CONTAINER, follow, lines)
                 streamed.add(name)
             except KubeError as exc:
                 if exc.status not in (400, 404):  # the pod or its log is gone
@@ -63,10 +60,10 @@ def pod_logs(
         time.sleep(0.5)
 
 
-def output_files(stream: LogStream, tail: int | None) -> Callable[[JobRecord], Iterator[str]]:
+def output_files(stream: LogStream, tail: int | None) -> Callable[[JobRecord], Iterator[bytes]]:
     """The job's output file (or files, by ``stream``), read here: once its pods are gone."""
 
-    def read(record: JobRecord) -> Iterator[str]:
+    def read(record: JobRecord) -> Iterator[bytes]:
         if not record.output or not os.access(record.output, os.R_OK):
             where = f"and its output file {record.output} cannot be read here" if record.output else ""
             raise BackendError(f"job {record.id} has no driver pod any more {where}".strip())

@@ -272,7 +272,7 @@ class LocalBackend:
 
     def logs(
         self, job_id: str, follow: bool = False, stream: LogStream = "output", tail: int | None = None
-    ) -> Iterator[str]:
+    ) -> Iterator[bytes]:
         jobdir = self.store.job(job_id)
         record = self._checked(jobdir)
         paths = log_files(job_id, record.output, record.error, stream)
