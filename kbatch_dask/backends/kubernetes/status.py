@@ -9,6 +9,7 @@ what the API says                                          state (reason)
 Job condition ``Failed`` with reason ``DeadlineExceeded``  TIMEOUT
 Job ``Failed``, container terminated ``OOMKilled``         OOM (memory limit of 2Gi exceeded)
 Job ``Failed``, the driver recorded its end                the driver's state, reason
+Job ``Failed`` while being deleted, nothing recorded       CANCELLED (killed before its driver could say)
 Job ``Failed``, container exit code N                      FAILED (exit code N)
 Job ``Failed``, pod failed without a container exit        FAILED (pod reason: Evicted)
 Job ``Failed``, no pod left, the driver recorded success   SUCCEEDED (the pod went after the end)
@@ -140,6 +141,10 @@ def _failure(job: Mapping[str, Any], pod: Mapping[str, Any] | None, condition_re
     if recorded in JobState.__members__ and recorded not in ("PENDING", "RUNNING", "SUCCEEDED"):
         code = _int(ann.get(names.ANN_EXIT_CODE))
         return Status(JobState(recorded), ann.get(names.ANN_REASON) or None, code if code is not None else exit_code)
+    if (job.get("metadata") or {}).get("deletionTimestamp"):
+        # Cancelled before its driver recorded anything (its pod killed as it started):
+        # the pod failed of the deletion, whatever the Job controller then concluded.
+        return Status(JobState.CANCELLED, "cancelled by user", exit_code)
     if exit_code is not None:
         return Status(JobState.FAILED, f"exit code {exit_code}", exit_code)
     pod_status = (pod or {}).get("status") or {}

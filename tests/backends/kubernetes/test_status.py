@@ -147,6 +147,14 @@ CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], Status]] = [
      Status(JobState.PENDING, "retrying after the driver pod vanished")),
     ("being deleted", {**job(), "metadata": {**job()["metadata"], "deletionTimestamp": T2}}, [pod("Running")],
      Status(JobState.CANCELLED, "cancelled by user")),
+    # A cancel before the driver could record anything (its pod killed as it started):
+    # the pod's failure is the deletion's, whatever the Job controller concluded.
+    ("being deleted, its pod failed unrecorded",
+     {**job(("Failed", "BackoffLimitExceeded")), "metadata": {**job()["metadata"], "deletionTimestamp": T2}},
+     [pod("Failed", terminated(143))], Status(JobState.CANCELLED, "cancelled by user", 143)),
+    ("being deleted, no pod left, unrecorded",
+     {**job(("Failed", "BackoffLimitExceeded")), "metadata": {**job()["metadata"], "deletionTimestamp": T2}},
+     [], Status(JobState.CANCELLED, "cancelled by user")),
     ("retrying", job(backoff=2, failed=1), [pod("Failed", terminated(1))],
      Status(JobState.PENDING, "retrying after exit code 1")),
     ("retry running", job(backoff=2, failed=1),
