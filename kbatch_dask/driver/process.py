@@ -1,14 +1,25 @@
-"""The runner as the supervisor sees it: a child process it waits for, signals and
-kills (:class:`Runner`), and how it is started (:func:`start_process`; the tests
-start a fake in simulated time instead)."""
+"""The runner as the supervisor sees it: a child process it releases, waits for,
+signals and kills (:class:`Runner`), and how it is started (:func:`start_process`;
+the tests start a fake in simulated time instead).
+
+A runner for a job with a cluster is started *held*, while the cluster starts:
+its Python and the client's imports overlap the cluster's start, and it runs no
+user code until :meth:`Runner.release` writes it one JSON line — what of its
+environment depends on the cluster (its name, the workers to wait for) — on a
+pipe of its own (``$KBATCH_DASK_RELEASE_FD``, read by :mod:`.runner`). A held
+runner that is killed, or whose pipe closes unwritten, ends without running any.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 from collections.abc import Mapping
 from typing import IO, Protocol
 
 RUNNER_MODULE = "kbatch_dask.driver.runner"
+RELEASE_FD = "KBATCH_DASK_RELEASE_FD"
 
 
 class Runner(Protocol):
@@ -16,6 +27,11 @@ class Runner(Protocol):
     ``subprocess.Popen``: ``wait`` raises ``subprocess.TimeoutExpired`` while it runs."""
 
     pid: int
+
+    def release(self, env: Mapping[str, str]) -> None:
+        """Let a held runner run the user's code, with ``env`` added to its environment
+        (started unheld: nothing to do)."""
+        ...
 
     def wait(self, timeout: float | None = None) -> int: ...
 
@@ -26,13 +42,82 @@ class Runner(Protocol):
 
 class StartRunner(Protocol):
     def __call__(
-        self, argv: list[str], *, cwd: str, env: Mapping[str, str], stdout: IO[bytes] | None, stderr: IO[bytes] | None
+        self,
+        argv: list[str],
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        stdout: IO[bytes] | None,
+        stderr: IO[bytes] | None,
+        held: bool,
     ) -> Runner: ...
 
 
-def start_process(
-    argv: list[str], *, cwd: str, env: Mapping[str, str], stdout: IO[bytes] | None, stderr: IO[bytes] | None
-) -> subprocess.Popen[bytes]:
+class RunnerProcess(subprocess.Popen[bytes]):
     """The runner as a child process; without an output file its output is dropped."""
-    devnull = subprocess.DEVNULL
-    return subprocess.Popen(argv, cwd=cwd, env=env, stdin=devnull, stdout=stdout or devnull, stderr=stderr or devnull)
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        stdout: IO[bytes] | None,
+        stderr: IO[bytes] | None,
+        held: bool,
+    ) -> None:
+        self._release: int | None = None  # the pipe's writing end, while held
+        read = None
+        if held:
+            read, self._release = os.pipe()  # neither inherited but as pass_fds says
+            env = {**env, RELEASE_FD: str(read)}
+        devnull = subprocess.DEVNULL
+        try:
+            super().__init__(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=devnull,
+                stdout=stdout or devnull,
+                stderr=stderr or devnull,
+                pass_fds=(read,) if read is not None else (),
+            )
+        except BaseException:
+            self._close_release()
+            raise
+        finally:
+            if read is not None:
+                os.close(read)
+
+    def release(self, env: Mapping[str, str]) -> None:
+        if self._release is None:
+            return
+        try:
+            # One short line: the pipe's buffer takes it whole, whatever the runner does.
+            os.write(self._release, json.dumps(dict(env)).encode() + b"\n")
+        except BrokenPipeError:
+            pass  # it ended while held: wait() says how
+        finally:
+            self._close_release()
+
+    def kill(self) -> None:
+        self._close_release()  # a killed runner is never released
+        super().kill()
+
+    def _close_release(self) -> None:
+        if self._release is not None:
+            fd, self._release = self._release, None
+            os.close(fd)
+
+
+def start_process(
+    argv: list[str],
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    stdout: IO[bytes] | None,
+    stderr: IO[bytes] | None,
+    held: bool,
+) -> RunnerProcess:
+    """Start the runner, ``held`` until :meth:`Runner.release` (see the module's docstring)."""
+    return RunnerProcess(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, held=held)
