@@ -44,6 +44,7 @@ class JobCluster:
         self.worker_limit: int | None = None  # the gateway's, once it capped the cluster
         self.switch: DeadMansSwitch | None = None
         self.unreachable_since: float | None = None  # when the gateway stopped answering the checks
+        self.released = False
 
     def retrying(self, call: Callable[[], T], deadline: float) -> T:
         """Retry ``call`` while the gateway is unreachable, with backoff, until ``deadline``."""
@@ -84,13 +85,19 @@ class JobCluster:
         return None
 
     def release(self) -> None:
-        """Stop the job's cluster, then disarm the switch and close the gateway. The switch's arming
-        ends first, so that its thread does not connect to a stopping cluster; then the job's report."""
+        """Stop the job's cluster (once), then disarm the switch. The switch's arming ends first,
+        so that its thread does not connect to a stopping cluster; then the job's report."""
+        if self.released:
+            return
+        self.released = True
         if self.switch is not None:
             self.switch.ending()
         self._stop()
         if self.switch is not None:
             self.switch.disarm()
+
+    def close(self) -> None:
+        """Close the gateway, once the job's code's own clusters are stopped through it too."""
         if self.gateway is not None:
             self.gateway.close()
 

@@ -8,18 +8,26 @@ user code until :meth:`Runner.release` writes it one JSON line — what of its
 environment depends on the cluster (its name, the workers to wait for) — on a
 pipe of its own (``$KBATCH_DASK_RELEASE_FD``, read by :mod:`.runner`). A held
 runner that is killed, or whose pipe closes unwritten, ends without running any.
+
+Every runner also says when the user's code is over — its atexit handlers run,
+its threads joined — on another pipe (``$KBATCH_DASK_DONE_FD``): what is left is
+its Python's own teardown, most of a second of garbage collection with Dask
+imported, which the cluster's stop need not wait for.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
+import time
 from collections.abc import Mapping
 from typing import IO, Protocol
 
 RUNNER_MODULE = "kbatch_dask.driver.runner"
 RELEASE_FD = "KBATCH_DASK_RELEASE_FD"
+DONE_FD = "KBATCH_DASK_DONE_FD"
 
 
 class Runner(Protocol):
@@ -32,6 +40,12 @@ class Runner(Protocol):
         """Let a held runner run the user's code, with ``env`` added to its environment
         (started unheld: nothing to do)."""
         ...
+
+    def finished(self, timeout: float) -> bool:
+        """Whether the user's code ended (the process may still be exiting), waiting up to ``timeout``."""
+        ...
+
+    def poll(self) -> int | None: ...  # its return code once it exited
 
     def wait(self, timeout: float | None = None) -> int: ...
 
@@ -67,10 +81,15 @@ class RunnerProcess(subprocess.Popen[bytes]):
         held: bool,
     ) -> None:
         self._release: int | None = None  # the pipe's writing end, while held
-        read = None
+        self._done: int | None  # the reading end of the runner's word that its code ended, until read
+        self._done, done = os.pipe()  # neither inherited but as pass_fds says
+        self.code_ended = False
+        theirs = [done]
+        env = {**env, DONE_FD: str(done)}
         if held:
-            read, self._release = os.pipe()  # neither inherited but as pass_fds says
-            env = {**env, RELEASE_FD: str(read)}
+            read, self._release = os.pipe()
+            theirs.append(read)
+            env[RELEASE_FD] = str(read)
         devnull = subprocess.DEVNULL
         try:
             super().__init__(
@@ -80,14 +99,15 @@ class RunnerProcess(subprocess.Popen[bytes]):
                 stdin=devnull,
                 stdout=stdout or devnull,
                 stderr=stderr or devnull,
-                pass_fds=(read,) if read is not None else (),
+                pass_fds=theirs,
             )
         except BaseException:
             self._close_release()
+            self._close_done()
             raise
         finally:
-            if read is not None:
-                os.close(read)
+            for fd in theirs:
+                os.close(fd)
 
     def release(self, env: Mapping[str, str]) -> None:
         if self._release is None:
@@ -100,9 +120,29 @@ class RunnerProcess(subprocess.Popen[bytes]):
         finally:
             self._close_release()
 
+    def finished(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.code_ended and self.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self._done is None:  # closed unsaid (an executable's exec): its exit tells
+                time.sleep(min(left, 0.02))
+            elif select.select([self._done], [], [], min(left, 0.05))[0]:
+                self.code_ended = os.read(self._done, 64).startswith(b"done")
+                self._close_done()
+        self._close_done()
+        return True
+
     def kill(self) -> None:
-        self._close_release()  # a killed runner is never released
+        self._close_release()  # a killed runner is never released, and says nothing more
+        self._close_done()
         super().kill()
+
+    def _close_done(self) -> None:
+        if self._done is not None:
+            fd, self._done = self._done, None
+            os.close(fd)
 
     def _close_release(self) -> None:
         if self._release is not None:

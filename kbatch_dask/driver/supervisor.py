@@ -154,7 +154,8 @@ class Supervisor:
             if self.leftovers is not None:
                 self.leftovers.end(self.log)  # before the cluster they may use goes
             self.owned.release()  # the clusters the job's code made, then the runner's private files
-            self.cluster.release()  # before the record says the job ended
+            self.cluster.release()  # before the record says the job ended (unless released as the runner exited)
+            self.cluster.close()
             stop = self._stopped_because()
             self.end = end = outcome(stop, returncode)
             self._finish(stop, end, out, err)
@@ -324,14 +325,10 @@ class Supervisor:
         self.runner = runner
         self.held = None
         runner.release(self._cluster_env())
+        self.log("the job's code started")
         kill_at: float | None = None
         next_check = self.clock() + self.cluster_check_period
-        while True:
-            try:
-                returncode = runner.wait(timeout=self.poll)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+        while not runner.finished(self.poll):
             self.owned.adopt()
             current = self.clock()
             if self.stop is None and deadline is not None and current >= deadline:
@@ -352,5 +349,16 @@ class Supervisor:
             if kill_at is not None and current >= kill_at:
                 runner.kill()
                 kill_at = float("inf")
+        returncode = runner.poll()
+        if returncode is None:  # its code ended, its Python is finishing: the cluster need not wait
+            if self.leftovers is None or self.leftovers.only(runner.pid):  # else they end before it goes
+                self.log("the job's code ended; stopping its cluster as its Python exits")
+                self.cluster.release()
+            try:
+                returncode = runner.wait(timeout=self.kill_grace)
+            except subprocess.TimeoutExpired:
+                runner.kill()
+                returncode = runner.wait()
+        self.log(f"the job's code ended (exit code {returncode})")
         self._record(StopReason(Stop.SCRIPT_ENDED))
         return returncode

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.driver import Clock, FakeGateway, FakeReporter, FakeRunner, signal_driver
 
+from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.errors import GatewayError
 from kbatch_dask.gateway import ClusterStatus
@@ -37,6 +38,24 @@ def signal_handlers() -> Iterator[None]:
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)
+
+
+class LeftBehind(Leftovers):
+    """Something the job's code started still runs when it ended; it is ended with the job."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+
+    def watch(self) -> None:
+        pass
+
+    def only(self, pid: int) -> bool:
+        return False
+
+    def end(self, log: Callable[[str], None]) -> int:
+        self.events.append("leftovers ended")
+        return 1
 
 
 class Job:
@@ -164,6 +183,41 @@ def test_a_job_without_cluster_starts_its_runner_unheld(tmp_path: Path) -> None:
     assert job.run(workers=None) == 0
     assert job.events[:3] == ["record started", "runner started", "runner released"]
     assert job.runner.released == {}
+
+
+def test_the_cluster_stops_while_the_runner_s_python_exits(tmp_path: Path) -> None:
+    """The user's code said it ended: its Python's teardown is no reason to keep the cluster."""
+    job = Job(tmp_path, exits_for=1.0)  # within the kill grace (2 s)
+    assert job.run() == 0
+    assert job.reporter.final == (JobState.SUCCEEDED, 0, None)
+    order = ["runner's code ended", "cluster stopped", "runner ended", "record ended"]
+    assert [e for e in job.events if e in order] == order
+    job.assert_cluster_stopped_before_the_record_ended()
+
+
+def test_what_the_job_left_running_ends_before_its_cluster_stops(tmp_path: Path) -> None:
+    job = Job(tmp_path, exits_for=1.0)
+    assert job.run(leftovers=LeftBehind(job.events)) == 0
+    order = ["runner's code ended", "runner ended", "leftovers ended", "cluster stopped", "record ended"]
+    assert [e for e in job.events if e in order] == order
+
+
+def test_a_runner_whose_python_does_not_exit_after_its_code_is_killed(tmp_path: Path) -> None:
+    job = Job(tmp_path, exits_for=100.0)
+    assert job.run() == 137  # kill_grace 2 s after its code ended
+    assert job.runner.killed
+    assert job.reporter.final == (JobState.FAILED, 137, "killed by signal 9 (SIGKILL)")
+    job.assert_cluster_stopped_before_the_record_ended()
+
+
+def test_a_signal_while_the_cluster_starts_ends_the_runner_started_held(tmp_path: Path) -> None:
+    job = Job(tmp_path)
+    job.gateway.while_starting = signal_driver(signal.SIGTERM)
+    assert job.run() == 1
+    assert job.events.index("runner started held") < job.events.index("cluster running")
+    assert job.runner.killed and "runner released" not in job.events
+    assert SCRIPT_LINE not in job.output.read_text()
+    assert job.events.index("runner ended") < job.events.index("record ended")
 
 
 def test_the_cluster_is_recorded_before_it_runs(tmp_path: Path) -> None:

@@ -53,7 +53,8 @@ class FakeRunner:
     when sent SIGTERM unless it ``ignores_sigterm``, and with ``-SIGKILL`` when killed
     (held or not). ``at`` maps times since its release to actions run then (signal
     the driver, stop the cluster, ...); ``fails_to_start`` is raised by :meth:`start`.
-    The user's code writes ``output of the script`` as it starts."""
+    The user's code writes ``output of the script`` as it starts. Once its code ended
+    by itself, its Python takes ``exits_for`` seconds more to exit."""
 
     def __init__(
         self,
@@ -64,6 +65,7 @@ class FakeRunner:
         ignores_sigterm: bool = False,
         at: Mapping[float, Callable[[], None]] | None = None,
         fails_to_start: Exception | None = None,
+        exits_for: float = 0.0,
     ) -> None:
         self.clock = clock
         self.events = events
@@ -72,6 +74,8 @@ class FakeRunner:
         self.ignores_sigterm = ignores_sigterm
         self.at = dict(at or {})
         self.fails_to_start = fails_to_start
+        self.exits_for = exits_for
+        self.code_ended = False
         self.pid = 4242  # what the supervisor measures the memory of
         self.env: Mapping[str, str] | None = None  # its environment: as started, plus the release's
         self.held = False  # started held, not yet released
@@ -115,18 +119,32 @@ class FakeRunner:
         if self.stdout is not None:
             self.stdout.write(b"output of the script\n")
 
-    def wait(self, timeout: float | None = None) -> int:
-        until = self.ends_at if timeout is None else min(self.clock.now + timeout, self.ends_at)
+    def _run_until(self, until: float) -> None:
+        """Let time pass to ``until``: the actions due meanwhile, the code's end, the exit."""
         for when in sorted(t for t in self.pending if t <= until):
-            if self.returncode is not None:
+            if self.returncode is not None or self.code_ended:
                 break
             self.clock.now = max(self.clock.now, when)
             self.pending.pop(when)()
         if self.returncode is None:
             self.clock.now = max(self.clock.now, until)
-            if self.clock.now >= self.ends_at:
+            if self.clock.now >= self.ends_at and not self.code_ended:
+                self.code_ended = True
+                self.events.append("runner's code ended")
+            if self.clock.now >= self.ends_at + self.exits_for:
                 self.returncode = self.exit
                 self.events.append("runner ended")
+
+    def finished(self, timeout: float) -> bool:
+        self._run_until(min(self.clock.now + timeout, self.ends_at))
+        return self.code_ended or self.returncode is not None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        exit_at = self.ends_at + self.exits_for
+        self._run_until(exit_at if timeout is None else min(self.clock.now + timeout, exit_at))
         if self.returncode is None:
             raise subprocess.TimeoutExpired("runner", timeout or 0)
         return self.returncode
