@@ -360,6 +360,6 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 runner.kill()
                 returncode = runner.wait()
-        self.log(f"the job's code ended (exit code {returncode})")
+        self.log(f"the job's runner exited (exit code {returncode})")
         self._record(StopReason(Stop.SCRIPT_ENDED))
         return returncode
