@@ -352,7 +352,8 @@ class Supervisor:
                 kill_at = float("inf")
         returncode = runner.poll()
         if returncode is None:  # its code ended, its Python is finishing: the cluster need not wait
-            if self.leftovers is None or self.leftovers.only(runner.pid):  # else they end before it goes
+            alone = self.leftovers is None or self.leftovers.only(runner.pid)  # else they end before it goes
+            if self.cluster.name and alone:
                 self.log("the job's code ended; stopping its cluster as its Python exits")
                 self.cluster.release()
             try:
