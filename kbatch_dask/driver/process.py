@@ -4,12 +4,13 @@ the tests start a fake in simulated time instead).
 
 A runner for a job with a cluster is started *held*, while the cluster starts:
 its Python and the client's imports overlap the cluster's start, and it runs no
-user code until :meth:`Runner.release` writes it a JSON line — what of its
-environment depends on the running cluster (the workers to wait for) — on a
-pipe of its own (``$KBATCH_DASK_RELEASE_FD``, read by :mod:`.runner`). Before,
-:meth:`Runner.prepare` names the cluster as soon as it is created, for the runner
-to connect to it as it starts. A held runner that is killed, or whose pipe closes
-before the release, ends without running any.
+user code until :meth:`Runner.release` writes it one JSON line — what of its
+environment depends on the cluster (its name, the workers to wait for) — on a
+pipe of its own (``$KBATCH_DASK_RELEASE_FD``, read by :mod:`.runner`). A held
+runner that is killed, or whose pipe closes unwritten, ends without running any.
+It does not connect to the cluster before its release either: a client on the
+cluster would end its scheduler's attach watch (:class:`.deadman.AttachWatch`),
+which stops the cluster of a driver killed before its switch was armed.
 
 Every runner also says when the user's code is over — its atexit handlers run,
 its threads joined — on another pipe (``$KBATCH_DASK_DONE_FD``): what is left is
@@ -37,10 +38,6 @@ class Runner(Protocol):
     ``subprocess.Popen``: ``wait`` raises ``subprocess.TimeoutExpired`` while it runs."""
 
     pid: int
-
-    def prepare(self, env: Mapping[str, str]) -> None:
-        """Add ``env`` to a held runner's environment (the cluster's name), its code still held."""
-        ...
 
     def release(self, env: Mapping[str, str]) -> None:
         """Let a held runner run the user's code, with ``env`` added to its environment
@@ -115,20 +112,15 @@ class RunnerProcess(subprocess.Popen[bytes]):
             for fd in theirs:
                 os.close(fd)
 
-    def prepare(self, env: Mapping[str, str]) -> None:
-        self._say(env, run=False)
-
     def release(self, env: Mapping[str, str]) -> None:
-        self._say(env, run=True)
-        self._close_release()
-
-    def _say(self, env: Mapping[str, str], run: bool) -> None:
         if self._release is None:
             return
         try:
-            # Short lines: the pipe's buffer takes them whole, whatever the runner does.
-            os.write(self._release, json.dumps({"env": dict(env), "run": run}).encode() + b"\n")
-        except BrokenPipeError:  # it ended while held: wait() says how
+            # One short line: the pipe's buffer takes it whole, whatever the runner does.
+            os.write(self._release, json.dumps(dict(env)).encode() + b"\n")
+        except BrokenPipeError:
+            pass  # it ended while held: wait() says how
+        finally:
             self._close_release()
 
     def finished(self, timeout: float) -> bool:

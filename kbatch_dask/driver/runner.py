@@ -5,10 +5,8 @@ supervisor with the gateway's ``DASK_GATEWAY__*`` settings in its environment.
 For a job with a cluster it is started *held*, as the cluster starts (see
 :mod:`.process`): it imports what connecting to the cluster takes, then waits
 for the supervisor's release, a JSON line on ``$KBATCH_DASK_RELEASE_FD`` with
-the workers to wait for. A line before it names the cluster as it starts
-(``KBATCH_DASK_CLUSTER``): a script's or function's runner connects its client
-meanwhile. The pipe closed before the release, it ends without running the
-user's code. Once the user's code and its atexit
+``KBATCH_DASK_CLUSTER`` and the workers to wait for; the pipe closed unwritten,
+it ends without running the user's code. Once the user's code and its atexit
 handlers are done, it says so on ``$KBATCH_DASK_DONE_FD``, so that the cluster's
 stop need not wait for this Python's teardown. By the job's KIND
 (:attr:`kbatch_dask.spec.JobSpec.kind`):
@@ -231,22 +229,15 @@ def wait_for_release(kind: str) -> None:
 
         import kbatch_dask.driver.session
     if kind == "function":
-        import kbatch_dask.driver.payload
+        import kbatch_dask.driver.payload  # noqa: F401
     if kind == "notebook":
         with contextlib.suppress(ImportError):  # run_notebook says what to install
             import papermill  # noqa: F401
     with os.fdopen(int(fd), "rb") as release:
-        for line in release:
-            word = json.loads(line)
-            os.environ.update(word["env"])
-            if word["run"]:
-                return
-            if kind in ("python", "function"):
-                # The cluster's name, as it starts: connected meanwhile, the code's default client
-                # is ready at the release. A failed start is the supervisor's to report.
-                with contextlib.suppress(Exception):
-                    kbatch_dask.driver.session.get_client()
-    sys.exit(0)  # the job stopped before its code was to run
+        line = release.readline()
+    if not line:  # the job stopped before its code was to run
+        sys.exit(0)
+    os.environ.update(json.loads(line))
 
 
 def main() -> None:

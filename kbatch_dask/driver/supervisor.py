@@ -241,7 +241,6 @@ class Supervisor:
             cluster.name = name
             # Recorded before it runs: whatever happens to this driver from here on, `kbatch gc` finds the cluster.
             self.reporter.cluster(name, None, None)
-        self.held.prepare({"KBATCH_DASK_CLUSTER": name})  # it connects while the cluster starts
         self.log(f"cluster {name} created; waiting for it to start")
         if self.switch_grace is not None or self.metering is not None:  # switch off: only the report's client
             cluster.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log, self.metering)

@@ -21,22 +21,14 @@ def _start(tmp_path: Path, kind: str, script: str, held: bool, *args: str):  # t
 
 
 def test_a_held_runner_runs_the_code_once_released_with_the_release_s_environment(tmp_path: Path) -> None:
-    runner = _start(
-        tmp_path,
-        "executable",
-        SHELL_JOB + 'echo "workers $KBATCH_DASK_WAIT_FOR_WORKERS" >> "$1"\n',
-        True,
-        str(tmp_path / "ran"),
-    )
-    runner.prepare({"KBATCH_DASK_CLUSTER": "c-1"})
-    runner.release({"KBATCH_DASK_WAIT_FOR_WORKERS": "2"})
+    runner = _start(tmp_path, "executable", SHELL_JOB, True, str(tmp_path / "ran"))
+    runner.release({"KBATCH_DASK_CLUSTER": "c-1"})
     assert runner.wait(timeout=60) == 0
-    assert (tmp_path / "ran").read_text() == "cluster c-1\nworkers 2\n"
+    assert (tmp_path / "ran").read_text() == "cluster c-1\n"
 
 
 def test_a_held_runner_ended_before_its_release_runs_no_code(tmp_path: Path) -> None:
     runner = _start(tmp_path, "executable", SHELL_JOB, True, str(tmp_path / "ran"))
-    runner.prepare({"KBATCH_DASK_CLUSTER": "c-1"})
     runner.kill()
     runner.wait(timeout=60)
     assert not (tmp_path / "ran").exists()

@@ -79,7 +79,6 @@ class FakeRunner:
         self.pid = 4242  # what the supervisor measures the memory of
         self.env: Mapping[str, str] | None = None  # its environment: as started, plus the release's
         self.held = False  # started held, not yet released
-        self.prepared: Mapping[str, str] | None = None  # what it was told before its release
         self.released: Mapping[str, str] | None = None  # what the release added to its environment
         self.stdout: IO[bytes] | None = None
         self.signals: list[int] = []
@@ -107,12 +106,6 @@ class FakeRunner:
         if not held:
             self.release({})
         return self
-
-    def prepare(self, env: Mapping[str, str]) -> None:
-        assert self.held, "told a runner that is not held"
-        self.events.append("runner prepared")
-        self.prepared = dict(env)
-        self.env = {**(self.env or {}), **env}
 
     def release(self, env: Mapping[str, str]) -> None:
         if not self.held or self.returncode is not None:  # released already, or ended while held
