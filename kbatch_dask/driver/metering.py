@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -89,7 +91,9 @@ class Metering:
         if self.html:  # after the fetch: bokeh's imports, holding the GIL, would slow it down
             from kbatch_dask.driver.page import prepare
 
-            self._preparing = threading.Thread(target=prepare, name="report-page-imports", daemon=True)
+            self._preparing = threading.Thread(
+                target=_yielding, args=(prepare,), name="report-page-imports", daemon=True
+            )
             self._preparing.start()
         self._summary = collected["report"]
         self._page = collected.get("page")
@@ -131,7 +135,9 @@ class Metering:
         preparing, self._preparing = self._preparing, None
         if data is None or self.html is None:
             return
-        rendering = threading.Thread(target=self._render, args=(data, preparing), name="report-page", daemon=True)
+        rendering = threading.Thread(
+            target=_yielding, args=(self._render, data, preparing), name="report-page", daemon=True
+        )
         rendering.start()
         rendering.join(self.timeout)
         if rendering.is_alive():
@@ -158,6 +164,15 @@ class Metering:
         except OSError:
             code = ""
         return f"# kbatch job {self.job_id}: {self.script}\n{code}"
+
+
+def _yielding(work: Callable[..., None], *args: Any) -> None:
+    """Do ``work`` in this thread at a lower CPU priority (a Linux thread has its own): the
+    page's seconds of CPU would otherwise slow the cluster's stop, which runs meanwhile on
+    the same few cores; alone on them, it takes as long as before."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: at the same priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    work(*args)
 
 
 def for_job(
