@@ -102,6 +102,10 @@ class Leftovers:
                     todo.append(child)
         return descendants(me) - spared
 
+    def only(self, pid: int) -> bool:
+        """Nothing the job started runs but the process ``pid`` itself."""
+        return self._left() <= {pid}
+
     def end(self, log: Callable[[str], None]) -> int:
         """SIGTERM what the job left running, SIGKILL it after the grace; how many there were."""
         if not self.active:

@@ -1,11 +1,12 @@
 """The driver's end of the job's report: it arms the :mod:`.meter` on the job's
 cluster through the dead-man's switch's client (connected for the job's whole
 life), and before the cluster stops — whether the script succeeded, failed or
-was cancelled — fetches, in one request, the meter's summary into
-``kbatch-%j.report.json`` and the data of Dask's own performance report. That
-page, ``kbatch-%j.report.html``, is rendered here once the cluster's stop has
-been asked for (:mod:`.page`), before the job is recorded as ended; both files
-are beside the job's output file (:func:`kbatch_dask.report.report_paths`).
+was cancelled — fetches, in one request, the meter's summary and the data of
+Dask's own performance report: the one step on the way to the cluster's stop.
+Once the stop has been asked for, the summary is written to
+``kbatch-%j.report.json`` and the page, ``kbatch-%j.report.html``, rendered
+(:mod:`.page`), before the job is recorded as ended; both files are beside
+the job's output file (:func:`kbatch_dask.report.report_paths`).
 
 Nothing here may fail the job: each step that goes wrong is one line in the
 driver's log, and the job ends as it would have without a report.
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -48,6 +51,7 @@ class Metering:
         self.timeout = timeout  # seconds each step may take: a lost cluster does not hold the job's end
         self.armed = False
         self._registering: concurrent.futures.Future[Any] | None = None
+        self._summary: dict[str, Any] | None = None  # collected for the JSON report, not yet written
         self._page: dict[str, Any] | None = None  # collected for the HTML report, not yet rendered
         self._preparing: threading.Thread | None = None  # the page's imports, while the cluster stops
 
@@ -76,26 +80,35 @@ class Metering:
             registering.result(self.timeout)
             self.armed = True
 
-    def save(self, client: Any) -> None:
-        """Collect the summary, and what the HTML report needs, in one round trip; write the
-        summary. The HTML is rendered by :meth:`write_page`, once the cluster's stop is asked for."""
+    def collect(self, client: Any) -> None:
+        """Collect the summary, and what the HTML report needs, in one round trip: the one step
+        before the cluster's stop. :meth:`write` writes them once the stop is asked for."""
         if not self.armed:
             return
-        if self.html:
-            from kbatch_dask.driver.page import prepare
-
-            self._preparing = threading.Thread(target=prepare, name="report-page-imports", daemon=True)
-            self._preparing.start()
         collected = self._fetch(client)
         if collected is None:
             return
-        try:
-            data = json.dumps({"job": self.job_id, **collected["report"]}, indent=1).encode()
-            write_atomic(self.report, data + b"\n")
-            self.log(f"job report written to {self.report}")
-        except OSError as exc:
-            self.log(f"could not write the job report {self.report} ({exc})")
+        if self.html:  # after the fetch: bokeh's imports, holding the GIL, would slow it down
+            from kbatch_dask.driver.page import prepare
+
+            self._preparing = threading.Thread(
+                target=_yielding, args=(prepare,), name="report-page-imports", daemon=True
+            )
+            self._preparing.start()
+        self._summary = collected["report"]
         self._page = collected.get("page")
+
+    def write(self) -> None:
+        """Write the summary :meth:`collect` collected, then Dask's performance report."""
+        summary, self._summary = self._summary, None
+        if summary is not None:
+            try:
+                data = json.dumps({"job": self.job_id, **summary}, indent=1).encode()
+                write_atomic(self.report, data + b"\n")
+                self.log(f"job report written to {self.report}")
+            except OSError as exc:
+                self.log(f"could not write the job report {self.report} ({exc})")
+        self._write_page()
 
     def _fetch(self, client: Any) -> dict[str, Any] | None:
         import cloudpickle
@@ -115,20 +128,22 @@ class Metering:
             cloudpickle.unregister_pickle_by_value(module)
         return collected
 
-    def write_page(self) -> None:
-        """Render Dask's performance report from what :meth:`save` collected and write it,
+    def _write_page(self) -> None:
+        """Render Dask's performance report from what :meth:`collect` collected and write it,
         within ``timeout`` seconds: a page that takes longer is not waited for (the job's end is)."""
         data, self._page = self._page, None
         preparing, self._preparing = self._preparing, None
         if data is None or self.html is None:
             return
-        rendering = threading.Thread(target=self._write_page, args=(data, preparing), name="report-page", daemon=True)
+        rendering = threading.Thread(
+            target=_yielding, args=(self._render, data, preparing), name="report-page", daemon=True
+        )
         rendering.start()
         rendering.join(self.timeout)
         if rendering.is_alive():
             self.log(f"could not write the Dask performance report {self.html} (not rendered in {self.timeout:g} s)")
 
-    def _write_page(self, data: dict[str, Any], preparing: threading.Thread | None) -> None:
+    def _render(self, data: dict[str, Any], preparing: threading.Thread | None) -> None:
         assert self.html is not None
         try:
             from kbatch_dask.driver.page import render
@@ -149,6 +164,15 @@ class Metering:
         except OSError:
             code = ""
         return f"# kbatch job {self.job_id}: {self.script}\n{code}"
+
+
+def _yielding(work: Callable[..., None], *args: Any) -> None:
+    """Do ``work`` in this thread at a lower CPU priority (a Linux thread has its own): the
+    page's seconds of CPU would otherwise slow the cluster's stop, which runs meanwhile on
+    the same few cores; alone on them, it takes as long as before."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: at the same priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    work(*args)
 
 
 def for_job(

@@ -1,14 +1,36 @@
-"""The runner as the supervisor sees it: a child process it waits for, signals and
-kills (:class:`Runner`), and how it is started (:func:`start_process`; the tests
-start a fake in simulated time instead)."""
+"""The runner as the supervisor sees it: a child process it releases, waits for,
+signals and kills (:class:`Runner`), and how it is started (:func:`start_process`;
+the tests start a fake in simulated time instead).
+
+A runner for a job with a cluster is started *held*, while the cluster starts:
+its Python and the client's imports overlap the cluster's start, and it runs no
+user code until :meth:`Runner.release` writes it one JSON line — what of its
+environment depends on the cluster (its name, the workers to wait for) — on a
+pipe of its own (``$KBATCH_DASK_RELEASE_FD``, read by :mod:`.runner`). A held
+runner that is killed, or whose pipe closes unwritten, ends without running any.
+It does not connect to the cluster before its release either: a client on the
+cluster would end its scheduler's attach watch (:class:`.deadman.AttachWatch`),
+which stops the cluster of a driver killed before its switch was armed.
+
+Every runner also says when the user's code is over — its atexit handlers run,
+its threads joined — on another pipe (``$KBATCH_DASK_DONE_FD``): what is left is
+its Python's own teardown, most of a second of garbage collection with Dask
+imported, which the cluster's stop need not wait for.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import select
 import subprocess
+import time
 from collections.abc import Mapping
 from typing import IO, Protocol
 
 RUNNER_MODULE = "kbatch_dask.driver.runner"
+RELEASE_FD = "KBATCH_DASK_RELEASE_FD"
+DONE_FD = "KBATCH_DASK_DONE_FD"
 
 
 class Runner(Protocol):
@@ -16,6 +38,17 @@ class Runner(Protocol):
     ``subprocess.Popen``: ``wait`` raises ``subprocess.TimeoutExpired`` while it runs."""
 
     pid: int
+
+    def release(self, env: Mapping[str, str]) -> None:
+        """Let a held runner run the user's code, with ``env`` added to its environment
+        (started unheld: nothing to do)."""
+        ...
+
+    def finished(self, timeout: float) -> bool:
+        """Whether the user's code ended (the process may still be exiting), waiting up to ``timeout``."""
+        ...
+
+    def poll(self) -> int | None: ...  # its return code once it exited
 
     def wait(self, timeout: float | None = None) -> int: ...
 
@@ -26,13 +59,108 @@ class Runner(Protocol):
 
 class StartRunner(Protocol):
     def __call__(
-        self, argv: list[str], *, cwd: str, env: Mapping[str, str], stdout: IO[bytes] | None, stderr: IO[bytes] | None
+        self,
+        argv: list[str],
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        stdout: IO[bytes] | None,
+        stderr: IO[bytes] | None,
+        held: bool,
     ) -> Runner: ...
 
 
-def start_process(
-    argv: list[str], *, cwd: str, env: Mapping[str, str], stdout: IO[bytes] | None, stderr: IO[bytes] | None
-) -> subprocess.Popen[bytes]:
+class RunnerProcess(subprocess.Popen[bytes]):
     """The runner as a child process; without an output file its output is dropped."""
-    devnull = subprocess.DEVNULL
-    return subprocess.Popen(argv, cwd=cwd, env=env, stdin=devnull, stdout=stdout or devnull, stderr=stderr or devnull)
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        stdout: IO[bytes] | None,
+        stderr: IO[bytes] | None,
+        held: bool,
+    ) -> None:
+        self._release: int | None = None  # the pipe's writing end, while held
+        self._done: int | None  # the reading end of the runner's word that its code ended, until read
+        self._done, done = os.pipe()  # neither inherited but as pass_fds says
+        self.code_ended = False
+        theirs = [done]
+        env = {**env, DONE_FD: str(done)}
+        if held:
+            read, self._release = os.pipe()
+            theirs.append(read)
+            env[RELEASE_FD] = str(read)
+        devnull = subprocess.DEVNULL
+        try:
+            super().__init__(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=devnull,
+                stdout=stdout or devnull,
+                stderr=stderr or devnull,
+                pass_fds=theirs,
+            )
+        except BaseException:
+            self._close_release()
+            self._close_done()
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+
+    def release(self, env: Mapping[str, str]) -> None:
+        if self._release is None:
+            return
+        try:
+            # One short line: the pipe's buffer takes it whole, whatever the runner does.
+            os.write(self._release, json.dumps(dict(env)).encode() + b"\n")
+        except BrokenPipeError:
+            pass  # it ended while held: wait() says how
+        finally:
+            self._close_release()
+
+    def finished(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.code_ended and self.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self._done is None:  # closed unsaid (an executable's exec): its exit tells
+                time.sleep(min(left, 0.02))
+            elif select.select([self._done], [], [], min(left, 0.05))[0]:
+                self.code_ended = os.read(self._done, 64).startswith(b"done")
+                self._close_done()
+        self._close_done()
+        return True
+
+    def kill(self) -> None:
+        self._close_release()  # a killed runner is never released, and says nothing more
+        self._close_done()
+        super().kill()
+
+    def _close_done(self) -> None:
+        if self._done is not None:
+            fd, self._done = self._done, None
+            os.close(fd)
+
+    def _close_release(self) -> None:
+        if self._release is not None:
+            fd, self._release = self._release, None
+            os.close(fd)
+
+
+def start_process(
+    argv: list[str],
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    stdout: IO[bytes] | None,
+    stderr: IO[bytes] | None,
+    held: bool,
+) -> RunnerProcess:
+    """Start the runner, ``held`` until :meth:`Runner.release` (see the module's docstring)."""
+    return RunnerProcess(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, held=held)

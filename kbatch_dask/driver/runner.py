@@ -1,8 +1,14 @@
 """The runner: runs the user's code with the job's cluster as default client.
 
 ``python -m kbatch_dask.driver.runner KIND PATH [ARGS...]``, started by the
-supervisor with ``KBATCH_DASK_CLUSTER`` (when the job has a cluster) and the
-gateway's ``DASK_GATEWAY__*`` settings in its environment. By the job's KIND
+supervisor with the gateway's ``DASK_GATEWAY__*`` settings in its environment.
+For a job with a cluster it is started *held*, as the cluster starts (see
+:mod:`.process`): it imports what connecting to the cluster takes, then waits
+for the supervisor's release, a JSON line on ``$KBATCH_DASK_RELEASE_FD`` with
+``KBATCH_DASK_CLUSTER`` and the workers to wait for; the pipe closed unwritten,
+it ends without running the user's code. Once the user's code and its atexit
+handlers are done, it says so on ``$KBATCH_DASK_DONE_FD``, so that the cluster's
+stop need not wait for this Python's teardown. By the job's KIND
 (:attr:`kbatch_dask.spec.JobSpec.kind`):
 
 - a Python script runs as ``__main__`` with ``sys.argv`` set, so a script
@@ -16,6 +22,8 @@ gateway's ``DASK_GATEWAY__*`` settings in its environment. By the job's KIND
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
 import os
@@ -192,17 +200,64 @@ def pin_cpus() -> None:
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
 
 
+def say_when_done() -> int | None:
+    """Write ``done`` on ``$KBATCH_DASK_DONE_FD`` after the last atexit handler (registered
+    first, it runs last; Python joins the code's threads before any): the file descriptor."""
+    fd = os.environ.pop("KBATCH_DASK_DONE_FD", None)
+    if fd is None:
+        return None
+    done = int(fd)
+
+    def say() -> None:
+        with contextlib.suppress(OSError):  # the supervisor is gone, or the executable closed it
+            os.write(done, b"done\n")
+            os.close(done)
+        # What is left is Python's teardown: it gives way to the cluster's stop, which runs meanwhile.
+        with contextlib.suppress(OSError):
+            os.nice(10)
+
+    atexit.register(say)
+    return done
+
+
+def wait_for_release(kind: str) -> None:
+    """Held (``$KBATCH_DASK_RELEASE_FD`` set): import, while the cluster starts, what the
+    job's KIND needs to run on it, then wait for the release and take in its environment."""
+    fd = os.environ.pop("KBATCH_DASK_RELEASE_FD", None)  # not the user's code's, nor its children's
+    if fd is None:
+        return
+    if kind in ("python", "function"):
+        import dask_gateway  # noqa: F401
+        import distributed  # noqa: F401
+
+        import kbatch_dask.driver.session
+    if kind == "function":
+        import kbatch_dask.driver.payload  # noqa: F401
+    if kind == "notebook":
+        with contextlib.suppress(ImportError):  # run_notebook says what to install
+            import papermill  # noqa: F401
+    with os.fdopen(int(fd), "rb") as release:
+        line = release.readline()
+    if not line:  # the job stopped before its code was to run
+        sys.exit(0)
+    os.environ.update(json.loads(line))
+
+
 def main() -> None:
     die_with_supervisor()
     pin_cpus()
     if len(sys.argv) < 3 or sys.argv[1] not in ("function", "notebook", "python", "executable"):
         sys.exit("usage: python -m kbatch_dask.driver.runner function|notebook|python|executable PATH [ARGS...]")
     kind, path, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    done = say_when_done()
+    wait_for_release(kind)
     if kind == "function":
         sys.exit(run_function(path))
     if kind == "notebook":
         sys.exit(run_notebook(path))
     if kind == "executable":
+        if done is not None:  # not the program's to hold: its exit is the code's end
+            os.close(done)
         os.execv(path, [path, *args]) if os.access(path, os.X_OK) else os.execv("/bin/sh", ["/bin/sh", path, *args])
     sys.exit(run_script(path, args))
 

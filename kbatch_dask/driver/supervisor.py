@@ -2,7 +2,11 @@
 
 It is the driver's first process (PID 1 of a pod, the detached local process).
 User code runs in a separate runner process, so that a segfault, an OOM kill
-or ``os._exit`` there cannot take the cluster's cleanup with it.
+or ``os._exit`` there cannot take the cluster's cleanup with it. For a job with a
+cluster, the runner is started held (:mod:`.process`) once the gateway answers,
+before the cluster is asked for: its start overlaps the cluster's, and it is
+released — the cluster's name in its environment — once the cluster runs and the
+dead-man's switch is armed; a job that stops before that ends it unreleased.
 
 Its state is why the job is stopping (:class:`~kbatch_dask.driver.ending.StopReason`,
 recorded once by the first cause); the job's outcome is computed from it at the
@@ -20,9 +24,10 @@ import sys
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, TypeVar
+from typing import IO
 
 from kbatch_dask.driver import owned
+from kbatch_dask.driver.cluster import Interrupted, JobCluster
 from kbatch_dask.driver.ending import Outcome, Stop, StopReason, outcome, retried
 from kbatch_dask.driver.leftovers import Leftovers, resident_memory
 from kbatch_dask.driver.metering import Metering
@@ -30,19 +35,13 @@ from kbatch_dask.driver.process import RUNNER_MODULE, Runner, StartRunner, start
 from kbatch_dask.driver.reporting import Reporter
 from kbatch_dask.driver.switch import GRACE, DeadMansSwitch, Grace, switch_factory
 from kbatch_dask.driver.tee import OutputUnwritable, note, open_outputs
-from kbatch_dask.errors import GatewayError, GatewayUnreachable
+from kbatch_dask.errors import GatewayError
 from kbatch_dask.gateway import GatewayClient
 from kbatch_dask.gateway.options import worker_limit
 from kbatch_dask.hub import tokens as hub
 from kbatch_dask.records import JobState
 from kbatch_dask.spec import JobSpec
 from kbatch_dask.spec.units import format_size
-
-T = TypeVar("T")
-
-
-class Interrupted(Exception):
-    """SIGTERM/SIGINT arrived before the runner was started."""
 
 
 class Supervisor:
@@ -95,8 +94,6 @@ class Supervisor:
         self.start_runner = start_runner
         self.poll = poll  # seconds between looks at the runner and the clock
         self.cluster_check_period = cluster_check_period  # seconds between checks that the cluster still runs
-        self.cluster_lost_after = cluster_lost_after  # seconds the gateway may not answer before the job stops
-        self.unreachable_since: float | None = None  # when the gateway stopped answering the checks
         self.clock = clock
         self.leftovers = leftovers  # what the user's code leaves running ends with the job
         self.sleep = sleep  # between retries of the gateway
@@ -107,11 +104,9 @@ class Supervisor:
         self.end: Outcome | None = None  # once run: how this attempt ended
         self.again = False  # once run: this attempt failed and another follows (see ending.retried)
         self.stop: StopReason | None = None  # why the job is stopping: set once, by the first cause
-        self.gateway: GatewayClient | None = None
-        self.cluster_name: str | None = None
-        self.worker_limit: int | None = None  # the gateway's, once it capped the cluster
-        self.switch: DeadMansSwitch | None = None
-        self.runner: Runner | None = None
+        self.cluster = JobCluster(log, lambda: self.stop is not None, cluster_lost_after, clock, sleep)
+        self.held: Runner | None = None  # started, not yet released: no user code runs
+        self.runner: Runner | None = None  # released: the user's code runs
         self.deferring = False  # in _signals_deferred
         self.owned = owned.OwnedClusters(job_id, reporter.owned, gateway, switch_factory(switch_grace), log)
 
@@ -138,7 +133,7 @@ class Supervisor:
             if self._attempt_label():
                 note(err or out, f"kbatch: job {self.job_id} {self._attempt_label()}")
             if self.spec.workers and self.stop is None:
-                capped = self._start_cluster()
+                capped = self._start_cluster(out, err)
                 if capped:
                     note(err or out, f"kbatch: {capped}")
             returncode = self._run_runner(out, err, deadline)
@@ -155,10 +150,12 @@ class Supervisor:
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self._end_held()
             if self.leftovers is not None:
                 self.leftovers.end(self.log)  # before the cluster they may use goes
             self.owned.release()  # the clusters the job's code made, then the runner's private files
-            self._release_cluster()  # before the record says the job ended
+            self.cluster.release()  # before the record says the job ended (unless released as the runner exited)
+            self.cluster.close()
             stop = self._stopped_because()
             self.end = end = outcome(stop, returncode)
             self._finish(stop, end, out, err)
@@ -228,23 +225,26 @@ class Supervisor:
 
     # -- cluster ----------------------------------------------------------------
 
-    def _start_cluster(self) -> str | None:
-        """Start the job's cluster; what to tell the user when the gateway gave it fewer workers."""
+    def _start_cluster(self, out: IO[bytes] | None, err: IO[bytes] | None) -> str | None:
+        """Start the job's cluster, the runner held meanwhile; what to tell the user when the
+        gateway gave it fewer workers."""
         workers = self.spec.workers
         assert workers is not None
         deadline = self.clock() + self.gateway_retry
-        gateway = self._retrying(self.connect_gateway, deadline)
-        self.gateway = gateway
+        cluster = self.cluster
+        cluster.gateway = gateway = cluster.retrying(self.connect_gateway, deadline)
+        with self._signals_deferred():  # a runner started is known, to be ended
+            self.held = self._start_runner(out, err, held=True)
         self.log("creating the Dask cluster")
         with self._signals_deferred():  # a cluster the gateway made is known, to be stopped
-            name = self._retrying(lambda: gateway.create_cluster(self.spec.cluster_options()), deadline)
-            self.cluster_name = name
+            name = cluster.retrying(lambda: gateway.create_cluster(self.spec.cluster_options()), deadline)
+            cluster.name = name
             # Recorded before it runs: whatever happens to this driver from here on, `kbatch gc` finds the cluster.
             self.reporter.cluster(name, None, None)
         self.log(f"cluster {name} created; waiting for it to start")
         if self.switch_grace is not None or self.metering is not None:  # switch off: only the report's client
-            self.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log, self.metering)
-        info = self._retrying(lambda: gateway.wait_running(name, self.start_timeout), deadline)
+            cluster.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log, self.metering)
+        info = cluster.retrying(lambda: gateway.wait_running(name, self.start_timeout), deadline)
         if workers.adaptive:
             capped = gateway.adapt(name, workers.minimum, workers.maximum)
         else:
@@ -252,10 +252,10 @@ class Supervisor:
         self.log(f"cluster {name} running: {info.dashboard}")
         note = None
         if capped:
-            self.worker_limit = limit = worker_limit(capped)
+            cluster.worker_limit = limit = worker_limit(capped)
             note = f"--dask-workers {workers}: {capped}" if limit is None else workers.capped(limit)
             self.log(note)
-        self.reporter.cluster(name, info.dashboard, self.worker_limit)
+        self.reporter.cluster(name, info.dashboard, cluster.worker_limit)
         return note
 
     @contextlib.contextmanager
@@ -269,71 +269,10 @@ class Supervisor:
         if self.stop is not None:
             raise Interrupted()
 
-    def _retrying(self, call: Callable[[], T], deadline: float) -> T:
-        """Retry ``call`` while the gateway is unreachable, with backoff, until ``deadline``."""
-        delay = 0.5
-        while True:
-            try:
-                return call()
-            except GatewayUnreachable as exc:
-                if self.clock() + delay > deadline:
-                    raise GatewayError(f"{exc} (gave up retrying)") from None
-                if self.stop is not None:
-                    raise Interrupted() from None
-                self.log(f"{exc}; retrying in {delay:.1f} s")
-                self.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-    def _cluster_gone(self) -> str | None:
-        """Why the job's cluster is no longer usable, or None if it runs. A gateway that
-        does not answer is a reason only after ``cluster_lost_after`` seconds: a gateway
-        restart is not a reason to stop the job, a gateway (and cluster) gone for good is."""
-        if not self.cluster_name or not self.gateway:
-            return None
-        try:
-            info = self.gateway.cluster_info(self.cluster_name)
-        except GatewayUnreachable as exc:
-            now = self.clock()
-            self.unreachable_since = self.unreachable_since if self.unreachable_since is not None else now
-            if now - self.unreachable_since < self.cluster_lost_after:
-                return None
-            silent = f"{self.cluster_lost_after:g} s (kbatch.driver.cluster-lost-after)"
-            return f"the Dask cluster {self.cluster_name} is lost: its gateway has not answered for {silent}: {exc}"
-        except GatewayError as exc:
-            return f"the Dask cluster {self.cluster_name} is gone ({exc})"
-        self.unreachable_since = None
-        if info is None or not info.status.is_active():
-            status = info.status.lower() if info else "unknown to the gateway"
-            return f"the Dask cluster {self.cluster_name} stopped while the job ran ({status})"
-        return None
-
-    def _release_cluster(self) -> None:
-        """Stop the job's cluster, then disarm the switch and close the gateway. The switch's arming
-        ends first, so that its thread does not connect to a stopping cluster; then the job's report."""
-        if self.switch is not None:
-            self.switch.ending()
-        self._stop_cluster()
-        if self.switch is not None:
-            self.switch.disarm()
-        if self.gateway is not None:
-            self.gateway.close()
-
-    def _stop_cluster(self) -> None:
-        if not self.cluster_name or not self.gateway:
-            return
-        for attempt in range(5):
-            try:
-                self.gateway.stop_cluster(self.cluster_name)
-                self.log(f"cluster {self.cluster_name} stopped")
-                return
-            except GatewayError as exc:
-                self.log(f"stopping cluster {self.cluster_name} failed ({exc}); retrying")
-                self.sleep(min(2**attempt, 10))
-        self.log(f"could not stop cluster {self.cluster_name}")
-
     # -- runner -----------------------------------------------------------------
 
     def _runner_env(self) -> dict[str, str]:
+        """The runner's environment as it starts (for a held runner, before its cluster exists)."""
         env = dict(self.environment)
         env["KBATCH_DASK_JOB_ID"] = self.job_id
         env["PYTHONUNBUFFERED"] = "1"
@@ -342,43 +281,61 @@ class Supervisor:
         if self.spec.parameters:
             env["KBATCH_DASK_PARAMETERS"] = json.dumps(self.spec.notebook_parameters())
         env.update(self.extra_runner_env)
-        if self.gateway:
-            env.update(self.gateway.settings.env)
-        env.update(self.owned.prepare(self.gateway, env.get("PYTHONPATH")))
-        if self.cluster_name:
-            env["KBATCH_DASK_CLUSTER"] = self.cluster_name
-            required = self.spec.required_workers()
-            # Not more than the gateway gives: those would never come.
-            env["KBATCH_DASK_WAIT_FOR_WORKERS"] = str(min(required, self.worker_limit or required))
-            env["KBATCH_DASK_WAIT_FOR_WORKERS_TIMEOUT"] = str(self.wait_for_workers_timeout)
+        gateway = self.cluster.gateway
+        if gateway:
+            env.update(gateway.settings.env)
+        env.update(self.owned.prepare(gateway, env.get("PYTHONPATH")))
         return env
+
+    def _cluster_env(self) -> dict[str, str]:
+        """What the runner's environment gets at its release, once the cluster runs."""
+        if not self.cluster.name:
+            return {}
+        required = self.spec.required_workers()
+        # Not more than the gateway gives: those would never come.
+        limit = self.cluster.worker_limit or required
+        return {
+            "KBATCH_DASK_CLUSTER": self.cluster.name,
+            "KBATCH_DASK_WAIT_FOR_WORKERS": str(min(required, limit)),
+            "KBATCH_DASK_WAIT_FOR_WORKERS_TIMEOUT": str(self.wait_for_workers_timeout),
+        }
+
+    def _start_runner(self, out: IO[bytes] | None, err: IO[bytes] | None, held: bool) -> Runner:
+        cmd = [sys.executable, "-m", RUNNER_MODULE, self.spec.kind, self.script, *self.spec.args]
+        if self.leftovers is not None:
+            self.leftovers.watch()  # before the runner: what it starts is the job's
+        env = self._runner_env()
+        return self.start_runner(cmd, cwd=self.spec.workdir, env=env, stdout=out, stderr=err or out, held=held)
+
+    def _end_held(self) -> None:
+        """End a runner the job stopped before it was released: it never ran user code."""
+        held, self.held = self.held, None
+        if held is not None:
+            held.kill()
+            held.wait()
 
     def _run_runner(self, out: IO[bytes] | None, err: IO[bytes] | None, deadline: float | None) -> int | None:
         """Run the user's code to its end: its return code (``-N``: signal N), None if the job stopped first."""
         if self.stop is not None:  # a signal while the cluster started, its Interrupted swallowed
             return None
-        if self.switch is not None:
-            self.switch.wait_armed()  # no user code on a cluster that would outlive a killed driver
-        cmd = [sys.executable, "-m", RUNNER_MODULE, self.spec.kind, self.script, *self.spec.args]
-        if self.leftovers is not None:
-            self.leftovers.watch()
-        runner = self.start_runner(cmd, cwd=self.spec.workdir, env=self._runner_env(), stdout=out, stderr=err or out)
+        if self.cluster.switch is not None:
+            self.cluster.switch.wait_armed()  # no user code on a cluster that would outlive a killed driver
+        runner = self.held or self._start_runner(out, err, held=False)
+        # Known as released before it is: a signal from here on reaches it, not Interrupted.
         self.runner = runner
+        self.held = None
+        runner.release(self._cluster_env())
+        self.log("the job's code started")
         kill_at: float | None = None
         next_check = self.clock() + self.cluster_check_period
-        while True:
-            try:
-                returncode = runner.wait(timeout=self.poll)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+        while not runner.finished(self.poll):
             self.owned.adopt()
             current = self.clock()
             if self.stop is None and deadline is not None and current >= deadline:
                 self._stop(StopReason(Stop.TIME_LIMIT, str(self.spec.time_limit)))
             if self.stop is None and current >= next_check:
                 next_check = current + self.cluster_check_period
-                lost = self._cluster_gone()
+                lost = self.cluster.gone()
                 if lost:
                     self.log(f"{lost}; stopping the job")
                     self._stop(StopReason(Stop.CLUSTER_LOST, lost))
@@ -392,5 +349,17 @@ class Supervisor:
             if kill_at is not None and current >= kill_at:
                 runner.kill()
                 kill_at = float("inf")
+        returncode = runner.poll()
+        if returncode is None:  # its code ended, its Python is finishing: the cluster need not wait
+            alone = self.leftovers is None or self.leftovers.only(runner.pid)  # else they end before it goes
+            if self.cluster.name and alone:
+                self.log("the job's code ended; stopping its cluster as its Python exits")
+                self.cluster.release()
+            try:
+                returncode = runner.wait(timeout=self.kill_grace)
+            except subprocess.TimeoutExpired:
+                runner.kill()
+                returncode = runner.wait()
+        self.log(f"the job's runner exited (exit code {returncode})")
         self._record(StopReason(Stop.SCRIPT_ENDED))
         return returncode

@@ -97,17 +97,17 @@ class DeadMansSwitch:
             self._arming = None
 
     def ending(self) -> None:
-        """The job ends, its cluster still runs: the arming ended (armed or not), the job's report saved."""
+        """The job ends, its cluster still runs: the arming ended (armed or not), the job's report collected."""
         self.wait_armed()
         if self._parts and self.metering is not None:
-            self.metering.save(self._parts[2])
+            self.metering.collect(self._parts[2])
 
     def disarm(self) -> None:
-        """Close the handles on the cluster, whose stop has been asked for, then render the
-        job's HTML report from what :meth:`ending` collected: bokeh's work is off the stop's path."""
+        """Close the handles on the cluster, whose stop has been asked for, then write the job's
+        reports from what :meth:`ending` collected: the files and bokeh's work are off the stop's path."""
         self._close()
         if self.metering is not None:
-            self.metering.write_page()
+            self.metering.write()
 
     def _close(self) -> None:
         if not self._parts:

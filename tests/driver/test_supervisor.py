@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes.driver import Clock, FakeGateway, FakeReporter, FakeRunner, signal_driver
 
+from kbatch_dask.driver.leftovers import Leftovers
 from kbatch_dask.driver.supervisor import Supervisor
 from kbatch_dask.errors import GatewayError
 from kbatch_dask.gateway import ClusterStatus
@@ -37,6 +38,24 @@ def signal_handlers() -> Iterator[None]:
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)
+
+
+class LeftBehind(Leftovers):
+    """Something the job's code started still runs when it ended; it is ended with the job."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+
+    def watch(self) -> None:
+        pass
+
+    def only(self, pid: int) -> bool:
+        return False
+
+    def end(self, log: Callable[[str], None]) -> int:
+        self.events.append("leftovers ended")
+        return 1
 
 
 class Job:
@@ -106,6 +125,14 @@ class Job:
         assert self.gateway.created == self.gateway.stopped == ["cluster-1"]
         assert self.gateway.closed
 
+    def assert_no_user_code_ran(self) -> None:
+        """The runner was never released; one started held was ended before the record was."""
+        assert "runner released" not in self.events
+        assert SCRIPT_LINE not in (self.output.read_text() if self.output.is_file() else "")
+        if "runner started held" in self.events:
+            assert self.runner.killed
+            assert self.events.index("runner ended") < self.events.index("record ended")
+
     def assert_cluster_stopped_before_the_record_ended(self) -> None:
         assert self.gateway.created == self.gateway.stopped == ["cluster-1"]
         assert self.events.index("cluster stopped") < self.events.index("record ended")
@@ -116,12 +143,13 @@ def test_success_ends_succeeded_with_the_cluster_stopped(tmp_path: Path) -> None
     job = Job(tmp_path, runs_for=3.0)
     assert job.run(workers=Workers(2, 2)) == 0
     assert job.reporter.final == (JobState.SUCCEEDED, 0, None)
-    assert job.events[:5] == [
+    assert job.events[:6] == [
         "record started",
+        "runner started held",  # its start overlaps the cluster's
         "cluster created",
         "cluster running",
         "cluster scaled",
-        "runner started",
+        "runner released",
     ]
     assert job.gateway.sizes == [("cluster-1", 2, 2)]
     assert job.reporter.clusters == [
@@ -134,6 +162,62 @@ def test_success_ends_succeeded_with_the_cluster_stopped(tmp_path: Path) -> None
     assert job.runner.env["KBATCH_DASK_CLUSTER"] == "cluster-1"
     assert job.runner.env["DASK_GATEWAY__ADDRESS"] == "http://gateway.test"
     assert job.runner.signals == []
+
+
+def test_the_cluster_s_name_and_workers_reach_the_runner_at_its_release(tmp_path: Path) -> None:
+    """Started before the cluster exists, the runner learns it at its release; what does
+    not depend on the cluster is in its environment from its start."""
+    job = Job(tmp_path)
+    assert job.run(workers=Workers(2, 2)) == 0
+    assert job.runner.released == {
+        "KBATCH_DASK_CLUSTER": "cluster-1",
+        "KBATCH_DASK_WAIT_FOR_WORKERS": str(job.supervisor.spec.required_workers()),
+        "KBATCH_DASK_WAIT_FOR_WORKERS_TIMEOUT": "300.0",
+    }
+    assert job.runner.env is not None
+    assert job.runner.env["KBATCH_DASK_JOB_ID"] == JOB
+
+
+def test_a_job_without_cluster_starts_its_runner_unheld(tmp_path: Path) -> None:
+    job = Job(tmp_path)
+    assert job.run(workers=None) == 0
+    assert job.events[:3] == ["record started", "runner started", "runner released"]
+    assert job.runner.released == {}
+
+
+def test_the_cluster_stops_while_the_runner_s_python_exits(tmp_path: Path) -> None:
+    """The user's code said it ended: its Python's teardown is no reason to keep the cluster."""
+    job = Job(tmp_path, exits_for=1.0)  # within the kill grace (2 s)
+    assert job.run() == 0
+    assert job.reporter.final == (JobState.SUCCEEDED, 0, None)
+    order = ["runner's code ended", "cluster stopped", "runner ended", "record ended"]
+    assert [e for e in job.events if e in order] == order
+    job.assert_cluster_stopped_before_the_record_ended()
+
+
+def test_what_the_job_left_running_ends_before_its_cluster_stops(tmp_path: Path) -> None:
+    job = Job(tmp_path, exits_for=1.0)
+    assert job.run(leftovers=LeftBehind(job.events)) == 0
+    order = ["runner's code ended", "runner ended", "leftovers ended", "cluster stopped", "record ended"]
+    assert [e for e in job.events if e in order] == order
+
+
+def test_a_runner_whose_python_does_not_exit_after_its_code_is_killed(tmp_path: Path) -> None:
+    job = Job(tmp_path, exits_for=100.0)
+    assert job.run() == 137  # kill_grace 2 s after its code ended
+    assert job.runner.killed
+    assert job.reporter.final == (JobState.FAILED, 137, "killed by signal 9 (SIGKILL)")
+    job.assert_cluster_stopped_before_the_record_ended()
+
+
+def test_a_signal_while_the_cluster_starts_ends_the_runner_started_held(tmp_path: Path) -> None:
+    job = Job(tmp_path)
+    job.gateway.while_starting = signal_driver(signal.SIGTERM)
+    assert job.run() == 1
+    assert job.events.index("runner started held") < job.events.index("cluster running")
+    assert job.runner.killed and "runner released" not in job.events
+    assert SCRIPT_LINE not in job.output.read_text()
+    assert job.events.index("runner ended") < job.events.index("record ended")
 
 
 def test_the_cluster_is_recorded_before_it_runs(tmp_path: Path) -> None:
@@ -192,7 +276,7 @@ def test_signal_to_the_driver_while_the_cluster_starts_runs_no_user_code(tmp_pat
     job = Job(tmp_path)
     job.gateway.while_starting = signal_driver(signal.SIGTERM)
     assert job.run() == 1
-    assert "runner started" not in job.events
+    job.assert_no_user_code_ran()
     assert job.reporter.final == (JobState.FAILED, None, "driver received SIGTERM")
     job.assert_cluster_stopped_before_the_record_ended()
     assert job.note() == f"kbatch: job {JOB} FAILED: driver received SIGTERM"
@@ -205,7 +289,7 @@ def test_signal_while_the_gateway_creates_the_cluster_stops_the_cluster_it_made(
     job = Job(tmp_path)
     job.gateway.while_creating = signal_driver(signal.SIGTERM)
     assert job.run() == 1
-    assert "runner started" not in job.events
+    job.assert_no_user_code_ran()
     assert job.gateway.created == ["cluster-1"]
     assert job.gateway.stopped == ["cluster-1"]
     assert job.reporter.final == (JobState.FAILED, None, "driver received SIGTERM")
@@ -223,7 +307,7 @@ def test_signal_whose_interruption_the_cluster_start_swallowed_runs_no_user_code
     job = Job(tmp_path)
     job.gateway.while_starting = swallowed
     assert job.run() == 1
-    assert "runner started" not in job.events
+    job.assert_no_user_code_ran()
     assert job.reporter.final == (JobState.FAILED, None, "driver received SIGTERM")
     job.assert_cluster_stopped_before_the_record_ended()
 
@@ -242,7 +326,7 @@ def test_cancel_while_the_cluster_starts_ends_cancelled(tmp_path: Path) -> None:
     job.reporter.cancel = True
     job.gateway.while_starting = signal_driver(signal.SIGTERM)
     assert job.run() == 1
-    assert "runner started" not in job.events
+    job.assert_no_user_code_ran()
     assert job.reporter.final == (JobState.CANCELLED, None, "cancelled by user")
     job.assert_cluster_stopped_before_the_record_ended()
 
@@ -332,19 +416,33 @@ def test_gateway_down_at_start_beyond_the_retry_window_fails_without_a_cluster(t
     assert job.run() == 1
     reason = "the Dask-Gateway at http://gateway.test did not answer (gave up retrying)"
     assert job.reporter.final == (JobState.FAILED, None, reason)
-    assert "runner started" not in job.events
+    job.assert_no_user_code_ran()
     assert job.gateway.created == job.gateway.stopped == []
     assert job.output.read_text() == f"kbatch: job {JOB} FAILED: {reason}\n"
 
 
 def test_driver_error_fails_the_job_and_still_stops_the_cluster(tmp_path: Path) -> None:
-    job = Job(tmp_path, fails_to_start=FileNotFoundError(2, "No such file or directory"))
+    job = Job(tmp_path)
+
+    def fails() -> None:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    job.gateway.while_starting = fails
     assert job.run() == 1
     reason = "driver error: FileNotFoundError(2, 'No such file or directory')"
     assert job.reporter.final == (JobState.FAILED, None, reason)
     assert reason in job.log
     job.assert_cluster_stopped_before_the_record_ended()
+    job.assert_no_user_code_ran()
     assert job.note() == f"kbatch: job {JOB} FAILED: {reason}"
+
+
+def test_a_runner_that_cannot_start_fails_the_job_before_its_cluster_is_made(tmp_path: Path) -> None:
+    job = Job(tmp_path, fails_to_start=FileNotFoundError(2, "No such file or directory"))
+    assert job.run() == 1
+    reason = "driver error: FileNotFoundError(2, 'No such file or directory')"
+    assert job.reporter.final == (JobState.FAILED, None, reason)
+    assert job.gateway.created == [] and job.gateway.closed
 
 
 def test_output_file_that_cannot_be_opened_fails_the_job_before_the_cluster(tmp_path: Path) -> None:
@@ -354,7 +452,7 @@ def test_output_file_that_cannot_be_opened_fails_the_job_before_the_cluster(tmp_
     reason = f"cannot write the output file {job.output}: Is a directory"
     assert job.reporter.final == (JobState.FAILED, None, reason)
     assert reason in job.log
-    assert "runner started" not in job.events
+    job.assert_no_user_code_ran()
     assert job.connects == 0 and job.gateway.created == []
 
 
@@ -367,7 +465,7 @@ def test_error_file_that_cannot_be_opened_fails_the_job(tmp_path: Path) -> None:
     assert state is JobState.FAILED
     assert reason == f"cannot write the error file {error}: Not a directory"
     assert job.output.read_text() == ""  # opened, then closed unwritten
-    assert "runner started" not in job.events
+    job.assert_no_user_code_ran()
 
 
 # -- --memory: the runner's memory, measured at every poll ----------------------
@@ -492,7 +590,7 @@ def test_a_cancel_asked_between_attempts_runs_no_further_attempt(tmp_path: Path,
     job = Job(tmp_path)
     job.reporter.cancel = True  # marked while the last attempt wound down, its signal ignored
     assert job.run(retries=2, attempt=2) == 1
-    assert "runner started" not in job.events and job.gateway.created == []
+    assert "runner started held" not in job.events and job.gateway.created == []
     assert job.reporter.final == (JobState.CANCELLED, None, "cancelled by user")
     assert not job.supervisor.again
 

@@ -46,11 +46,15 @@ def signal_driver(signum: int) -> Callable[[], None]:
 
 
 class FakeRunner:
-    """The runner process: it ends by itself ``runs_for`` seconds after its start
-    with ``returncode`` (``-N``: killed by signal N), ends with ``-SIGTERM`` when
-    sent SIGTERM unless it ``ignores_sigterm``, and with ``-SIGKILL`` when killed.
-    ``at`` maps times since its start to actions run then (signal the driver,
-    stop the cluster, ...); ``fails_to_start`` is raised by :meth:`start`."""
+    """The runner process: started held (``held``), it runs the user's code only once
+    released (:meth:`release`, at once when started unheld), the release's
+    environment added to ``env``. It ends by itself ``runs_for`` seconds after its
+    release with ``returncode`` (``-N``: killed by signal N), ends with ``-SIGTERM``
+    when sent SIGTERM unless it ``ignores_sigterm``, and with ``-SIGKILL`` when killed
+    (held or not). ``at`` maps times since its release to actions run then (signal
+    the driver, stop the cluster, ...); ``fails_to_start`` is raised by :meth:`start`.
+    The user's code writes ``output of the script`` as it starts. Once its code ended
+    by itself, its Python takes ``exits_for`` seconds more to exit."""
 
     def __init__(
         self,
@@ -61,6 +65,7 @@ class FakeRunner:
         ignores_sigterm: bool = False,
         at: Mapping[float, Callable[[], None]] | None = None,
         fails_to_start: Exception | None = None,
+        exits_for: float = 0.0,
     ) -> None:
         self.clock = clock
         self.events = events
@@ -69,39 +74,77 @@ class FakeRunner:
         self.ignores_sigterm = ignores_sigterm
         self.at = dict(at or {})
         self.fails_to_start = fails_to_start
+        self.exits_for = exits_for
+        self.code_ended = False
         self.pid = 4242  # what the supervisor measures the memory of
-        self.env: Mapping[str, str] | None = None  # the environment it was started with
+        self.env: Mapping[str, str] | None = None  # its environment: as started, plus the release's
+        self.held = False  # started held, not yet released
+        self.released: Mapping[str, str] | None = None  # what the release added to its environment
+        self.stdout: IO[bytes] | None = None
         self.signals: list[int] = []
         self.killed = False
         self.returncode: int | None = None
-        self.ends_at = 0.0
+        self.ends_at = float("inf")  # until released
         self.pending: dict[float, Callable[[], None]] = {}
 
     def start(
-        self, argv: list[str], *, cwd: str, env: Mapping[str, str], stdout: IO[bytes] | None, stderr: IO[bytes] | None
+        self,
+        argv: list[str],
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        stdout: IO[bytes] | None,
+        stderr: IO[bytes] | None,
+        held: bool,
     ) -> FakeRunner:
         if self.fails_to_start is not None:
             raise self.fails_to_start
-        self.events.append("runner started")
+        self.events.append("runner started held" if held else "runner started")
         self.env = dict(env)
-        self.ends_at = self.clock.now + self.runs_for
-        self.pending = {self.clock.now + t: action for t, action in self.at.items()}
-        if stdout is not None:
-            stdout.write(b"output of the script\n")
+        self.stdout = stdout
+        self.held = True
+        if not held:
+            self.release({})
         return self
 
-    def wait(self, timeout: float | None = None) -> int:
-        until = self.ends_at if timeout is None else min(self.clock.now + timeout, self.ends_at)
+    def release(self, env: Mapping[str, str]) -> None:
+        if not self.held or self.returncode is not None:  # released already, or ended while held
+            return
+        self.held = False
+        self.events.append("runner released")
+        self.released = dict(env)
+        self.env = {**(self.env or {}), **env}
+        self.ends_at = self.clock.now + self.runs_for
+        self.pending = {self.clock.now + t: action for t, action in self.at.items()}
+        if self.stdout is not None:
+            self.stdout.write(b"output of the script\n")
+
+    def _run_until(self, until: float) -> None:
+        """Let time pass to ``until``: the actions due meanwhile, the code's end, the exit."""
         for when in sorted(t for t in self.pending if t <= until):
-            if self.returncode is not None:
+            if self.returncode is not None or self.code_ended:
                 break
             self.clock.now = max(self.clock.now, when)
             self.pending.pop(when)()
         if self.returncode is None:
             self.clock.now = max(self.clock.now, until)
-            if self.clock.now >= self.ends_at:
+            if self.clock.now >= self.ends_at and not self.code_ended:
+                self.code_ended = True
+                self.events.append("runner's code ended")
+            if self.clock.now >= self.ends_at + self.exits_for:
                 self.returncode = self.exit
                 self.events.append("runner ended")
+
+    def finished(self, timeout: float) -> bool:
+        self._run_until(min(self.clock.now + timeout, self.ends_at))
+        return self.code_ended or self.returncode is not None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        exit_at = self.ends_at + self.exits_for
+        self._run_until(exit_at if timeout is None else min(self.clock.now + timeout, exit_at))
         if self.returncode is None:
             raise subprocess.TimeoutExpired("runner", timeout or 0)
         return self.returncode
