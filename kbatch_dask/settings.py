@@ -9,6 +9,9 @@ Values are checked and converted once, here::
 
     >>> load().driver.kill_grace
     10.0
+
+Each class has a docstring: a dataclass without one gets its signature as one,
+computed with ``inspect`` when the class is made, on every command's start.
 """
 
 from __future__ import annotations
@@ -27,11 +30,15 @@ from kbatch_dask.errors import BadInput
 
 @dataclasses.dataclass(frozen=True)
 class Dask:
+    """``kbatch.dask``: a job's cluster when the submission does not say."""
+
     workers: str  # N, MIN:MAX or 0, as --dask-workers
 
 
 @dataclasses.dataclass(frozen=True)
 class Driver:
+    """``kbatch.driver``: how a job's driver waits, retries and stops."""
+
     kill_grace: float
     gateway_retry: float
     dead_mans_switch_grace: float
@@ -43,6 +50,8 @@ class Driver:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
+    """``kbatch.report``: the report a job writes at its end, and its prices."""
+
     enabled: bool
     html: bool
     core_hour_price: float | None
@@ -52,18 +61,24 @@ class Report:
 
 @dataclasses.dataclass(frozen=True)
 class Queue:
+    """``kbatch.queue``: which ended jobs the queue shows, how long it asks for live counts."""
+
     recent_hours: float
     live_timeout: float
 
 
 @dataclasses.dataclass(frozen=True)
 class Local:
+    """``kbatch.local``: the local backend's state directory and cancel."""
+
     home: str | None
     cancel_timeout: float
 
 
 @dataclasses.dataclass(frozen=True)
 class EmbeddedGatewayLimits:
+    """``kbatch.embedded-gateway``: the local backend's own gateway and its limits."""
+
     cluster_max_workers: int
     worker_cores: int
     worker_cores_max: int
@@ -75,6 +90,8 @@ class EmbeddedGatewayLimits:
 
 @dataclasses.dataclass(frozen=True)
 class Hub:
+    """``kbatch.hub``: the JupyterHub tokens of jobs, and the hub's address."""
+
     job_tokens: bool
     token_scopes: tuple[str, ...]
     revoke_at_end: bool
@@ -86,6 +103,8 @@ class Hub:
 
 @dataclasses.dataclass(frozen=True)
 class Kubernetes:
+    """``kbatch.kubernetes``: the Kubernetes backend's jobs and pods."""
+
     namespace: str | None
     context: str | None
     image: str | None
@@ -105,6 +124,8 @@ class Kubernetes:
 
 @dataclasses.dataclass(frozen=True)
 class ServiceLimits:
+    """``kbatch.service.limits``: what each user (and all) may run at once."""
+
     max_running_jobs: int
     max_running_jobs_total: int | None
     max_queued_jobs: int | None
@@ -117,6 +138,8 @@ class ServiceLimits:
 
 @dataclasses.dataclass(frozen=True)
 class ServiceArchive:
+    """``kbatch.service.archive``: where the service keeps ended jobs' files."""
+
     directory: str
     max_log_bytes: int
     max_result_bytes: int
@@ -124,6 +147,8 @@ class ServiceArchive:
 
 @dataclasses.dataclass(frozen=True)
 class ServiceMail:
+    """``kbatch.service.mail``: how the service mails its jobs' users."""
+
     smtp_host: str | None  # None: the service sends no mail (--mail-type is refused)
     smtp_port: int | None  # None: the security's usual port
     security: str  # "starttls", "ssl" or "plain"
@@ -139,11 +164,15 @@ class ServiceMail:
 
 @dataclasses.dataclass(frozen=True)
 class ServiceHistory:
+    """``kbatch.service.history``: how long the service keeps job records."""
+
     retention: str | None  # how long job records are kept, e.g. "90d"; None: for ever
 
 
 @dataclasses.dataclass(frozen=True)
 class Service:
+    """``kbatch.service``: the kbatch-dask service and the jobs it runs."""
+
     url: str | None
     token: str | None
     name: str
@@ -169,6 +198,8 @@ class Service:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    """The ``kbatch`` namespace, one field per section of ``kbatch.yaml``."""
+
     backend: str
     output: str
     notebook_output: str

@@ -2,8 +2,9 @@
 ``sys.modules`` shows after the command ran in a fresh interpreter): the queue
 neither the spec's validation, nor the other commands, nor the API's submit
 half, nor PyYAML once the config files were parsed (their data is cached), nor
-an HTTP stack when no gateway is to be asked; a submission without a cluster no
-HTTP stack. ``tests/test_lazy_imports.py`` holds the heavier packages (dask,
+an HTTP stack when no gateway is to be asked, nor what only a submission or
+the gateway's start needs (subprocess, secrets); a submission without a cluster
+no HTTP stack. ``tests/test_lazy_imports.py`` holds the heavier packages (dask,
 distributed, dask-gateway, kubernetes) to the same rule."""
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ NOT_FOR_THE_QUEUE = {
     "http.client",
     "asyncio",
     "ssl",
+    "subprocess",  # submitting, and starting the embedded gateway, need it
+    "secrets",  # with hmac and OpenSSL: the gateway's first start needs it
+    "kbatch_dask.report",  # `kbatch report` and `show` read it
 }
 
 
