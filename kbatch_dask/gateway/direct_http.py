@@ -18,10 +18,12 @@ False
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # imported by the request: a command that asks no gateway does without it
+    import socket
 
 REDIRECT = frozenset({301, 302, 303, 307, 308})  # urllib follows these; the caller asks it to
 USER_AGENT = "Python-urllib/3"  # what urllib says it is, less its minor version
@@ -71,6 +73,8 @@ def request(
 def _connected(host: str, port: int, timeout: float) -> socket.socket:
     """A socket connected to ``host``; an address such as 127.0.0.1 without a
     ``getaddrinfo``, whose first call in a process costs more than the request."""
+    import socket
+
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, host)

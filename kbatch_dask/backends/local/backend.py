@@ -144,7 +144,6 @@ class LocalBackend:
     def _submit(self, spec: JobSpec, environment: dict[str, str], script: str | None = None) -> JobRecord:
         """Submit ``spec``, its script snapshotted from ``script`` (a resubmission's: the old
         job's snapshot), else from ``spec.script``."""
-        import socket
         import subprocess
 
         from kbatch_dask.spec import expand_pattern
@@ -169,7 +168,7 @@ class LocalBackend:
                 args=spec.args,
                 output=output,
                 comment=spec.comment,
-                host=socket.gethostname(),
+                host=os.uname().nodename,  # socket.gethostname(), without importing socket
                 dask=DaskInfo(str(spec.workers), worker_cores=spec.worker_cores, worker_memory=spec.worker_memory)
                 if spec.workers
                 else None,
