@@ -26,40 +26,18 @@ from typing import Any
 
 from kbatch_dask import config
 from kbatch_dask.errors import BadInput
+from kbatch_dask.frozen import FrozenMethods
 
 
-class _Section:
-    """The ``__repr__``, ``__eq__`` and ``__hash__`` a frozen dataclass gets, written
-    once for all the settings classes: ``dataclass`` compiles them anew for each
-    class, ~40 % of making them, which every command's start paid."""
-
-    __slots__ = ()
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))  # type: ignore[arg-type]
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))  # type: ignore[arg-type]
-        return f"{type(self).__qualname__}({shown})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__ or not isinstance(other, _Section):
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class Dask(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Dask(FrozenMethods):
     """``kbatch.dask``: a job's cluster when the submission does not say."""
 
     workers: str  # N, MIN:MAX or 0, as --dask-workers
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class Driver(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Driver(FrozenMethods):
     """``kbatch.driver``: how a job's driver waits, retries and stops."""
 
     kill_grace: float
@@ -71,8 +49,8 @@ class Driver(_Section):
     wait_for_workers_timeout: float
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class Report(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Report(FrozenMethods):
     """``kbatch.report``: the report a job writes at its end, and its prices."""
 
     enabled: bool
@@ -82,24 +60,24 @@ class Report(_Section):
     currency: str
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class Queue(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Queue(FrozenMethods):
     """``kbatch.queue``: which ended jobs the queue shows, how long it asks for live counts."""
 
     recent_hours: float
     live_timeout: float
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class Local(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Local(FrozenMethods):
     """``kbatch.local``: the local backend's state directory and cancel."""
 
     home: str | None
     cancel_timeout: float
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class EmbeddedGatewayLimits(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class EmbeddedGatewayLimits(FrozenMethods):
     """``kbatch.embedded-gateway``: the local backend's own gateway and its limits."""
 
     cluster_max_workers: int
@@ -111,8 +89,8 @@ class EmbeddedGatewayLimits(_Section):
     attach_timeout: float
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class Hub(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Hub(FrozenMethods):
     """``kbatch.hub``: the JupyterHub tokens of jobs, and the hub's address."""
 
     job_tokens: bool
@@ -124,8 +102,8 @@ class Hub(_Section):
     public_url: str | None
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class Kubernetes(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Kubernetes(FrozenMethods):
     """``kbatch.kubernetes``: the Kubernetes backend's jobs and pods."""
 
     namespace: str | None
@@ -145,8 +123,8 @@ class Kubernetes(_Section):
     rwo_home: str  # pin, without or refuse (checked where it is used: pod_settings.plan_claims)
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class ServiceLimits(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class ServiceLimits(FrozenMethods):
     """``kbatch.service.limits``: what each user (and all) may run at once."""
 
     max_running_jobs: int
@@ -159,8 +137,8 @@ class ServiceLimits(_Section):
     max_gpus: int | None
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class ServiceArchive(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class ServiceArchive(FrozenMethods):
     """``kbatch.service.archive``: where the service keeps ended jobs' files."""
 
     directory: str
@@ -168,8 +146,8 @@ class ServiceArchive(_Section):
     max_result_bytes: int
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class ServiceMail(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class ServiceMail(FrozenMethods):
     """``kbatch.service.mail``: how the service mails its jobs' users."""
 
     smtp_host: str | None  # None: the service sends no mail (--mail-type is refused)
@@ -185,15 +163,15 @@ class ServiceMail(_Section):
     log_lines: int
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class ServiceHistory(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class ServiceHistory(FrozenMethods):
     """``kbatch.service.history``: how long the service keeps job records."""
 
     retention: str | None  # how long job records are kept, e.g. "90d"; None: for ever
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class Service(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Service(FrozenMethods):
     """``kbatch.service``: the kbatch-dask service and the jobs it runs."""
 
     url: str | None
@@ -219,8 +197,8 @@ class Service(_Section):
     mail: ServiceMail
 
 
-@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # _Section's
-class Settings(_Section):
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Settings(FrozenMethods):
     """The ``kbatch`` namespace, one field per section of ``kbatch.yaml``."""
 
     backend: str
