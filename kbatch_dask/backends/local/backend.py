@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -366,6 +365,8 @@ class LocalBackend:
         """Signal the job's driver to end (SIGTERM, grace, SIGKILL to its process group)
         and return its final record; recorded here as ``state`` for ``reason`` when the
         driver could not record its end."""
+        import signal  # here: its enums cost the queue, which reads this module, a few ms
+
         pid = record.pid
         if pid is not None and pid_alive(pid):
             killpg(pid, signal.SIGTERM)
