@@ -4,8 +4,9 @@ neither the spec's validation, nor the other commands, nor the API's submit
 half, nor PyYAML once the config files were parsed (their data is cached), nor
 an HTTP stack when no gateway is to be asked, nor what only a submission or
 the gateway's start needs (subprocess, secrets); a submission without a cluster
-no HTTP stack. ``tests/test_lazy_imports.py`` holds the heavier packages (dask,
-distributed, dask-gateway, kubernetes) to the same rule."""
+no HTTP stack, no socket, nor what only other commands use.
+``tests/test_lazy_imports.py`` holds the heavier packages (dask, distributed,
+dask-gateway, kubernetes) to the same rule."""
 
 from __future__ import annotations
 
@@ -101,3 +102,7 @@ def test_a_local_submission_without_a_cluster_imports_no_http_stack(session: Pat
     args = ("--parsable", "-o", str(tmp_path / "x.out"), str(script), "--dask-workers", "0")
     modules, out = imported(tmp_path, "main", *args)
     assert out.strip() and modules & {"urllib.request", "http.client", "asyncio", "ssl"} == set()
+    # Nor what only other commands, or a submission with a cluster, use; nor click's
+    # difflib, which its lookup of a short flag (-o) imports to suggest near names.
+    unused = {"socket", "secrets", "tempfile", "kbatch_dask.report", "kbatch_dask.reaper", "difflib"}
+    assert modules & unused == set()
