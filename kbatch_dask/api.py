@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,13 +15,11 @@ from typing import TYPE_CHECKING, Any
 from kbatch_dask import settings
 from kbatch_dask.backends import Backend, get_backend
 from kbatch_dask.errors import BackendError, BadInput, KbatchError
-from kbatch_dask.gateway import ClusterInfo, ClusterStatus, GatewayClient, configured_gateway
-from kbatch_dask.gateway.options import check_cluster_options
+from kbatch_dask.gateway import ClusterInfo, ClusterStatus, configured_gateway
 from kbatch_dask.job import Job
 from kbatch_dask.listing import backend_for
 from kbatch_dask.listing import list_records as list_records  # the API's, defined with the queue
 from kbatch_dask.listing import show_record as show_record
-from kbatch_dask.reaper import GcAction, stale_clusters
 from kbatch_dask.records import JobRecord
 from kbatch_dask.spec import JobSpec, build_spec
 from kbatch_dask.spec.environment import exported_environment
@@ -33,6 +30,7 @@ HUB_BACKEND = "hub"  # the kbatch-dask service's (backends/hub), imported only w
 
 if TYPE_CHECKING:
     from kbatch_dask.backends.local.backend import LocalBackend
+    from kbatch_dask.reaper import GcAction
     from kbatch_dask.settings import Settings
 
 
@@ -115,6 +113,9 @@ def _check_cluster_options(spec: JobSpec, backend: Backend) -> None:
     options = spec.cluster_options()
     if not spec.workers or not options:
         return
+    from kbatch_dask.gateway import GatewayClient  # here: most submissions ask the gateway nothing
+    from kbatch_dask.gateway.options import check_cluster_options
+
     try:
         settings = backend.gateway()
         if settings is None:
@@ -197,6 +198,8 @@ def submit_with_cluster(
     raw["dask_option"] = raw.pop("dask_options", None)
     raw.setdefault("name", getattr(fn, "__name__", "function").strip("<>") or "function")
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(raw["name"]))[:64] or "function"
+    import tempfile  # here: only a function's submission needs it
+
     with tempfile.TemporaryDirectory(prefix="kbatch-payload-") as tmp:
         path = os.path.join(tmp, stem + PAYLOAD_SUFFIX)
         with open(path, "wb") as f:
@@ -254,6 +257,9 @@ def gc(*, dry_run: bool = False, all_clusters: bool = False, backend: str | None
     >>> [a.why for a in gc(dry_run=True)]  # doctest: +SKIP
     ['job k3x9q LOST']
     """
+    from kbatch_dask.gateway import GatewayClient
+    from kbatch_dask.reaper import stale_clusters
+
     b = _backend(backend)
     records = b.list(ended_since=None)
     found = b.gateway()
@@ -273,6 +279,8 @@ def _gc_without_gateway(
 ) -> list[GcAction]:
     """No gateway to ask (the embedded one was killed): the clusters whose processes
     still run here, of ended jobs (with ``all_clusters``: of no job too), ended directly."""
+    from kbatch_dask.reaper import stale_clusters
+
     running = backend.clusters_without_gateway()
     clusters = {name: ClusterInfo(name, ClusterStatus.RUNNING, None) for name in running}
     actions = []

@@ -6,14 +6,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 from collections.abc import Iterator
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` so readers see either the old or the new file, never half of
     one (temp file in the same directory, fsync, rename); ``mode`` for a new file."""
-    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(3)}.tmp"
+    tmp = f"{path}.{os.getpid()}.{os.urandom(3).hex()}.tmp"  # not secrets: it imports hmac, OpenSSL
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as f:

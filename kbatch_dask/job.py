@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbatch_dask.backends import Backend
 from kbatch_dask.backends.outputs import LogStream, decoded
 from kbatch_dask.errors import KbatchError, KbatchWarning
 from kbatch_dask.records import JobRecord, JobState
 from kbatch_dask.render import workers_cell
-from kbatch_dask.report import JobReport
 from kbatch_dask.spec.units import format_duration, parse_seconds
+
+if TYPE_CHECKING:  # the report's module, and html, only where they are used: not on submit's path
+    from kbatch_dask.report import JobReport
 
 
 class Job:
@@ -139,6 +140,8 @@ class Job:
     def _repr_html_(self) -> str:
         """The notebook's view of the job, fetched afresh unless it has ended: a
         cell showing the job, run again, shows it as it is now."""
+        import html
+
         r = self._record if self._record.state.is_terminal() else self.refresh()
         dash = r.dask.dashboard if r.dask and not r.state.is_terminal() else None  # gone once the job ends
         rows = [

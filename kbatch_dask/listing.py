@@ -76,6 +76,8 @@ def _gateway_settings(backend: Backend, records: list[JobRecord]) -> GatewaySett
     if not any(r.dask and r.dask.cluster for r in records):
         return None
     try:
-        return backend.gateway()
+        # Not probed: a gateway that is down, or still starting, refuses the listing
+        # itself, which shows the same unknown cluster states; one request, not two.
+        return backend.gateway(probe=False)
     except KbatchError:
         return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from kbatch_dask.frozen import FrozenMethods
 from kbatch_dask.gateway.status import ClusterStatus
 
 
@@ -62,8 +63,8 @@ def _parse_iso(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-@dataclass(frozen=True)
-class DaskInfo:
+@dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class DaskInfo(FrozenMethods):
     """The job's Dask cluster, as far as it is known."""
 
     workers: str  # requested: "2" or "1:10"
@@ -83,8 +84,8 @@ class DaskInfo:
         return {**dataclasses.asdict(self), "cluster_status": status.value if status else None}
 
 
-@dataclass(frozen=True)
-class JobRecord:
+@dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class JobRecord(FrozenMethods):
     """One job as a backend reports it; serialises to the JSON of CLI.md."""
 
     id: str

@@ -9,6 +9,9 @@ Values are checked and converted once, here::
 
     >>> load().driver.kill_grace
     10.0
+
+Each class has a docstring: a dataclass without one gets its signature as one,
+computed with ``inspect`` when the class is made, on every command's start.
 """
 
 from __future__ import annotations
@@ -23,15 +26,20 @@ from typing import Any
 
 from kbatch_dask import config
 from kbatch_dask.errors import BadInput
+from kbatch_dask.frozen import FrozenMethods
 
 
-@dataclasses.dataclass(frozen=True)
-class Dask:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Dask(FrozenMethods):
+    """``kbatch.dask``: a job's cluster when the submission does not say."""
+
     workers: str  # N, MIN:MAX or 0, as --dask-workers
 
 
-@dataclasses.dataclass(frozen=True)
-class Driver:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Driver(FrozenMethods):
+    """``kbatch.driver``: how a job's driver waits, retries and stops."""
+
     kill_grace: float
     gateway_retry: float
     dead_mans_switch_grace: float
@@ -41,8 +49,10 @@ class Driver:
     wait_for_workers_timeout: float
 
 
-@dataclasses.dataclass(frozen=True)
-class Report:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Report(FrozenMethods):
+    """``kbatch.report``: the report a job writes at its end, and its prices."""
+
     enabled: bool
     html: bool
     core_hour_price: float | None
@@ -50,20 +60,26 @@ class Report:
     currency: str
 
 
-@dataclasses.dataclass(frozen=True)
-class Queue:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Queue(FrozenMethods):
+    """``kbatch.queue``: which ended jobs the queue shows, how long it asks for live counts."""
+
     recent_hours: float
     live_timeout: float
 
 
-@dataclasses.dataclass(frozen=True)
-class Local:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Local(FrozenMethods):
+    """``kbatch.local``: the local backend's state directory and cancel."""
+
     home: str | None
     cancel_timeout: float
 
 
-@dataclasses.dataclass(frozen=True)
-class EmbeddedGatewayLimits:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class EmbeddedGatewayLimits(FrozenMethods):
+    """``kbatch.embedded-gateway``: the local backend's own gateway and its limits."""
+
     cluster_max_workers: int
     worker_cores: int
     worker_cores_max: int
@@ -73,8 +89,10 @@ class EmbeddedGatewayLimits:
     attach_timeout: float
 
 
-@dataclasses.dataclass(frozen=True)
-class Hub:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Hub(FrozenMethods):
+    """``kbatch.hub``: the JupyterHub tokens of jobs, and the hub's address."""
+
     job_tokens: bool
     token_scopes: tuple[str, ...]
     revoke_at_end: bool
@@ -84,8 +102,10 @@ class Hub:
     public_url: str | None
 
 
-@dataclasses.dataclass(frozen=True)
-class Kubernetes:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Kubernetes(FrozenMethods):
+    """``kbatch.kubernetes``: the Kubernetes backend's jobs and pods."""
+
     namespace: str | None
     context: str | None
     image: str | None
@@ -103,8 +123,10 @@ class Kubernetes:
     rwo_home: str  # pin, without or refuse (checked where it is used: pod_settings.plan_claims)
 
 
-@dataclasses.dataclass(frozen=True)
-class ServiceLimits:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class ServiceLimits(FrozenMethods):
+    """``kbatch.service.limits``: what each user (and all) may run at once."""
+
     max_running_jobs: int
     max_running_jobs_total: int | None
     max_queued_jobs: int | None
@@ -115,15 +137,19 @@ class ServiceLimits:
     max_gpus: int | None
 
 
-@dataclasses.dataclass(frozen=True)
-class ServiceArchive:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class ServiceArchive(FrozenMethods):
+    """``kbatch.service.archive``: where the service keeps ended jobs' files."""
+
     directory: str
     max_log_bytes: int
     max_result_bytes: int
 
 
-@dataclasses.dataclass(frozen=True)
-class ServiceMail:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class ServiceMail(FrozenMethods):
+    """``kbatch.service.mail``: how the service mails its jobs' users."""
+
     smtp_host: str | None  # None: the service sends no mail (--mail-type is refused)
     smtp_port: int | None  # None: the security's usual port
     security: str  # "starttls", "ssl" or "plain"
@@ -137,13 +163,17 @@ class ServiceMail:
     log_lines: int
 
 
-@dataclasses.dataclass(frozen=True)
-class ServiceHistory:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class ServiceHistory(FrozenMethods):
+    """``kbatch.service.history``: how long the service keeps job records."""
+
     retention: str | None  # how long job records are kept, e.g. "90d"; None: for ever
 
 
-@dataclasses.dataclass(frozen=True)
-class Service:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Service(FrozenMethods):
+    """``kbatch.service``: the kbatch-dask service and the jobs it runs."""
+
     url: str | None
     token: str | None
     name: str
@@ -167,8 +197,10 @@ class Service:
     mail: ServiceMail
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class Settings(FrozenMethods):
+    """The ``kbatch`` namespace, one field per section of ``kbatch.yaml``."""
+
     backend: str
     output: str
     notebook_output: str

@@ -1,7 +1,8 @@
 """Commands people type all day import only what they use: not dask,
 distributed or dask-gateway (each costs more than the command itself), nor
-kubernetes on the local backend. And the queue's plain-HTTP cluster listing
-says what dask-gateway's own client says."""
+kubernetes on the local backend, nor, to ask the embedded gateway, urllib's
+HTTP stack. And the queue's plain-HTTP cluster listing says what dask-gateway's
+own client says."""
 
 from __future__ import annotations
 
@@ -90,8 +91,10 @@ def test_local_commands_on_a_job_with_a_running_cluster_import_no_heavy_package(
         modules, proc = imported(tmp_path, *args)
         assert proc.returncode == 0, (args, proc.stderr)
         assert modules & HEAVY == set(), args
-    (row,) = json.loads(imported(tmp_path, "queue", "-o", "json")[1].stdout)
+    modules, proc = imported(tmp_path, "queue", "-o", "json")
+    (row,) = json.loads(proc.stdout)
     assert row["dask"]["cluster_status"] == "RUNNING"  # the gateway was asked, over plain HTTP
+    assert modules & {"urllib.request", "http.client", "ssl"} == set()  # over a socket (direct_http)
     modules, proc = imported(tmp_path, "cancel", job_id)
     assert proc.returncode == 0 and f"Job {job_id} CANCELLED" in proc.stdout, proc.stderr
     assert modules & HEAVY == set()

@@ -95,9 +95,11 @@ class Backend(Protocol):
     def report(self, record: JobRecord) -> Saved | None:
         """What the job's driver saved of its report (:mod:`kbatch_dask.report`), None when none (yet)."""
 
-    def gateway(self, *, start: bool = False) -> GatewaySettings | None:
+    def gateway(self, *, start: bool = False, probe: bool = True) -> GatewaySettings | None:
         """The Dask-Gateway this backend's jobs use: the configured one, or one the
-        backend brings (started first with ``start``); None when there is none to ask."""
+        backend brings (started first with ``start``); None when there is none to ask.
+        Without ``probe``, one the backend brings is not asked first whether it
+        answers: the caller's own request tells (the queue's one cluster listing)."""
 
     def clusters_without_gateway(self) -> dict[str, int]:
         """With :meth:`gateway` None, the clusters of the gateway the backend brings

@@ -67,9 +67,9 @@ def main(args: list[str] | None = None) -> NoReturn:
     if not args:  # bare `kbatch`: its help, not a usage error
         args = ["--help"]
     elif args[0] == "submit":
-        args = ["submit", *split_submit_args(args[1:])]
+        args = ["submit", *split_submit_args(args[1:], spell_long=True)]
     elif args and args[0] not in cli.commands and args[0] not in ("--help", "-h", "--version"):
-        args = ["submit", *split_submit_args(args)]
+        args = ["submit", *split_submit_args(args, spell_long=True)]
     _run(cli, lead + args, "kbatch", debug=bool(lead))
 
 

@@ -5,14 +5,15 @@
   :func:`health`, whether a gateway answers;
 - :mod:`.status`: :class:`ClusterStatus` and :class:`ClusterInfo`;
 - :mod:`.options`: requested cluster options checked against the declared ones;
-- :mod:`.dashboards`: live worker counts from the clusters' dashboards.
+- :mod:`.dashboards`: live worker counts from the clusters' dashboards;
+- :mod:`.direct_http`: a request over a socket, for plain ``http://`` addresses.
 
 Which gateway a job uses is its backend's business (``Backend.gateway``).
 
 The names below are imported on first use: importing a submodule
 (``kbatch_dask.gateway.status``, as every job record does) runs this file, and
-the client's HTTP stack (``urllib.request``, ``ssl``, ~10 ms) is wanted only by
-a command that talks to a gateway.
+the client (and ``socket``, and for an ``https`` gateway ``urllib.request`` and
+``ssl``) is wanted only by a command that talks to a gateway.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kbatch_dask.errors import GatewayError, GatewayUnreachable
+from kbatch_dask.gateway import direct_http
 from kbatch_dask.gateway.settings import GatewaySettings
 from kbatch_dask.gateway.status import ClusterInfo, ClusterStatus
 from kbatch_dask.gateway.transports import Transport, connect, transport_for
@@ -31,10 +32,17 @@ ALL_STATUSES = ",".join(s.value for s in ClusterStatus)
 def health(address: str, timeout: float) -> str | None:
     """Why the gateway at ``address`` is not healthy, None when it is (its
     ``/api/health``, which needs no credentials)."""
-    import urllib.request
-
+    url = f"{address.rstrip('/')}/api/health"
     try:
-        with urllib.request.urlopen(f"{address.rstrip('/')}/api/health", timeout=timeout) as resp:
+        if direct_http.direct(url):
+            status, reason, _ = direct_http.request("GET", url, {}, timeout=timeout)
+            if 200 <= status < 300:
+                return None if status == 200 else f"HTTP {status}"
+            if status not in direct_http.REDIRECT:  # what urllib's HTTPError says
+                return reason or f"HTTP Error {status}: "
+        import urllib.request  # here: only a gateway behind https or a proxy needs urllib's HTTP stack
+
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return None if resp.status == 200 else f"HTTP {resp.status}"
     except (OSError, ValueError) as exc:
         return str(getattr(exc, "reason", None) or exc)

@@ -22,15 +22,29 @@ def live_workers(dashboards: Iterable[str], timeout: float = 1.0) -> dict[str, i
     links = list(dict.fromkeys(dashboards))
     if not links:
         return {}
-    import urllib.request  # here: most queues have no running cluster to ask
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor  # here: most queues have no running cluster to ask
 
     def fetch(link: str) -> int | None:
         try:
-            with urllib.request.urlopen(counts_url(link), timeout=timeout) as resp:
-                return int(json.load(resp)["workers"])
+            return int(json.loads(_get(counts_url(link), timeout))["workers"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     with ThreadPoolExecutor(max_workers=min(16, len(links))) as pool:
         return dict(zip(links, pool.map(fetch, links), strict=False))
+
+
+def _get(url: str, timeout: float) -> bytes:
+    """The body of a GET of ``url``; OSError unless it answered 200 (2xx for urllib)."""
+    from kbatch_dask.gateway import direct_http  # here: most queues have no running cluster to ask
+
+    if direct_http.direct(url):
+        status, reason, body = direct_http.request("GET", url, {}, timeout=timeout)
+        if status not in direct_http.REDIRECT:
+            if 200 <= status < 300:
+                return body
+            raise OSError(f"HTTP {status} {reason}")
+    import urllib.request  # only a dashboard behind https or a proxy needs urllib's HTTP stack
+
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return bytes(resp.read())

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kbatch_dask import config, settings
+from kbatch_dask.frozen import FrozenMethods
 from kbatch_dask.hub.urls import absolute_address, hub_public_url
 
 
-@dataclass(frozen=True)
-class GatewaySettings:
+@dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class GatewaySettings(FrozenMethods):
     """How to reach one gateway; ``env`` points dask-gateway clients (the
     runner's, a script's) at it."""
 

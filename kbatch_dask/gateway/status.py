@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from kbatch_dask.frozen import FrozenMethods
+
 
 class ClusterStatus(str, enum.Enum):
     """A cluster's status as dask-gateway names it (a ``str``, so it prints and
@@ -28,8 +30,8 @@ class ClusterStatus(str, enum.Enum):
         return self.value
 
 
-@dataclass(frozen=True)
-class ClusterInfo:
+@dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class ClusterInfo(FrozenMethods):
     """What the gateway reports about one cluster."""
 
     name: str

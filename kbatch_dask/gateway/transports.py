@@ -1,8 +1,8 @@
 """The two ways to send a request to a Dask-Gateway, both answering with the
 gateway's JSON and raising the same errors:
 
-- :class:`HttpTransport`, plain ``urllib`` for the auth types we speak
-  (``basic``, ``jupyterhub``): nothing to import, the fast path of the CLI;
+- :class:`HttpTransport`, plain HTTP for the auth types we speak (``basic``,
+  ``jupyterhub``): nothing to import, the fast path of the CLI;
 - :class:`DaskGatewayTransport`, dask-gateway's own client for every other auth
   type (``kerberos``, or a custom ``GatewayAuth`` class named by its import
   path), whose 401 challenge-and-answer it alone knows.
@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kbatch_dask.errors import GatewayError, GatewayUnreachable
+from kbatch_dask.gateway import direct_http
 from kbatch_dask.gateway.settings import GatewaySettings
 
 if TYPE_CHECKING:
@@ -92,7 +93,9 @@ def _refusal(settings: GatewaySettings, method: str, path: str, status: int, rea
 
 
 class HttpTransport:
-    """Plain ``urllib`` requests with the auth header set up front."""
+    """Plain HTTP requests with the auth header set up front: over a socket where
+    urllib would send them straight to the gateway (:mod:`.direct_http`, which
+    spares a command urllib's import), else through ``urllib``."""
 
     def __init__(self, settings: GatewaySettings, headers: Mapping[str, str]) -> None:
         self.settings = settings
@@ -104,25 +107,37 @@ class HttpTransport:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        import urllib.error  # here: the HTTP stack is imported by a command that talks to a gateway
-        import urllib.request
-
         url = f"{self.settings.address.rstrip('/')}{path}"
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            reason, answered = str(exc.reason), False
-            with contextlib.suppress(Exception):
-                reason, answered = json.loads(exc.read()).get("error") or reason, True
-            raise _refusal(self.settings, method, path, exc.code, str(reason), answered) from None
+            answer = direct_http.request(method, url, headers, data, timeout) if direct_http.direct(url) else None
+            if answer is None or answer.status in direct_http.REDIRECT:
+                answer = _through_urllib(method, url, headers, data, timeout)
         except (OSError, ValueError) as exc:
             raise GatewayUnreachable(f"the Dask-Gateway at {self.settings.address} is unreachable: {exc}") from None
-        return json.loads(raw) if raw.strip() else None
+        if answer.status >= 400:
+            reason, answered = answer.reason, False
+            with contextlib.suppress(Exception):
+                reason, answered = json.loads(answer.body).get("error") or reason, True
+            raise _refusal(self.settings, method, path, answer.status, str(reason), answered) from None
+        return json.loads(answer.body) if answer.body.strip() else None
 
     def close(self) -> None:
         pass
+
+
+def _through_urllib(
+    method: str, url: str, headers: Mapping[str, str], data: bytes | None, timeout: float
+) -> direct_http.Answer:
+    """The answer as urllib gives it (through a proxy, over TLS, after redirects)."""
+    import urllib.error  # here: only a gateway behind https or a proxy needs urllib's HTTP stack
+    import urllib.request
+
+    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return direct_http.Answer(resp.status, str(resp.reason), resp.read())
+    except urllib.error.HTTPError as exc:
+        return direct_http.Answer(exc.code, str(exc.reason), exc.read())
 
 
 class DaskGatewayTransport:

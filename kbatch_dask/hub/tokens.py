@@ -297,7 +297,7 @@ def job_token(
     ...     c.env
     {}
     """
-    import socket
+    import os
 
     from kbatch_dask.records import now
 
@@ -308,7 +308,7 @@ def job_token(
         environ=environ,
         policy=policy,
         submitted=now(),
-        host=socket.gethostname(),
+        host=os.uname().nodename,  # socket.gethostname(), without importing socket
     )
     try:
         yield credentials

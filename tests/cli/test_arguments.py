@@ -39,3 +39,11 @@ def test_double_dash_ends_kbatchs_options_even_for_the_dask_ones() -> None:
     assert split_submit_args(["train.py", "--dask-workers", "2", "--", "--dask-workers", "5"]) == [
         "--dask-workers", "2", "train.py", "--dask-workers", "5",
     ]  # fmt: skip
+
+
+def test_spelled_long_the_short_flags_before_the_script_given_their_values() -> None:
+    args = ["-o", "x.out", "-W", "-p", "alpha", "1", "s.py", "-o", "r.csv", "--dask-workers", "2"]
+    assert split_submit_args(args, spell_long=True) == [
+        "--output", "x.out", "-W", "--parameter", "alpha", "1", "--dask-workers", "2", "s.py", "-o", "r.csv",
+    ]  # fmt: skip
+    assert split_submit_args(["-o"], spell_long=True) == ["-o"]  # click's error names the flag as typed

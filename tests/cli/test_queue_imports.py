@@ -2,9 +2,11 @@
 ``sys.modules`` shows after the command ran in a fresh interpreter): the queue
 neither the spec's validation, nor the other commands, nor the API's submit
 half, nor PyYAML once the config files were parsed (their data is cached), nor
-an HTTP stack when no gateway is to be asked; a submission without a cluster no
-HTTP stack. ``tests/test_lazy_imports.py`` holds the heavier packages (dask,
-distributed, dask-gateway, kubernetes) to the same rule."""
+an HTTP stack when no gateway is to be asked, nor what only a submission or
+the gateway's start needs (subprocess, secrets); a submission without a cluster
+no HTTP stack, no socket, nor what only other commands use.
+``tests/test_lazy_imports.py`` holds the heavier packages (dask, distributed,
+dask-gateway, kubernetes) to the same rule."""
 
 from __future__ import annotations
 
@@ -41,6 +43,9 @@ NOT_FOR_THE_QUEUE = {
     "http.client",
     "asyncio",
     "ssl",
+    "subprocess",  # submitting, and starting the embedded gateway, need it
+    "secrets",  # with hmac and OpenSSL: the gateway's first start needs it
+    "kbatch_dask.report",  # `kbatch report` and `show` read it
 }
 
 
@@ -97,3 +102,7 @@ def test_a_local_submission_without_a_cluster_imports_no_http_stack(session: Pat
     args = ("--parsable", "-o", str(tmp_path / "x.out"), str(script), "--dask-workers", "0")
     modules, out = imported(tmp_path, "main", *args)
     assert out.strip() and modules & {"urllib.request", "http.client", "asyncio", "ssl"} == set()
+    # Nor what only other commands, or a submission with a cluster, use; nor click's
+    # difflib, which its lookup of a short flag (-o) imports to suggest near names.
+    unused = {"socket", "secrets", "tempfile", "kbatch_dask.report", "kbatch_dask.reaper", "difflib"}
+    assert modules & unused == set()

@@ -159,7 +159,7 @@ class HubBackend:
         paths = report_paths(record.output, record.id)
         return Saved(summary, paths[1] if paths and os.path.exists(paths[1]) else None)
 
-    def gateway(self, *, start: bool = False) -> GatewaySettings | None:
+    def gateway(self, *, start: bool = False, probe: bool = True) -> GatewaySettings | None:
         """The configured gateway: the jobs' clusters are the user's, on the hub's gateway."""
         return configured_gateway()
 

@@ -218,7 +218,7 @@ class KubernetesBackend:
         mail = unsent(spec.mail_type, self.name)  # the service, which mails its jobs, drops these warnings
         return (*(KbatchWarning(w) for w in self.notebook_session().plan.warnings), *((mail,) if mail else ()))
 
-    def gateway(self, *, start: bool = False) -> GatewaySettings | None:
+    def gateway(self, *, start: bool = False, probe: bool = True) -> GatewaySettings | None:
         """The configured gateway: pods cannot reach a gateway on this machine."""
         return configured_gateway()
 

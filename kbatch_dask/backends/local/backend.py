@@ -5,9 +5,10 @@ the terminal or notebook that submitted it. ``cancel`` escalates SIGTERM →
 grace → SIGKILL to the job's process group. A driver that vanished without
 recording an end is reported ``LOST``.
 
-What only submitting needs (the spec's helpers, the machine's limits) is
-imported in :meth:`LocalBackend.check` and :meth:`LocalBackend.submit`: the
-queue, which reads this module on every ``kqueue``, does without.
+What only submitting needs (the spec's helpers, the machine's limits,
+``subprocess``) is imported in :meth:`LocalBackend.check` and
+:meth:`LocalBackend.submit`, and the report's module in :meth:`LocalBackend.report`:
+the queue, which reads this module on every ``kqueue``, does without.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -33,11 +31,11 @@ from kbatch_dask.errors import BackendError, BadInput, Conflict, GatewayError, J
 from kbatch_dask.gateway import GatewayClient, GatewaySettings, configured_gateway
 from kbatch_dask.procs import killpg, pid_alive
 from kbatch_dask.records import DaskInfo, JobRecord, JobState, now
-from kbatch_dask.report import Saved, saved_beside
 from kbatch_dask.settings import Settings
 from kbatch_dask.users import current_user
 
 if TYPE_CHECKING:
+    from kbatch_dask.report import Saved
     from kbatch_dask.spec import JobSpec
 
 DRIVER_MODULE = "kbatch_dask.driver"
@@ -63,13 +61,18 @@ class LocalBackend:
         self.home = home or detect_home(self.config.local).value
         self.store = JobStore(self.home)
 
-    def gateway(self, *, start: bool = False) -> GatewaySettings | None:
+    def gateway(self, *, start: bool = False, probe: bool = True) -> GatewaySettings | None:
         """The configured gateway, else the embedded one of this state directory
-        (started if needed with ``start``; None when it does not run)."""
+        (started if needed with ``start``; None when it does not run). Without
+        ``probe``, the embedded gateway whose process runs, not asked for its
+        health: the caller's request, refused or failed, tells as well."""
         configured = configured_gateway()
         if configured is not None:
             return configured
         user = current_user()
+        if not (probe or start):
+            running = embedded_gateway.recorded(self.home, user)
+            return running.settings() if running else None
         server = embedded_gateway.status(self.home, user)
         if start and server is None:
             started = embedded_gateway.ensure_running(self.home, user, self.config.embedded_gateway).settings()
@@ -140,6 +143,8 @@ class LocalBackend:
     def _submit(self, spec: JobSpec, environment: dict[str, str], script: str | None = None) -> JobRecord:
         """Submit ``spec``, its script snapshotted from ``script`` (a resubmission's: the old
         job's snapshot), else from ``spec.script``."""
+        import subprocess
+
         from kbatch_dask.spec import expand_pattern
         from kbatch_dask.spec.dependency import WAITING
 
@@ -162,7 +167,7 @@ class LocalBackend:
                 args=spec.args,
                 output=output,
                 comment=spec.comment,
-                host=socket.gethostname(),
+                host=os.uname().nodename,  # socket.gethostname(), without importing socket
                 dask=DaskInfo(str(spec.workers), worker_cores=spec.worker_cores, worker_memory=spec.worker_memory)
                 if spec.workers
                 else None,
@@ -280,6 +285,8 @@ class LocalBackend:
 
     def report(self, record: JobRecord) -> Saved | None:
         """The report the driver wrote beside the job's output file."""
+        from kbatch_dask.report import saved_beside
+
         return saved_beside(record)
 
     def result(self, job_id: str) -> bytes | None:
@@ -358,6 +365,8 @@ class LocalBackend:
         """Signal the job's driver to end (SIGTERM, grace, SIGKILL to its process group)
         and return its final record; recorded here as ``state`` for ``reason`` when the
         driver could not record its end."""
+        import signal  # here: its enums cost the queue, which reads this module, a few ms
+
         pid = record.pid
         if pid is not None and pid_alive(pid):
             killpg(pid, signal.SIGTERM)

@@ -13,10 +13,7 @@ import contextlib
 import fnmatch
 import json
 import os
-import secrets
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -246,6 +243,9 @@ def start(
 def _start(
     home: str, username: str, limits: EmbeddedGatewayLimits, ports: tuple[int, int] | None = None
 ) -> EmbeddedGateway:
+    import secrets  # here, as subprocess: the queue reads this module, only a start needs them
+    import subprocess
+
     gwdir = gateway_dir(home)
     os.makedirs(os.path.join(gwdir, "clusters"), mode=0o700, exist_ok=True)
     os.chmod(gwdir, 0o700)
@@ -331,6 +331,8 @@ def _runs_gateway(pid: int, gwdir: str) -> bool:
 
 
 def _last_ports(gwdir: str) -> tuple[int, int] | None:
+    import socket
+
     try:
         with open(os.path.join(gwdir, "last-ports")) as f:
             http_port, tcp_port = (int(p) for p in f.read().split())
@@ -356,13 +358,9 @@ def _locked(home: str) -> contextlib.AbstractContextManager[None]:
 
 
 def _secret_file(path: str, make: Any) -> str:
-    try:
-        with open(path) as f:
-            value = f.read().strip()
-        if value:
+    with contextlib.suppress(FileNotFoundError), open(path) as f:
+        if value := f.read().strip():
             return value
-    except FileNotFoundError:
-        pass
     value = make()
     _write_private(path, value)
     return str(value)
@@ -380,6 +378,8 @@ def _write_private(path: str, text: str) -> None:
 
 def free_ports(n: int) -> list[int]:
     """``n`` distinct ports free on 127.0.0.1 right now."""
+    import socket
+
     socks = []
     try:
         for _ in range(n):
