@@ -325,7 +325,6 @@ class Supervisor:
         self.runner = runner
         self.held = None
         runner.release(self._cluster_env())
-        self.log("the job's code started")
         kill_at: float | None = None
         next_check = self.clock() + self.cluster_check_period
         while not runner.finished(self.poll):
@@ -360,6 +359,5 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 runner.kill()
                 returncode = runner.wait()
-        self.log(f"the job's runner exited (exit code {returncode})")
         self._record(StopReason(Stop.SCRIPT_ENDED))
         return returncode

@@ -615,3 +615,11 @@ def test_an_evicted_pod_leaves_the_job_to_its_replacement(tmp_path: Path, revoke
     assert job.note() == (
         f"kbatch: job {JOB} interrupted: pod disrupted (EvictionByEvictionAPI); a new pod runs the job again"
     )
+
+
+def test_a_job_without_a_cluster_logs_nothing_of_its_own(tmp_path: Path) -> None:
+    """On Kubernetes the driver's log is the pod's log with the job's output: a job
+    without a cluster has nothing to say there beside its output and its end."""
+    job = Job(tmp_path)
+    assert job.run(workers=None) == 0
+    assert job.log == []
