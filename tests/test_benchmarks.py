@@ -36,7 +36,8 @@ def test_benchmark_smoke_run_prints_every_row(gateway_home: Path, tmp_path: Path
         "submit, local (returns the job id)",
         "kqueue, kubernetes, 20 jobs (2 API requests)",  # one page of Jobs, one list of pods
         "kqueue, kubernetes, 60 jobs (2 API requests)",
-        "kbatch job: driver start → script's first line",
+        "kbatch job (waits for its first worker): driver start → script's first line",
+        "kbatch job, --wait-for-workers 0 (as the bare script): driver start → script's first line",
         "kbatch job: script's last line → cluster STOPPED",
         "supervisor peak RSS",
         "supervisor SIGKILL → cluster STOPPED",

@@ -40,7 +40,7 @@ EXIT_CODES = {
 
 # Exceptions the package may define elsewhere: control flow that never leaves its module.
 INTERNAL = {  # raised and caught within the driver
-    ("driver/supervisor.py", "Interrupted"),  # a signal before the runner started
+    ("driver/cluster.py", "Interrupted"),  # a signal before the runner was released
     ("driver/tee.py", "OutputUnwritable"),  # the job fails, saying why
     ("driver/service.py", "Unanswered"),  # a report the service did not take: retried, or said once
 }
