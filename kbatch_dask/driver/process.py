@@ -1,5 +1,5 @@
 """The runner as the supervisor sees it: a child process it releases, waits for,
-signals and kills (:class:`Runner`), and how it is started (:func:`start_process`;
+signals and kills (:class:`Runner`), and how it is started (:data:`start_process`;
 the tests start a fake in simulated time instead).
 
 A runner for a job with a cluster is started *held*, while the cluster starts:
@@ -153,14 +153,5 @@ class RunnerProcess(subprocess.Popen[bytes]):
             os.close(fd)
 
 
-def start_process(
-    argv: list[str],
-    *,
-    cwd: str,
-    env: Mapping[str, str],
-    stdout: IO[bytes] | None,
-    stderr: IO[bytes] | None,
-    held: bool,
-) -> RunnerProcess:
-    """Start the runner, ``held`` until :meth:`Runner.release` (see the module's docstring)."""
-    return RunnerProcess(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, held=held)
+# Start the runner, ``held`` until :meth:`Runner.release` (see the module's docstring).
+start_process: StartRunner = RunnerProcess

@@ -40,6 +40,7 @@ KINDS: tuple[Upload, ...] = ("result", "output", "error", "report")  # what a jo
 # holds them, for a resubmit after the ConfigMap went with the Job (its TTL, a cancel).
 SNAPSHOT: Literal["snapshot"] = "snapshot"
 Kept = Upload | Literal["snapshot"]
+KEPT: tuple[Kept, ...] = (*KINDS, SNAPSHOT)  # everything kept of a job
 
 
 class Archive(Protocol):
@@ -68,7 +69,7 @@ class DirectoryArchive:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
 
     def _path(self, user: str, job_id: str, kind: Kept) -> str:
-        if not is_dns_label(job_id) or kind not in (*KINDS, SNAPSHOT):  # the handlers checked both: never a path trick
+        if not is_dns_label(job_id) or kind not in KEPT:  # the handlers checked both: never a path trick
             raise ValueError(f"not a job id and upload: {job_id!r}, {kind!r}")
         return os.path.join(self.directory, f"{m.job_name(user, job_id)}.{kind}")
 
@@ -91,7 +92,7 @@ def forget(archive: Archive, jobs: Iterable[tuple[str, str]]) -> None:
     """Delete everything kept of these ``(user, job id)`` (their records went: the
     database's retention)."""
     for user, job_id in jobs:
-        for kind in (*KINDS, SNAPSHOT):
+        for kind in KEPT:
             archive.delete(user, job_id, kind)
 
 
