@@ -92,24 +92,26 @@ class JobCluster:
         self.released = True
         if self.switch is not None:
             self.switch.ending()
-        self._stop()
+        stopped = self._stop()
         if self.switch is not None:
-            self.switch.disarm()
+            self.switch.disarm(stopping=stopped)
 
     def close(self) -> None:
         """Close the gateway, once the job's code's own clusters are stopped through it too."""
         if self.gateway is not None:
             self.gateway.close()
 
-    def _stop(self) -> None:
+    def _stop(self) -> bool:
+        """Ask the gateway to stop the cluster: whether it took the request."""
         if not self.name or not self.gateway:
-            return
+            return False
         for attempt in range(5):
             try:
                 self.gateway.stop_cluster(self.name)
                 self.log(f"cluster {self.name} stopped")
-                return
+                return True
             except GatewayError as exc:
                 self.log(f"stopping cluster {self.name} failed ({exc}); retrying")
                 self.sleep(min(2**attempt, 10))
         self.log(f"could not stop cluster {self.name}")
+        return False

@@ -41,9 +41,11 @@ scheduler's image does not need kbatch-dask: it must import nothing from it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -150,23 +152,44 @@ async def stop_cluster(scheduler: Any) -> None:
                 await asyncio.sleep(2**attempt)
     else:
         logger.warning("kbatch-dask: closing the scheduler without the gateway")
-        _close(scheduler)
+        _close(scheduler, DRIVER_GONE)
         return
+    await _close_once_workers_left(scheduler, DRIVER_GONE)
+
+
+DRIVER_GONE = "kbatch-dask: the job's driver is gone"
+STOP_ASKED = "kbatch-dask: its stop was asked for"
+
+
+def close_once_workers_left(client: str, dask_scheduler: Any) -> None:
+    """Run on the scheduler (``Client.run_on_scheduler``) once the gateway was asked to stop
+    the cluster: the scheduler closes as soon as its workers and the asking ``client`` (which
+    closes next) have left, so that it has exited when the gateway's turn comes to stop it,
+    rather than then starting to close."""
+    _hold(asyncio.ensure_future(_close_once_workers_left(dask_scheduler, STOP_ASKED, client)))
+
+
+async def _close_once_workers_left(scheduler: Any, reason: str, client: str | None = None) -> None:
     # The gateway stops the workers, then the scheduler, one after the other: a scheduler
     # that closes as soon as its last worker has left has exited by the time its turn
-    # comes. Not sooner: a worker still connected would wait for it as it closes.
+    # comes. Not sooner: a worker (or the client) still connected would wait for it as it
+    # closes, and try to reconnect.
     deadline = time.monotonic() + WORKERS_LEAVE_TIMEOUT
-    while scheduler.workers and time.monotonic() < deadline:
+    while (scheduler.workers or client in scheduler.clients) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    _close(scheduler)
+    _close(scheduler, reason)
 
 
-def _close(scheduler: Any) -> None:
+def _close(scheduler: Any, reason: str) -> None:
     # In a task of its own: awaited in a plugin's task, the close waits for that task
-    # (the scheduler closes its plugins) and never ends. Held here until it ends.
-    closing = asyncio.ensure_future(scheduler.close(reason="kbatch-dask: the job's driver is gone"))
-    _closing.add(closing)
-    closing.add_done_callback(_closing.discard)
+    # (the scheduler closes its plugins) and never ends.
+    _hold(asyncio.ensure_future(scheduler.close(reason=reason)))
+
+
+def _hold(task: asyncio.Task[None]) -> None:
+    """Keep a reference to ``task`` until it ends (the loop keeps only weak ones)."""
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 def dask_setup(scheduler: Any) -> None:
@@ -176,6 +199,20 @@ def dask_setup(scheduler: Any) -> None:
 
 def arm(client: Any, grace: float, silence: float) -> None:
     """Register the switch on ``client``'s scheduler, watching ``client`` itself."""
+    with _by_value():
+        client.register_plugin(SupervisorWatch(client.id, grace, silence), name=SupervisorWatch.name)
+
+
+def close_once_stopped(client: Any, timeout: float = 5.0) -> None:
+    """Tell ``client``'s scheduler, whose cluster's stop the gateway was asked for, to close
+    once its workers and ``client`` have left (:func:`close_once_workers_left`): close it next."""
+    with _by_value():
+        client.run_on_scheduler(close_once_workers_left, client.id, callback_timeout=timeout)
+
+
+@contextlib.contextmanager
+def _by_value() -> Iterator[None]:
+    """Pickle this module's functions and classes by value: the scheduler needs no kbatch-dask."""
     import sys
 
     import cloudpickle
@@ -183,6 +220,6 @@ def arm(client: Any, grace: float, silence: float) -> None:
     module = sys.modules[__name__]
     cloudpickle.register_pickle_by_value(module)
     try:
-        client.register_plugin(SupervisorWatch(client.id, grace, silence), name=SupervisorWatch.name)
+        yield
     finally:
         cloudpickle.unregister_pickle_by_value(module)

@@ -4,13 +4,16 @@ the tests start a fake in simulated time instead).
 
 A runner for a job with a cluster is started *held*, while the cluster starts:
 its Python and the client's imports overlap the cluster's start, and it runs no
-user code until :meth:`Runner.release` writes it one JSON line — what of its
+user code until :meth:`Runner.release` writes it a JSON line — what of its
 environment depends on the cluster (its name, the workers to wait for) — on a
 pipe of its own (``$KBATCH_DASK_RELEASE_FD``, read by :mod:`.runner`). A held
-runner that is killed, or whose pipe closes unwritten, ends without running any.
-It does not connect to the cluster before its release either: a client on the
-cluster would end its scheduler's attach watch (:class:`.deadman.AttachWatch`),
-which stops the cluster of a driver killed before its switch was armed.
+runner that is killed, or whose pipe closes unreleased, ends without running any.
+Before that, once the cluster is created, :meth:`Runner.prepare` tells it the
+cluster's name in a line of its own: it waits for the cluster's start as a bare
+dask-gateway script does, with dask-gateway's cluster (a watch of its workers),
+not yet a Dask client. A client on the cluster would end its scheduler's attach
+watch (:class:`.deadman.AttachWatch`), which stops the cluster of a driver killed
+before its switch was armed; the client connects at the release.
 
 Every runner also says when the user's code is over — its atexit handlers run,
 its threads joined — on another pipe (``$KBATCH_DASK_DONE_FD``): what is left is
@@ -38,6 +41,10 @@ class Runner(Protocol):
     ``subprocess.Popen``: ``wait`` raises ``subprocess.TimeoutExpired`` while it runs."""
 
     pid: int
+
+    def prepare(self, cluster: str) -> None:
+        """Let a held runner connect to its cluster as it starts, still held (started unheld: nothing to do)."""
+        ...
 
     def release(self, env: Mapping[str, str]) -> None:
         """Let a held runner run the user's code, with ``env`` added to its environment
@@ -112,16 +119,21 @@ class RunnerProcess(subprocess.Popen[bytes]):
             for fd in theirs:
                 os.close(fd)
 
+    def prepare(self, cluster: str) -> None:
+        self._tell({"prepare": cluster})
+
     def release(self, env: Mapping[str, str]) -> None:
+        self._tell({"release": dict(env)})
+        self._close_release()
+
+    def _tell(self, message: Mapping[str, object]) -> None:
         if self._release is None:
             return
         try:
-            # One short line: the pipe's buffer takes it whole, whatever the runner does.
-            os.write(self._release, json.dumps(dict(env)).encode() + b"\n")
+            # Short lines: the pipe's buffer takes them whole, whatever the runner does.
+            os.write(self._release, json.dumps(message).encode() + b"\n")
         except BrokenPipeError:
-            pass  # it ended while held: wait() says how
-        finally:
-            self._close_release()
+            self._close_release()  # it ended while held: wait() says how
 
     def finished(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -5,7 +5,8 @@ supervisor with the gateway's ``DASK_GATEWAY__*`` settings in its environment.
 For a job with a cluster it is started *held*, as the cluster starts (see
 :mod:`.process`): it imports what connecting to the cluster takes, then waits
 for the supervisor's release, a JSON line on ``$KBATCH_DASK_RELEASE_FD`` with
-``KBATCH_DASK_CLUSTER`` and the workers to wait for; the pipe closed unwritten,
+``KBATCH_DASK_CLUSTER`` and the workers to wait for (told the cluster's name
+before, it waits for the cluster's start meanwhile); the pipe closed unreleased,
 it ends without running the user's code. Once the user's code and its atexit
 handlers are done, it says so on ``$KBATCH_DASK_DONE_FD``, so that the cluster's
 stop need not wait for this Python's teardown. By the job's KIND
@@ -36,13 +37,14 @@ from typing import Any
 from kbatch_dask.files import write_atomic
 
 
-def connect_default_client() -> Any:
-    """Connect to the job's cluster (if it has one) and make its client the default."""
+def connect_default_client(cluster: Any = None) -> Any:
+    """Connect to the job's cluster (if it has one) and make its client the default;
+    ``cluster``: dask-gateway's, connected while the runner was held."""
     if not os.environ.get("KBATCH_DASK_CLUSTER"):
         return None
-    from kbatch_dask.driver.session import get_client
+    from kbatch_dask.driver.session import client_of, get_client
 
-    client = get_client()
+    client = get_client() if cluster is None else client_of(cluster)
     workers = int(os.environ.get("KBATCH_DASK_WAIT_FOR_WORKERS") or 0)
     if workers:  # --wait-for-workers
         timeout = float(os.environ["KBATCH_DASK_WAIT_FOR_WORKERS_TIMEOUT"])
@@ -62,8 +64,8 @@ def connect_default_client() -> Any:
     return client
 
 
-def run_script(script: str, args: list[str]) -> int:
-    client = connect_default_client()
+def run_script(script: str, args: list[str], cluster: Any = None) -> int:
+    client = connect_default_client(cluster)
     sys.argv = [script, *args]
     sys.path.insert(0, os.environ.get("KBATCH_DASK_SCRIPT_DIR") or os.getcwd())
     try:
@@ -98,7 +100,7 @@ def _close(client: Any) -> None:
         client.close()
 
 
-def run_function(payload_path: str) -> int:
+def run_function(payload_path: str, cluster: Any = None) -> int:
     from kbatch_dask.driver.payload import format_exception, pack_error, pack_result, unpack_function
 
     result_path = os.environ.get("KBATCH_DASK_RESULT_FILE") or os.path.join(os.getcwd(), "result.pkl")
@@ -109,7 +111,7 @@ def run_function(payload_path: str) -> int:
         print(f"kbatch: cannot load the function: {exc}", file=sys.stderr)
         write_atomic(result_path, pack_error(exc), 0o600)
         return 1
-    client = connect_default_client()
+    client = connect_default_client(cluster)
     try:
         value = call.fn(*call.args, **call.kwargs)
     except BaseException as exc:
@@ -220,27 +222,48 @@ def say_when_done() -> int | None:
     return done
 
 
-def wait_for_release(kind: str) -> None:
+def wait_for_release(kind: str) -> Any:
     """Held (``$KBATCH_DASK_RELEASE_FD`` set): import, while the cluster starts, what the
-    job's KIND needs to run on it, then wait for the release and take in its environment."""
+    job's KIND needs to run on it, then wait for the release and take in its environment.
+    Told the cluster's name meanwhile, a Python job connects dask-gateway's cluster
+    (not a client: see :mod:`.process`), which it returns."""
     fd = os.environ.pop("KBATCH_DASK_RELEASE_FD", None)  # not the user's code's, nor its children's
     if fd is None:
-        return
-    if kind in ("python", "function"):
+        return None
+    python = kind in ("python", "function")
+    if python:
         import dask_gateway  # noqa: F401
         import distributed  # noqa: F401
 
-        import kbatch_dask.driver.session
+        from kbatch_dask.driver.session import warm_client
+
+        warm_client()
     if kind == "function":
         import kbatch_dask.driver.payload  # noqa: F401
     if kind == "notebook":
         with contextlib.suppress(ImportError):  # run_notebook says what to install
             import papermill  # noqa: F401
+    cluster = None
     with os.fdopen(int(fd), "rb") as release:
-        line = release.readline()
-    if not line:  # the job stopped before its code was to run
-        sys.exit(0)
-    os.environ.update(json.loads(line))
+        for line in release:
+            message = json.loads(line)
+            if "release" in message:
+                os.environ.update(message["release"])
+                return cluster
+            if python and cluster is None:
+                cluster = _prepared(message["prepare"])
+    sys.exit(0)  # the job stopped before its code was to run
+
+
+def _prepared(name: str) -> Any:
+    """dask-gateway's cluster ``name``, once it runs; None if it could not be had (it is
+    tried again at the release, where what goes wrong is the user's to see)."""
+    from dask_gateway import Gateway
+
+    try:
+        return Gateway().connect(name)
+    except Exception:
+        return None
 
 
 def main() -> None:
@@ -250,16 +273,16 @@ def main() -> None:
         sys.exit("usage: python -m kbatch_dask.driver.runner function|notebook|python|executable PATH [ARGS...]")
     kind, path, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     done = say_when_done()
-    wait_for_release(kind)
+    cluster = wait_for_release(kind)
     if kind == "function":
-        sys.exit(run_function(path))
+        sys.exit(run_function(path, cluster))
     if kind == "notebook":
         sys.exit(run_notebook(path))
     if kind == "executable":
         if done is not None:  # not the program's to hold: its exit is the code's end
             os.close(done)
         os.execv(path, [path, *args]) if os.access(path, os.X_OK) else os.execv("/bin/sh", ["/bin/sh", path, *args])
-    sys.exit(run_script(path, args))
+    sys.exit(run_script(path, args, cluster))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ the user's script, a notebook kernel, or a shell script's Python child.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import Any
@@ -52,7 +53,11 @@ def get_client() -> Any:
         client = None
     if client is not None and name in str(client.scheduler.address):
         return client
-    cluster = get_cluster()
+    return client_of(get_cluster())
+
+
+def client_of(cluster: Any) -> Any:
+    """A client on dask-gateway's ``cluster``, made the default (see :func:`get_client`)."""
     client = cluster.get_client(set_as_default=True)
     make_client_default_to(cluster)
     return client
@@ -83,3 +88,13 @@ def make_client_default_to(cluster: Any) -> None:
             "distributed.comm.tls.client.key": key,
         }
     )
+
+
+def warm_client() -> None:
+    """Do now, while the cluster starts, the slowest part of a process's first Dask client's
+    connection: the versions of its packages (read from their metadata, and cached), which
+    it sends to the scheduler. Most of the time a first client takes to connect on a busy machine."""
+    with contextlib.suppress(Exception):  # a Dask without them: the client reads what it reads
+        from distributed.versions import get_versions
+
+        get_versions()

@@ -243,8 +243,12 @@ class Supervisor:
             self.reporter.cluster(name, None, None)
         self.log(f"cluster {name} created; waiting for it to start")
         if self.switch_grace is not None or self.metering is not None:  # switch off: only the report's client
-            cluster.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log, self.metering)
+            cluster.switch = DeadMansSwitch(gateway, name, self.switch_grace, self.log, self.metering, told=True)
+        if self.held is not None:
+            self.held.prepare(name)  # it connects as the cluster starts, as a bare script would: no client yet
         info = cluster.retrying(lambda: gateway.wait_running(name, self.start_timeout), deadline)
+        if cluster.switch is not None:
+            cluster.switch.running(info)
         if workers.adaptive:
             capped = gateway.adapt(name, workers.minimum, workers.maximum)
         else:

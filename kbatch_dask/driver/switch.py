@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -9,8 +10,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from kbatch_dask.driver import session
 from kbatch_dask.driver.metering import Metering
-from kbatch_dask.gateway import GatewayClient
+from kbatch_dask.gateway import ClusterInfo, GatewayClient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +34,8 @@ class DeadMansSwitch:
     client kept connected to the job's cluster, so that its scheduler can tell the
     driver lives. It is armed in a thread while the cluster starts: importing
     dask-gateway and distributed takes about as long as a cluster's start, so the
-    two overlap. Its client also arms and, at the end, fetches the job's report
+    two overlap; told that the cluster runs, with its credentials, it connects at
+    once. Its client also arms and, at the end, fetches the job's report
     (:mod:`.metering`); with no ``grace`` it does only that, the switch off."""
 
     def __init__(
@@ -42,15 +45,26 @@ class DeadMansSwitch:
         grace: Grace | None,  # None: the switch off, the client only for the report
         log: Callable[[str], None],
         metering: Metering | None = None,
+        told: bool = False,  # the cluster's start is told (:meth:`running`), not waited for
     ) -> None:
         self.grace = grace
         self.log = log
         self.metering = metering
         self._parts: tuple[Any, ...] = ()
+        self._running: concurrent.futures.Future[ClusterInfo | None] | None = None
+        if told:
+            self._running = concurrent.futures.Future()
         self._arming: threading.Thread | None = threading.Thread(
             target=self._arm, args=(gateway, cluster), name="dead-mans-switch", daemon=True
         )
         self._arming.start()
+
+    def running(self, info: ClusterInfo | None) -> None:
+        """Tell a switch made ``told`` that its cluster runs (``info``, with the credentials to
+        connect), or never will (None): the supervisor waits for the start anyway, and the
+        switch connects at once, sparing a request to the gateway and dask-gateway's own wait."""
+        if self._running is not None and not self._running.done():
+            self._running.set_result(info)
 
     def _arm(self, gateway_client: GatewayClient, name: str) -> None:
         try:
@@ -60,9 +74,12 @@ class DeadMansSwitch:
                 self.log(f"connecting to cluster {name} for the job's report (the dead-man's switch is off)")
             from kbatch_dask.driver import deadman
 
+            session.warm_client()
+            info = self._running.result() if self._running is not None else None
+            if self._running is not None and info is None:  # told it never ran
+                return
             gateway = gateway_client.dask_gateway()
-            cluster = gateway.connect(name)
-            client = cluster.get_client(set_as_default=False)
+            cluster, client = self._connect(gateway, name, info)
             metering = self._start_metering(client)  # on its way while the switch registers: one wait for both
             if self.grace is not None:
                 deadman.arm(client, self.grace.closed, self.grace.silent)
@@ -80,6 +97,19 @@ class DeadMansSwitch:
             except Exception as exc:  # the job runs the same without its report
                 self.log(f"could not start the job's report ({type(exc).__name__}: {exc}); continuing without it")
 
+    def _connect(self, gateway: Any, name: str, info: ClusterInfo | None) -> tuple[Any, Any]:
+        """A Dask client on the running cluster, and dask-gateway's cluster if one was made for it."""
+        if info is None or info.credentials is None:
+            # Untold (a cluster the job's code made), or a gateway that handed no credentials
+            # over: dask-gateway asks for them, waiting for the cluster's start.
+            cluster = gateway.connect(name)
+            return cluster, cluster.get_client(set_as_default=False)
+        from dask_gateway.client import GatewaySecurity
+        from distributed import Client
+
+        security = GatewaySecurity(tls_key=info.credentials.tls_key, tls_cert=info.credentials.tls_cert)
+        return None, Client(f"{gateway.proxy_address}/{name}", security=security, set_as_default=False)  # type: ignore[no-untyped-call]
+
     def _start_metering(self, client: Any) -> Metering | None:
         if self.metering is None:
             return None
@@ -92,6 +122,7 @@ class DeadMansSwitch:
 
     def wait_armed(self, timeout: float = 60.0) -> None:
         """Wait for the arming to end, armed or not (the first call waits, up to ``timeout``)."""
+        self.running(None)  # not told by now: the cluster never ran
         if self._arming is not None:
             self._arming.join(timeout)
             self._arming = None
@@ -102,9 +133,16 @@ class DeadMansSwitch:
         if self._parts and self.metering is not None:
             self.metering.collect(self._parts[2])
 
-    def disarm(self) -> None:
-        """Close the handles on the cluster, whose stop has been asked for, then write the job's
-        reports from what :meth:`ending` collected: the files and bokeh's work are off the stop's path."""
+    def disarm(self, stopping: bool = True) -> None:
+        """Close the handles on the cluster, whose stop has been asked for (``stopping``), then
+        write the job's reports from what :meth:`ending` collected: the files and bokeh's work
+        are off the stop's path. The scheduler is told to close once its workers have left, so
+        that its own stop, after theirs, finds it gone (the gateway stops one after the other)."""
+        if stopping and self._parts:
+            from kbatch_dask.driver import deadman
+
+            with contextlib.suppress(Exception):  # the cluster already gone: nothing to hasten
+                deadman.close_once_stopped(self._parts[2])
         self._close()
         if self.metering is not None:
             self.metering.write()
@@ -120,8 +158,9 @@ class DeadMansSwitch:
         # the handles on it must not fail the job's end.
         with contextlib.suppress(Exception):
             client.close()
-        with contextlib.suppress(Exception):
-            close_cluster(cluster)
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                close_cluster(cluster)
         with contextlib.suppress(Exception):
             close_gateway(gateway)
 

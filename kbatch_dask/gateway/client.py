@@ -13,6 +13,7 @@ every operation kbatch needs on both::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kbatch_dask.errors import GatewayError, GatewayUnreachable
 from kbatch_dask.gateway import direct_http
 from kbatch_dask.gateway.settings import GatewaySettings
-from kbatch_dask.gateway.status import ClusterInfo, ClusterStatus
+from kbatch_dask.gateway.status import ClusterCredentials, ClusterInfo, ClusterStatus
 from kbatch_dask.gateway.transports import Transport, connect, transport_for
 
 if TYPE_CHECKING:
@@ -96,13 +97,16 @@ class GatewayClient:
         return self._info(name, data)
 
     def wait_running(self, name: str, timeout: float) -> ClusterInfo:
-        """Wait until the cluster runs; GatewayError if it failed or did not start in time."""
+        """Wait until the cluster runs, its info with the credentials that connect a client to
+        it; GatewayError if it failed or did not start in time."""
         deadline = time.monotonic() + timeout
         while True:
             # ``?wait`` makes the gateway hold the answer until the cluster runs (or a while).
-            info = self._info(name, self.transport.request("GET", f"/api/v1/clusters/{name}?wait", timeout=30))
+            report = self.transport.request("GET", f"/api/v1/clusters/{name}?wait", timeout=30)
+            info = self._info(name, report)
             if info.status is ClusterStatus.RUNNING:
-                return info
+                cert, key = report.get("tls_cert"), report.get("tls_key")
+                return dataclasses.replace(info, credentials=ClusterCredentials(cert, key) if cert and key else None)
             if not info.status.is_active():
                 raise GatewayError(f"the Dask cluster {name} {info.status.value.lower()} while starting")
             if time.monotonic() > deadline:

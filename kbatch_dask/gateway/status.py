@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kbatch_dask.frozen import FrozenMethods
 
@@ -37,3 +37,21 @@ class ClusterInfo(FrozenMethods):
     name: str
     status: ClusterStatus
     dashboard: str | None
+    # A running cluster's TLS credentials, as the gateway hands them to its user: never shown.
+    credentials: ClusterCredentials | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, repr=False, eq=False)  # FrozenMethods'
+class ClusterCredentials(FrozenMethods):
+    """What connects a Dask client to a running cluster, besides the gateway's proxy
+    address: the cluster's own certificate (also its CA) and key. Not in its ``repr``.
+
+    >>> ClusterCredentials("-----BEGIN CERTIFICATE-----...", "-----BEGIN PRIVATE KEY-----...")
+    ClusterCredentials(...)
+    """
+
+    tls_cert: str
+    tls_key: str
+
+    def __repr__(self) -> str:
+        return "ClusterCredentials(...)"

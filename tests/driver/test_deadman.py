@@ -10,7 +10,7 @@ from typing import Any
 
 from distributed.metrics import time as scheduler_time
 
-from kbatch_dask.driver.deadman import SupervisorWatch
+from kbatch_dask.driver.deadman import STOP_ASKED, SupervisorWatch, close_once_workers_left
 
 
 class Scheduler:
@@ -28,6 +28,7 @@ class Scheduler:
         self.stops += 1
 
     async def close(self, reason: str) -> None:
+        self.reason = reason
         self.closed.set()
 
 
@@ -53,3 +54,22 @@ def test_a_client_whose_connection_closed_stops_the_cluster_after_the_grace() ->
     scheduler = Scheduler({"runner": types.SimpleNamespace(last_seen=scheduler_time())})
     watch_until_it_stops(scheduler, grace=0.05, silence=3600)
     assert scheduler.stops == 1
+
+
+def test_a_scheduler_whose_stop_was_asked_for_closes_itself_once_its_workers_have_left() -> None:
+    scheduler = Scheduler({"driver": object(), "runner": object()})
+    scheduler.workers = {"tcp://w1": object()}
+
+    async def run() -> None:
+        close_once_workers_left("driver", dask_scheduler=scheduler)
+        await asyncio.sleep(0.3)
+        assert not scheduler.closed.is_set()  # a worker still connected would wait for it as it closes
+        scheduler.workers.clear()  # the gateway stopped it
+        await asyncio.sleep(0.3)
+        assert not scheduler.closed.is_set()  # nor the client that asked, which closes next
+        del scheduler.clients["driver"]
+        await asyncio.wait_for(scheduler.closed.wait(), 5)  # other clients do not hold it
+
+    asyncio.run(run())
+    assert scheduler.reason == STOP_ASKED
+    assert scheduler.stops == 0  # the gateway was asked already: not again

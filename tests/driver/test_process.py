@@ -53,3 +53,13 @@ def test_the_runner_says_its_code_ended_after_its_atexit_handlers_before_its_pyt
     finally:
         runner.kill()
         runner.wait()
+
+
+def test_a_held_runner_told_of_a_cluster_it_cannot_reach_runs_its_code_once_released(tmp_path: Path) -> None:
+    # No gateway is configured: dask-gateway's connection fails while held, silently; the
+    # release (no cluster in its environment) runs the script as it would have.
+    runner = _start(tmp_path, "python", "print('ran')\n", True)
+    runner.prepare("no-such-cluster")
+    runner.release({})
+    assert runner.wait(timeout=60) == 0
+    assert (tmp_path / "out").read_bytes() == b"ran\n"

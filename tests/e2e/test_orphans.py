@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,17 +112,20 @@ def running_job(gateway: OwnGateway, tmp_path: Path, env: dict[str, str]) -> tup
 
 
 @pytest.mark.parametrize(
-    ("hold_at", "kill_at"),
+    ("hold_at", "kill_at", "settle"),
     [
-        ("creating the Dask cluster", "creating the Dask cluster"),
-        ("created; waiting for it to start", "created; waiting for it to start"),
+        ("creating the Dask cluster", "creating the Dask cluster", 0.0),
+        ("created; waiting for it to start", "created; waiting for it to start", 0.0),
         # The switch's thread held before it connects; the driver goes on to see its cluster run.
-        ("arming the dead-man's switch", " running: "),
+        ("arming the dead-man's switch", " running: ", 0.0),
+        # The same, killed once the held runner, told of the cluster, has long connected to it
+        # (dask-gateway's cluster, no client): the attach watch must still see no client.
+        ("arming the dead-man's switch", " running: ", 3.0),
     ],
-    ids=["before-create", "while-starting", "running-switch-not-armed"],
+    ids=["before-create", "while-starting", "running-switch-not-armed", "running-runner-prepared"],
 )
 def test_driver_killed_at_any_stage_of_the_clusters_start_leaves_no_cluster(
-    gateway: OwnGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hold_at: str, kill_at: str
+    gateway: OwnGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hold_at: str, kill_at: str, settle: float
 ) -> None:
     gateway.start()
     monkeypatch.setattr(local_backend, "DRIVER_MODULE", "held_driver")
@@ -129,6 +133,7 @@ def test_driver_killed_at_any_stage_of_the_clusters_start_leaves_no_cluster(
     hold = {"PYTHONPATH": str(HERE), "KBATCH_TEST_HOLD_AT": hold_at}
     job_id = api.submit(str(script), dask_workers=1, output=str(tmp_path / "n.out"), env=hold).id
     wait_for(lambda: kill_at in driver_log(gateway, job_id), what=f"the driver to log {kill_at!r}")
+    time.sleep(settle)
     os.kill(show_json(job_id)["pid"], signal.SIGKILL)
     job = wait_for(lambda: (r := show_json(job_id))["state"] == "LOST" and r, what="the job to be LOST")
 

@@ -79,6 +79,7 @@ class FakeRunner:
         self.pid = 4242  # what the supervisor measures the memory of
         self.env: Mapping[str, str] | None = None  # its environment: as started, plus the release's
         self.held = False  # started held, not yet released
+        self.prepared: str | None = None  # the cluster it was told of while held
         self.released: Mapping[str, str] | None = None  # what the release added to its environment
         self.stdout: IO[bytes] | None = None
         self.signals: list[int] = []
@@ -106,6 +107,10 @@ class FakeRunner:
         if not held:
             self.release({})
         return self
+
+    def prepare(self, cluster: str) -> None:
+        if self.held and self.returncode is None:
+            self.prepared = cluster
 
     def release(self, env: Mapping[str, str]) -> None:
         if not self.held or self.returncode is not None:  # released already, or ended while held
