@@ -19,12 +19,12 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kbatch_dask import settings
 from kbatch_dask.backends import Detected
-from kbatch_dask.backends.local import cluster_processes, embedded_gateway
+from kbatch_dask.backends.local import cluster_processes, embedded_gateway, reads
 from kbatch_dask.backends.local.store import JobDir, JobStore
 from kbatch_dask.backends.outputs import LogStream, check_writable, log_files, read_files
 from kbatch_dask.errors import BackendError, BadInput, Conflict, GatewayError, JobNotFound, KbatchWarning
@@ -214,52 +214,26 @@ class LocalBackend:
     def list(self, *, ended_since: datetime | None = None) -> list[JobRecord]:
         # Ended jobs come from the index (only the days asked for); records are
         # read only for the other directories: active jobs, and any whose end the
-        # index missed, which are indexed now (see index.py).
-        job_ids = self.store.all_ids()
-        indexed = self.store.index.ended_ids()
+        # index missed, which are indexed now (see index.py). Which directories
+        # there are is kept between calls (see listing_cache.py).
+        dirs = self.store.job_dirs()  # before the index: a job that ends meanwhile is in one or the other
         ended = self.store.index.records(ended_since)
-        records = [ended[i] for i in job_ids if i in ended]  # a removed directory's job is gone
-        unindexed = []
-        for job_id in job_ids:
-            if job_id in indexed or job_id in ended:
-                continue
-            jobdir = JobDir(os.path.join(self.store.jobs_dir, job_id))
-            try:
-                record = jobdir.read_record()
-                if record.state.is_terminal():
-                    unindexed.append(record)
-                else:
-                    record = self._checked(jobdir, record)
-            except FileNotFoundError:
-                continue  # a job directory being created or removed right now
-            except (OSError, BackendError) as exc:
-                record = self._unreadable(jobdir, exc)
+        read = reads.active(dirs, ended, self.store.jobs_dir, self._checked)
+        if read is None:  # a kept listing's job has ended since: list again
+            dirs = self.store.job_dirs(fresh=True)
+            read = reads.active(dirs, ended, self.store.jobs_dir, self._checked)
+            assert read is not None
+        found, unindexed, still_active = read
+        with contextlib.suppress(OSError):  # a read-only state directory: index another time
+            self.store.index.add(unindexed)
+            self.store.keep(dirs, still_active)
+        records = [r for i, r in ended.items() if i not in dirs.gone]  # a removed directory's job is gone
+        for record in found:
             if ended_since and record.state.is_terminal() and (record.finished or record.submitted) < ended_since:
                 continue
             records.append(record)
-        with contextlib.suppress(OSError):  # a read-only state directory: index another time
-            self.store.index.add(unindexed)
         records.sort(key=lambda r: (r.submitted, r.id))
         return records
-
-    def _unreadable(self, jobdir: JobDir, exc: Exception) -> JobRecord:
-        """An error row for a record that cannot be read: shown, never a crash."""
-        try:
-            submitted = datetime.fromtimestamp(os.stat(jobdir.path).st_mtime, timezone.utc)
-        except OSError:
-            submitted = now()
-        return JobRecord(
-            id=jobdir.id,
-            name="?",
-            user="?",
-            backend=self.name,
-            state=JobState.LOST,
-            submitted=submitted,
-            script="?",
-            reason=str(exc)
-            if isinstance(exc, BackendError)
-            else f"job record unreadable ({type(exc).__name__}: {exc}); see {jobdir.file('record.json')}",
-        )
 
     def _checked(self, jobdir: JobDir, record: JobRecord | None = None) -> JobRecord:
         """The record (read now unless given), with a vanished driver turned into LOST."""

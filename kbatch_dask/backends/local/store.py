@@ -12,7 +12,8 @@
         fail           present once the job was ended from outside as FAILED; holds why
         held           present while the job is held (kbatch hold)
         admitted       present once the driver stopped waiting (dependency, hold) and starts the job
-    <home>/index/      copies of ended jobs' final records (see index.py)
+    <home>/index/      copies of ended jobs' final records (see index.py), and
+                       which directories there are (see listing_cache.py)
 
 Every write of ``record.json`` is a locked read-modify-write, so the submitter,
 the driver and ``kbatch cancel`` never lose each other's updates. Writing a
@@ -25,9 +26,11 @@ import contextlib
 import json
 import os
 import shutil
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kbatch_dask.backends import ids
+from kbatch_dask.backends.local import listing_cache
 from kbatch_dask.backends.local.index import EndedIndex
 from kbatch_dask.errors import BackendError, BadInput, JobNotFound
 from kbatch_dask.files import locked, write_atomic
@@ -35,6 +38,15 @@ from kbatch_dask.records import JobRecord
 
 if TYPE_CHECKING:  # imported where a spec is read: the queue reads records only
     from kbatch_dask.spec import JobSpec
+
+
+class JobDirs(NamedTuple):
+    """Which job directories there are, as :meth:`Store.job_dirs` found them."""
+
+    active: list[str]  # jobs whose end is not indexed: their records are read
+    gone: set[str]  # indexed jobs whose directory was removed
+    stamp: listing_cache.Stamp | None  # the jobs directory's, before it was listed
+    kept: bool  # read from the kept listing, not listed now
 
 
 def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
@@ -155,6 +167,7 @@ class JobStore:
         self.home = home
         self.jobs_dir = os.path.join(home, "jobs")
         self.index = EndedIndex(home)
+        self.listing_file = os.path.join(self.index.dir, "listing")
 
     def job(self, job_id: str) -> JobDir:
         if not job_id or "/" in job_id or job_id.startswith("."):
@@ -169,6 +182,22 @@ class JobStore:
             return [n for n in os.listdir(self.jobs_dir) if not n.startswith(".")]
         except FileNotFoundError:
             return []
+
+    def job_dirs(self, fresh: bool = False) -> JobDirs:
+        """The directories of jobs whose end is not indexed, and the indexed jobs whose
+        directory is gone: as kept (see :mod:`.listing_cache`) unless ``fresh``, else listed."""
+        current = listing_cache.stamp(self.jobs_dir)
+        kept = None if fresh else listing_cache.read(self.listing_file, current)
+        if kept is not None:
+            return JobDirs(kept[0], kept[1], current, kept=True)
+        job_ids = self.all_ids()
+        indexed = self.index.ended_ids()
+        return JobDirs([i for i in job_ids if i not in indexed], indexed.difference(job_ids), current, kept=False)
+
+    def keep(self, dirs: JobDirs, active: Iterable[str]) -> None:
+        """Keep a listing once its ended jobs are indexed: ``active``, the jobs still not."""
+        if not dirs.kept:
+            listing_cache.keep(self.listing_file, dirs.stamp, active, dirs.gone)
 
     def create(self, spec: JobSpec, environment: dict[str, str], record_for: Any, script: str | None = None) -> JobDir:
         """Create a job directory with a fresh id: spec, environment, script

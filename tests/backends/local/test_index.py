@@ -9,12 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from kbatch_dask.backends import ids as job_ids
+from kbatch_dask.backends.local import listing_cache
 from kbatch_dask.backends.local.backend import LocalBackend
 from kbatch_dask.backends.local.index import EndedIndex
 from kbatch_dask.backends.local.store import JobDir, JobStore
@@ -176,3 +178,107 @@ def test_day_files_are_chosen_by_the_utc_day_a_job_ended(tmp_path: Path) -> None
     assert index.days() == ["2026-03-02.jsonl"]
     assert index.days(datetime.fromisoformat("2026-03-02T12:00:00+00:00")) == ["2026-03-02.jsonl"]
     assert index.days(datetime.fromisoformat("2026-03-03T00:00:00+00:00")) == []
+
+
+# -- the kept listing of the job directories (listing_cache.py): used while the jobs
+# directory has not changed, never the reason a job is missing, shown or indexed twice
+
+SINCE = timedelta(hours=24)  # the queue shows the jobs that ended within it
+
+
+def settle(home: Path) -> None:
+    """Date the jobs directory's last change back past the coarse clock's margin."""
+    past = time.time_ns() - int(2 * listing_cache.SETTLED * 1e9)
+    os.utime(home / "jobs", ns=(past, past))
+
+
+@pytest.fixture
+def listings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per listing of the jobs directory."""
+    seen: list[int] = []
+    original = JobStore.all_ids
+
+    def counting(self: JobStore) -> list[str]:
+        seen.append(1)
+        return original(self)
+
+    monkeypatch.setattr(JobStore, "all_ids", counting)
+    return seen
+
+
+def ids(backend: LocalBackend) -> list[str]:
+    return sorted(r.id for r in backend.list(ended_since=now() - SINCE))
+
+
+def indexed_ids(home: Path) -> list[str]:
+    return (home / "index" / "ended-ids").read_text().split()
+
+
+def test_a_settled_jobs_directory_is_listed_once_and_the_queue_is_the_same(tmp_path: Path, listings: list[int]) -> None:
+    history(tmp_path, old=200, recent=3, running=2)
+    settle(tmp_path)
+    backend = LocalBackend(str(tmp_path))
+    first = ids(backend)
+    assert first == ["a0000", "a0001", "r0000", "r0001", "r0002"] and len(listings) == 1
+    assert ids(backend) == first and ids(LocalBackend(str(tmp_path))) == first
+    assert len(listings) == 1
+
+
+def test_a_directory_that_just_changed_is_listed_every_time(tmp_path: Path, listings: list[int]) -> None:
+    # Its timestamps come from a coarse clock: a job made in the same tick could share its stamp.
+    history(tmp_path, old=5, recent=1, running=1)
+    backend = LocalBackend(str(tmp_path))
+    ids(backend), ids(backend)
+    assert len(listings) == 2
+
+
+def test_a_job_submitted_after_the_listing_was_kept_is_shown(tmp_path: Path, listings: list[int]) -> None:
+    history(tmp_path, old=20, recent=1, running=1)
+    settle(tmp_path)
+    backend = LocalBackend(str(tmp_path))
+    ids(backend)
+    put(tmp_path, record("new01", JobState.PENDING, pid=os.getpid()))
+    assert ids(backend) == ["a0000", "new01", "r0000"]
+    assert len(listings) == 2
+
+
+def test_a_removed_job_directory_leaves_the_queue_after_the_listing_was_kept(tmp_path: Path) -> None:
+    history(tmp_path, old=20, recent=2, running=1)
+    settle(tmp_path)
+    backend = LocalBackend(str(tmp_path))
+    assert ids(backend) == ["a0000", "r0000", "r0001"]
+    shutil.rmtree(tmp_path / "jobs" / "r0000")
+    shutil.rmtree(tmp_path / "jobs" / "a0000")
+    assert ids(backend) == ["r0001"]
+
+
+def test_a_job_that_ended_after_the_listing_was_kept_is_shown_once_and_indexed_once(
+    tmp_path: Path, listings: list[int]
+) -> None:
+    history(tmp_path, old=20, recent=1, running=2)
+    settle(tmp_path)
+    backend = LocalBackend(str(tmp_path))
+    assert ids(backend) == ["a0000", "a0001", "r0000"]
+    # Its driver ends it: the record, then the index; no directory changes.
+    jobdir = JobDir(str(tmp_path / "jobs" / "a0000"))
+    jobdir.write_record(jobdir.read_record().replace(state=JobState.SUCCEEDED, finished=now()))
+    for _ in range(3):
+        assert ids(backend) == ["a0000", "a0001", "r0000"]
+    assert indexed_ids(tmp_path).count("a0000") == 1
+    assert [r.state for r in backend.list() if r.id == "a0000"] == [JobState.SUCCEEDED]
+    assert len(listings) == 2  # listed again once, and that listing kept
+
+
+def test_an_ended_job_the_index_missed_after_the_listing_was_kept_is_indexed_once(tmp_path: Path) -> None:
+    # A driver killed between its final record and the index.
+    history(tmp_path, old=5, recent=0, running=1)
+    settle(tmp_path)
+    backend = LocalBackend(str(tmp_path))
+    ids(backend)
+    path = tmp_path / "jobs" / "a0000" / "record.json"
+    jobdir = JobDir(str(path.parent))
+    ended = jobdir.read_record().replace(state=JobState.FAILED, finished=now())
+    path.write_text(json.dumps(ended.to_dict()))
+    for _ in range(3):
+        assert ids(backend) == ["a0000"]
+    assert indexed_ids(tmp_path).count("a0000") == 1
