@@ -33,6 +33,7 @@ def test_benchmark_smoke_run_prints_every_row(gateway_home: Path, tmp_path: Path
         "kqueue, local, 20 jobs (2 running, 10 shown)",
         "kqueue, local, 200 jobs (2 running, 10 shown)",
         "kqueue --all, local, 200 jobs (all shown)",
+        "kqueue, local, 200 jobs, its jobs directory just changed (listed)",
         "submit, local (returns the job id)",
         "kqueue, kubernetes, 20 jobs (2 API requests)",  # one page of Jobs, one list of pods
         "kqueue, kubernetes, 60 jobs (2 API requests)",

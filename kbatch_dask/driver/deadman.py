@@ -176,7 +176,7 @@ async def _close_once_workers_left(scheduler: Any, reason: str, client: str | No
     # closes, and try to reconnect.
     deadline = time.monotonic() + WORKERS_LEAVE_TIMEOUT
     while (scheduler.workers or client in scheduler.clients) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.01)  # two dict looks: often, so the close starts as the last one leaves
     _close(scheduler, reason)
 
 

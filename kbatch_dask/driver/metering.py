@@ -88,15 +88,19 @@ class Metering:
         collected = self._fetch(client)
         if collected is None:
             return
-        if self.html:  # after the fetch: bokeh's imports, holding the GIL, would slow it down
+        self._summary = collected["report"]
+        self._page = collected.get("page")
+
+    def prepare_page(self) -> None:
+        """Start the page's imports in a thread of their own, once the cluster's stop has been
+        asked for: bokeh's imports hold the GIL, and would slow the fetch and the stop request."""
+        if self.html and self._page is not None and self._preparing is None:
             from kbatch_dask.driver.page import prepare
 
             self._preparing = threading.Thread(
                 target=_yielding, args=(prepare,), name="report-page-imports", daemon=True
             )
             self._preparing.start()
-        self._summary = collected["report"]
-        self._page = collected.get("page")
 
     def write(self) -> None:
         """Write the summary :meth:`collect` collected, then Dask's performance report."""

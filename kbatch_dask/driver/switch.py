@@ -143,6 +143,8 @@ class DeadMansSwitch:
 
             with contextlib.suppress(Exception):  # the cluster already gone: nothing to hasten
                 deadman.close_once_stopped(self._parts[2])
+        if self.metering is not None:
+            self.metering.prepare_page()
         self._close()
         if self.metering is not None:
             self.metering.write()

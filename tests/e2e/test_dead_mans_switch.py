@@ -31,7 +31,7 @@ pytestmark = pytest.mark.gateway
 HERE = Path(__file__).resolve().parent
 # Longer than the switch's grace after a close (0.5 s) and than two of the client's
 # heartbeats (5 s apart), shorter than its silence (60 s).
-PAUSE = 12.0
+PAUSE = 20.0
 CONNECT = (
     "from dask.distributed import get_client\n"
     "client = get_client()\n"
