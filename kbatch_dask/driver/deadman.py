@@ -161,22 +161,27 @@ DRIVER_GONE = "kbatch-dask: the job's driver is gone"
 STOP_ASKED = "kbatch-dask: its stop was asked for"
 
 
-def close_once_workers_left(client: str, dask_scheduler: Any) -> None:
+def close_once_workers_left(dask_scheduler: Any) -> None:
     """Run on the scheduler (``Client.run_on_scheduler``) once the gateway was asked to stop
-    the cluster: the scheduler closes as soon as its workers and the asking ``client`` (which
-    closes next) have left, so that it has exited when the gateway's turn comes to stop it,
-    rather than then starting to close."""
-    _hold(asyncio.ensure_future(_close_once_workers_left(dask_scheduler, STOP_ASKED, client)))
+    the cluster: the scheduler closes as soon as its workers and its clients (the asking
+    one closes next, the job's runner as its Python exits) have left, so that it has exited
+    when the gateway's turn comes to stop it, rather than then starting to close. A client
+    that stays (a notebook on the dashboard) leaves its stop to the gateway, as before."""
+    _hold(asyncio.ensure_future(_close_once_workers_left(dask_scheduler, STOP_ASKED, clients=True)))
 
 
-async def _close_once_workers_left(scheduler: Any, reason: str, client: str | None = None) -> None:
+async def _close_once_workers_left(scheduler: Any, reason: str, clients: bool = False) -> None:
     # The gateway stops the workers, then the scheduler, one after the other: a scheduler
     # that closes as soon as its last worker has left has exited by the time its turn
-    # comes. Not sooner: a worker (or the client) still connected would wait for it as it
+    # comes. Not sooner: a worker (or a client) still connected would wait for it as it
     # closes, and try to reconnect.
     deadline = time.monotonic() + WORKERS_LEAVE_TIMEOUT
-    while (scheduler.workers or client in scheduler.clients) and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)  # two dict looks: often, so the close starts as the last one leaves
+    while scheduler.workers or (clients and set(scheduler.clients) - {"fire-and-forget"}):
+        if time.monotonic() >= deadline:
+            if clients:
+                return  # the gateway stops it, its clients or not
+            break
+        await asyncio.sleep(0.01)  # dict looks: often, so the close starts as the last one leaves
     _close(scheduler, reason)
 
 
@@ -205,9 +210,9 @@ def arm(client: Any, grace: float, silence: float) -> None:
 
 def close_once_stopped(client: Any, timeout: float = 5.0) -> None:
     """Tell ``client``'s scheduler, whose cluster's stop the gateway was asked for, to close
-    once its workers and ``client`` have left (:func:`close_once_workers_left`): close it next."""
+    once its workers and clients have left (:func:`close_once_workers_left`): close it next."""
     with _by_value():
-        client.run_on_scheduler(close_once_workers_left, client.id, callback_timeout=timeout)
+        client.run_on_scheduler(close_once_workers_left, callback_timeout=timeout)
 
 
 @contextlib.contextmanager

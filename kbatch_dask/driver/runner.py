@@ -94,10 +94,23 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 def _close(client: Any) -> None:
+    """The script's output flushed; its default client is closed by distributed's atexit
+    handler, after this runner said that the code is done (:func:`say_when_done`): the
+    cluster's stop need not wait for the close. A client the script made its own default
+    instead is closed here, as the runner's would have been."""
     sys.stdout.flush()
     sys.stderr.flush()
-    if client is not None:
+    if client is not None and client is not _default_client():
         client.close()
+
+
+def _default_client() -> Any:
+    from distributed import default_client
+
+    try:
+        return default_client()  # type: ignore[no-untyped-call]
+    except ValueError:
+        return None
 
 
 def run_function(payload_path: str, cluster: Any = None) -> int:
@@ -203,8 +216,10 @@ def pin_cpus() -> None:
 
 
 def say_when_done() -> int | None:
-    """Write ``done`` on ``$KBATCH_DASK_DONE_FD`` after the last atexit handler (registered
-    first, it runs last; Python joins the code's threads before any): the file descriptor."""
+    """Write ``done`` on ``$KBATCH_DASK_DONE_FD`` after the atexit handlers of the user's code
+    (Python joins the code's threads before any): the file descriptor. Registered before
+    the code runs and after ``distributed`` was imported, it runs after the code's handlers
+    and before distributed's, which closes the default client."""
     fd = os.environ.pop("KBATCH_DASK_DONE_FD", None)
     if fd is None:
         return None
@@ -272,8 +287,8 @@ def main() -> None:
     if len(sys.argv) < 3 or sys.argv[1] not in ("function", "notebook", "python", "executable"):
         sys.exit("usage: python -m kbatch_dask.driver.runner function|notebook|python|executable PATH [ARGS...]")
     kind, path, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    done = say_when_done()
     cluster = wait_for_release(kind)
+    done = say_when_done()
     if kind == "function":
         sys.exit(run_function(path, cluster))
     if kind == "notebook":

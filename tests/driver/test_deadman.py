@@ -8,6 +8,7 @@ import asyncio
 import types
 from typing import Any
 
+import pytest
 from distributed.metrics import time as scheduler_time
 
 from kbatch_dask.driver.deadman import STOP_ASKED, SupervisorWatch, close_once_workers_left
@@ -57,19 +58,38 @@ def test_a_client_whose_connection_closed_stops_the_cluster_after_the_grace() ->
 
 
 def test_a_scheduler_whose_stop_was_asked_for_closes_itself_once_its_workers_have_left() -> None:
-    scheduler = Scheduler({"driver": object(), "runner": object()})
+    scheduler = Scheduler({"driver": object(), "runner": object(), "fire-and-forget": object()})
     scheduler.workers = {"tcp://w1": object()}
 
     async def run() -> None:
-        close_once_workers_left("driver", dask_scheduler=scheduler)
+        close_once_workers_left(dask_scheduler=scheduler)
         await asyncio.sleep(0.3)
         assert not scheduler.closed.is_set()  # a worker still connected would wait for it as it closes
         scheduler.workers.clear()  # the gateway stopped it
         await asyncio.sleep(0.3)
-        assert not scheduler.closed.is_set()  # nor the client that asked, which closes next
+        assert not scheduler.closed.is_set()  # nor a client: the driver's closes next, the runner's as it exits
         del scheduler.clients["driver"]
-        await asyncio.wait_for(scheduler.closed.wait(), 5)  # other clients do not hold it
+        await asyncio.sleep(0.3)
+        assert not scheduler.closed.is_set()
+        del scheduler.clients["runner"]
+        await asyncio.wait_for(scheduler.closed.wait(), 5)
 
     asyncio.run(run())
     assert scheduler.reason == STOP_ASKED
     assert scheduler.stops == 0  # the gateway was asked already: not again
+
+
+def test_a_scheduler_whose_stop_was_asked_for_leaves_its_stop_to_the_gateway_while_a_client_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kbatch_dask.driver import deadman
+
+    monkeypatch.setattr(deadman, "WORKERS_LEAVE_TIMEOUT", 0.3)
+    scheduler = Scheduler({"notebook": object()})  # someone watching its dashboard
+
+    async def run() -> None:
+        close_once_workers_left(dask_scheduler=scheduler)
+        await asyncio.sleep(1.0)
+
+    asyncio.run(run())
+    assert not scheduler.closed.is_set() and scheduler.stops == 0
