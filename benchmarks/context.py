@@ -29,7 +29,7 @@ class Sizes:
     kube_small: int = 1_000
     kube_large: int = 10_000
     repeat_fast: int = 15  # commands well under a second
-    repeat_slow: int = 5  # Kubernetes queues over 10,000 jobs, driver runs with a cluster
+    repeat_slow: int = 7  # Kubernetes queues over 10,000 jobs, driver runs with a cluster
     service_jobs: int = 10_000
     service_users: int = 100
     service_clients: int = 100  # at once, each sending service_requests one after another
