@@ -92,26 +92,25 @@ class JobCluster:
         self.released = True
         if self.switch is not None:
             self.switch.ending()
-        stopped = self._stop()
+            self.switch.closing()
+        self._stop()
         if self.switch is not None:
-            self.switch.disarm(stopping=stopped)
+            self.switch.disarm()
 
     def close(self) -> None:
         """Close the gateway, once the job's code's own clusters are stopped through it too."""
         if self.gateway is not None:
             self.gateway.close()
 
-    def _stop(self) -> bool:
-        """Ask the gateway to stop the cluster: whether it took the request."""
+    def _stop(self) -> None:
         if not self.name or not self.gateway:
-            return False
+            return
         for attempt in range(5):
             try:
                 self.gateway.stop_cluster(self.name)
                 self.log(f"cluster {self.name} stopped")
-                return True
+                return
             except GatewayError as exc:
                 self.log(f"stopping cluster {self.name} failed ({exc}); retrying")
                 self.sleep(min(2**attempt, 10))
         self.log(f"could not stop cluster {self.name}")
-        return False

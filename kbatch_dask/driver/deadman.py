@@ -41,6 +41,7 @@ scheduler's image does not need kbatch-dask: it must import nothing from it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -208,11 +209,16 @@ def arm(client: Any, grace: float, silence: float) -> None:
         client.register_plugin(SupervisorWatch(client.id, grace, silence), name=SupervisorWatch.name)
 
 
-def close_once_stopped(client: Any, timeout: float = 5.0) -> None:
-    """Tell ``client``'s scheduler, whose cluster's stop the gateway was asked for, to close
-    once its workers and clients have left (:func:`close_once_workers_left`): close it next."""
+def close_once_stopped(client: Any) -> concurrent.futures.Future[Any]:
+    """Tell ``client``'s scheduler, whose cluster's stop the gateway is about to be asked
+    for, to close once its workers and clients have left (:func:`close_once_workers_left`);
+    sent on the client's loop, not waited for (the returned future has the answer)."""
+    from distributed.protocol.pickle import dumps
+
     with _by_value():
-        client.run_on_scheduler(close_once_workers_left, callback_timeout=timeout)
+        function = dumps(close_once_workers_left)  # type: ignore[no-untyped-call]
+    call = client.scheduler.run_function(function=function, args=dumps(()), kwargs=dumps({}), wait=True)  # type: ignore[no-untyped-call]
+    return asyncio.run_coroutine_threadsafe(call, client.loop.asyncio_loop)
 
 
 @contextlib.contextmanager

@@ -222,6 +222,8 @@ class OwnedClusters:
             switch.wait_armed()
         for name in self.names:
             assert self.gateway is not None  # no cluster is owned without one
+            if name in self.switches:
+                self.switches[name].closing()
             try:
                 self.gateway.stop_cluster(name)
                 self.log(f"cluster {name} stopped")
@@ -240,6 +242,8 @@ class Switch(Protocol):
     """A dead-man's switch on one cluster (:class:`kbatch_dask.driver.switch.DeadMansSwitch`)."""
 
     def wait_armed(self, timeout: float = 60.0) -> None: ...
+
+    def closing(self) -> None: ...
 
     def disarm(self) -> None: ...
 

@@ -96,8 +96,8 @@ def _exit_code(exc: SystemExit) -> int:
 def _close(client: Any) -> None:
     """The script's output flushed; its default client is closed by distributed's atexit
     handler, after this runner said that the code is done (:func:`say_when_done`): the
-    cluster's stop need not wait for the close. A client the script made its own default
-    instead is closed here, as the runner's would have been."""
+    cluster's stop need not wait for the close. Should the script have made another client
+    the default, the runner's is closed here, as it was before."""
     sys.stdout.flush()
     sys.stderr.flush()
     if client is not None and client is not _default_client():

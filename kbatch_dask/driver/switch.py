@@ -133,16 +133,20 @@ class DeadMansSwitch:
         if self._parts and self.metering is not None:
             self.metering.collect(self._parts[2])
 
-    def disarm(self, stopping: bool = True) -> None:
-        """Close the handles on the cluster, whose stop has been asked for (``stopping``), then
-        write the job's reports from what :meth:`ending` collected: the files and bokeh's work
-        are off the stop's path. The scheduler is told to close once its workers have left, so
-        that its own stop, after theirs, finds it gone (the gateway stops one after the other)."""
-        if stopping and self._parts:
+    def closing(self) -> None:
+        """The cluster's stop is about to be asked for: tell its scheduler to close once its
+        workers and clients have left (this switch's client the last, at :meth:`disarm`), so
+        that its own stop, after theirs, finds it gone (the gateway stops one after the other).
+        Sent, not waited for: the message is on its way before the stop request."""
+        if self._parts:
             from kbatch_dask.driver import deadman
 
             with contextlib.suppress(Exception):  # the cluster already gone: nothing to hasten
                 deadman.close_once_stopped(self._parts[2])
+
+    def disarm(self) -> None:
+        """Close the handles on the cluster, whose stop has been asked for, then write the job's
+        reports from what :meth:`ending` collected: the files and bokeh's work are off the stop's path."""
         if self.metering is not None:
             self.metering.prepare_page()
         self._close()

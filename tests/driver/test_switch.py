@@ -17,4 +17,4 @@ def test_a_switch_whose_cluster_never_ran_ends_its_arming_at_once_and_quietly() 
     switch.ending()  # the job stopped before its cluster ran: told nothing
     assert time.monotonic() - start < 30  # not the arming's timeout (60 s)
     assert logged == ["arming the dead-man's switch on cluster c-1"]
-    switch.disarm(stopping=False)
+    switch.disarm()

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # imported where a spec is read: the queue reads records only
 
 
 class JobDirs(NamedTuple):
-    """Which job directories there are, as :meth:`Store.job_dirs` found them."""
+    """Which job directories there are, as :meth:`JobStore.job_dirs` found them."""
 
     active: list[str]  # jobs whose end is not indexed: their records are read
     gone: set[str]  # indexed jobs whose directory was removed
