@@ -45,8 +45,10 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -205,7 +207,7 @@ def dask_setup(scheduler: Any) -> None:
 
 def arm(client: Any, grace: float, silence: float) -> None:
     """Register the switch on ``client``'s scheduler, watching ``client`` itself."""
-    with _by_value():
+    with by_value(sys.modules[__name__]):
         client.register_plugin(SupervisorWatch(client.id, grace, silence), name=SupervisorWatch.name)
 
 
@@ -215,20 +217,18 @@ def close_once_stopped(client: Any) -> concurrent.futures.Future[Any]:
     sent on the client's loop, not waited for (the returned future has the answer)."""
     from distributed.protocol.pickle import dumps
 
-    with _by_value():
+    with by_value(sys.modules[__name__]):
         function = dumps(close_once_workers_left)  # type: ignore[no-untyped-call]
     call = client.scheduler.run_function(function=function, args=dumps(()), kwargs=dumps({}), wait=True)  # type: ignore[no-untyped-call]
     return asyncio.run_coroutine_threadsafe(call, client.loop.asyncio_loop)
 
 
 @contextlib.contextmanager
-def _by_value() -> Iterator[None]:
-    """Pickle this module's functions and classes by value: the scheduler needs no kbatch-dask."""
-    import sys
-
+def by_value(module: ModuleType) -> Iterator[None]:
+    """Pickle ``module``'s functions and classes by value while in this block: the
+    scheduler needs no kbatch-dask (this module, and the job's meter, are sent so)."""
     import cloudpickle
 
-    module = sys.modules[__name__]
     cloudpickle.register_pickle_by_value(module)
     try:
         yield

@@ -19,7 +19,6 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -59,17 +58,13 @@ class Metering:
         """Send the meter to the scheduler (by value: the scheduler needs no kbatch-dask), with
         the task stream for the HTML report; :meth:`wait_armed` waits for the answer, so that
         the switch's registration can be on its way meanwhile."""
-        import cloudpickle
         from distributed.protocol.pickle import dumps
 
         from kbatch_dask.driver import meter
+        from kbatch_dask.driver.deadman import by_value
 
-        module = sys.modules[meter.__name__]
-        cloudpickle.register_pickle_by_value(module)
-        try:
+        with by_value(meter):
             plugin = dumps(meter.JobMeter(task_stream=bool(self.html)))  # type: ignore[no-untyped-call]
-        finally:
-            cloudpickle.unregister_pickle_by_value(module)
         call = client.scheduler.register_scheduler_plugin(plugin=plugin, name=meter.JobMeter.name, idempotent=False)
         self._registering = asyncio.run_coroutine_threadsafe(call, client.loop.asyncio_loop)
 
@@ -115,21 +110,17 @@ class Metering:
         self._write_page()
 
     def _fetch(self, client: Any) -> dict[str, Any] | None:
-        import cloudpickle
-
         from kbatch_dask.driver import meter
+        from kbatch_dask.driver.deadman import by_value
 
-        module = sys.modules[meter.__name__]
-        cloudpickle.register_pickle_by_value(module)
         try:
-            collected: dict[str, Any] | None = client.sync(
-                client._run_on_scheduler, meter.collect, page=bool(self.html), callback_timeout=self.timeout
-            )
+            with by_value(meter):
+                collected: dict[str, Any] | None = client.sync(
+                    client._run_on_scheduler, meter.collect, page=bool(self.html), callback_timeout=self.timeout
+                )
         except Exception as exc:
             self.log(f"could not collect the job report from the scheduler ({type(exc).__name__}: {exc})")
             return None
-        finally:
-            cloudpickle.unregister_pickle_by_value(module)
         return collected
 
     def _write_page(self) -> None:

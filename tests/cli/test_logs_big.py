@@ -103,3 +103,21 @@ def test_logs_to_a_file_drop_a_colour_code_cut_between_two_reads(session: Path, 
     out = tmp_path / "printed"
     run_logs(ended_job(session, coloured), out)
     assert out.read_bytes() == b"a" * (CHUNK - 3) + b"red\n"
+
+
+def test_logs_to_a_pipe_widen_its_buffer_to_a_chunk(session: Path, tmp_path: Path) -> None:
+    """A pipe's 64 KiB buffer would make the printing of a big output wait on the reader
+    sixteen times per chunk: kbatch logs asks for a chunk's size (1 MiB, Linux's default
+    most for a user); the pipe is the reader's too, so it shows here."""
+    import fcntl
+
+    small = tmp_path / "small.out"
+    small.write_bytes(b"one line\n")
+    proc = subprocess.Popen([str(BIN / "kbatch"), "logs", ended_job(session, small)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    before = fcntl.fcntl(proc.stdout.fileno(), fcntl.F_GETPIPE_SZ)
+    assert proc.stdout.read() == b"one line\n"
+    assert proc.wait() == 0
+    after = fcntl.fcntl(proc.stdout.fileno(), fcntl.F_GETPIPE_SZ)
+    proc.stdout.close()
+    assert before < CHUNK and after == CHUNK
