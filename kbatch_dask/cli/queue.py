@@ -7,7 +7,6 @@ commands): the queue is the command people type most.
 
 from __future__ import annotations
 
-import shutil
 import time
 from typing import Any
 
@@ -71,6 +70,8 @@ def _draw(records: list[Any], output: str) -> None:
     elif output == "yaml":
         click.echo("---\n" + render_records(records, output))
     else:
+        import shutil
+
         from kbatch_dask.cli.screen import fit
 
         size = shutil.get_terminal_size()

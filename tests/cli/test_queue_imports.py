@@ -3,7 +3,7 @@
 neither the spec's validation, nor the other commands, nor the API's submit
 half, nor PyYAML once the config files were parsed (their data is cached), nor
 an HTTP stack when no gateway is to be asked, nor what only a submission or
-the gateway's start needs (subprocess, secrets); a submission without a cluster
+the gateway's start or stop needs (subprocess, secrets, signal, shutil, random); a submission without a cluster
 no HTTP stack, no socket, nor what only other commands use.
 ``tests/test_lazy_imports.py`` holds the heavier packages (dask, distributed,
 dask-gateway, kubernetes) to the same rule."""
@@ -46,6 +46,9 @@ NOT_FOR_THE_QUEUE = {
     "subprocess",  # submitting, and starting the embedded gateway, need it
     "secrets",  # with hmac and OpenSSL: the gateway's first start needs it
     "kbatch_dask.report",  # `kbatch report` and `show` read it
+    "shutil",  # with bz2, lzma and fnmatch: copying a job's script, removing its directory, `queue --watch`
+    "random",  # a new job's id
+    "signal",  # stopping the embedded gateway
 }
 
 

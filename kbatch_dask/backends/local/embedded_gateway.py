@@ -13,7 +13,6 @@ import contextlib
 import fnmatch
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -206,6 +205,8 @@ def ensure_running(home: str, username: str, limits: EmbeddedGatewayLimits) -> E
 def stop(home: str, timeout: float = 20.0) -> bool:
     """Stop the embedded gateway (it stops its clusters first), running or still
     starting. False if none ran."""
+    import signal  # here: the queue reads this module's state, and stops nothing
+
     gwdir = gateway_dir(home)
     with _locked(home):
         try:

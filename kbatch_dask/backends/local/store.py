@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -222,6 +221,8 @@ class JobStore:
                 raise BackendError(f"cannot create a job directory in {self.jobs_dir}: {exc.strerror}") from None
         else:
             raise BackendError(f"could not find a free job id in {self.jobs_dir}")
+        import shutil  # here: the queue, which reads the store, does not import it
+
         jobdir = JobDir(path)
         try:
             os.mkdir(jobdir.file("script"))
@@ -238,4 +239,6 @@ class JobStore:
         return jobdir
 
     def remove(self, jobdir: JobDir) -> None:
+        import shutil
+
         shutil.rmtree(jobdir.path, ignore_errors=True)
