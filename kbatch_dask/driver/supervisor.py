@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +30,7 @@ from kbatch_dask.driver.cluster import Interrupted, JobCluster
 from kbatch_dask.driver.ending import Outcome, Stop, StopReason, outcome, retried
 from kbatch_dask.driver.leftovers import Leftovers, resident_memory
 from kbatch_dask.driver.metering import Metering
-from kbatch_dask.driver.process import RUNNER_MODULE, Runner, StartRunner, start_process
+from kbatch_dask.driver.process import Runner, StartRunner, runner_command, start_process
 from kbatch_dask.driver.reporting import Reporter
 from kbatch_dask.driver.switch import GRACE, DeadMansSwitch, Grace, switch_factory
 from kbatch_dask.driver.tee import OutputUnwritable, note, open_outputs
@@ -305,7 +304,7 @@ class Supervisor:
         }
 
     def _start_runner(self, out: IO[bytes] | None, err: IO[bytes] | None, held: bool) -> Runner:
-        cmd = [sys.executable, "-m", RUNNER_MODULE, self.spec.kind, self.script, *self.spec.args]
+        cmd = runner_command(self.spec.kind, self.script, self.spec.args)
         if self.leftovers is not None:
             self.leftovers.watch()  # before the runner: what it starts is the job's
         env = self._runner_env()

@@ -4,10 +4,9 @@ and its word that the user's code ended before its Python exits."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from kbatch_dask.driver.process import RUNNER_MODULE, start_process
+from kbatch_dask.driver.process import runner_command, start_process
 
 SHELL_JOB = 'echo "cluster $KBATCH_DASK_CLUSTER" > "$1"\n'
 
@@ -16,7 +15,7 @@ def _start(tmp_path: Path, kind: str, script: str, held: bool, *args: str):  # t
     path = tmp_path / "job"
     path.write_text(script)
     out = (tmp_path / "out").open("wb")
-    argv = [sys.executable, "-m", RUNNER_MODULE, kind, str(path), *args]
+    argv = runner_command(kind, str(path), args)
     return start_process(argv, cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"}, stdout=out, stderr=out, held=held)
 
 

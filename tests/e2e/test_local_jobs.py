@@ -214,3 +214,17 @@ def test_lost_driver_is_reported_lost(home: Path, tmp_path: Path) -> None:
     os.killpg(record["pid"], signal.SIGKILL)
     job = wait_for(lambda: (r := show_json(job_id))["state"] == "LOST" and r, timeout=10, what="LOST")
     assert job["reason"] == "driver process vanished"
+
+
+def test_modules_in_the_jobs_working_directory_do_not_shadow_the_drivers(home: Path, tmp_path: Path) -> None:
+    """A working directory holding ``copy.py`` or ``json.py`` (a user's own) is the
+    job's, not its driver's: the driver, started there with ``python -m``, would
+    import them instead of the standard library's and die before it could record why."""
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("copy", "json", "logging"):
+        (work / f"{name}.py").write_text(f"raise SystemExit('the driver imported the job\\'s {name}.py')\n")
+    script = write_script(tmp_path / "job.sh", "#!/bin/sh\necho ran in $(pwd)\n")
+    proc = kbatch("-o", str(tmp_path / "w.out"), "--wait", str(script), "--dask-workers", "0", cwd=work)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert (tmp_path / "w.out").read_text() == f"ran in {work}\n"

@@ -188,7 +188,10 @@ class LocalBackend:
             with open(jobdir.file("driver.log"), "ab") as log:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", DRIVER_MODULE, jobdir.path],
-                    cwd=spec.workdir,
+                    # Not the job's working directory (its runner's): ``-m`` puts the
+                    # directory it starts in first on sys.path, and a user's copy.py
+                    # there would be the driver's. The job's directory holds no module.
+                    cwd=jobdir.path,
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
