@@ -75,10 +75,13 @@ class DeadMansSwitch:
             from kbatch_dask.driver import deadman
 
             session.warm_client()
+            gateway = gateway_client.dask_gateway()  # dask-gateway's import (0.1 s) too, while the cluster starts
             info = self._running.result() if self._running is not None else None
             if self._running is not None and info is None:  # told it never ran
+                from kbatch_dask.gateway.transports import close_gateway
+
+                close_gateway(gateway)
                 return
-            gateway = gateway_client.dask_gateway()
             cluster, client = self._connect(gateway, name, info)
             metering = self._start_metering(client)  # on its way while the switch registers: one wait for both
             if self.grace is not None:

@@ -236,10 +236,25 @@ class FakeGateway(GatewayClient):
         self.stopped.append(name)
 
     def dask_gateway(self) -> Any:
-        raise AssertionError("the fake gateway has no scheduler to connect to: run with switch_grace=None")
+        return NoDaskGateway()
 
     def close(self) -> None:
         self.closed = True
+
+
+class NoDaskGateway:
+    """The ``dask_gateway.Gateway`` of :class:`FakeGateway`: made and closed, but with no
+    scheduler behind it to connect a client to."""
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def proxy_address(self) -> str:
+        raise AssertionError("the fake gateway has no scheduler to connect to: run with switch_grace=None")
+
+    def connect(self, name: str) -> Any:
+        raise AssertionError("the fake gateway has no scheduler to connect to: run with switch_grace=None")
 
 
 class FakeReporter:
