@@ -32,23 +32,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Protocol
 
+from kbatch_dask.procs import python_m
+
 RUNNER_MODULE = "kbatch_dask.driver.runner"
-# ``python -m RUNNER_MODULE`` less the directory it starts in at the head of sys.path
-# (``python -P``, on every Python): the runner starts in the job's working directory,
-# where a user's copy.py or json.py would be what the runner's own imports import. The
-# script's directory is put there just before the script runs, as ``python script.py`` does.
-RUNNER_MAIN = (
-    "import sys\n"
-    "if not getattr(sys.flags, 'safe_path', False): del sys.path[0]\n"
-    f"import runpy; runpy.run_module({RUNNER_MODULE!r}, run_name='__main__', alter_sys=True)"
-)
 RELEASE_FD = "KBATCH_DASK_RELEASE_FD"
 DONE_FD = "KBATCH_DASK_DONE_FD"
 
 
 def runner_command(kind: str, path: str, args: Sequence[str]) -> list[str]:
     """The command that starts the runner of ``kind`` on ``path`` with the script's ``args``."""
-    return [sys.executable, "-c", RUNNER_MAIN, kind, path, *args]
+    return [*python_m(sys.executable, RUNNER_MODULE), kind, path, *args]
 
 
 class Runner(Protocol):

@@ -29,6 +29,7 @@ from kbatch_dask.backends.kubernetes.pod_template import merge_pod_template
 from kbatch_dask.backends.kubernetes.quantities import cpu_quantity, memory_quantity
 from kbatch_dask.backends.kubernetes.slugs import safe_slug
 from kbatch_dask.errors import BadInput
+from kbatch_dask.procs import python_m
 from kbatch_dask.spec import JobSpec
 
 NAME_PREFIX = "kbatch"
@@ -37,7 +38,7 @@ JOB_VOLUME = "kbatch-dask-job"
 JOB_DIR = "/etc/kbatch-dask/job"
 SPEC_KEY = "spec.json"
 JOB_KEY = "job.json"
-DRIVER_COMMAND = ("python", "-m", "kbatch_dask.driver")
+DRIVER_COMMAND = tuple(python_m("python", "kbatch_dask.driver"))  # python -m, less the pod's working directory
 GPU_RESOURCE = "nvidia.com/gpu"
 # A pod disrupted (evicted by a drain or the autoscaler, preempted, its node tainted
 # away) did not fail: its replacement must not use up one of the job's --retries.

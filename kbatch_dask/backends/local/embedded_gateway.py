@@ -203,8 +203,7 @@ def ensure_running(home: str, username: str, limits: EmbeddedGatewayLimits) -> E
 
 
 def stop(home: str, timeout: float = 20.0) -> bool:
-    """Stop the embedded gateway (it stops its clusters first), running or still
-    starting. False if none ran."""
+    """Stop the embedded gateway (it stops its clusters first), running or still starting; False if none ran."""
     import signal  # here: the queue reads this module's state, and stops nothing
 
     gwdir = gateway_dir(home)

@@ -13,6 +13,7 @@ from kubernetes.utils import parse_quantity
 from kbatch_dask.backends.kubernetes import manifests as m
 from kbatch_dask.backends.kubernetes.slugs import is_dns_label, safe_slug
 from kbatch_dask.errors import BadInput
+from kbatch_dask.procs import python_m
 from kbatch_dask.spec import JobSpec, Workers
 
 from .versions import K8S_VERSIONS
@@ -114,7 +115,7 @@ GOLDEN_JOB = {
                     {
                         "name": "driver",
                         "image": "pangeo/ml-notebook:2026.1",
-                        "command": ["python", "-m", "kbatch_dask.driver"],
+                        "command": python_m("python", "kbatch_dask.driver"),
                         "args": ["--kubernetes", "/etc/kbatch-dask/job", "--output", "/home/jovyan/kbatch-k3x9q.out"],
                         "workingDir": "/home/jovyan",
                         "envFrom": [{"secretRef": {"name": "kbatch-jovyan-k3x9q"}}],

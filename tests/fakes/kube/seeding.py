@@ -11,6 +11,8 @@ import random
 import uuid
 from typing import Any
 
+from kbatch_dask.procs import python_m
+
 from .store import now_iso
 
 JsonObj = dict[str, Any]
@@ -103,7 +105,7 @@ def seeded_job(
                         {
                             "name": "driver",
                             "image": image,
-                            "command": ["python", "-m", "kbatch_dask.driver"],
+                            "command": python_m("python", "kbatch_dask.driver"),
                             "imagePullPolicy": "IfNotPresent",
                             "resources": {},
                             "terminationMessagePath": "/dev/termination-log",
