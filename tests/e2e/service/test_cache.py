@@ -105,7 +105,11 @@ def test_queue_and_show_make_no_kubernetes_api_request(service: Service, alice: 
 def test_a_job_made_or_deleted_behind_the_services_back_appears_and_is_remembered(
     service: Service, alice: User
 ) -> None:
-    service.server.create("jobs", NAMESPACE, kbatch_job("alice", "behind"))
+    # Suspended: no pod runs its driver (which, without the job's files, would fail it
+    # at once), so it has not ended by itself when it is deleted.
+    job = kbatch_job("alice", "behind")
+    job["spec"]["suspend"] = True
+    service.server.create("jobs", NAMESPACE, job)
     wait_for(shows(service, alice, "behind"), what="the job made behind the service's back")
     service.server.store.delete(JOB, NAMESPACE, manifests.job_name("alice", "behind"))
 
