@@ -5,6 +5,7 @@ ends, exit codes and requested resources over a time window; bad times are one
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,8 +28,15 @@ def run_job(tmp_path: Path, name: str, code: int, *options: str) -> str:
     return proc.stdout.strip()
 
 
+def next_second() -> None:
+    """Wait for the clock's next whole second: records keep whole seconds, and two jobs
+    submitted within the same one are listed in the order of their ids."""
+    time.sleep(1.01 - time.time() % 1)
+
+
 def test_history_lists_ended_jobs_with_state_exit_code_and_resources(session: Path, tmp_path: Path) -> None:
     ok = run_job(tmp_path, "ok", 0, "--cpus", "1", "--memory", "256M")
+    next_second()
     bad = run_job(tmp_path, "bad", 3)
     proc = kbatch("history", "--since", "1h", "-o", "json")
     assert proc.returncode == 0, proc.stderr
